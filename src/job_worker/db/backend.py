@@ -1,0 +1,127 @@
+"""The seam between job_worker and a database.
+
+Everything that differs between SQLite and PostgreSQL lives behind this
+interface as a named operation: opening cursors, the SQL types of columns,
+schema introspection and DDL, "id in this set" conditions, and (for the queue)
+the named queries of the worker. Callers never branch on the dialect.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cursor import Cursor
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column as the ORM wants it. ``kind`` is portable; the backend maps it to a type."""
+
+    name: str
+    kind: str  # id, varchar, text, int, float, bool, date, datetime, json, fk
+    not_null: bool = False
+    references: str | None = None  # table of a foreign key
+    ondelete: str = "set null"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str | None = None  # partial index predicate, portable SQL
+
+
+@dataclass
+class TableSchema:
+    """What a table looks like in the database (as read back by introspection)."""
+
+    columns: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (type, not null)
+    indexes: dict[str, str] = field(default_factory=dict)  # name -> normalized definition
+    foreign_keys: set[tuple[str, str, str]] = field(default_factory=set)  # (column, table, ondelete)
+
+
+class Backend(ABC):
+    """One database. Opened with :func:`job_worker.db.connect`."""
+
+    dialect: str
+    url: str
+    #: CREATE TABLE may name a table that does not exist yet in REFERENCES
+    forward_references: bool = False
+
+    # -- connections ----------------------------------------------------------
+
+    @abstractmethod
+    def cursor(self, *, readonly: bool = False) -> Cursor:
+        """A new transaction on a connection of this backend's pool."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every pooled connection of this process."""
+
+    # -- SQL fragments ----------------------------------------------------------
+
+    @abstractmethod
+    def column_type(self, kind: str) -> str:
+        """The SQL type of a portable column kind."""
+
+    @abstractmethod
+    def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``ids``, as one parameter whatever the count."""
+
+    @abstractmethod
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values`` (strings, numbers)."""
+
+    def ilike(self, column: str) -> str:
+        """Case-insensitive LIKE of ``column`` against one parameter."""
+        return f"{column} ILIKE %s"
+
+    # -- schema -----------------------------------------------------------------
+
+    @abstractmethod
+    def lock_schema(self, cr: Cursor) -> None:
+        """Serialise schema changes between processes until the transaction ends."""
+
+    @abstractmethod
+    def existing_tables(self, cr: Cursor) -> set[str]: ...
+
+    @abstractmethod
+    def describe_table(self, cr: Cursor, table: str) -> TableSchema: ...
+
+    def describe_schema(self, cr: Cursor) -> dict[str, TableSchema]:
+        """Every table of the database, normalized so that two databases compare equal."""
+        return {table: self.describe_table(cr, table) for table in sorted(self.existing_tables(cr))}
+
+    def create_table(self, cr: Cursor, table: str, columns: Iterable[Column]) -> None:
+        parts = [self._column_sql(col) for col in columns]
+        cr.execute(f'CREATE TABLE "{table}" ({", ".join(parts)})')
+
+    @abstractmethod
+    def add_column(self, cr: Cursor, table: str, column: Column, fill: Any = None) -> None:
+        """Add ``column`` to an existing table, setting ``fill`` in the rows it has."""
+
+    def create_index(self, cr: Cursor, index: Index) -> None:
+        unique = "UNIQUE " if index.unique else ""
+        cols = ", ".join(f'"{c}"' for c in index.columns)
+        where = f" WHERE {index.where}" if index.where else ""
+        cr.execute(f'CREATE {unique}INDEX "{index.name}" ON "{index.table}" ({cols}){where}')
+
+    def drop_index(self, cr: Cursor, name: str) -> None:
+        cr.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+    def existing_indexes(self, cr: Cursor, table: str) -> set[str]:
+        return set(self.describe_table(cr, table).indexes)
+
+    def _column_sql(self, col: Column) -> str:
+        sql = f'"{col.name}" {self.column_type(col.kind)}'
+        if col.not_null and col.kind != "id":
+            sql += " NOT NULL"
+        if col.references:
+            sql += f' REFERENCES "{col.references}"(id) ON DELETE {col.ondelete.upper()}'
+        return sql

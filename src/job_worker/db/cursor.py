@@ -1,0 +1,191 @@
+"""The cursor: one transaction on one connection, the same API on every database.
+
+Queries use ``%s`` placeholders everywhere (psycopg's style); the SQLite cursor
+translates them. A cursor is a context manager: the transaction commits when
+the block ends normally and rolls back when it raises.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import Backend
+
+_logger = logging.getLogger(__name__)
+_savepoint_ids = itertools.count(1)
+
+
+class Callbacks:
+    """Functions run once at a transaction boundary, in the order added."""
+
+    def __init__(self) -> None:
+        self._funcs: list[Callable[[], Any]] = []
+
+    def add(self, func: Callable[[], Any]) -> None:
+        self._funcs.append(func)
+
+    def clear(self) -> None:
+        self._funcs.clear()
+
+    def __len__(self) -> int:
+        return len(self._funcs)
+
+    def run(self, *, swallow: bool) -> None:
+        while self._funcs:
+            func = self._funcs.pop(0)
+            if not swallow:
+                func()
+                continue
+            try:
+                func()
+            except Exception:
+                _logger.exception("callback %r failed", func, extra={"event": "db.callback_failed"})
+
+
+class Cursor:
+    """A database transaction. Subclasses adapt one DB-API connection."""
+
+    def __init__(self, backend: Backend, connection: Any, release: Callable[[Any, bool], None]):
+        self.backend = backend
+        self.dialect = backend.dialect
+        self._cnx = connection
+        self._release = release
+        self._cur = connection.cursor()
+        self._closed = False
+        #: set by the registry that opened the cursor
+        self.registry: Any = None
+        #: the record cache shared by every environment on this cursor
+        self.cache: dict[str, dict[int, dict[str, Any]]] = {}
+        #: statements executed so far (tests count queries with it)
+        self.sql_count = 0
+        self.precommit = Callbacks()
+        self.postcommit = Callbacks()
+        self.postrollback = Callbacks()
+
+    # -- statements ---------------------------------------------------------
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> Cursor:
+        if self._closed:
+            raise RuntimeError("cursor is closed")
+        self._before_execute()
+        self.sql_count += 1
+        self._execute(query, params)
+        return self
+
+    def executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> Cursor:
+        if self._closed:
+            raise RuntimeError("cursor is closed")
+        self._before_execute()
+        self.sql_count += 1
+        self._executemany(query, seq_of_params)
+        return self
+
+    def _before_execute(self) -> None:
+        """Open a transaction lazily when the database needs it (SQLite)."""
+
+    def _execute(self, query: str, params: Sequence[Any] | None) -> None:
+        raise NotImplementedError
+
+    def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cur.fetchall()
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        return self._cur.fetchmany(size)
+
+    def dictfetchone(self) -> dict[str, Any] | None:
+        row = self._cur.fetchone()
+        return None if row is None else dict(zip(self._column_names(), row, strict=True))
+
+    def dictfetchall(self) -> list[dict[str, Any]]:
+        names = self._column_names()
+        return [dict(zip(names, row, strict=True)) for row in self._cur.fetchall()]
+
+    def _column_names(self) -> list[str]:
+        return [d[0] for d in self._cur.description or ()]
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    # -- transaction ----------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        self.precommit.run(swallow=False)
+        self._cnx.commit()
+        self.cache.clear()
+        self.postrollback.clear()
+        self.postcommit.run(swallow=True)
+
+    def rollback(self) -> None:
+        self.precommit.clear()
+        self.postcommit.clear()
+        self._cnx.rollback()
+        self.cache.clear()
+        self.postrollback.run(swallow=True)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block that can fail without aborting the whole transaction."""
+        name = f"sp_{next(_savepoint_ids)}"
+        self.execute(f'SAVEPOINT "{name}"')
+        try:
+            yield
+        except BaseException:
+            self.execute(f'ROLLBACK TO SAVEPOINT "{name}"')
+            self.execute(f'RELEASE SAVEPOINT "{name}"')
+            self.cache.clear()
+            raise
+        else:
+            self.execute(f'RELEASE SAVEPOINT "{name}"')
+
+    # -- lifetime -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Give the connection back; an open transaction is rolled back."""
+        if self._closed:
+            return
+        self._closed = True
+        healthy = True
+        try:
+            self._cur.close()
+            if self.in_transaction:
+                self._cnx.rollback()
+        except Exception:
+            healthy = False
+        self.cache.clear()
+        self._release(self._cnx, healthy)
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()

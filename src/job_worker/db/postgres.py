@@ -1,0 +1,169 @@
+"""PostgreSQL backend: psycopg 3 with a psycopg_pool connection pool per process.
+
+Many processes on many hosts share one database; PostgreSQL does the
+coordination (row locks, ``SKIP LOCKED``, ``LISTEN/NOTIFY``, advisory locks).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .backend import Backend, Column, TableSchema
+from .cursor import Cursor
+
+_TYPES = {
+    "id": "SERIAL PRIMARY KEY",
+    "varchar": "VARCHAR",
+    "text": "TEXT",
+    "int": "INTEGER",
+    "float": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "json": "JSONB",
+    "fk": "INTEGER",
+}
+
+_ONDELETE = {"a": "no action", "r": "restrict", "c": "cascade", "n": "set null", "d": "set default"}
+
+
+class PostgresCursor(Cursor):
+    def _execute(self, query: str, params: Sequence[Any] | None) -> None:
+        self._cur.execute(query, params)  # type: ignore[arg-type]
+
+    def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(query, seq_of_params)  # type: ignore[arg-type]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._cnx.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+class PostgresBackend(Backend):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int = 10):
+        self.url = url
+        self.max_size = max_size
+        self._pool: ConnectionPool | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                # A forked child must not touch its parent's sockets: it opens its own pool
+                # and leaves the inherited one alone.
+                self._pid = os.getpid()
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.max_size,
+                    kwargs={"autocommit": False},
+                    open=True,
+                    name=f"job_worker-{os.getpid()}",
+                )
+            return self._pool
+
+    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        """A dedicated connection outside the pool (LISTEN, session advisory locks)."""
+        return psycopg.connect(self.url, autocommit=autocommit)
+
+    def cursor(self, *, readonly: bool = False) -> Cursor:
+        pool = self.pool
+        cnx = pool.getconn()
+
+        def release(cnx: Any, healthy: bool) -> None:
+            if not healthy:
+                cnx.close()
+            pool.putconn(cnx)
+
+        return PostgresCursor(self, cnx, release)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._pid == os.getpid():
+                pool.close()
+
+    # -- SQL fragments --------------------------------------------------------
+
+    def column_type(self, kind: str) -> str:
+        return _TYPES[kind]
+
+    def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s::integer[])", [list(ids)]
+
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    # -- schema -----------------------------------------------------------------
+
+    def lock_schema(self, cr: Cursor) -> None:
+        cr.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.job_worker.schema'))", ()
+        )
+
+    def existing_tables(self, cr: Cursor) -> set[str]:
+        cr.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            (),
+        )
+        return {row[0] for row in cr.fetchall()}
+
+    def describe_table(self, cr: Cursor, table: str) -> TableSchema:
+        schema = TableSchema()
+        cr.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+            (table,),
+        )
+        for name, type_, nullable in cr.fetchall():
+            schema.columns[name] = (type_.upper(), nullable == "NO")
+        cr.execute(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND tablename = %s",
+            (table,),
+        )
+        for name, sql in cr.fetchall():
+            schema.indexes[name] = _normalize_index(sql)
+        cr.execute(
+            """SELECT a.attname, cl.relname, c.confdeltype
+                 FROM pg_constraint c
+                 JOIN pg_class t ON t.oid = c.conrelid
+                 JOIN pg_class cl ON cl.oid = c.confrelid
+                 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                WHERE c.contype = 'f' AND t.relname = %s
+                  AND t.relnamespace = current_schema()::regnamespace""",
+            (table,),
+        )
+        for column, target, action in cr.fetchall():
+            schema.foreign_keys.add((column, target, _ONDELETE[action]))
+        return schema
+
+    def add_column(self, cr: Cursor, table: str, column: Column, fill: Any = None) -> None:
+        cr.execute(
+            f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(replace(column, not_null=False))}'
+        )
+        if fill is not None:
+            cr.execute(f'UPDATE "{table}" SET "{column.name}" = %s', (fill,))
+        if column.not_null:
+            cr.execute(f'SELECT 1 FROM "{table}" WHERE "{column.name}" IS NULL LIMIT 1', ())
+            if cr.fetchone() is None:
+                cr.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column.name}" SET NOT NULL')
+
+
+def _normalize_index(sql: str) -> str:
+    sql = re.sub(r"\s+", " ", sql.strip())
+    sql = re.sub(r"^CREATE (UNIQUE )?INDEX \S+ ON (\S+\.)?", r"\1ON ", sql, flags=re.I)
+    return sql.replace(" USING btree", "").replace('"', "").lower()

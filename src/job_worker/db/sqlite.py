@@ -1,0 +1,216 @@
+"""SQLite backend: one file, WAL mode, safe for several processes on one host.
+
+SQLite differs from PostgreSQL in ways this module absorbs:
+
+- placeholders are ``?``: ``%s`` is translated (``%%`` is a literal ``%``);
+- there is no ``BEGIN`` until we send one: a read-write cursor opens its
+  transaction with ``BEGIN IMMEDIATE`` so that it holds the write lock from its
+  first statement; a deferred transaction that read first and then writes gets
+  ``SQLITE_BUSY`` without waiting when another process committed in between;
+- datetimes are stored as ISO-8601 text with microseconds, which sorts like
+  time; booleans as 0/1; JSON as text;
+- ``LIKE`` is made case-sensitive per connection, as in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import date, datetime
+from functools import lru_cache
+from dataclasses import replace
+from typing import Any
+
+from .backend import Backend, Column, TableSchema
+from .cursor import Cursor
+
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+sqlite3.register_adapter(datetime, lambda value: value.strftime(DATETIME_FORMAT))
+sqlite3.register_adapter(date, lambda value: value.isoformat())
+
+_TYPES = {
+    "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "varchar": "VARCHAR",
+    "text": "TEXT",
+    "int": "INTEGER",
+    "float": "REAL",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "json": "JSON",
+    "fk": "INTEGER",
+}
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+@lru_cache(maxsize=2048)
+def _translate(query: str) -> str:
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else "?", query)
+
+
+class SqliteCursor(Cursor):
+    def __init__(self, backend: SqliteBackend, connection: Any, release: Any, readonly: bool):
+        super().__init__(backend, connection, release)
+        self._begin = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    def _before_execute(self) -> None:
+        if not self._cnx.in_transaction:
+            self._cur.execute(self._begin)
+
+    def _execute(self, query: str, params: Sequence[Any] | None) -> None:
+        if params is None:
+            self._cur.execute(query)
+        else:
+            self._cur.execute(_translate(query), tuple(params))
+
+    def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(_translate(query), seq_of_params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._cnx.in_transaction
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+
+class SqliteBackend(Backend):
+    dialect = "sqlite"
+    forward_references = True  # foreign keys are only checked when rows are written
+
+    def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0):
+        self.url = url
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _connect(self) -> sqlite3.Connection:
+        cnx = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # we send BEGIN ourselves
+            check_same_thread=False,
+        )
+        cnx.execute("PRAGMA journal_mode=WAL")
+        cnx.execute("PRAGMA synchronous=NORMAL")
+        cnx.execute("PRAGMA foreign_keys=ON")
+        cnx.execute("PRAGMA case_sensitive_like=ON")
+        return cnx
+
+    def _acquire(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: never share a parent's connection
+                self._idle = []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _release(self, cnx: sqlite3.Connection, healthy: bool) -> None:
+        if healthy and self._pid == os.getpid() and not cnx.in_transaction:
+            with self._lock:
+                if len(self._idle) < 8:
+                    self._idle.append(cnx)
+                    return
+        cnx.close()
+
+    def cursor(self, *, readonly: bool = False) -> Cursor:
+        return SqliteCursor(self, self._acquire(), self._release, readonly)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for cnx in idle:
+            cnx.close()
+
+    # -- SQL fragments --------------------------------------------------------
+
+    def column_type(self, kind: str) -> str:
+        return _TYPES[kind]
+
+    def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        # json_each turns one text parameter into a table: no limit on the count.
+        return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
+
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN (SELECT value FROM json_each(%s))", [
+            json.dumps([_json_scalar(v) for v in values])
+        ]
+
+    def ilike(self, column: str) -> str:
+        # LIKE is case-sensitive on our connections (see _connect)
+        return f"lower({column}) LIKE lower(%s)"
+
+    # -- schema -----------------------------------------------------------------
+
+    def lock_schema(self, cr: Cursor) -> None:
+        # BEGIN IMMEDIATE already holds the database's single write lock.
+        cr.execute("SELECT 1")
+
+    def existing_tables(self, cr: Cursor) -> set[str]:
+        cr.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%%'", ()
+        )
+        return {row[0] for row in cr.fetchall()}
+
+    def describe_table(self, cr: Cursor, table: str) -> TableSchema:
+        schema = TableSchema()
+        cr.execute(f'PRAGMA table_info("{table}")')
+        for _cid, name, type_, notnull, _default, pk in cr.fetchall():
+            schema.columns[name] = (type_.upper(), bool(notnull) or bool(pk))
+        cr.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s"
+            " AND sql IS NOT NULL",
+            (table,),
+        )
+        for name, sql in cr.fetchall():
+            schema.indexes[name] = _normalize_index(sql)
+        cr.execute(f'PRAGMA foreign_key_list("{table}")')
+        for row in cr.fetchall():
+            schema.foreign_keys.add((row[3], row[2], row[6].lower()))
+        return schema
+
+    def add_column(self, cr: Cursor, table: str, column: Column, fill: Any = None) -> None:
+        # SQLite cannot add a NOT NULL column without a constant default, nor add the
+        # constraint later without rebuilding the table: with no constant to fill the
+        # column stays nullable here and the ORM enforces `required`.
+        if column.not_null and fill is not None:
+            cr.execute(
+                f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(column)}'
+                f" DEFAULT {_literal(fill)}"
+            )
+            return
+        cr.execute(f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(replace(column, not_null=False))}')
+        if fill is not None:
+            cr.execute(f'UPDATE "{table}" SET "{column.name}" = %s', (fill,))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(_json_scalar(value)).replace("'", "''") + "'"
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime(DATETIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _normalize_index(sql: str) -> str:
+    sql = re.sub(r"\s+", " ", sql.strip())
+    sql = re.sub(r'^CREATE (UNIQUE )?INDEX "?[\w.]+"? ON ', r"\1ON ", sql, flags=re.I)
+    return sql.replace('"', "").lower()

@@ -1,0 +1,253 @@
+"""Domains: Odoo's search conditions, compiled to SQL.
+
+A domain is a list of terms ``(field_path, operator, value)`` and the prefix
+operators ``'&'``, ``'|'`` and ``'!'`` (Polish notation; terms side by side are
+joined with ``'&'``). A dotted path goes through relational fields:
+``("company_id.name", "=", "Acme")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import fields
+
+if TYPE_CHECKING:
+    from .models import BaseModel
+
+COMPARISONS = ("=", "!=", "<", ">", "<=", ">=")
+LIKES = ("like", "ilike", "not like", "not ilike", "=like", "=ilike")
+OPERATORS = (*COMPARISONS, "in", "not in", *LIKES)
+
+
+def normalize(domain: Any) -> list:
+    """Check the shape of a domain and make the implicit '&' explicit."""
+    if not isinstance(domain, list | tuple):
+        raise ValueError(f"a domain is a list of terms, got {domain!r}")
+    result: list = []
+    expected = 1  # how many terms are still needed to close the expression
+    for item in domain:
+        if expected == 0:  # a new term after a complete expression: implicit '&'
+            result.insert(0, "&")
+            expected = 1
+        if item in ("&", "|"):
+            expected += 1
+        elif item == "!":
+            pass
+        elif isinstance(item, list | tuple) and len(item) == 3:
+            path, operator, _value = item
+            if not isinstance(path, str) or not path:
+                raise ValueError(f"bad domain term {item!r}: the field must be a name")
+            if operator not in OPERATORS:
+                raise ValueError(
+                    f"bad domain operator {operator!r} in {tuple(item)!r}; "
+                    f"accepted: {', '.join(OPERATORS)}"
+                )
+            expected -= 1
+        else:
+            raise ValueError(f"bad domain term {item!r}: expected (field, operator, value), '&', '|' or '!'")
+        result.append(tuple(item) if isinstance(item, list) else item)
+    if expected > (1 if not domain else 0):
+        raise ValueError(f"incomplete domain {domain!r}: an operator lacks its terms")
+    return result
+
+
+def to_sql(model: BaseModel, domain: Any, alias: str | None = None) -> tuple[str, list[Any]]:
+    """Compile ``domain`` on ``model`` into a WHERE clause and its parameters."""
+    terms = normalize(domain)
+    if not terms:
+        return "TRUE", []
+    alias = alias or model._table
+    stack: list[tuple[str, list[Any]]] = []
+    for item in reversed(terms):
+        if item == "!":
+            sql, params = stack.pop()
+            stack.append((f"(NOT {sql})", params))
+        elif item in ("&", "|"):
+            left, right = stack.pop(), stack.pop()
+            op = "AND" if item == "&" else "OR"
+            stack.append((f"({left[0]} {op} {right[0]})", left[1] + right[1]))
+        else:
+            stack.append(_term(model, alias, *item))
+    (sql, params), = stack
+    return sql, params
+
+
+def _field(model: BaseModel, name: str) -> fields.Field:
+    field = model._fields.get(name)
+    if field is None:
+        raise ValueError(f"unknown field {name!r} on model {model._name!r} in domain")
+    return field
+
+
+def _ids(value: Any, what: str) -> list:
+    from .models import BaseModel
+
+    if isinstance(value, BaseModel):
+        return list(value._ids)
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    raise ValueError(f"operator {what!r} needs a list of values, got {value!r}")
+
+
+def _term(model: BaseModel, alias: str, path: str, operator: str, value: Any) -> tuple[str, list]:
+    name, _, rest = path.partition(".")
+    if name == "id":
+        return _id_term(model, f'"{alias}"."id"', operator, value)
+    field = _field(model, name)
+    if rest:
+        if not field.relational:
+            raise ValueError(f"{model._name}.{name} is not relational: cannot follow {path!r}")
+        comodel = model.env[field.comodel_name]  # type: ignore[attr-defined]
+        sub_sql, sub_params = to_sql(comodel, [(rest, operator, value)], alias=f"{comodel._table}_{len(path)}")
+        sub = f'SELECT "{comodel._table}_{len(path)}".id FROM "{comodel._table}" AS "{comodel._table}_{len(path)}" WHERE {sub_sql}'
+        return _relational_in(model, alias, field, sub, sub_params)
+    if isinstance(field, fields._X2many):
+        return _x2many_term(model, alias, field, operator, value)
+    column = f'"{alias}"."{name}"'
+    if isinstance(field, fields.Many2one):
+        value = _relational_value(value)
+    return _column_term(model, field, column, operator, value)
+
+
+def _relational_value(value: Any) -> Any:
+    from .models import BaseModel
+
+    if isinstance(value, BaseModel):
+        return list(value._ids) if len(value) != 1 else value._ids[0]
+    return value
+
+
+def _id_term(model: BaseModel, column: str, operator: str, value: Any) -> tuple[str, list]:
+    value = _relational_value(value)
+    if operator in ("in", "not in"):
+        ids = [v for v in _ids(value, operator) if v is not None and v is not False]
+        sql, params = model.env.cr.backend.in_ids(column, ids)
+        return (f"(NOT {sql})" if operator == "not in" else sql), params
+    if value is False or value is None:
+        return ("FALSE", []) if operator == "=" else ("TRUE", [])
+    if operator not in COMPARISONS:
+        raise ValueError(f"operator {operator!r} does not apply to ids")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"ids are compared with ints, got {value!r}")
+    op = "<>" if operator == "!=" else operator
+    return f"{column} {op} %s", [value]
+
+
+def _relational_in(model: BaseModel, alias: str, field: fields.Field, sub: str, params: list) -> tuple[str, list]:
+    if isinstance(field, fields.Many2one):
+        return f'"{alias}"."{field.name}" IN ({sub})', params
+    if isinstance(field, fields.One2many):
+        comodel = model.env[field.comodel_name]
+        return (
+            f'"{alias}"."id" IN (SELECT "{field.inverse_name}" FROM "{comodel._table}" WHERE id IN ({sub}))',
+            params,
+        )
+    assert isinstance(field, fields.Many2many)
+    return (
+        f'"{alias}"."id" IN (SELECT "{field.column1}" FROM "{field.relation}" WHERE "{field.column2}" IN ({sub}))',
+        params,
+    )
+
+
+def _x2many_term(model: BaseModel, alias: str, field: fields._X2many, operator: str, value: Any) -> tuple[str, list]:
+    value = _relational_value(value)
+    comodel = model.env[field.comodel_name]
+    if isinstance(field, fields.One2many):
+        linked = f'SELECT "{field.inverse_name}" FROM "{comodel._table}" WHERE "{field.inverse_name}" IS NOT NULL'
+        target = "id"
+    else:
+        assert isinstance(field, fields.Many2many)
+        linked = f'SELECT "{field.column1}" FROM "{field.relation}"'
+        target = f'"{field.column2}"'
+    if value is False or value is None:
+        if operator not in ("=", "!="):
+            raise ValueError(f"{field!r}: only = and != compare with False")
+        negate = "NOT " if operator == "=" else ""
+        return f'"{alias}"."id" {negate}IN ({linked})', []
+    if operator in ("=", "in"):
+        ids = [value] if operator == "=" else _ids(value, operator)
+        sql, params = model.env.cr.backend.in_ids(target, ids)
+        joiner = "AND" if isinstance(field, fields.One2many) else "WHERE"
+        return f'"{alias}"."id" IN ({linked} {joiner} {sql})', params
+    raise ValueError(f"{field!r}: operator {operator!r} is not supported on x2many fields")
+
+
+def _column_term(model: BaseModel, field: fields.Field, column: str, operator: str, value: Any) -> tuple[str, list]:
+    backend = model.env.cr.backend
+    if operator in ("in", "not in"):
+        values = _ids(value, operator)
+        has_null = any(v is None or v is False for v in values) and not isinstance(field, fields.Boolean)
+        values = [_convert(model, field, v) for v in values if not (v is None or v is False) or isinstance(field, fields.Boolean)]
+        sql, params = backend.in_values(column, values) if values else ("FALSE", [])
+        if operator == "in":
+            return (f"({sql} OR {column} IS NULL)" if has_null else sql), params
+        if has_null:
+            return f"(NOT {sql} AND {column} IS NOT NULL)", params
+        return f"(NOT {sql} OR {column} IS NULL)", params
+    if operator in LIKES:
+        if not isinstance(value, str):
+            raise ValueError(f"operator {operator!r} needs a string, got {value!r}")
+        pattern = value if operator.startswith("=") else f"%{value}%"
+        if "ilike" in operator:
+            sql = backend.ilike(column)
+        else:
+            sql = f"{column} LIKE %s"
+        if operator.startswith("not "):
+            return f"(NOT {sql} OR {column} IS NULL)", [pattern]
+        return sql, [pattern]
+    # comparisons
+    if value is None or value is False:
+        if isinstance(field, fields.Boolean) and operator in ("=", "!="):
+            return (f"({column} IS NULL OR {column} = %s)" if operator == "=" else f"{column} = %s"), [
+                operator == "!="
+            ]
+        if operator == "=":
+            return f"{column} IS NULL", []
+        if operator == "!=":
+            return f"{column} IS NOT NULL", []
+        raise ValueError(f"cannot compare {field!r} with {operator!r} False")
+    converted = _convert(model, field, value)
+    if isinstance(field, fields.Boolean) and operator == "=" and converted is False:
+        return f"({column} IS NULL OR {column} = %s)", [False]
+    if operator == "!=":
+        return f"({column} <> %s OR {column} IS NULL)", [converted]
+    return f"{column} {operator} %s", [converted]
+
+
+def _convert(model: BaseModel, field: fields.Field, value: Any) -> Any:
+    if isinstance(field, fields.Many2one):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{field!r} is compared with ids, got {value!r}")
+        return value
+    if isinstance(field, fields.Selection):
+        if not isinstance(value, str):
+            raise TypeError(f"{field!r}: expected a string, got {value!r}")
+        return value
+    return field.to_column(field.to_cache(value, model))
+
+
+def parse_order(model: BaseModel, order: str | None) -> str:
+    """Validate an order spec ("name desc, id") and return it as SQL."""
+    if not order:
+        order = model._order
+    if not isinstance(order, str):
+        raise ValueError(f"order must be a string like 'name desc, id', got {order!r}")
+    parts = []
+    for item in order.split(","):
+        words = item.split()
+        if not words:
+            raise ValueError(f"bad order {order!r}")
+        name, *modifiers = words
+        if name != "id":
+            field = model._fields.get(name)
+            if field is None or field.column_kind is None:
+                raise ValueError(f"cannot order {model._name} by {name!r}: not a stored field")
+        mods = " ".join(m.upper() for m in modifiers)
+        if mods not in ("", "ASC", "DESC", "ASC NULLS FIRST", "ASC NULLS LAST", "DESC NULLS FIRST",
+                        "DESC NULLS LAST", "NULLS FIRST", "NULLS LAST"):
+            raise ValueError(f"bad order modifier {' '.join(modifiers)!r} in {order!r}")
+        parts.append(f'"{model._table}"."{name}" {mods}'.rstrip())
+    return ", ".join(parts)
+

@@ -1,0 +1,528 @@
+"""Fields: typed attributes of models, stored in columns (or relation tables).
+
+A field converts values between three forms:
+
+- the *record* form that user code reads and assigns (``False`` for an empty
+  Char, a recordset for a Many2one, ...);
+- the *cache* form held in the environment's record cache (``None`` when
+  empty, an id for a Many2one, a tuple of ids for an x2many);
+- the *column* form sent to the database.
+
+Every value coming from user code goes through :meth:`Field.to_cache`, which
+refuses wrong types with an error naming the model, the field and the value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import BaseModel
+
+_counter = itertools.count()
+
+
+class Field:
+    """Base class of every field type."""
+
+    type: str = ""
+    column_kind: str | None = None  # portable column kind, None when not stored in a column
+    relational = False
+
+    #: the keyword arguments a field of this type accepts, with their defaults
+    options: dict[str, Any] = {
+        "required": False,
+        "default": None,
+        "index": False,
+        "readonly": False,
+        "help": None,
+    }
+
+    def __init__(self, string: str | None = None, **kwargs: Any):
+        unknown = set(kwargs) - set(self.options)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got unknown option(s) {', '.join(sorted(unknown))}; "
+                f"accepted: string, {', '.join(self.options)}"
+            )
+        self._sequence = next(_counter)
+        #: the arguments given explicitly, merged when an extension redefines the field
+        self.args: dict[str, Any] = {"string": string, **kwargs} if string is not None else dict(kwargs)
+        self.string = string
+        for key, default in self.options.items():
+            setattr(self, key, kwargs.get(key, default))
+        self.name = ""
+        self.model_name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def setup(self, name: str, model: type[BaseModel]) -> None:
+        """Bind a registry's copy of the field to its model class."""
+        self.name = name
+        self.model_name = model._name
+        if self.string is None:
+            self.string = name.replace("_id", "").replace("_", " ").strip().capitalize()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_name}.{self.name})"
+
+    # -- descriptor -------------------------------------------------------------
+
+    def __get__(self, record: BaseModel | None, owner: type) -> Any:
+        if record is None:
+            return self
+        ids = record._ids
+        if not ids:
+            return self.to_record(None, record)
+        if len(ids) > 1:
+            raise ValueError(f"expected a single record to read {self.name!r}, got {record!r}")
+        values = record.env.cache.get(self.model_name, {}).get(ids[0])
+        if values is None or self.name not in values:
+            record._fetch_field(self)
+            values = record.env.cache[self.model_name][ids[0]]
+        return self.to_record(values[self.name], record)
+
+    def __set__(self, record: BaseModel, value: Any) -> None:
+        record.write({self.name: value})
+
+    # -- conversions --------------------------------------------------------------
+
+    def _bad(self, value: Any, expected: str, error: type[Exception] = TypeError) -> Exception:
+        return error(f"{self.model_name}.{self.name}: expected {expected}, got {value!r}")
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        """Validate a value given by user code; return its cache form."""
+        return None if value is None or value is False else value
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return False if value is None else value
+
+    def to_column(self, value: Any) -> Any:
+        """Cache form to the value sent to the database."""
+        return value
+
+    def from_column(self, value: Any) -> Any:
+        """Database value to cache form."""
+        return value
+
+    def to_read(self, value: Any, record: BaseModel) -> Any:
+        """Cache form to what ``read()`` returns."""
+        return self.to_record(value, record)
+
+    def default_value(self, model: BaseModel) -> Any:
+        default = self.default
+        if callable(default):
+            default = default(model)
+        return default
+
+
+class Char(Field):
+    type = "char"
+    column_kind = "varchar"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(value, "a string")
+        return value
+
+
+class Text(Char):
+    type = "text"
+    column_kind = "text"
+
+
+class Integer(Field):
+    type = "integer"
+    column_kind = "int"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(value, "an int")
+        return value
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return 0 if value is None else value
+
+
+class Float(Field):
+    type = "float"
+    column_kind = "float"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._bad(value, "a number")
+        return float(value)
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return 0.0 if value is None else value
+
+    def from_column(self, value: Any) -> Any:
+        return None if value is None else float(value)
+
+
+class Boolean(Field):
+    type = "boolean"
+    column_kind = "bool"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self._bad(value, "True or False")
+        return value
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return bool(value)
+
+    def from_column(self, value: Any) -> Any:
+        return None if value is None else bool(value)
+
+
+class Date(Field):
+    type = "date"
+    column_kind = "date"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise self._bad(value, "a date or 'YYYY-MM-DD'", ValueError) from None
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise self._bad(value, "a date or 'YYYY-MM-DD'")
+        return value
+
+    def from_column(self, value: Any) -> Any:
+        return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def to_naive_utc(value: datetime) -> datetime:
+    """Datetimes are stored naive, in UTC: an aware one is converted first."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+class Datetime(Field):
+    """A point in time, naive UTC in Python; aware values are converted to UTC."""
+
+    type = "datetime"
+    column_kind = "datetime"
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC).replace(tzinfo=None)
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise self._bad(value, "a datetime or 'YYYY-MM-DD HH:MM:SS'", ValueError) from None
+        if not isinstance(value, datetime):
+            raise self._bad(value, "a datetime or 'YYYY-MM-DD HH:MM:SS'")
+        return to_naive_utc(value)
+
+    def from_column(self, value: Any) -> Any:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+class Selection(Field):
+    """One value out of ``selection``: a list of ``(value, label)`` or a method name."""
+
+    type = "selection"
+    column_kind = "varchar"
+    selection: Any = ()
+
+    options = {**Field.options, "selection": ()}
+
+    def __init__(self, selection: Any = (), string: str | None = None, **kwargs: Any):
+        super().__init__(string, selection=selection, **kwargs)
+
+    def get_values(self, model: BaseModel) -> list[str]:
+        selection = self.selection
+        if isinstance(selection, str):
+            selection = getattr(model, selection)()
+        elif callable(selection):
+            selection = selection(model)
+        return [key for key, _label in selection]
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None or value is False:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(value, "a string")
+        allowed = self.get_values(model)
+        if value not in allowed:
+            raise ValueError(
+                f"{self.model_name}.{self.name}: {value!r} is not one of {', '.join(map(repr, allowed))}"
+            )
+        return value
+
+
+class Json(Field):
+    """Any JSON value (dict, list, str, number, bool); ``None`` when empty."""
+
+    type = "json"
+    column_kind = "json"
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        if value is None:
+            return None
+        try:
+            # a round trip gives the form the database would give back
+            return json.loads(json.dumps(value))
+        except (TypeError, ValueError) as exc:
+            raise self._bad(value, f"a JSON value ({exc})") from None
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return value
+
+    def to_column(self, value: Any) -> Any:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def from_column(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class _Relational(Field):
+    relational = True
+    comodel_name: str = ""
+
+    options = {**Field.options, "comodel_name": ""}
+
+    def __init__(self, comodel_name: str, string: str | None = None, **kwargs: Any):
+        super().__init__(string, comodel_name=comodel_name, **kwargs)
+
+    def setup(self, name: str, model: type[BaseModel]) -> None:
+        super().setup(name, model)
+        if self.comodel_name not in model.pool:
+            raise KeyError(f"{self!r}: unknown comodel {self.comodel_name!r}")
+
+    def _ids_of(self, value: Any, model: BaseModel) -> list[int]:
+        from .models import BaseModel
+
+        if isinstance(value, BaseModel):
+            if value._name != self.comodel_name:
+                raise self._bad(value, f"{self.comodel_name} records")
+            return list(value._ids)
+        if isinstance(value, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            return list(value)
+        raise self._bad(value, f"{self.comodel_name} records or a list of ids")
+
+
+class Many2one(_Relational):
+    """A reference to one record of ``comodel_name``; ``ondelete`` set null, cascade or restrict."""
+
+    type = "many2one"
+    column_kind = "fk"
+    ondelete = "set null"
+    options = {**_Relational.options, "ondelete": "set null"}
+
+    def __init__(self, comodel_name: str, string: str | None = None, **kwargs: Any):
+        ondelete = kwargs.get("ondelete", "set null")
+        if ondelete not in ("set null", "cascade", "restrict"):
+            raise ValueError(f"ondelete must be 'set null', 'cascade' or 'restrict', got {ondelete!r}")
+        super().__init__(comodel_name, string, **kwargs)
+
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        from .models import BaseModel
+
+        if value is None or value is False:
+            return None
+        if isinstance(value, BaseModel):
+            if value._name != self.comodel_name or len(value) > 1:
+                raise self._bad(value, f"one {self.comodel_name} record")
+            return value._ids[0] if value._ids else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(value, f"a {self.comodel_name} record or id")
+        return value
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        comodel = record.env[self.comodel_name]
+        if value is None:
+            return comodel
+        # prefetch the targets of every record being read together
+        cache = record.env.cache.get(self.model_name, {})
+        prefetch = []
+        for rid in record._prefetch_ids:
+            target = cache.get(rid, {}).get(self.name)
+            if target is not None:
+                prefetch.append(target)
+        return comodel.browse((value,))._with_prefetch(prefetch or (value,))
+
+    def to_read(self, value: Any, record: BaseModel) -> Any:
+        if value is None:
+            return False
+        return (value, record.env[self.comodel_name].browse(value).display_name)
+
+
+class _X2many(_Relational):
+    def to_cache(self, value: Any, model: BaseModel) -> Any:
+        raise TypeError(f"{self!r} is written with commands, not cached directly")
+
+    def to_record(self, value: Any, record: BaseModel) -> Any:
+        return record.env[self.comodel_name].browse(value or ())
+
+    def to_read(self, value: Any, record: BaseModel) -> Any:
+        return list(value or ())
+
+    def commands(self, value: Any, model: BaseModel) -> list[tuple]:
+        """Normalise a written value into a list of command tuples (see ``Command``)."""
+        from .models import BaseModel
+
+        if value is None or value is False:
+            return [(5, 0, 0)]
+        if isinstance(value, BaseModel):
+            return [(6, 0, self._ids_of(value, model))]
+        if not isinstance(value, list | tuple):
+            raise self._bad(value, "a list of commands or ids")
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return [(6, 0, list(value))]
+        result = []
+        for command in value:
+            if not isinstance(command, list | tuple) or not command or command[0] not in range(7):
+                raise self._bad(command, "a command tuple (0..6, id, values)", ValueError)
+            result.append(tuple(command) + (0,) * (3 - len(command)))
+        return result
+
+
+class One2many(_X2many):
+    """The records of ``comodel_name`` whose ``inverse_name`` Many2one points here."""
+
+    type = "one2many"
+    inverse_name: str = ""
+    options = {**_Relational.options, "inverse_name": ""}
+
+    def __init__(self, comodel_name: str, inverse_name: str, string: str | None = None, **kwargs: Any):
+        super().__init__(comodel_name, string, inverse_name=inverse_name, **kwargs)
+
+    def setup(self, name: str, model: type[BaseModel]) -> None:
+        super().setup(name, model)
+        inverse = model.pool[self.comodel_name]._fields.get(self.inverse_name)
+        if not isinstance(inverse, Many2one) or inverse.comodel_name != model._name:
+            raise ValueError(
+                f"{self!r}: {self.comodel_name}.{self.inverse_name} must be a Many2one to {model._name}"
+            )
+
+
+class Many2many(_X2many):
+    """Records of ``comodel_name`` linked through a relation table of two id columns."""
+
+    type = "many2many"
+    relation: str | None = None
+    column1: str | None = None
+    column2: str | None = None
+    options = {**_Relational.options, "relation": None, "column1": None, "column2": None}
+
+    def __init__(
+        self,
+        comodel_name: str,
+        relation: str | None = None,
+        column1: str | None = None,
+        column2: str | None = None,
+        string: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            comodel_name, string, relation=relation, column1=column1, column2=column2, **kwargs
+        )
+
+    def setup(self, name: str, model: type[BaseModel]) -> None:
+        super().setup(name, model)
+        table1, table2 = model._table, model.pool[self.comodel_name]._table
+        if table1 == table2 and not (self.relation and self.column1 and self.column2):
+            raise ValueError(f"{self!r}: a Many2many to its own model needs relation, column1, column2")
+        self.relation = self.relation or f"{min(table1, table2)}_{max(table1, table2)}_rel"
+        self.column1 = self.column1 or f"{table1}_id"
+        self.column2 = self.column2 or f"{table2}_id"
+
+
+class Id(Field):
+    type = "integer"
+
+    def __get__(self, record: BaseModel | None, owner: type) -> Any:
+        if record is None:
+            return self
+        ids = record._ids
+        if not ids:
+            return False
+        if len(ids) > 1:
+            raise ValueError(f"expected a single record to read 'id', got {record!r}")
+        return ids[0]
+
+    def __set__(self, record: BaseModel, value: Any) -> None:
+        raise TypeError("the id of a record cannot be assigned")
+
+
+class Command:
+    """Names for the x2many write commands (Odoo's tuples)."""
+
+    CREATE, UPDATE, DELETE, UNLINK, LINK, CLEAR, SET = range(7)
+
+    @staticmethod
+    def create(values: dict) -> tuple:
+        return (0, 0, values)
+
+    @staticmethod
+    def update(id: int, values: dict) -> tuple:
+        return (1, id, values)
+
+    @staticmethod
+    def delete(id: int) -> tuple:
+        return (2, id, 0)
+
+    @staticmethod
+    def unlink(id: int) -> tuple:
+        return (3, id, 0)
+
+    @staticmethod
+    def link(id: int) -> tuple:
+        return (4, id, 0)
+
+    @staticmethod
+    def clear() -> tuple:
+        return (5, 0, 0)
+
+    @staticmethod
+    def set(ids: list[int]) -> tuple:
+        return (6, 0, list(ids))
+
+
+def merge(previous: Field | None, field: Field) -> Field:
+    """The field an extension ends with: a redefinition of the same type keeps the
+    arguments it does not give again, as in Odoo."""
+    args = dict(field.args)
+    if previous is not None and type(previous) is type(field):
+        args = {**previous.args, **args}
+    new = _instantiate(type(field), args)
+    new._sequence = previous._sequence if previous is not None else field._sequence
+    return new
+
+
+def _instantiate(cls: type[Field], args: dict[str, Any]) -> Field:
+    args = dict(args)
+    if issubclass(cls, _Relational):
+        comodel = args.pop("comodel_name")
+        if issubclass(cls, One2many):
+            return cls(comodel, args.pop("inverse_name"), **args)
+        return cls(comodel, **args)
+    if issubclass(cls, Selection):
+        return cls(args.pop("selection", ()), **args)
+    return cls(**args)

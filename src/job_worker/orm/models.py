@@ -1,0 +1,590 @@
+"""Models and recordsets.
+
+Application code defines models as classes (``_name`` for a new model,
+``_inherit`` to extend one or mix others in). A :class:`~job_worker.orm.registry.Registry`
+composes, for each model, one class per registry out of every definition of the
+modules it loads, so that ``super()`` chains through all of them in load order.
+
+An instance of a composed class is a *recordset*: an environment plus an
+ordered tuple of ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..exceptions import MissingError
+from . import domains
+from . import fields as ofields
+
+if TYPE_CHECKING:
+    from .api import Environment
+    from .registry import Registry
+
+#: how many records are read from the database at once when a field is missing
+PREFETCH_MAX = 20000
+#: how many rows one INSERT statement carries
+INSERT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Index:
+    """An extra index of a model's table, declared in ``_indexes``.
+
+    ``where`` makes it partial; it is portable SQL over the table's columns.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str | None = None
+
+
+class MetaModel(type):
+    """Records every model definition class, in the order Python runs them."""
+
+    definitions: ClassVar[list[type]] = []
+
+    def __init__(cls, name: str, bases: tuple, attrs: dict) -> None:
+        super().__init__(name, bases, attrs)
+        if attrs.get("_composed") or attrs.get("_register") is False:
+            return
+        if "_name" not in attrs and "_inherit" not in attrs:
+            raise TypeError(f"model class {name} needs a _name or an _inherit")
+        MetaModel.definitions.append(cls)
+
+
+class BaseModel(metaclass=MetaModel):
+    """What every model has. Use :class:`Model` or :class:`AbstractModel`."""
+
+    _register = False
+    _name: str = ""
+    _description: str | None = None
+    _inherit: str | list[str] | tuple = ()
+    _table: str = ""
+    _order: str = "id"
+    _rec_name: str | None = None
+    _abstract = True
+    _indexes: ClassVar[list[Index]] = []
+
+    # set on composed classes by the registry
+    pool: ClassVar[Registry]
+    _fields: ClassVar[dict[str, ofields.Field]] = {}
+    _column_fields: ClassVar[tuple[ofields.Field, ...]] = ()
+
+    id = ofields.Id()
+
+    __slots__ = ("_ids", "_prefetch_ids", "env")
+
+    def __init__(self, env: Environment, ids: tuple[int, ...] = (), prefetch_ids: Iterable[int] | None = None):
+        self.env = env
+        self._ids = ids
+        self._prefetch_ids = ids if prefetch_ids is None else prefetch_ids
+
+    # -- recordset basics -------------------------------------------------------
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self._ids)
+
+    def browse(self, ids: Any = ()) -> BaseModel:
+        """Records of this model by id; nothing is read until a field is."""
+        if ids is None or ids is False:
+            ids = ()
+        elif isinstance(ids, int) and not isinstance(ids, bool):
+            ids = (ids,)
+        else:
+            ids = tuple(ids)
+            for id_ in ids:
+                if isinstance(id_, bool) or not isinstance(id_, int):
+                    raise TypeError(f"{self._name}.browse() takes ids (ints), got {id_!r}")
+        return type(self)(self.env, ids)
+
+    def _with_prefetch(self, prefetch_ids: Iterable[int]) -> BaseModel:
+        return type(self)(self.env, self._ids, prefetch_ids)
+
+    def with_env(self, env: Environment) -> BaseModel:
+        return type(self)(env, self._ids, self._prefetch_ids)
+
+    def with_context(self, *args: dict, **kwargs: Any) -> BaseModel:
+        """Same records, context replaced by ``args[0]`` (if given) updated with ``kwargs``."""
+        context = dict(args[0] if args else self.env.context, **kwargs)
+        return self.with_env(self.env(context=context))
+
+    def with_user(self, user: Any) -> BaseModel:
+        uid = user.id if isinstance(user, BaseModel) else user
+        return self.with_env(self.env(user=uid, su=False))
+
+    def with_company(self, company: Any) -> BaseModel:
+        """Same records with ``company`` first in the context's allowed companies."""
+        cid = company.id if isinstance(company, BaseModel) else company
+        if isinstance(cid, bool) or not isinstance(cid, int):
+            raise TypeError(f"with_company() takes a res.company record or id, got {company!r}")
+        allowed = [c for c in self.env.context.get("allowed_company_ids", ()) if c != cid]
+        return self.with_context(allowed_company_ids=[cid, *allowed])
+
+    def sudo(self, flag: bool = True) -> BaseModel:
+        return self.with_env(self.env(su=flag))
+
+    def ensure_one(self) -> BaseModel:
+        if len(self._ids) != 1:
+            raise ValueError(f"expected a single record, got {self!r}")
+        return self
+
+    def exists(self) -> BaseModel:
+        """The records of this set that are still in the database, in order."""
+        if not self._ids:
+            return self
+        sql, params = self.env.cr.backend.in_ids("id", self._ids)
+        self.env.cr.execute(f'SELECT id FROM "{self._table}" WHERE {sql}', params)
+        found = {row[0] for row in self.env.cr.fetchall()}
+        return self.browse([i for i in self._ids if i in found])
+
+    @property
+    def display_name(self) -> str:
+        self.ensure_one()
+        if self._rec_name:
+            return str(self[self._rec_name] or "")
+        return f"{self._name},{self.id}"
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
+    def __iter__(self) -> Iterator[BaseModel]:
+        cls, env, prefetch = type(self), self.env, self._prefetch_ids
+        for id_ in self._ids:
+            yield cls(env, (id_,), prefetch)
+
+    def __reversed__(self) -> Iterator[BaseModel]:
+        cls, env, prefetch = type(self), self.env, self._prefetch_ids
+        for id_ in reversed(self._ids):
+            yield cls(env, (id_,), prefetch)
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            field = self._fields.get(key)
+            if field is None:
+                raise KeyError(f"{self._name} has no field {key!r}")
+            return field.__get__(self, type(self))
+        if isinstance(key, slice):
+            return type(self)(self.env, self._ids[key], self._prefetch_ids)
+        return type(self)(self.env, (self._ids[key],), self._prefetch_ids)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.write({key: value})
+
+    def __contains__(self, item: Any) -> bool:
+        if isinstance(item, str):
+            return item in self._fields
+        self._check_same_model(item, "in")
+        return len(item) == 1 and item._ids[0] in self._ids
+
+    def _check_same_model(self, other: Any, op: str) -> None:
+        if not isinstance(other, BaseModel) or other._name != self._name:
+            raise TypeError(f"cannot use {op!r} between {self!r} and {other!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return self._name == other._name and set(self._ids) == set(other._ids)
+
+    def __hash__(self) -> int:
+        return hash((self._name, frozenset(self._ids)))
+
+    def __add__(self, other: BaseModel) -> BaseModel:
+        self._check_same_model(other, "+")
+        return self.browse(self._ids + other._ids)
+
+    def __or__(self, other: BaseModel) -> BaseModel:
+        self._check_same_model(other, "|")
+        return self.browse(tuple(dict.fromkeys(self._ids + other._ids)))
+
+    def __and__(self, other: BaseModel) -> BaseModel:
+        self._check_same_model(other, "&")
+        keep = set(other._ids)
+        return self.browse(tuple(dict.fromkeys(i for i in self._ids if i in keep)))
+
+    def __sub__(self, other: BaseModel) -> BaseModel:
+        self._check_same_model(other, "-")
+        drop = set(other._ids)
+        return self.browse(tuple(i for i in self._ids if i not in drop))
+
+    def __repr__(self) -> str:
+        return f"{self._name}{self._ids!r}"
+
+    # -- functional helpers -----------------------------------------------------
+
+    def mapped(self, func: str | Callable[[BaseModel], Any]) -> Any:
+        """Values of a field path for every record: a recordset for relational
+        fields (duplicates removed), else a list."""
+        if callable(func):
+            values = [func(rec) for rec in self]
+            if values and all(isinstance(v, BaseModel) for v in values):
+                result = values[0].browse(())
+                for value in values:
+                    result = result | value
+                return result
+            return values
+        if not isinstance(func, str):
+            raise TypeError(f"mapped() takes a field path or a function, got {func!r}")
+        recs: Any = self
+        for name in func.split("."):
+            field = recs._fields.get(name) if isinstance(recs, BaseModel) else None
+            if name == "id":
+                return list(recs._ids)
+            if field is None:
+                raise ValueError(f"mapped(): unknown field {name!r} on {recs._name if isinstance(recs, BaseModel) else recs!r}")
+            if field.relational:
+                comodel = recs.env[field.comodel_name]  # type: ignore[attr-defined]
+                ids: list[int] = []
+                for rec in recs:
+                    ids.extend(rec[name]._ids)
+                recs = comodel.browse(tuple(dict.fromkeys(ids)))
+            else:
+                return [rec[name] for rec in recs]
+        return recs
+
+    def filtered(self, func: str | Callable[[BaseModel], Any]) -> BaseModel:
+        """The records for which ``func`` (or the field path) is truthy."""
+        if isinstance(func, str):
+            path = func
+            func = lambda rec: any(rec.mapped(path))  # noqa: E731
+        return self.browse(tuple(rec.id for rec in self if func(rec)))
+
+    def sorted(self, key: Callable[[BaseModel], Any] | None = None, reverse: bool = False) -> BaseModel:
+        """Records sorted by ``key``, or by the model's ``_order`` in the database."""
+        if key is None:
+            result = self.search([("id", "in", self._ids)])
+            return result.browse(tuple(reversed(result._ids))) if reverse else result
+        return self.browse(tuple(rec.id for rec in sorted(self, key=key, reverse=reverse)))
+
+    # -- reading ----------------------------------------------------------------
+
+    def _cache(self) -> dict[int, dict[str, Any]]:
+        return self.env.cache.setdefault(self._name, {})
+
+    def _fetch_field(self, field: ofields.Field) -> None:
+        """Fill the cache for ``field`` on this record and, in one query, on the
+        records it was read with (its prefetch set)."""
+        cache = self._cache()
+        want = self._ids[0]
+        ids = [want]
+        for id_ in self._prefetch_ids:
+            if id_ != want and field.name not in cache.get(id_, ()):
+                ids.append(id_)
+                if len(ids) >= PREFETCH_MAX:
+                    break
+        ids = list(dict.fromkeys(ids))
+        if isinstance(field, ofields._X2many):
+            self._fetch_x2many(field, ids)
+        else:
+            self._fetch_columns(ids)
+        if field.name not in cache.get(want, ()):
+            raise MissingError(f"record {self._name}({want},) does not exist or was deleted")
+
+    def _fetch_columns(self, ids: list[int]) -> None:
+        fields_ = self._column_fields
+        columns = ", ".join(f'"{f.name}"' for f in fields_)
+        sql, params = self.env.cr.backend.in_ids("id", ids)
+        self.env.cr.execute(f'SELECT id, {columns} FROM "{self._table}" WHERE {sql}', params)
+        cache = self._cache()
+        for row in self.env.cr.fetchall():
+            values = cache.setdefault(row[0], {})
+            for field, value in zip(fields_, row[1:], strict=True):
+                values[field.name] = field.from_column(value)
+
+    def _fetch_x2many(self, field: ofields._X2many, ids: list[int]) -> None:
+        cr = self.env.cr
+        comodel = self.env[field.comodel_name]
+        if isinstance(field, ofields.One2many):
+            sql, params = cr.backend.in_ids(f'"{field.inverse_name}"', ids)
+            order = domains.parse_order(comodel, None)
+            cr.execute(
+                f'SELECT "{field.inverse_name}", id FROM "{comodel._table}" WHERE {sql} ORDER BY {order}',
+                params,
+            )
+        else:
+            assert isinstance(field, ofields.Many2many)
+            sql, params = cr.backend.in_ids(f'r."{field.column1}"', ids)
+            order = domains.parse_order(comodel, None)
+            cr.execute(
+                f'SELECT r."{field.column1}", "{comodel._table}".id FROM "{field.relation}" r'
+                f' JOIN "{comodel._table}" ON "{comodel._table}".id = r."{field.column2}"'
+                f" WHERE {sql} ORDER BY {order}",
+                params,
+            )
+        found: dict[int, list[int]] = {id_: [] for id_ in ids}
+        for owner, target in cr.fetchall():
+            found[owner].append(target)
+        existing = self.browse(ids).exists()._ids if len(ids) else ()
+        cache = self._cache()
+        for id_ in existing:
+            cache.setdefault(id_, {})[field.name] = tuple(found[id_])
+
+    def read(self, fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """The records as dicts: Many2one as ``(id, display name)``, x2many as id lists."""
+        names = fields or [n for n in self._fields if n != "id"]
+        selected = []
+        for name in names:
+            if name not in self._fields:
+                raise ValueError(f"{self._name} has no field {name!r}")
+            selected.append(self._fields[name])
+        result = []
+        for rec in self:
+            values: dict[str, Any] = {"id": rec.id}
+            for field in selected:
+                if field.name == "id":
+                    continue
+                rec[field.name]  # fill the cache, prefetching the whole set
+                values[field.name] = field.to_read(self._cache()[rec.id][field.name], rec)
+            result.append(values)
+        return result
+
+    def invalidate_recordset(self, fnames: list[str] | None = None) -> None:
+        """Forget cached values of these records (all fields, or ``fnames``)."""
+        cache = self._cache()
+        for id_ in self._ids:
+            if fnames is None:
+                cache.pop(id_, None)
+            elif id_ in cache:
+                for name in fnames:
+                    cache[id_].pop(name, None)
+
+    def invalidate_model(self) -> None:
+        self.env.cache.pop(self._name, None)
+
+    # -- searching --------------------------------------------------------------
+
+    def search(self, domain: Any = (), order: str | None = None, limit: int | None = None,
+               offset: int = 0) -> BaseModel:
+        """Records matching ``domain``, in ``order`` (default ``_order``)."""
+        where, params = domains.to_sql(self, list(domain))
+        sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {domains.parse_order(self, order)}'
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+            sql += f" LIMIT {limit}"
+        if offset:
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+            sql += (" " if limit is not None else " LIMIT -1 " if self.env.cr.dialect == "sqlite" else " ") + f"OFFSET {offset}"
+        self.env.cr.execute(sql, params)
+        return self.browse(tuple(row[0] for row in self.env.cr.fetchall()))
+
+    def search_count(self, domain: Any = ()) -> int:
+        where, params = domains.to_sql(self, list(domain))
+        self.env.cr.execute(f'SELECT COUNT(*) FROM "{self._table}" WHERE {where}', params)
+        row = self.env.cr.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writing ----------------------------------------------------------------
+
+    def _check_stored(self) -> None:
+        if self._abstract:
+            raise TypeError(f"{self._name} is abstract: it has no table to store records in")
+
+    def _split_values(self, vals: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Validate ``vals``; return (column values in cache form, x2many commands)."""
+        if not isinstance(vals, dict):
+            raise TypeError(f"{self._name}: values must be a dict, got {vals!r}")
+        columns: dict[str, Any] = {}
+        x2many: dict[str, Any] = {}
+        for name, value in vals.items():
+            field = self._fields.get(name)
+            if field is None or name == "id":
+                raise ValueError(f"{self._name} has no field {name!r}" if field is None
+                                 else f"{self._name}: the id of a record is not written")
+            if isinstance(field, ofields._X2many):
+                x2many[name] = field.commands(value, self)
+            else:
+                cached = field.to_cache(value, self)
+                if field.required and cached is None:
+                    raise ValueError(f"{self._name}.{name} is required")
+                columns[name] = cached
+        return columns, x2many
+
+    def create(self, vals_list: dict[str, Any] | list[dict[str, Any]]) -> BaseModel:
+        """Create records from one dict or a list of dicts, in a few INSERTs."""
+        self._check_stored()
+        if isinstance(vals_list, dict):
+            vals_list = [vals_list]
+        elif not isinstance(vals_list, list | tuple):
+            raise TypeError(f"{self._name}.create() takes a dict or a list of dicts, got {vals_list!r}")
+        if not vals_list:
+            return self.browse(())
+        now = ofields.Datetime.now()
+        rows: list[dict[str, Any]] = []
+        x2many_list: list[dict[str, Any]] = []
+        for vals in vals_list:
+            columns, x2many = self._split_values(vals, creating=True)
+            for field in self._column_fields:
+                if field.name not in columns:
+                    if field.name in ("create_date", "write_date"):
+                        columns[field.name] = now
+                        continue
+                    default = field.default_value(self)
+                    columns[field.name] = field.to_cache(default, self)
+                    if field.required and columns[field.name] is None:
+                        raise ValueError(f"{self._name}.{field.name} is required")
+            rows.append(columns)
+            x2many_list.append(x2many)
+            for name, field in self._fields.items():
+                if isinstance(field, ofields._X2many) and name not in x2many and field.default is not None:
+                    x2many[name] = field.commands(field.default_value(self), self)
+        ids = self._insert_rows(rows)
+        cache = self._cache()
+        for id_, row in zip(ids, rows, strict=True):
+            cache[id_] = dict(row)
+        records = self.browse(tuple(ids))
+        for record, x2many in zip(records, x2many_list, strict=True):
+            for name, commands in x2many.items():
+                record._write_x2many(self._fields[name], commands)  # type: ignore[arg-type]
+        return records
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        fields_ = self._column_fields
+        columns = ", ".join(f'"{f.name}"' for f in fields_)
+        one = "(" + ", ".join(["%s"] * len(fields_)) + ")"
+        ids: list[int] = []
+        cr = self.env.cr
+        for start in range(0, len(rows), INSERT_BATCH):
+            batch = rows[start : start + INSERT_BATCH]
+            params = [f.to_column(row[f.name]) for row in batch for f in fields_]
+            cr.execute(
+                f'INSERT INTO "{self._table}" ({columns}) VALUES {", ".join([one] * len(batch))} RETURNING id',
+                params,
+            )
+            # ids come from one sequence in row order within a statement
+            ids.extend(sorted(row[0] for row in cr.fetchall()))
+        return ids
+
+    def write(self, vals: dict[str, Any]) -> bool:
+        """Write the same values on every record of the set."""
+        self._check_stored()
+        columns, x2many = self._split_values(vals, creating=False)
+        if not self._ids:
+            return True
+        if columns:
+            if "write_date" in self._fields and "write_date" not in columns:
+                columns["write_date"] = ofields.Datetime.now()
+            names = list(columns)
+            assignments = ", ".join(f'"{n}" = %s' for n in names)
+            params = [self._fields[n].to_column(columns[n]) for n in names]
+            ids = tuple(dict.fromkeys(self._ids))
+            sql, id_params = self.env.cr.backend.in_ids("id", ids)
+            self.env.cr.execute(f'UPDATE "{self._table}" SET {assignments} WHERE {sql}', params + id_params)
+            if self.env.cr.rowcount != len(ids):
+                missing = set(ids) - set(self.exists()._ids)
+                raise MissingError(f"cannot write on {self._name}{tuple(sorted(missing))}: deleted or never created")
+            cache = self._cache()
+            for id_ in ids:
+                cache.setdefault(id_, {}).update(columns)
+        for record in self:
+            for name, commands in x2many.items():
+                record._write_x2many(self._fields[name], commands)  # type: ignore[arg-type]
+        return True
+
+    def _write_x2many(self, field: ofields._X2many, commands: list[tuple]) -> None:
+        comodel = self.env[field.comodel_name]
+        cr = self.env.cr
+        rid = self.id
+        if isinstance(field, ofields.One2many):
+            inverse = field.inverse_name
+            for code, target, values in commands:
+                if code == 0:
+                    comodel.create({**values, inverse: rid})
+                elif code == 1:
+                    comodel.browse(target).write(values)
+                elif code == 2:
+                    comodel.browse(target).unlink()
+                elif code == 3:
+                    comodel.browse(target).write({inverse: False})
+                elif code == 4:
+                    comodel.browse(target).write({inverse: rid})
+                elif code == 5:
+                    comodel.search([(inverse, "=", rid)]).write({inverse: False})
+                elif code == 6:
+                    keep = comodel.browse(values)
+                    (comodel.search([(inverse, "=", rid)]) - keep).write({inverse: False})
+                    keep.write({inverse: rid})
+        else:
+            assert isinstance(field, ofields.Many2many)
+            rel, c1, c2 = field.relation, field.column1, field.column2
+
+            def link(ids: Iterable[int]) -> None:
+                ids = [i for i in ids if i not in current]
+                if ids:
+                    cr.executemany(f'INSERT INTO "{rel}" ("{c1}", "{c2}") VALUES (%s, %s)', [(rid, i) for i in ids])
+                    current.update(ids)
+
+            def unlink(ids: Iterable[int]) -> None:
+                ids = [i for i in ids if i in current]
+                if ids:
+                    sql, params = cr.backend.in_ids(f'"{c2}"', ids)
+                    cr.execute(f'DELETE FROM "{rel}" WHERE "{c1}" = %s AND {sql}', [rid, *params])
+                    current.difference_update(ids)
+
+            cr.execute(f'SELECT "{c2}" FROM "{rel}" WHERE "{c1}" = %s', [rid])
+            current = {row[0] for row in cr.fetchall()}
+            for code, target, values in commands:
+                if code == 0:
+                    link(comodel.create(values)._ids)
+                elif code == 1:
+                    comodel.browse(target).write(values)
+                elif code == 2:
+                    unlink([target])
+                    comodel.browse(target).unlink()
+                elif code == 3:
+                    unlink([target])
+                elif code == 4:
+                    link([_check_id(comodel, target)])
+                elif code == 5:
+                    unlink(list(current))
+                elif code == 6:
+                    wanted = [_check_id(comodel, i) for i in values]
+                    unlink([i for i in current if i not in set(wanted)])
+                    link(wanted)
+        self.invalidate_recordset([field.name])
+        comodel.invalidate_model()
+
+    def unlink(self) -> bool:
+        """Delete the records (their Many2many links go with them)."""
+        self._check_stored()
+        if not self._ids:
+            return True
+        sql, params = self.env.cr.backend.in_ids("id", self._ids)
+        self.env.cr.execute(f'DELETE FROM "{self._table}" WHERE {sql}', params)
+        # deletes cascade and set null in other tables: forget everything cached
+        self.env.cache.clear()
+        return True
+
+    def default_get(self, names: list[str]) -> dict[str, Any]:
+        return {name: self._fields[name].default_value(self) for name in names}
+
+
+def _check_id(comodel: BaseModel, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{comodel._name} ids are ints, got {value!r}")
+    return value
+
+
+class AbstractModel(BaseModel):
+    """A mixin: fields and methods for other models, no table of its own."""
+
+    _register = False
+    _abstract = True
+
+
+class Model(BaseModel):
+    """A model stored in a table (``_table``, default ``_name`` with dots as underscores)."""
+
+    _register = False
+    _abstract = False
+
+    create_date = ofields.Datetime("Created on", readonly=True)
+    write_date = ofields.Datetime("Last updated on", readonly=True)

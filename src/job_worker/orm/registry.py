@@ -1,0 +1,188 @@
+"""The registry: the models of a set of modules, composed for one database."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from .. import db
+from . import fields as _fields
+from .api import SUPERUSER_ID, Environment
+from .models import BaseModel, MetaModel
+
+_logger = logging.getLogger(__name__)
+
+#: modules every registry loads, before the ones it is given
+BUILTIN_MODULES = ("job_worker.base",)
+
+
+class Registry:
+    """Models composed from ``modules`` for the database at ``database_url``.
+
+    Building it imports the modules, composes one class per model (every
+    definition of the model in load order, so that ``super()`` chains through
+    all of them) and brings the database schema up to date.
+    """
+
+    def __init__(self, database_url: str, modules: list[str] | tuple[str, ...] = (), *, init: bool = True):
+        if isinstance(modules, str):
+            raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
+        self.database_url = database_url
+        self.backend = db.connect(database_url)
+        self.modules: list[ModuleType] = _load_modules([*BUILTIN_MODULES, *modules])
+        self.models: dict[str, type[BaseModel]] = {}
+        self._build_models()
+        if init:
+            from .schema import upgrade
+
+            upgrade(self)
+
+    def __repr__(self) -> str:
+        return f"<Registry {self.database_url} modules={[m.__name__ for m in self.modules]}>"
+
+    # -- models -------------------------------------------------------------------
+
+    def __getitem__(self, model_name: str) -> type[BaseModel]:
+        try:
+            return self.models[model_name]
+        except KeyError:
+            raise KeyError(f"unknown model {model_name!r}") from None
+
+    def __contains__(self, model_name: object) -> bool:
+        return model_name in self.models
+
+    def _build_models(self) -> None:
+        names = {m.__name__ for m in self.modules}
+        definitions = [
+            cls
+            for cls in MetaModel.definitions
+            if cls.__module__ in names or any(cls.__module__.startswith(n + ".") for n in names)
+        ]
+        order = {m.__name__: i for i, m in enumerate(self.modules)}
+
+        def rank(cls: type) -> int:
+            top = max((n for n in names if cls.__module__ == n or cls.__module__.startswith(n + ".")), key=len)
+            return order[top]
+
+        definitions.sort(key=rank)  # stable: keeps definition order within a module
+        defs: dict[str, list[type]] = {}
+        parents: dict[str, list[str]] = {}
+        for cls in definitions:
+            name = cls.__dict__.get("_name") or ""
+            inherit = cls.__dict__.get("_inherit", ())
+            inherit = [inherit] if isinstance(inherit, str) else list(inherit)
+            model = name or (inherit[0] if inherit else "")
+            if not model:
+                raise TypeError(f"{cls.__qualname__} needs a _name or an _inherit")
+            if model not in defs:
+                if not name and model in inherit:
+                    raise TypeError(
+                        f"{cls.__module__}.{cls.__qualname__} extends unknown model {model!r} "
+                        f"(is the module defining it loaded first?)"
+                    )
+                defs[model], parents[model] = [], []
+            defs[model].append(cls)
+            for parent in inherit:
+                if parent != model and parent not in parents[model]:
+                    parents[model].append(parent)
+        for model in defs:
+            self._build_model(model, defs, parents, ())
+        self._setup_relations()
+
+    def _build_model(self, model: str, defs: dict, parents: dict, building: tuple) -> type[BaseModel]:
+        if model in self.models:
+            return self.models[model]
+        if model in building:
+            raise TypeError(f"models inherit from each other in a cycle: {' -> '.join((*building, model))}")
+        if model not in defs:
+            raise KeyError(f"unknown model {model!r} (inherited by {building[-1]!r})")
+        bases = [*reversed(defs[model])]
+        for parent in parents[model]:
+            bases.append(self._build_model(parent, defs, parents, (*building, model)))
+        attrs: dict[str, Any] = {"_composed": True, "_name": model, "pool": self, "__module__": __name__}
+        # _table, _order, ... come from the latest definition that sets them
+        cls = type(model.replace(".", "_"), tuple(bases), attrs)
+        cls._abstract = getattr(cls, "_abstract", True)
+        if not cls._abstract:
+            explicit = next((d.__dict__["_table"] for d in reversed(defs[model]) if "_table" in d.__dict__), None)
+            cls._table = explicit or model.replace(".", "_")
+        if not cls._rec_name:
+            cls._rec_name = "name" if _has_field(cls, "name") else None
+        self.models[model] = cls
+        self._setup_fields(cls)
+        return cls
+
+    def _setup_fields(self, cls: type[BaseModel]) -> None:
+        found: dict[str, _fields.Field] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, _fields.Field) and not isinstance(value, _fields.Id):
+                    found[name] = _fields.merge(found.get(name), value)
+        cls._fields = {"id": BaseModel.id}
+        cls._column_fields = ()
+        ordered = sorted(found.items(), key=lambda item: item[1]._sequence)
+        for name, field in ordered:
+            setattr(cls, name, field)
+            cls._fields[name] = field
+
+    def _setup_relations(self) -> None:
+        """Bind every field to its model, once every model exists (comodels are checked)."""
+        for cls in self.models.values():
+            for name, field in cls._fields.items():
+                if name != "id":
+                    field.setup(name, cls)
+            cls._column_fields = tuple(
+                f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
+            )
+
+    # -- transactions -------------------------------------------------------------
+
+    def cursor(self, *, readonly: bool = False) -> db.Cursor:
+        """A new transaction: ``with registry.cursor() as cr:`` commits at the end
+        of the block, or rolls back if it raises."""
+        cr = self.backend.cursor(readonly=readonly)
+        cr.registry = self
+        return cr
+
+    @contextmanager
+    def environment(self, uid: int = SUPERUSER_ID, context: dict | None = None) -> Iterator[Environment]:
+        """An environment on a new cursor, committed when the block ends."""
+        with self.cursor() as cr:
+            yield Environment(cr, uid, context or {})
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _has_field(cls: type, name: str) -> bool:
+    return any(isinstance(vars(k).get(name), _fields.Field) for k in cls.__mro__)
+
+
+def _load_modules(names: list[str]) -> list[ModuleType]:
+    """Import modules and their ``DEPENDS`` first, each once, in dependency order."""
+    loaded: dict[str, ModuleType] = {}
+
+    def load(name: str, chain: tuple[str, ...]) -> None:
+        if name in loaded:
+            return
+        if name in chain:
+            raise ValueError(f"modules depend on each other in a cycle: {' -> '.join((*chain, name))}")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a module name is a non-empty string, got {name!r}")
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                raise ValueError(f"cannot load module {name!r}: no such Python module") from exc
+            raise
+        for dep in getattr(module, "DEPENDS", ()):
+            load(dep, (*chain, name))
+        loaded[name] = module
+
+    for name in names:
+        load(name, ())
+    return list(loaded.values())
