@@ -30,8 +30,17 @@ def check_password(password: str, stored: str | None) -> bool:
         return False
     if scheme != "pbkdf2_sha256":
         return False
-    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(iterations))
+    candidate = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), bytes.fromhex(salt), int(iterations)
+    )
     return hmac.compare_digest(candidate.hex(), digest)
+
+
+class Base(models.AbstractModel):
+    """Inherited by every model: extend it (``_inherit = "base"``) to add to all of them."""
+
+    _name = "base"
+    _description = "Base"
 
 
 class Company(models.Model):
@@ -59,8 +68,12 @@ class Users(models.Model):
 
     name = fields.Char(required=True)
     login = fields.Char(required=True)
-    company_id = fields.Many2one("res.company", required=True, ondelete="restrict",
-                                 default=lambda self: self.env.company.id if self.env.uid != 0 else 1)
+    company_id = fields.Many2one(
+        "res.company",
+        required=True,
+        ondelete="restrict",
+        default=lambda self: self.env.company.id if self.env.uid != 0 else 1,
+    )
     lang = fields.Char(default="en_US")
     tz = fields.Char(default="UTC")
     active = fields.Boolean(default=True)

@@ -43,7 +43,9 @@ class TableSchema:
 
     columns: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (type, not null)
     indexes: dict[str, str] = field(default_factory=dict)  # name -> normalized definition
-    foreign_keys: set[tuple[str, str, str]] = field(default_factory=set)  # (column, table, ondelete)
+    foreign_keys: set[tuple[str, str, str]] = field(
+        default_factory=set
+    )  # (column, table, ondelete)
 
 
 class Backend(ABC):

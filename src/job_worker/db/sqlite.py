@@ -20,9 +20,9 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from functools import lru_cache
-from dataclasses import replace
 from typing import Any
 
 from .backend import Backend, Column, TableSchema
@@ -189,7 +189,9 @@ class SqliteBackend(Backend):
                 f" DEFAULT {_literal(fill)}"
             )
             return
-        cr.execute(f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(replace(column, not_null=False))}')
+        cr.execute(
+            f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(replace(column, not_null=False))}'
+        )
         if fill is not None:
             cr.execute(f'UPDATE "{table}" SET "{column.name}" = %s', (fill,))
 

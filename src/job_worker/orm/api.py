@@ -21,7 +21,9 @@ class Environment(Mapping):
     is seen through the others.
     """
 
-    def __init__(self, cr: Cursor, uid: int, context: Mapping[str, Any] | None = None, su: bool | None = None):
+    def __init__(
+        self, cr: Cursor, uid: int, context: Mapping[str, Any] | None = None, su: bool | None = None
+    ):
         if cr.registry is None:
             raise ValueError("the cursor was not opened by a Registry (use registry.cursor())")
         if isinstance(uid, bool) or not isinstance(uid, int):

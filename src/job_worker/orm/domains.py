@@ -8,7 +8,6 @@ joined with ``'&'``). A dotted path goes through relational fields:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import fields
@@ -46,7 +45,9 @@ def normalize(domain: Any) -> list:
                 )
             expected -= 1
         else:
-            raise ValueError(f"bad domain term {item!r}: expected (field, operator, value), '&', '|' or '!'")
+            raise ValueError(
+                f"bad domain term {item!r}: expected (field, operator, value), '&', '|' or '!'"
+            )
         result.append(tuple(item) if isinstance(item, list) else item)
     if expected > (1 if not domain else 0):
         raise ValueError(f"incomplete domain {domain!r}: an operator lacks its terms")
@@ -70,7 +71,7 @@ def to_sql(model: BaseModel, domain: Any, alias: str | None = None) -> tuple[str
             stack.append((f"({left[0]} {op} {right[0]})", left[1] + right[1]))
         else:
             stack.append(_term(model, alias, *item))
-    (sql, params), = stack
+    ((sql, params),) = stack
     return sql, params
 
 
@@ -100,7 +101,9 @@ def _term(model: BaseModel, alias: str, path: str, operator: str, value: Any) ->
         if not field.relational:
             raise ValueError(f"{model._name}.{name} is not relational: cannot follow {path!r}")
         comodel = model.env[field.comodel_name]  # type: ignore[attr-defined]
-        sub_sql, sub_params = to_sql(comodel, [(rest, operator, value)], alias=f"{comodel._table}_{len(path)}")
+        sub_sql, sub_params = to_sql(
+            comodel, [(rest, operator, value)], alias=f"{comodel._table}_{len(path)}"
+        )
         sub = f'SELECT "{comodel._table}_{len(path)}".id FROM "{comodel._table}" AS "{comodel._table}_{len(path)}" WHERE {sub_sql}'
         return _relational_in(model, alias, field, sub, sub_params)
     if isinstance(field, fields._X2many):
@@ -135,7 +138,9 @@ def _id_term(model: BaseModel, column: str, operator: str, value: Any) -> tuple[
     return f"{column} {op} %s", [value]
 
 
-def _relational_in(model: BaseModel, alias: str, field: fields.Field, sub: str, params: list) -> tuple[str, list]:
+def _relational_in(
+    model: BaseModel, alias: str, field: fields.Field, sub: str, params: list
+) -> tuple[str, list]:
     if isinstance(field, fields.Many2one):
         return f'"{alias}"."{field.name}" IN ({sub})', params
     if isinstance(field, fields.One2many):
@@ -151,7 +156,9 @@ def _relational_in(model: BaseModel, alias: str, field: fields.Field, sub: str, 
     )
 
 
-def _x2many_term(model: BaseModel, alias: str, field: fields._X2many, operator: str, value: Any) -> tuple[str, list]:
+def _x2many_term(
+    model: BaseModel, alias: str, field: fields._X2many, operator: str, value: Any
+) -> tuple[str, list]:
     value = _relational_value(value)
     comodel = model.env[field.comodel_name]
     if isinstance(field, fields.One2many):
@@ -174,12 +181,20 @@ def _x2many_term(model: BaseModel, alias: str, field: fields._X2many, operator: 
     raise ValueError(f"{field!r}: operator {operator!r} is not supported on x2many fields")
 
 
-def _column_term(model: BaseModel, field: fields.Field, column: str, operator: str, value: Any) -> tuple[str, list]:
+def _column_term(
+    model: BaseModel, field: fields.Field, column: str, operator: str, value: Any
+) -> tuple[str, list]:
     backend = model.env.cr.backend
     if operator in ("in", "not in"):
         values = _ids(value, operator)
-        has_null = any(v is None or v is False for v in values) and not isinstance(field, fields.Boolean)
-        values = [_convert(model, field, v) for v in values if not (v is None or v is False) or isinstance(field, fields.Boolean)]
+        has_null = any(v is None or v is False for v in values) and not isinstance(
+            field, fields.Boolean
+        )
+        values = [
+            _convert(model, field, v)
+            for v in values
+            if not (v is None or v is False) or isinstance(field, fields.Boolean)
+        ]
         sql, params = backend.in_values(column, values) if values else ("FALSE", [])
         if operator == "in":
             return (f"({sql} OR {column} IS NULL)" if has_null else sql), params
@@ -200,9 +215,9 @@ def _column_term(model: BaseModel, field: fields.Field, column: str, operator: s
     # comparisons
     if value is None or value is False:
         if isinstance(field, fields.Boolean) and operator in ("=", "!="):
-            return (f"({column} IS NULL OR {column} = %s)" if operator == "=" else f"{column} = %s"), [
-                operator == "!="
-            ]
+            return (
+                f"({column} IS NULL OR {column} = %s)" if operator == "=" else f"{column} = %s"
+            ), [operator == "!="]
         if operator == "=":
             return f"{column} IS NULL", []
         if operator == "!=":
@@ -245,9 +260,17 @@ def parse_order(model: BaseModel, order: str | None) -> str:
             if field is None or field.column_kind is None:
                 raise ValueError(f"cannot order {model._name} by {name!r}: not a stored field")
         mods = " ".join(m.upper() for m in modifiers)
-        if mods not in ("", "ASC", "DESC", "ASC NULLS FIRST", "ASC NULLS LAST", "DESC NULLS FIRST",
-                        "DESC NULLS LAST", "NULLS FIRST", "NULLS LAST"):
+        if mods not in (
+            "",
+            "ASC",
+            "DESC",
+            "ASC NULLS FIRST",
+            "ASC NULLS LAST",
+            "DESC NULLS FIRST",
+            "DESC NULLS LAST",
+            "NULLS FIRST",
+            "NULLS LAST",
+        ):
             raise ValueError(f"bad order modifier {' '.join(modifiers)!r} in {order!r}")
         parts.append(f'"{model._table}"."{name}" {mods}'.rstrip())
     return ", ".join(parts)
-

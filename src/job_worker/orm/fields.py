@@ -50,7 +50,9 @@ class Field:
             )
         self._sequence = next(_counter)
         #: the arguments given explicitly, merged when an extension redefines the field
-        self.args: dict[str, Any] = {"string": string, **kwargs} if string is not None else dict(kwargs)
+        self.args: dict[str, Any] = (
+            {"string": string, **kwargs} if string is not None else dict(kwargs)
+        )
         self.string = string
         for key, default in self.options.items():
             setattr(self, key, kwargs.get(key, default))
@@ -338,7 +340,9 @@ class Many2one(_Relational):
     def __init__(self, comodel_name: str, string: str | None = None, **kwargs: Any):
         ondelete = kwargs.get("ondelete", "set null")
         if ondelete not in ("set null", "cascade", "restrict"):
-            raise ValueError(f"ondelete must be 'set null', 'cascade' or 'restrict', got {ondelete!r}")
+            raise ValueError(
+                f"ondelete must be 'set null', 'cascade' or 'restrict', got {ondelete!r}"
+            )
         super().__init__(comodel_name, string, **kwargs)
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
@@ -410,7 +414,9 @@ class One2many(_X2many):
     inverse_name: str = ""
     options = {**_Relational.options, "inverse_name": ""}
 
-    def __init__(self, comodel_name: str, inverse_name: str, string: str | None = None, **kwargs: Any):
+    def __init__(
+        self, comodel_name: str, inverse_name: str, string: str | None = None, **kwargs: Any
+    ):
         super().__init__(comodel_name, string, inverse_name=inverse_name, **kwargs)
 
     def setup(self, name: str, model: type[BaseModel]) -> None:
@@ -448,7 +454,9 @@ class Many2many(_X2many):
         super().setup(name, model)
         table1, table2 = model._table, model.pool[self.comodel_name]._table
         if table1 == table2 and not (self.relation and self.column1 and self.column2):
-            raise ValueError(f"{self!r}: a Many2many to its own model needs relation, column1, column2")
+            raise ValueError(
+                f"{self!r}: a Many2many to its own model needs relation, column1, column2"
+            )
         self.relation = self.relation or f"{min(table1, table2)}_{max(table1, table2)}_rel"
         self.column1 = self.column1 or f"{table1}_id"
         self.column2 = self.column2 or f"{table2}_id"

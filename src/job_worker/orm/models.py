@@ -78,7 +78,9 @@ class BaseModel(metaclass=MetaModel):
 
     __slots__ = ("_ids", "_prefetch_ids", "env")
 
-    def __init__(self, env: Environment, ids: tuple[int, ...] = (), prefetch_ids: Iterable[int] | None = None):
+    def __init__(
+        self, env: Environment, ids: tuple[int, ...] = (), prefetch_ids: Iterable[int] | None = None
+    ):
         self.env = env
         self._ids = ids
         self._prefetch_ids = ids if prefetch_ids is None else prefetch_ids
@@ -238,7 +240,9 @@ class BaseModel(metaclass=MetaModel):
             if name == "id":
                 return list(recs._ids)
             if field is None:
-                raise ValueError(f"mapped(): unknown field {name!r} on {recs._name if isinstance(recs, BaseModel) else recs!r}")
+                raise ValueError(
+                    f"mapped(): unknown field {name!r} on {recs._name if isinstance(recs, BaseModel) else recs!r}"
+                )
             if field.relational:
                 comodel = recs.env[field.comodel_name]  # type: ignore[attr-defined]
                 ids: list[int] = []
@@ -256,7 +260,9 @@ class BaseModel(metaclass=MetaModel):
             func = lambda rec: any(rec.mapped(path))  # noqa: E731
         return self.browse(tuple(rec.id for rec in self if func(rec)))
 
-    def sorted(self, key: Callable[[BaseModel], Any] | None = None, reverse: bool = False) -> BaseModel:
+    def sorted(
+        self, key: Callable[[BaseModel], Any] | None = None, reverse: bool = False
+    ) -> BaseModel:
         """Records sorted by ``key``, or by the model's ``_order`` in the database."""
         if key is None:
             result = self.search([("id", "in", self._ids)])
@@ -360,8 +366,9 @@ class BaseModel(metaclass=MetaModel):
 
     # -- searching --------------------------------------------------------------
 
-    def search(self, domain: Any = (), order: str | None = None, limit: int | None = None,
-               offset: int = 0) -> BaseModel:
+    def search(
+        self, domain: Any = (), order: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> BaseModel:
         """Records matching ``domain``, in ``order`` (default ``_order``)."""
         where, params = domains.to_sql(self, list(domain))
         sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {domains.parse_order(self, order)}'
@@ -372,7 +379,13 @@ class BaseModel(metaclass=MetaModel):
         if offset:
             if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
                 raise ValueError(f"offset must be an int >= 0, got {offset!r}")
-            sql += (" " if limit is not None else " LIMIT -1 " if self.env.cr.dialect == "sqlite" else " ") + f"OFFSET {offset}"
+            sql += (
+                " "
+                if limit is not None
+                else " LIMIT -1 "
+                if self.env.cr.dialect == "sqlite"
+                else " "
+            ) + f"OFFSET {offset}"
         self.env.cr.execute(sql, params)
         return self.browse(tuple(row[0] for row in self.env.cr.fetchall()))
 
@@ -388,7 +401,9 @@ class BaseModel(metaclass=MetaModel):
         if self._abstract:
             raise TypeError(f"{self._name} is abstract: it has no table to store records in")
 
-    def _split_values(self, vals: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _split_values(
+        self, vals: dict[str, Any], *, creating: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate ``vals``; return (column values in cache form, x2many commands)."""
         if not isinstance(vals, dict):
             raise TypeError(f"{self._name}: values must be a dict, got {vals!r}")
@@ -397,8 +412,11 @@ class BaseModel(metaclass=MetaModel):
         for name, value in vals.items():
             field = self._fields.get(name)
             if field is None or name == "id":
-                raise ValueError(f"{self._name} has no field {name!r}" if field is None
-                                 else f"{self._name}: the id of a record is not written")
+                raise ValueError(
+                    f"{self._name} has no field {name!r}"
+                    if field is None
+                    else f"{self._name}: the id of a record is not written"
+                )
             if isinstance(field, ofields._X2many):
                 x2many[name] = field.commands(value, self)
             else:
@@ -414,7 +432,9 @@ class BaseModel(metaclass=MetaModel):
         if isinstance(vals_list, dict):
             vals_list = [vals_list]
         elif not isinstance(vals_list, list | tuple):
-            raise TypeError(f"{self._name}.create() takes a dict or a list of dicts, got {vals_list!r}")
+            raise TypeError(
+                f"{self._name}.create() takes a dict or a list of dicts, got {vals_list!r}"
+            )
         if not vals_list:
             return self.browse(())
         now = ofields.Datetime.now()
@@ -434,7 +454,11 @@ class BaseModel(metaclass=MetaModel):
             rows.append(columns)
             x2many_list.append(x2many)
             for name, field in self._fields.items():
-                if isinstance(field, ofields._X2many) and name not in x2many and field.default is not None:
+                if (
+                    isinstance(field, ofields._X2many)
+                    and name not in x2many
+                    and field.default is not None
+                ):
                     x2many[name] = field.commands(field.default_value(self), self)
         ids = self._insert_rows(rows)
         cache = self._cache()
@@ -446,7 +470,9 @@ class BaseModel(metaclass=MetaModel):
                 record._write_x2many(self._fields[name], commands)  # type: ignore[arg-type]
         return records
 
-    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert_rows(self, rows: list[dict[str, Any]], conflict: str = "") -> list[int]:
+        """INSERT rows (cache form) in batches; ``conflict`` is an ON CONFLICT clause,
+        with which fewer ids than rows may come back."""
         fields_ = self._column_fields
         columns = ", ".join(f'"{f.name}"' for f in fields_)
         one = "(" + ", ".join(["%s"] * len(fields_)) + ")"
@@ -456,7 +482,8 @@ class BaseModel(metaclass=MetaModel):
             batch = rows[start : start + INSERT_BATCH]
             params = [f.to_column(row[f.name]) for row in batch for f in fields_]
             cr.execute(
-                f'INSERT INTO "{self._table}" ({columns}) VALUES {", ".join([one] * len(batch))} RETURNING id',
+                f'INSERT INTO "{self._table}" ({columns}) VALUES {", ".join([one] * len(batch))}'
+                f" {conflict} RETURNING id",
                 params,
             )
             # ids come from one sequence in row order within a statement
@@ -477,10 +504,14 @@ class BaseModel(metaclass=MetaModel):
             params = [self._fields[n].to_column(columns[n]) for n in names]
             ids = tuple(dict.fromkeys(self._ids))
             sql, id_params = self.env.cr.backend.in_ids("id", ids)
-            self.env.cr.execute(f'UPDATE "{self._table}" SET {assignments} WHERE {sql}', params + id_params)
+            self.env.cr.execute(
+                f'UPDATE "{self._table}" SET {assignments} WHERE {sql}', params + id_params
+            )
             if self.env.cr.rowcount != len(ids):
                 missing = set(ids) - set(self.exists()._ids)
-                raise MissingError(f"cannot write on {self._name}{tuple(sorted(missing))}: deleted or never created")
+                raise MissingError(
+                    f"cannot write on {self._name}{tuple(sorted(missing))}: deleted or never created"
+                )
             cache = self._cache()
             for id_ in ids:
                 cache.setdefault(id_, {}).update(columns)
@@ -519,7 +550,10 @@ class BaseModel(metaclass=MetaModel):
             def link(ids: Iterable[int]) -> None:
                 ids = [i for i in ids if i not in current]
                 if ids:
-                    cr.executemany(f'INSERT INTO "{rel}" ("{c1}", "{c2}") VALUES (%s, %s)', [(rid, i) for i in ids])
+                    cr.executemany(
+                        f'INSERT INTO "{rel}" ("{c1}", "{c2}") VALUES (%s, %s)',
+                        [(rid, i) for i in ids],
+                    )
                     current.update(ids)
 
             def unlink(ids: Iterable[int]) -> None:

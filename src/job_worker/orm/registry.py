@@ -28,7 +28,9 @@ class Registry:
     all of them) and brings the database schema up to date.
     """
 
-    def __init__(self, database_url: str, modules: list[str] | tuple[str, ...] = (), *, init: bool = True):
+    def __init__(
+        self, database_url: str, modules: list[str] | tuple[str, ...] = (), *, init: bool = True
+    ):
         if isinstance(modules, str):
             raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
         self.database_url = database_url
@@ -65,7 +67,10 @@ class Registry:
         order = {m.__name__: i for i, m in enumerate(self.modules)}
 
         def rank(cls: type) -> int:
-            top = max((n for n in names if cls.__module__ == n or cls.__module__.startswith(n + ".")), key=len)
+            top = max(
+                (n for n in names if cls.__module__ == n or cls.__module__.startswith(n + ".")),
+                key=len,
+            )
             return order[top]
 
         definitions.sort(key=rank)  # stable: keeps definition order within a module
@@ -93,22 +98,38 @@ class Registry:
             self._build_model(model, defs, parents, ())
         self._setup_relations()
 
-    def _build_model(self, model: str, defs: dict, parents: dict, building: tuple) -> type[BaseModel]:
+    def _build_model(
+        self, model: str, defs: dict, parents: dict, building: tuple
+    ) -> type[BaseModel]:
         if model in self.models:
             return self.models[model]
         if model in building:
-            raise TypeError(f"models inherit from each other in a cycle: {' -> '.join((*building, model))}")
+            raise TypeError(
+                f"models inherit from each other in a cycle: {' -> '.join((*building, model))}"
+            )
         if model not in defs:
             raise KeyError(f"unknown model {model!r} (inherited by {building[-1]!r})")
         bases = [*reversed(defs[model])]
-        for parent in parents[model]:
+        # as in Odoo, every model inherits the abstract model "base" (if a module defines it)
+        extra = (
+            ["base"] if model != "base" and "base" in defs and "base" not in parents[model] else []
+        )
+        for parent in [*parents[model], *extra]:
             bases.append(self._build_model(parent, defs, parents, (*building, model)))
-        attrs: dict[str, Any] = {"_composed": True, "_name": model, "pool": self, "__module__": __name__}
+        attrs: dict[str, Any] = {
+            "_composed": True,
+            "_name": model,
+            "pool": self,
+            "__module__": __name__,
+        }
         # _table, _order, ... come from the latest definition that sets them
         cls = type(model.replace(".", "_"), tuple(bases), attrs)
         cls._abstract = getattr(cls, "_abstract", True)
         if not cls._abstract:
-            explicit = next((d.__dict__["_table"] for d in reversed(defs[model]) if "_table" in d.__dict__), None)
+            explicit = next(
+                (d.__dict__["_table"] for d in reversed(defs[model]) if "_table" in d.__dict__),
+                None,
+            )
             cls._table = explicit or model.replace(".", "_")
         if not cls._rec_name:
             cls._rec_name = "name" if _has_field(cls, "name") else None
@@ -149,7 +170,9 @@ class Registry:
         return cr
 
     @contextmanager
-    def environment(self, uid: int = SUPERUSER_ID, context: dict | None = None) -> Iterator[Environment]:
+    def environment(
+        self, uid: int = SUPERUSER_ID, context: dict | None = None
+    ) -> Iterator[Environment]:
         """An environment on a new cursor, committed when the block ends."""
         with self.cursor() as cr:
             yield Environment(cr, uid, context or {})
@@ -170,7 +193,9 @@ def _load_modules(names: list[str]) -> list[ModuleType]:
         if name in loaded:
             return
         if name in chain:
-            raise ValueError(f"modules depend on each other in a cycle: {' -> '.join((*chain, name))}")
+            raise ValueError(
+                f"modules depend on each other in a cycle: {' -> '.join((*chain, name))}"
+            )
         if not isinstance(name, str) or not name:
             raise TypeError(f"a module name is a non-empty string, got {name!r}")
         try:

@@ -64,7 +64,9 @@ def migrations_of(module: Any) -> list[Migration]:
     steps = list(getattr(module, "MIGRATIONS", ()))
     versions = [m.version for m in steps]
     if versions != sorted(set(versions)) or any(v < 1 for v in versions):
-        raise ValueError(f"{module.__name__}.MIGRATIONS must have increasing versions from 1, got {versions}")
+        raise ValueError(
+            f"{module.__name__}.MIGRATIONS must have increasing versions from 1, got {versions}"
+        )
     return steps
 
 
@@ -87,8 +89,13 @@ def upgrade(registry: Registry) -> None:
         for name, steps in pending.items():
             for step in steps:
                 if step.pre:
-                    _logger.info("migrating %s to %s (pre): %s", name, step.version, step.description,
-                                 extra={"event": "schema.migrate"})
+                    _logger.info(
+                        "migrating %s to %s (pre): %s",
+                        name,
+                        step.version,
+                        step.description,
+                        extra={"event": "schema.migrate"},
+                    )
                     step.pre(cr)
         sync_tables(registry, cr)
         now = _fields.Datetime.now()
@@ -98,8 +105,10 @@ def upgrade(registry: Registry) -> None:
                     step.post(env)
                 _record(cr, name, step, now, fresh=False)
             if steps:
-                cr.execute("UPDATE job_worker_module SET version = %s WHERE name = %s",
-                           (steps[-1].version, name))
+                cr.execute(
+                    "UPDATE job_worker_module SET version = %s WHERE name = %s",
+                    (steps[-1].version, name),
+                )
         for module in registry.modules:
             if module.__name__ in installed:
                 continue
@@ -131,13 +140,17 @@ def table_columns(model: type[BaseModel]) -> list[Column]:
         if isinstance(field, _fields.Many2one):
             references = model.pool[field.comodel_name]._table
             ondelete = field.ondelete
-        columns.append(Column(field.name, field.column_kind or "", field.required, references, ondelete))
+        columns.append(
+            Column(field.name, field.column_kind or "", field.required, references, ondelete)
+        )
     return columns
 
 
 def table_indexes(model: type[BaseModel]) -> list[Index]:
     table = model._table
-    indexes = [Index(f"{table}_{f.name}_index", table, (f.name,)) for f in model._column_fields if f.index]
+    indexes = [
+        Index(f"{table}_{f.name}_index", table, (f.name,)) for f in model._column_fields if f.index
+    ]
     for index in model._indexes:
         indexes.append(Index(index.name, table, tuple(index.columns), index.unique, index.where))
     return indexes
@@ -166,8 +179,13 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
         if table not in existing:
             # a foreign key to a table not created yet is added once it exists
             columns = table_columns(model)
-            now = [c for c in columns if c.references in (None, table) or c.references in existing
-                   or backend.forward_references]
+            now = [
+                c
+                for c in columns
+                if c.references in (None, table)
+                or c.references in existing
+                or backend.forward_references
+            ]
             deferred.extend((table, c) for c in columns if c not in now)
             backend.create_table(cr, table, now)
             existing.add(table)
@@ -177,7 +195,12 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
             for column in table_columns(model):
                 if column.name not in schema.columns:
                     field = model._fields[column.name]
-                    _logger.info("adding column %s.%s", table, column.name, extra={"event": "schema.add_column"})
+                    _logger.info(
+                        "adding column %s.%s",
+                        table,
+                        column.name,
+                        extra={"event": "schema.add_column"},
+                    )
                     backend.add_column(cr, table, column, _fill_value(field))
             present = set(schema.indexes)
         for index in table_indexes(model):
@@ -191,9 +214,17 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
         model = registry[field.model_name]
         comodel = registry[field.comodel_name]
         assert field.column1 and field.column2
-        backend.create_table(cr, relation, [
-            Column(field.column1, "fk", True, model._table, "cascade"),
-            Column(field.column2, "fk", True, comodel._table, "cascade"),
-        ])
-        backend.create_index(cr, Index(f"{relation}_pair", relation, (field.column1, field.column2), unique=True))
-        backend.create_index(cr, Index(f"{relation}_{field.column2}_index", relation, (field.column2,)))
+        backend.create_table(
+            cr,
+            relation,
+            [
+                Column(field.column1, "fk", True, model._table, "cascade"),
+                Column(field.column2, "fk", True, comodel._table, "cascade"),
+            ],
+        )
+        backend.create_index(
+            cr, Index(f"{relation}_pair", relation, (field.column1, field.column2), unique=True)
+        )
+        backend.create_index(
+            cr, Index(f"{relation}_{field.column2}_index", relation, (field.column2,))
+        )
