@@ -55,6 +55,8 @@ class Backend(ABC):
     url: str
     #: CREATE TABLE may name a table that does not exist yet in REFERENCES
     forward_references: bool = False
+    #: appended to a SELECT to lock the rows it reads until the transaction ends
+    lock_rows: str = ""
 
     # -- connections ----------------------------------------------------------
 
@@ -79,6 +81,10 @@ class Backend(ABC):
     @abstractmethod
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values`` (strings, numbers)."""
+
+    def select_column(self, column: str, kind: str | None) -> str:
+        """The expression that reads ``column`` of ``kind`` in the form the ORM decodes."""
+        return column
 
     def ilike(self, column: str) -> str:
         """Case-insensitive LIKE of ``column`` against one parameter."""

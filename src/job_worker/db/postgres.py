@@ -49,6 +49,7 @@ class PostgresCursor(Cursor):
 
 class PostgresBackend(Backend):
     dialect = "postgresql"
+    lock_rows = " FOR UPDATE"
 
     def __init__(self, url: str, *, max_size: int = 10):
         self.url = url
@@ -102,6 +103,11 @@ class PostgresBackend(Backend):
 
     def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s::integer[])", [list(ids)]
+
+    def select_column(self, column: str, kind: str | None) -> str:
+        # psycopg decodes JSONB itself, so a JSON string would come back as a bare str,
+        # indistinguishable from JSON text: the ORM reads JSON as text and decodes it.
+        return f"{column}::text" if kind == "json" else column
 
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]

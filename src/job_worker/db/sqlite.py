@@ -84,6 +84,7 @@ class SqliteCursor(Cursor):
 class SqliteBackend(Backend):
     dialect = "sqlite"
     forward_references = True  # foreign keys are only checked when rows are written
+    lock_rows = ""  # a read-write transaction already holds the database's write lock
 
     def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0):
         self.url = url

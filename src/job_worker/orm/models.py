@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import MissingError
-from . import domains
+from . import domains, relations
 from . import fields as ofields
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 PREFETCH_MAX = 20000
 #: how many rows one INSERT statement carries
 INSERT_BATCH = 500
+#: how many parameters one statement carries at most
+MAX_PARAMS = 30000
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ class BaseModel(metaclass=MetaModel):
                     break
         ids = list(dict.fromkeys(ids))
         if isinstance(field, ofields._X2many):
-            self._fetch_x2many(field, ids)
+            relations.fetch_x2many(self, field, ids)
         else:
             self._fetch_columns(ids)
         if field.name not in cache.get(want, ()):
@@ -295,42 +297,22 @@ class BaseModel(metaclass=MetaModel):
 
     def _fetch_columns(self, ids: list[int]) -> None:
         fields_ = self._column_fields
-        columns = ", ".join(f'"{f.name}"' for f in fields_)
-        sql, params = self.env.cr.backend.in_ids("id", ids)
+        backend = self.env.cr.backend
+        columns = ", ".join(backend.select_column(f'"{f.name}"', f.column_kind) for f in fields_)
+        sql, params = backend.in_ids("id", ids)
         self.env.cr.execute(f'SELECT id, {columns} FROM "{self._table}" WHERE {sql}', params)
+        names = [f.name for f in fields_]
+        converters = [(f.name, f.from_column) for f in fields_ if f.converts_from_column]
         cache = self._cache()
         for row in self.env.cr.fetchall():
-            values = cache.setdefault(row[0], {})
-            for field, value in zip(fields_, row[1:], strict=True):
-                values[field.name] = field.from_column(value)
-
-    def _fetch_x2many(self, field: ofields._X2many, ids: list[int]) -> None:
-        cr = self.env.cr
-        comodel = self.env[field.comodel_name]
-        if isinstance(field, ofields.One2many):
-            sql, params = cr.backend.in_ids(f'"{field.inverse_name}"', ids)
-            order = domains.parse_order(comodel, None)
-            cr.execute(
-                f'SELECT "{field.inverse_name}", id FROM "{comodel._table}" WHERE {sql} ORDER BY {order}',
-                params,
-            )
-        else:
-            assert isinstance(field, ofields.Many2many)
-            sql, params = cr.backend.in_ids(f'r."{field.column1}"', ids)
-            order = domains.parse_order(comodel, None)
-            cr.execute(
-                f'SELECT r."{field.column1}", "{comodel._table}".id FROM "{field.relation}" r'
-                f' JOIN "{comodel._table}" ON "{comodel._table}".id = r."{field.column2}"'
-                f" WHERE {sql} ORDER BY {order}",
-                params,
-            )
-        found: dict[int, list[int]] = {id_: [] for id_ in ids}
-        for owner, target in cr.fetchall():
-            found[owner].append(target)
-        existing = self.browse(ids).exists()._ids if len(ids) else ()
-        cache = self._cache()
-        for id_ in existing:
-            cache.setdefault(id_, {})[field.name] = tuple(found[id_])
+            values = dict(zip(names, row[1:], strict=True))
+            for name, convert in converters:
+                values[name] = convert(values[name])
+            cached = cache.get(row[0])
+            if cached is None:
+                cache[row[0]] = values
+            else:
+                cached.update(values)
 
     def read(self, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """The records as dicts: Many2one as ``(id, display name)``, x2many as id lists."""
@@ -339,16 +321,32 @@ class BaseModel(metaclass=MetaModel):
         for name in names:
             if name not in self._fields:
                 raise ValueError(f"{self._name} has no field {name!r}")
-            selected.append(self._fields[name])
-        result = []
+            if name != "id":
+                selected.append(self._fields[name])
+        cache = self._cache()
+        rows = []
         for rec in self:
-            values: dict[str, Any] = {"id": rec.id}
             for field in selected:
-                if field.name == "id":
-                    continue
-                rec[field.name]  # fill the cache, prefetching the whole set
-                values[field.name] = field.to_read(self._cache()[rec.id][field.name], rec)
-            result.append(values)
+                field.__get__(rec, type(rec))  # fills the cache for the whole set at once
+            rows.append((rec, cache[rec.id]))
+        display: dict[str, dict[int, str]] = {}
+        for field in selected:
+            if isinstance(field, ofields.Many2one):  # display names in one query per comodel
+                targets = {values[field.name] for _rec, values in rows} - {None}
+                comodel = self.env[field.comodel_name].browse(tuple(targets))
+                display[field.name] = {t.id: t.display_name for t in comodel}
+        result = []
+        for rec, values in rows:
+            row: dict[str, Any] = {"id": rec.id}
+            for field in selected:
+                value = values[field.name]
+                if field.name in display:
+                    row[field.name] = (
+                        False if value is None else (value, display[field.name][value])
+                    )
+                else:
+                    row[field.name] = field.to_read(value, rec)
+            result.append(row)
         return result
 
     def invalidate_recordset(self, fnames: list[str] | None = None) -> None:
@@ -401,9 +399,7 @@ class BaseModel(metaclass=MetaModel):
         if self._abstract:
             raise TypeError(f"{self._name} is abstract: it has no table to store records in")
 
-    def _split_values(
-        self, vals: dict[str, Any], *, creating: bool
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _split_values(self, vals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate ``vals``; return (column values in cache form, x2many commands)."""
         if not isinstance(vals, dict):
             raise TypeError(f"{self._name}: values must be a dict, got {vals!r}")
@@ -411,23 +407,25 @@ class BaseModel(metaclass=MetaModel):
         x2many: dict[str, Any] = {}
         for name, value in vals.items():
             field = self._fields.get(name)
-            if field is None or name == "id":
-                raise ValueError(
-                    f"{self._name} has no field {name!r}"
-                    if field is None
-                    else f"{self._name}: the id of a record is not written"
-                )
+            if field is None:
+                raise ValueError(f"{self._name} has no field {name!r}")
+            if name == "id":
+                raise ValueError(f"{self._name}: the id of a record is not written")
             if isinstance(field, ofields._X2many):
                 x2many[name] = field.commands(value, self)
             else:
                 cached = field.to_cache(value, self)
                 if field.required and cached is None:
-                    raise ValueError(f"{self._name}.{name} is required")
+                    raise ValueError(f"{self._name}.{name} is required, got {value!r}")
                 columns[name] = cached
         return columns, x2many
 
     def create(self, vals_list: dict[str, Any] | list[dict[str, Any]]) -> BaseModel:
-        """Create records from one dict or a list of dicts, in a few INSERTs."""
+        """Create records from one dict or a list of dicts, in a few INSERTs.
+
+        Every value is checked before anything is written: bad input raises and
+        leaves the database as it was.
+        """
         self._check_stored()
         if isinstance(vals_list, dict):
             vals_list = [vals_list]
@@ -438,36 +436,42 @@ class BaseModel(metaclass=MetaModel):
         if not vals_list:
             return self.browse(())
         now = ofields.Datetime.now()
+        x2many_fields = [f for f in self._fields.values() if isinstance(f, ofields._X2many)]
         rows: list[dict[str, Any]] = []
         x2many_list: list[dict[str, Any]] = []
         for vals in vals_list:
-            columns, x2many = self._split_values(vals, creating=True)
+            columns, x2many = self._split_values(vals)
             for field in self._column_fields:
-                if field.name not in columns:
-                    if field.name in ("create_date", "write_date"):
-                        columns[field.name] = now
-                        continue
-                    default = field.default_value(self)
-                    columns[field.name] = field.to_cache(default, self)
-                    if field.required and columns[field.name] is None:
-                        raise ValueError(f"{self._name}.{field.name} is required")
+                if field.name in columns:
+                    continue
+                if field.name in ("create_date", "write_date"):
+                    columns[field.name] = now
+                    continue
+                columns[field.name] = value = field.to_cache(field.default_value(self), self)
+                if value is None and field.required:
+                    raise ValueError(f"{self._name}.{field.name} is required")
+            for field in x2many_fields:
+                if field.name not in x2many and field.default is not None:
+                    x2many[field.name] = field.commands(field.default_value(self), self)
             rows.append(columns)
             x2many_list.append(x2many)
-            for name, field in self._fields.items():
-                if (
-                    isinstance(field, ofields._X2many)
-                    and name not in x2many
-                    and field.default is not None
-                ):
-                    x2many[name] = field.commands(field.default_value(self), self)
+        if any(x2many_list):
+            # commands create and write other records: all of it happens, or none
+            with self.env.cr.savepoint():
+                return self._create(rows, x2many_list)
+        return self._create(rows, x2many_list)
+
+    def _create(self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]]) -> BaseModel:
         ids = self._insert_rows(rows)
         cache = self._cache()
         for id_, row in zip(ids, rows, strict=True):
             cache[id_] = dict(row)
+        relational = [f.name for f in self._column_fields if isinstance(f, ofields.Many2one)]
+        relations.invalidate_inverses(self, relational)
         records = self.browse(tuple(ids))
         for record, x2many in zip(records, x2many_list, strict=True):
             for name, commands in x2many.items():
-                record._write_x2many(self._fields[name], commands)  # type: ignore[arg-type]
+                relations.write_x2many(record, self._fields[name], commands)  # type: ignore[arg-type]
         return records
 
     def _insert_rows(self, rows: list[dict[str, Any]], conflict: str = "") -> list[int]:
@@ -476,10 +480,12 @@ class BaseModel(metaclass=MetaModel):
         fields_ = self._column_fields
         columns = ", ".join(f'"{f.name}"' for f in fields_)
         one = "(" + ", ".join(["%s"] * len(fields_)) + ")"
+        # stay under the parameters one statement may carry (SQLite: 32766)
+        batch_size = max(1, min(INSERT_BATCH, MAX_PARAMS // max(1, len(fields_))))
         ids: list[int] = []
         cr = self.env.cr
-        for start in range(0, len(rows), INSERT_BATCH):
-            batch = rows[start : start + INSERT_BATCH]
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
             params = [f.to_column(row[f.name]) for row in batch for f in fields_]
             cr.execute(
                 f'INSERT INTO "{self._table}" ({columns}) VALUES {", ".join([one] * len(batch))}'
@@ -491,11 +497,24 @@ class BaseModel(metaclass=MetaModel):
         return ids
 
     def write(self, vals: dict[str, Any]) -> bool:
-        """Write the same values on every record of the set."""
+        """Write the same values on every record of the set.
+
+        Every value is checked before anything is written; a record that does not
+        exist raises :class:`~job_worker.exceptions.MissingError`.
+        """
         self._check_stored()
-        columns, x2many = self._split_values(vals, creating=False)
+        columns, x2many = self._split_values(vals)
         if not self._ids:
             return True
+        if x2many:
+            with self.env.cr.savepoint():
+                self._write(columns, x2many)
+        else:
+            self._write(columns, x2many)
+        return True
+
+    def _write(self, columns: dict[str, Any], x2many: dict[str, Any]) -> None:
+        cr = self.env.cr
         if columns:
             if "write_date" in self._fields and "write_date" not in columns:
                 columns["write_date"] = ofields.Datetime.now()
@@ -503,94 +522,30 @@ class BaseModel(metaclass=MetaModel):
             assignments = ", ".join(f'"{n}" = %s' for n in names)
             params = [self._fields[n].to_column(columns[n]) for n in names]
             ids = tuple(dict.fromkeys(self._ids))
-            sql, id_params = self.env.cr.backend.in_ids("id", ids)
-            self.env.cr.execute(
-                f'UPDATE "{self._table}" SET {assignments} WHERE {sql}', params + id_params
-            )
-            if self.env.cr.rowcount != len(ids):
-                missing = set(ids) - set(self.exists()._ids)
+            sql, id_params = cr.backend.in_ids("id", ids)
+            cr.execute(f'UPDATE "{self._table}" SET {assignments} WHERE {sql}', params + id_params)
+            relations.invalidate_inverses(self, names)
+            if cr.rowcount != len(ids):
+                self.invalidate_recordset()
+                missing = sorted(set(ids) - set(self.exists()._ids))
                 raise MissingError(
-                    f"cannot write on {self._name}{tuple(sorted(missing))}: deleted or never created"
+                    f"cannot write on {self._name}{tuple(missing)}: deleted or never created"
                 )
             cache = self._cache()
             for id_ in ids:
                 cache.setdefault(id_, {}).update(columns)
         for record in self:
             for name, commands in x2many.items():
-                record._write_x2many(self._fields[name], commands)  # type: ignore[arg-type]
-        return True
-
-    def _write_x2many(self, field: ofields._X2many, commands: list[tuple]) -> None:
-        comodel = self.env[field.comodel_name]
-        cr = self.env.cr
-        rid = self.id
-        if isinstance(field, ofields.One2many):
-            inverse = field.inverse_name
-            for code, target, values in commands:
-                if code == 0:
-                    comodel.create({**values, inverse: rid})
-                elif code == 1:
-                    comodel.browse(target).write(values)
-                elif code == 2:
-                    comodel.browse(target).unlink()
-                elif code == 3:
-                    comodel.browse(target).write({inverse: False})
-                elif code == 4:
-                    comodel.browse(target).write({inverse: rid})
-                elif code == 5:
-                    comodel.search([(inverse, "=", rid)]).write({inverse: False})
-                elif code == 6:
-                    keep = comodel.browse(values)
-                    (comodel.search([(inverse, "=", rid)]) - keep).write({inverse: False})
-                    keep.write({inverse: rid})
-        else:
-            assert isinstance(field, ofields.Many2many)
-            rel, c1, c2 = field.relation, field.column1, field.column2
-
-            def link(ids: Iterable[int]) -> None:
-                ids = [i for i in ids if i not in current]
-                if ids:
-                    cr.executemany(
-                        f'INSERT INTO "{rel}" ("{c1}", "{c2}") VALUES (%s, %s)',
-                        [(rid, i) for i in ids],
-                    )
-                    current.update(ids)
-
-            def unlink(ids: Iterable[int]) -> None:
-                ids = [i for i in ids if i in current]
-                if ids:
-                    sql, params = cr.backend.in_ids(f'"{c2}"', ids)
-                    cr.execute(f'DELETE FROM "{rel}" WHERE "{c1}" = %s AND {sql}', [rid, *params])
-                    current.difference_update(ids)
-
-            cr.execute(f'SELECT "{c2}" FROM "{rel}" WHERE "{c1}" = %s', [rid])
-            current = {row[0] for row in cr.fetchall()}
-            for code, target, values in commands:
-                if code == 0:
-                    link(comodel.create(values)._ids)
-                elif code == 1:
-                    comodel.browse(target).write(values)
-                elif code == 2:
-                    unlink([target])
-                    comodel.browse(target).unlink()
-                elif code == 3:
-                    unlink([target])
-                elif code == 4:
-                    link([_check_id(comodel, target)])
-                elif code == 5:
-                    unlink(list(current))
-                elif code == 6:
-                    wanted = [_check_id(comodel, i) for i in values]
-                    unlink([i for i in current if i not in set(wanted)])
-                    link(wanted)
-        self.invalidate_recordset([field.name])
-        comodel.invalidate_model()
+                relations.write_x2many(record, self._fields[name], commands)  # type: ignore[arg-type]
 
     def unlink(self) -> bool:
-        """Delete the records (their Many2many links go with them)."""
+        """Delete the records; their Many2many links go with them, and the records
+        pointing to them are deleted, detached or protect them, as each Many2one's
+        ``ondelete`` says."""
         self._check_stored()
         if not self._ids:
             return True
+        relations.check_restrict(self)
         sql, params = self.env.cr.backend.in_ids("id", self._ids)
         self.env.cr.execute(f'DELETE FROM "{self._table}" WHERE {sql}', params)
         # deletes cascade and set null in other tables: forget everything cached
@@ -599,12 +554,6 @@ class BaseModel(metaclass=MetaModel):
 
     def default_get(self, names: list[str]) -> dict[str, Any]:
         return {name: self._fields[name].default_value(self) for name in names}
-
-
-def _check_id(comodel: BaseModel, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{comodel._name} ids are ints, got {value!r}")
-    return value
 
 
 class AbstractModel(BaseModel):

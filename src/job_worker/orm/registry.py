@@ -11,13 +11,14 @@ from typing import Any
 
 from .. import db
 from . import fields as _fields
+from . import relations
 from .api import SUPERUSER_ID, Environment
 from .models import BaseModel, MetaModel
 
 _logger = logging.getLogger(__name__)
 
 #: modules every registry loads, before the ones it is given
-BUILTIN_MODULES = ("job_worker.base",)
+BUILTIN_MODULES = ("job_worker.base", "job_worker.queue")
 
 
 class Registry:
@@ -37,11 +38,17 @@ class Registry:
         self.backend = db.connect(database_url)
         self.modules: list[ModuleType] = _load_modules([*BUILTIN_MODULES, *modules])
         self.models: dict[str, type[BaseModel]] = {}
+        #: (model, field) -> the fields showing the same rows from the other side
+        self.inverses: relations.InverseMap = {}
         self._build_models()
         if init:
             from .schema import upgrade
 
-            upgrade(self)
+            try:
+                upgrade(self)
+            except BaseException:
+                self.backend.close()
+                raise
 
     def __repr__(self) -> str:
         return f"<Registry {self.database_url} modules={[m.__name__ for m in self.modules]}>"
@@ -124,7 +131,16 @@ class Registry:
         }
         # _table, _order, ... come from the latest definition that sets them
         cls = type(model.replace(".", "_"), tuple(bases), attrs)
-        cls._abstract = getattr(cls, "_abstract", True)
+        # a model is abstract or not as its first definition says, whatever extends it
+        cls._abstract = defs[model][0]._abstract
+        # extra indexes add up over every definition (an extension does not drop them)
+        cls._indexes = list(
+            {
+                index.name: index
+                for klass in reversed(cls.__mro__)
+                for index in vars(klass).get("_indexes", ())
+            }.values()
+        )
         if not cls._abstract:
             explicit = next(
                 (d.__dict__["_table"] for d in reversed(defs[model]) if "_table" in d.__dict__),
@@ -159,6 +175,7 @@ class Registry:
             cls._column_fields = tuple(
                 f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
             )
+        self.inverses = relations.inverse_map(self.models.values())
 
     # -- transactions -------------------------------------------------------------
 

@@ -1,0 +1,19 @@
+"""The queue module: queue.job, queue.limit, job graphs, loaded by every registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import models  # noqa: F401  (defines the models)
+
+DEPENDS = ["job_worker.base"]
+
+GROUPS = [
+    ("queue_job.group_user", "Queue Job User"),
+    ("queue_job.group_manager", "Queue Job Manager"),
+]
+
+
+def init_data(env: Any) -> None:
+    """The dashboard roles, as res.groups."""
+    env["res.groups"].create([{"key": key, "name": name} for key, name in GROUPS])

@@ -1,0 +1,112 @@
+"""Turning a graph of delayables into job rows and edge rows, in one go."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, sync_mode
+
+
+def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayable, str]]]:
+    nodes = root._graph()
+    delayables = sorted((n for n in nodes if isinstance(n, Delayable)), key=lambda d: d._sequence)
+    edges: dict[tuple[int, int], tuple[Delayable, Delayable, str]] = {}
+    for node in nodes:
+        for job, parent, kind in node._edges():
+            key = (id(job), id(parent))
+            if key in edges and edges[key][2] != kind:
+                raise ValueError(f"{job!r} depends on {parent!r} both on done and on error")
+            edges[key] = (job, parent, kind)
+    _check_acyclic(delayables, list(edges.values()))
+    return delayables, list(edges.values())
+
+
+def _check_acyclic(delayables: list[Delayable], edges: list[tuple[Delayable, Delayable, str]]) -> None:
+    """Refuse a graph where a job would wait for itself (Kahn's algorithm)."""
+    waiting_on = {id(d): 0 for d in delayables}
+    dependents: dict[int, list[Delayable]] = {id(d): [] for d in delayables}
+    for job, parent, _kind in edges:
+        waiting_on[id(job)] += 1
+        dependents[id(parent)].append(job)
+    ready = [d for d in delayables if waiting_on[id(d)] == 0]
+    seen = 0
+    while ready:
+        node = ready.pop()
+        seen += 1
+        for job in dependents[id(node)]:
+            waiting_on[id(job)] -= 1
+            if waiting_on[id(job)] == 0:
+                ready.append(job)
+    if seen != len(delayables):
+        stuck = next(d for d in delayables if waiting_on[id(d)] > 0)
+        raise ValueError(f"the job graph has a cycle through {stuck!r}")
+
+
+def _store_values(delayable: Delayable, values: dict[str, Any]) -> dict[str, Any]:
+    """Apply the target model's ``_job_store_values`` hook, refusing changes to the call."""
+    records = delayable.recordset
+    result = records._job_store_values(dict(values))
+    if not isinstance(result, dict):
+        raise TypeError(f"{records._name}._job_store_values() must return a dict, got {result!r}")
+    changed = [k for k in PROTECTED_KEYS if result.get(k) != values.get(k)]
+    if changed:
+        raise ValueError(
+            f"{records._name}._job_store_values() may not change {', '.join(changed)}: "
+            "they define the call the job makes"
+        )
+    return result
+
+
+def enqueue_graph(root: Node) -> Any:
+    """Create the jobs and edges of ``root``'s graph; return ``root``'s job(s).
+
+    Jobs with dependencies start ``waiting``; the others ``pending``. A job whose
+    identity key matches an active job is not created: the graph uses the
+    existing job instead (it gains the new dependents, not new parents).
+    """
+    delayables, edges = _collect(root)
+    if all(d._job is not None for d in delayables):
+        return _result(root)
+    if any(d._job is not None for d in delayables):
+        raise ValueError("part of this job graph is already enqueued; build a new graph")
+    env = delayables[0].recordset.env
+    graph_uuid = str(uuid.uuid4()) if len(delayables) > 1 else None
+    has_parents = {id(job) for job, _parent, _kind in edges}
+    has_dependents = {id(parent) for _job, parent, _kind in edges}
+    companies: dict[int, int] = {}
+    vals_list = []
+    for delayable in delayables:
+        values = delayable.job_values(companies)
+        values["state"] = "waiting" if id(delayable) in has_parents else "pending"
+        values["graph_uuid"] = graph_uuid
+        values["has_dependents"] = id(delayable) in has_dependents
+        vals_list.append(_store_values(delayable, values))
+    Job = env["queue.job"]
+    jobs = Job.create(vals_list)
+    for delayable, job in zip(delayables, jobs, strict=True):
+        delayable._job = job.with_env(delayable.recordset.env)
+    # a job whose identity matched an active one comes back with that job's uuid
+    created = {job.id for job, vals in zip(jobs, vals_list, strict=True) if job.uuid == vals["uuid"]}
+    edge_rows = [
+        {"job_id": job._job.id, "parent_id": parent._job.id, "kind": kind}
+        for job, parent, kind in edges
+        if job._job.id in created  # an existing job keeps the parents it has
+    ]
+    if edge_rows:
+        env["queue.job.dependency"].create(edge_rows)
+        reused_parents = [p._job.id for _j, p, _k in edges if p._job.id not in created]
+        if reused_parents:
+            Job.browse(reused_parents).write({"has_dependents": True})
+    if sync_mode(env):
+        Job.browse(jobs._ids)._run_graph_now()
+    return _result(root)
+
+
+def _result(root: Node) -> Any:
+    if isinstance(root, Delayable):
+        return root._job
+    assert isinstance(root, _Container)
+    delayables = root.delayables()
+    env = delayables[0].recordset.env
+    return env["queue.job"].browse(tuple(dict.fromkeys(d._job.id for d in delayables)))

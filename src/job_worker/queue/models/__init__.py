@@ -1,0 +1,1 @@
+from . import base, dependency, job, limit, worker  # noqa: F401

@@ -1,0 +1,228 @@
+"""queue.job: one row per job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...orm import fields, models
+from .. import execution, states
+from ..delayable import Delayable, check_method
+from ..identity import ACTIVE_STATES
+
+STATES = [
+    ("waiting", "Waiting"),
+    ("pending", "Pending"),
+    ("started", "Started"),
+    ("done", "Done"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+]
+
+_ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
+
+
+class QueueJob(models.Model):
+    _name = "queue.job"
+    _description = "Job"
+    _order = "id desc"
+    _indexes = [
+        models.Index("queue_job_uuid_unique", ("uuid",), unique=True),
+        # one active job per identity key, whatever the number of enqueuers
+        models.Index("queue_job_identity_active", ("identity_key",), unique=True,
+                     where=f"identity_key IS NOT NULL AND {_ACTIVE_SQL}"),
+        # what the worker looks at: due pending jobs, by channel then order of service
+        models.Index("queue_job_pending", ("channel", "priority", "scheduled_at", "id"),
+                     where="state = 'pending'"),
+        models.Index("queue_job_started", ("worker_id",), where="state = 'started'"),
+        models.Index("queue_job_state_date", ("state", "completed_at")),
+        models.Index("queue_job_graph", ("graph_uuid",), where="graph_uuid IS NOT NULL"),
+    ]
+
+    uuid = fields.Char("UUID", required=True, readonly=True)
+    name = fields.Char("Description", readonly=True)
+    model_name = fields.Char("Model", required=True, readonly=True)
+    method_name = fields.Char("Method", required=True, readonly=True)
+    record_ids = fields.Json(readonly=True, default=list)
+    args = fields.Json(readonly=True, default=list)
+    kwargs = fields.Json(readonly=True, default=dict)
+    state = fields.Selection(STATES, required=True, default="pending", index=True, readonly=True)
+    priority = fields.Integer(required=True, default=10, help="Lower runs first.")
+    channel = fields.Char(required=True, default="root", index=True)
+    scheduled_at = fields.Datetime(
+        "Due at", required=True, default=lambda self: fields.Datetime.now(),
+        help="When the job becomes due: the eta asked for, the enqueue time, or the end of a retry backoff.",
+    )
+    max_retries = fields.Integer(default=5, help="Failed attempts allowed; 0 retries forever.")
+    attempts = fields.Integer(default=0, readonly=True, help="Failed attempts so far.")
+    timeout = fields.Float(default=0.0, help="Seconds before the worker kills the job; 0 = none.")
+    identity_key = fields.Char(readonly=True)
+    user_id = fields.Many2one("res.users", "User", readonly=True, ondelete="set null")
+    company_id = fields.Many2one("res.company", "Company", readonly=True, ondelete="set null")
+    context = fields.Json(readonly=True, default=dict)
+    result = fields.Json(readonly=True)
+    exc_name = fields.Char("Exception", readonly=True)
+    exc_message = fields.Text("Exception message", readonly=True)
+    exc_info = fields.Text("Diagnoses", readonly=True)
+    worker_id = fields.Char("Worker", readonly=True)
+    heartbeat = fields.Datetime(readonly=True)
+    started_at = fields.Datetime(readonly=True)
+    completed_at = fields.Datetime(readonly=True)
+    cancelled_at = fields.Datetime(readonly=True)
+    duration = fields.Float(readonly=True, help="Seconds the last attempt ran.")
+    graph_uuid = fields.Char("Graph", readonly=True)
+    has_dependents = fields.Boolean(readonly=True)
+    cascaded_from_id = fields.Many2one(
+        "queue.job", "Decided by", readonly=True, ondelete="set null",
+        help="The parent whose failure or cancellation failed or cancelled this job.",
+    )
+    dependency_ids = fields.One2many("queue.job.dependency", "job_id", "Depends on")
+    dependent_ids = fields.One2many("queue.job.dependency", "parent_id", "Dependents")
+
+    # -- aliases of the seed ------------------------------------------------------------
+
+    @property
+    def eta(self) -> Any:
+        """Alias of ``scheduled_at``."""
+        return self.scheduled_at
+
+    @property
+    def retry(self) -> int:
+        """Alias of ``attempts``."""
+        return self.attempts
+
+    # -- creation -------------------------------------------------------------------
+
+    def _insert_rows(self, rows: list[dict[str, Any]], conflict: str = "") -> list[int]:
+        """Jobs with an identity key are inserted one by one against the unique
+        partial index: a duplicate of an active job yields that job instead."""
+        if not any(row.get("identity_key") for row in rows):
+            return super()._insert_rows(rows, conflict)
+        ids: list[int] = []
+        for row in rows:
+            if not row.get("identity_key"):
+                ids.extend(super()._insert_rows([row]))
+                continue
+            inserted = super()._insert_rows(
+                [row], f"ON CONFLICT (identity_key) WHERE identity_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING"
+            )
+            if inserted:
+                ids.extend(inserted)
+                continue
+            self.env.cr.execute(
+                f"SELECT id FROM queue_job WHERE identity_key = %s AND {_ACTIVE_SQL}", [row["identity_key"]]
+            )
+            found = self.env.cr.fetchone()
+            if found is None:  # the active job finished in between: it holds the key no more
+                ids.extend(super()._insert_rows([row]))
+                continue
+            ids.append(found[0])
+            row.clear()  # not what the database holds for that id: do not cache it
+        return ids
+
+    def enqueue(
+        self,
+        model_name: str,
+        method_name: str,
+        record_ids: list[int] | tuple[int, ...] = (),
+        args: list | tuple = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Enqueue ``model_name.browse(record_ids).method_name(*args, **kwargs)``
+        with the options of ``with_delay()``; returns the job."""
+        if not isinstance(model_name, str) or model_name not in self.env.registry:
+            raise ValueError(f"cannot enqueue on unknown model {model_name!r}")
+        if not isinstance(record_ids, list | tuple) or any(
+            isinstance(i, bool) or not isinstance(i, int) for i in record_ids
+        ):
+            raise TypeError(f"record_ids must be a list of ints, got {record_ids!r}")
+        if not isinstance(args, list | tuple):
+            raise TypeError(f"args must be a list, got {args!r}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+        records = self.env[model_name].browse(record_ids)
+        check_method(records, method_name)
+        delayable = Delayable(records, **options)
+        return delayable._capture(method_name, tuple(args), dict(kwargs or {})).delay()
+
+    # -- running ----------------------------------------------------------------------
+
+    def _call_values(self) -> dict[str, Any]:
+        self.ensure_one()
+        return {
+            "uuid": self.uuid,
+            "model_name": self.model_name,
+            "method_name": self.method_name,
+            "record_ids": self.record_ids,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "user_id": self.user_id.id,
+            "company_id": self.company_id.id,
+            "context": self.context,
+        }
+
+    def run_now(self) -> bool:
+        """Run these pending jobs now, in the current transaction (see PRODUCT.md 5)."""
+        for job in self:
+            execution.run_in_transaction(self.env, job.id)
+        return True
+
+    def _run_graph_now(self) -> None:
+        """Synchronous mode: run these jobs and the ones they release, in
+        dependency order, until none is pending; failures raise."""
+        graph = set(self._ids)
+        while True:
+            pending = self.search([("id", "in", list(graph)), ("state", "=", "pending")],
+                                  order="priority, id", limit=1)
+            if not pending:
+                return
+            execution.run_in_transaction(self.env, pending.id, sync=True)
+            graph.update(pending._released_ids())
+
+    def _released_ids(self) -> list[int]:
+        self.env.cr.execute(
+            "SELECT job_id FROM queue_job_dependency WHERE parent_id = %s", [self.id]
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    # -- manual actions ----------------------------------------------------------------
+
+    def _check_states(self, action: str, allowed: tuple[str, ...]) -> None:
+        wrong = [job for job in self if job.state not in allowed]
+        if wrong:
+            shown = ", ".join(f"{job.id} ({job.state})" for job in wrong[:10])
+            raise ValueError(f"cannot {action} queue.job {shown}: only {', '.join(allowed)} jobs can")
+
+    def requeue(self) -> bool:
+        """failed/cancelled/done -> pending, attempts reset and error cleared."""
+        self._check_states("requeue", ("failed", "cancelled", "done"))
+        for job in self:
+            if job.identity_key:
+                holder = self.search([("identity_key", "=", job.identity_key),
+                                      ("state", "in", list(ACTIVE_STATES)), ("id", "!=", job.id)], limit=1)
+                if holder:
+                    raise ValueError(
+                        f"cannot requeue queue.job {job.id}: job {holder.id} is {holder.state} "
+                        f"with the same identity key {job.identity_key!r}"
+                    )
+        states.requeue(self.env, self._ids)
+        return True
+
+    def cancel(self) -> bool:
+        """waiting/pending/started -> cancelled (a started job's worker stops it and
+        its writes are rolled back), and its dependents are cancelled."""
+        self._check_states("cancel", ("waiting", "pending", "started"))
+        states.force_state(self.env, self._ids, "cancelled")
+        return True
+
+    def set_done(self) -> bool:
+        """Mark done by hand; on_done dependents are released."""
+        self._check_states("set done", ("waiting", "pending", "started", "failed", "cancelled"))
+        states.force_state(self.env, self._ids, "done")
+        return True
+
+    def set_failed(self, message: str = "set failed by hand") -> bool:
+        """Mark failed by hand; dependents fail or run (on_error) as for a real failure."""
+        self._check_states("set failed", ("waiting", "pending", "started", "done", "cancelled"))
+        states.force_state(self.env, self._ids, "failed", message)
+        return True

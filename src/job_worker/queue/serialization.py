@@ -1,0 +1,110 @@
+"""Job arguments and results as JSON.
+
+Plain JSON values are stored as they are. The other accepted types are
+stored as one-key objects whose key starts with ``$`` (``{"$datetime":
+"2025-06-01T09:00:00"}``); a dict whose keys start with ``$`` is itself
+escaped, so decoding is never ambiguous. Anything else is refused when the
+job is enqueued, with the path of the bad value (``args[0]["when"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from ..orm.api import Environment
+
+ACCEPTED = (
+    "None, bool, int, float, str, list, tuple, dict with str keys, datetime, date, "
+    "Decimal, UUID or records"
+)
+
+
+def encode(value: Any, path: str) -> Any:
+    """The JSON form of ``value``; ``TypeError`` naming ``path`` if it cannot be stored."""
+    from ..orm.models import BaseModel
+
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{path}: {value!r} cannot be stored as JSON")
+        return value
+    if isinstance(value, list):
+        return [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return {"$tuple": [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: dict keys must be strings, got {key!r}")
+            out[key] = encode(item, f"{path}[{key!r}]")
+        if any(key.startswith("$") for key in out):
+            return {"$dict": out}
+        return out
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, BaseModel):
+        return {"$records": [value._name, list(value._ids)]}
+    raise TypeError(f"{path}: cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}")
+
+
+def decode(value: Any, env: Environment) -> Any:
+    """The Python value of a stored JSON form; records come back in ``env``."""
+    if isinstance(value, list):
+        return [decode(v, env) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, item), = value.items()
+        if key == "$tuple":
+            return tuple(decode(v, env) for v in item)
+        if key == "$dict":
+            return {k: decode(v, env) for k, v in item.items()}
+        if key == "$datetime":
+            return datetime.fromisoformat(item)
+        if key == "$date":
+            return date.fromisoformat(item)
+        if key == "$decimal":
+            return Decimal(item)
+        if key == "$uuid":
+            return UUID(item)
+        if key == "$records":
+            model, ids = item
+            return env[model].browse(ids)
+    return {k: decode(v, env) for k, v in value.items()}
+
+
+def canonical(value: Any) -> str:
+    """An order-independent text of an encoded value (dict keys sorted)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+MAX_RESULT_CHARS = 64 * 1024
+
+
+def encode_result(value: Any) -> Any:
+    """A job's return value for the ``result`` column: encoded if it can be,
+    else its ``repr``; truncated with a marker past 64 KiB of JSON."""
+    try:
+        encoded = encode(value, "result")
+    except TypeError:
+        encoded = repr(value)
+    text = json.dumps(encoded)
+    if len(text) > MAX_RESULT_CHARS:
+        return {"$truncated": True, "size": len(text), "head": text[: MAX_RESULT_CHARS // 2]}
+    return encoded
