@@ -55,6 +55,8 @@ class Backend(ABC):
     url: str
     #: CREATE TABLE may name a table that does not exist yet in REFERENCES
     forward_references: bool = False
+    #: NULL sorts after every value in ascending order unless told otherwise
+    nulls_sort_high: bool = True
     #: appended to a SELECT to lock the rows it reads until the transaction ends
     lock_rows: str = ""
 

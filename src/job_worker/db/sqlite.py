@@ -84,6 +84,7 @@ class SqliteCursor(Cursor):
 class SqliteBackend(Backend):
     dialect = "sqlite"
     forward_references = True  # foreign keys are only checked when rows are written
+    nulls_sort_high = False  # SQLite sorts NULL first: the ORM says NULLS LAST explicitly
     lock_rows = ""  # a read-write transaction already holds the database's write lock
 
     def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0):

@@ -93,47 +93,59 @@ def _ids(value: Any, what: str) -> list:
 
 
 def _term(model: BaseModel, alias: str, path: str, operator: str, value: Any) -> tuple[str, list]:
+    operator, value = _records_value(operator, value)
     name, _, rest = path.partition(".")
-    if name == "id":
+    if name == "id" and not rest:
         return _id_term(model, f'"{alias}"."id"', operator, value)
     field = _field(model, name)
     if rest:
         if not field.relational:
             raise ValueError(f"{model._name}.{name} is not relational: cannot follow {path!r}")
         comodel = model.env[field.comodel_name]  # type: ignore[attr-defined]
-        sub_sql, sub_params = to_sql(
-            comodel, [(rest, operator, value)], alias=f"{comodel._table}_{len(path)}"
-        )
-        sub = f'SELECT "{comodel._table}_{len(path)}".id FROM "{comodel._table}" AS "{comodel._table}_{len(path)}" WHERE {sub_sql}'
+        sub_alias = f"{comodel._table}_{len(path)}"
+        sub_sql, sub_params = to_sql(comodel, [(rest, operator, value)], alias=sub_alias)
+        sub = f'SELECT "{sub_alias}".id FROM "{comodel._table}" AS "{sub_alias}" WHERE {sub_sql}'
         return _relational_in(model, alias, field, sub, sub_params)
     if isinstance(field, fields._X2many):
         return _x2many_term(model, alias, field, operator, value)
-    column = f'"{alias}"."{name}"'
-    if isinstance(field, fields.Many2one):
-        value = _relational_value(value)
-    return _column_term(model, field, column, operator, value)
+    return _column_term(model, field, f'"{alias}"."{name}"', operator, value)
 
 
-def _relational_value(value: Any) -> Any:
+def _records_value(operator: str, value: Any) -> tuple[str, Any]:
+    """A recordset as a value: its ids for 'in', its id (or False when empty) for '=';
+    '=' with several records means 'in', as in Odoo."""
     from .models import BaseModel
 
-    if isinstance(value, BaseModel):
-        return list(value._ids) if len(value) != 1 else value._ids[0]
-    return value
+    if not isinstance(value, BaseModel):
+        return operator, value
+    if operator in ("in", "not in"):
+        return operator, list(value._ids)
+    if len(value) > 1 and operator in ("=", "!="):
+        return ("in" if operator == "=" else "not in"), list(value._ids)
+    if len(value) > 1:
+        raise ValueError(f"operator {operator!r} compares with one record, got {value!r}")
+    return operator, value._ids[0] if value._ids else False
+
+
+def _check_ids(values: list, what: str) -> list[int]:
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{what} is compared with ids (ints), got {value!r}")
+    return values
 
 
 def _id_term(model: BaseModel, column: str, operator: str, value: Any) -> tuple[str, list]:
-    value = _relational_value(value)
     if operator in ("in", "not in"):
         ids = [v for v in _ids(value, operator) if v is not None and v is not False]
-        sql, params = model.env.cr.backend.in_ids(column, ids)
+        sql, params = model.env.cr.backend.in_ids(column, _check_ids(ids, "id"))
         return (f"(NOT {sql})" if operator == "not in" else sql), params
-    if value is False or value is None:
-        return ("FALSE", []) if operator == "=" else ("TRUE", [])
     if operator not in COMPARISONS:
         raise ValueError(f"operator {operator!r} does not apply to ids")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"ids are compared with ints, got {value!r}")
+    if value is False or value is None:
+        if operator not in ("=", "!="):
+            raise ValueError(f"cannot compare ids with {operator!r} {value!r}")
+        return ("FALSE", []) if operator == "=" else ("TRUE", [])
+    _check_ids([value], "id")
     op = "<>" if operator == "!=" else operator
     return f"{column} {op} %s", [value]
 
@@ -145,56 +157,56 @@ def _relational_in(
         return f'"{alias}"."{field.name}" IN ({sub})', params
     if isinstance(field, fields.One2many):
         comodel = model.env[field.comodel_name]
-        return (
-            f'"{alias}"."id" IN (SELECT "{field.inverse_name}" FROM "{comodel._table}" WHERE id IN ({sub}))',
-            params,
+        owners = f'SELECT "{field.inverse_name}" FROM "{comodel._table}" WHERE id IN ({sub})'
+    else:
+        assert isinstance(field, fields.Many2many)
+        owners = (
+            f'SELECT "{field.column1}" FROM "{field.relation}" WHERE "{field.column2}" IN ({sub})'
         )
-    assert isinstance(field, fields.Many2many)
-    return (
-        f'"{alias}"."id" IN (SELECT "{field.column1}" FROM "{field.relation}" WHERE "{field.column2}" IN ({sub}))',
-        params,
-    )
+    return f'"{alias}"."id" IN ({owners})', params
 
 
 def _x2many_term(
     model: BaseModel, alias: str, field: fields._X2many, operator: str, value: Any
 ) -> tuple[str, list]:
-    value = _relational_value(value)
     comodel = model.env[field.comodel_name]
     if isinstance(field, fields.One2many):
-        linked = f'SELECT "{field.inverse_name}" FROM "{comodel._table}" WHERE "{field.inverse_name}" IS NOT NULL'
+        inverse = f'"{field.inverse_name}"'
+        linked = f'SELECT {inverse} FROM "{comodel._table}" WHERE {inverse} IS NOT NULL'
         target = "id"
     else:
         assert isinstance(field, fields.Many2many)
-        linked = f'SELECT "{field.column1}" FROM "{field.relation}"'
+        linked = f'SELECT "{field.column1}" FROM "{field.relation}" WHERE TRUE'
         target = f'"{field.column2}"'
     if value is False or value is None:
         if operator not in ("=", "!="):
-            raise ValueError(f"{field!r}: only = and != compare with False")
+            raise ValueError(f"{field!r}: only = and != compare with {value!r}")
         negate = "NOT " if operator == "=" else ""
         return f'"{alias}"."id" {negate}IN ({linked})', []
-    if operator in ("=", "in"):
-        ids = [value] if operator == "=" else _ids(value, operator)
-        sql, params = model.env.cr.backend.in_ids(target, ids)
-        joiner = "AND" if isinstance(field, fields.One2many) else "WHERE"
-        return f'"{alias}"."id" IN ({linked} {joiner} {sql})', params
+    if operator in ("=", "!=", "in", "not in"):
+        ids = [value] if operator in ("=", "!=") else _ids(value, operator)
+        sql, params = model.env.cr.backend.in_ids(target, _check_ids(ids, repr(field)))
+        negate = "NOT " if operator in ("!=", "not in") else ""
+        return f'"{alias}"."id" {negate}IN ({linked} AND {sql})', params
     raise ValueError(f"{field!r}: operator {operator!r} is not supported on x2many fields")
+
+
+#: the fields whose values like/ilike/=like match as text
+_TEXTUAL = (fields.Char, fields.Selection)
 
 
 def _column_term(
     model: BaseModel, field: fields.Field, column: str, operator: str, value: Any
 ) -> tuple[str, list]:
     backend = model.env.cr.backend
+    boolean = isinstance(field, fields.Boolean)
     if operator in ("in", "not in"):
         values = _ids(value, operator)
-        has_null = any(v is None or v is False for v in values) and not isinstance(
-            field, fields.Boolean
+        # an empty value matches NULL (for a Boolean, False is empty too)
+        has_null = any(v is None or v is False for v in values)
+        values = [_convert(model, field, v) for v in values if not (v is None or (v is False))] + (
+            [False] if boolean and has_null else []
         )
-        values = [
-            _convert(model, field, v)
-            for v in values
-            if not (v is None or v is False) or isinstance(field, fields.Boolean)
-        ]
         sql, params = backend.in_values(column, values) if values else ("FALSE", [])
         if operator == "in":
             return (f"({sql} OR {column} IS NULL)" if has_null else sql), params
@@ -202,29 +214,28 @@ def _column_term(
             return f"(NOT {sql} AND {column} IS NOT NULL)", params
         return f"(NOT {sql} OR {column} IS NULL)", params
     if operator in LIKES:
+        if not isinstance(field, _TEXTUAL):
+            raise ValueError(f"operator {operator!r} applies to text fields, not to {field!r}")
         if not isinstance(value, str):
             raise ValueError(f"operator {operator!r} needs a string, got {value!r}")
         pattern = value if operator.startswith("=") else f"%{value}%"
-        if "ilike" in operator:
-            sql = backend.ilike(column)
-        else:
-            sql = f"{column} LIKE %s"
+        sql = backend.ilike(column) if "ilike" in operator else f"{column} LIKE %s"
         if operator.startswith("not "):
             return f"(NOT {sql} OR {column} IS NULL)", [pattern]
         return sql, [pattern]
     # comparisons
     if value is None or value is False:
-        if isinstance(field, fields.Boolean) and operator in ("=", "!="):
-            return (
-                f"({column} IS NULL OR {column} = %s)" if operator == "=" else f"{column} = %s"
-            ), [operator == "!="]
+        if boolean and operator in ("=", "!="):
+            if operator == "=":
+                return f"({column} IS NULL OR {column} = %s)", [False]
+            return f"{column} = %s", [True]
         if operator == "=":
             return f"{column} IS NULL", []
         if operator == "!=":
             return f"{column} IS NOT NULL", []
-        raise ValueError(f"cannot compare {field!r} with {operator!r} False")
+        raise ValueError(f"cannot compare {field!r} with {operator!r} {value!r}")
     converted = _convert(model, field, value)
-    if isinstance(field, fields.Boolean) and operator == "=" and converted is False:
+    if boolean and operator == "=" and converted is False:
         return f"({column} IS NULL OR {column} = %s)", [False]
     if operator == "!=":
         return f"({column} <> %s OR {column} IS NULL)", [converted]
@@ -249,6 +260,7 @@ def parse_order(model: BaseModel, order: str | None) -> str:
         order = model._order
     if not isinstance(order, str):
         raise ValueError(f"order must be a string like 'name desc, id', got {order!r}")
+    nulls_sort_high = model.env.cr.backend.nulls_sort_high
     parts = []
     for item in order.split(","):
         words = item.split()
@@ -260,17 +272,17 @@ def parse_order(model: BaseModel, order: str | None) -> str:
             if field is None or field.column_kind is None:
                 raise ValueError(f"cannot order {model._name} by {name!r}: not a stored field")
         mods = " ".join(m.upper() for m in modifiers)
-        if mods not in (
-            "",
-            "ASC",
-            "DESC",
-            "ASC NULLS FIRST",
-            "ASC NULLS LAST",
-            "DESC NULLS FIRST",
-            "DESC NULLS LAST",
-            "NULLS FIRST",
-            "NULLS LAST",
+        direction, _, nulls = mods.partition("NULLS")
+        direction, nulls = direction.strip(), nulls.strip()
+        if (
+            direction not in ("", "ASC", "DESC")
+            or nulls not in ("", "FIRST", "LAST")
+            or ("NULLS" in mods and not nulls)
         ):
             raise ValueError(f"bad order modifier {' '.join(modifiers)!r} in {order!r}")
-        parts.append(f'"{model._table}"."{name}" {mods}'.rstrip())
+        if not nulls and not nulls_sort_high:
+            # empty values sort as the largest on every database, as on PostgreSQL
+            nulls = "FIRST" if direction == "DESC" else "LAST"
+        sql = f'"{model._table}"."{name}" {direction}'.rstrip()
+        parts.append(f"{sql} NULLS {nulls}" if nulls else sql)
     return ", ".join(parts)

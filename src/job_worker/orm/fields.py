@@ -14,6 +14,7 @@ refuses wrong types with an error naming the model, the field and the value.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 from datetime import UTC, date, datetime
@@ -31,6 +32,13 @@ class Field:
     type: str = ""
     column_kind: str | None = None  # portable column kind, None when not stored in a column
     relational = False
+
+    # set from ``options`` by __init__
+    required: bool
+    default: Any
+    index: bool
+    readonly: bool
+    help: str | None
 
     #: the keyword arguments a field of this type accepts, with their defaults
     options: dict[str, Any] = {
@@ -62,7 +70,7 @@ class Field:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def setup(self, name: str, model: type[BaseModel]) -> None:
+    def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
         """Bind a registry's copy of the field to its model class."""
         self.name = name
         self.model_name = model._name
@@ -93,7 +101,9 @@ class Field:
 
     # -- conversions --------------------------------------------------------------
 
-    def _bad(self, value: Any, expected: str, error: type[Exception] = TypeError) -> Exception:
+    def _bad(
+        self, value: Any, expected: str, error: builtins.type[Exception] = TypeError
+    ) -> Exception:
         return error(f"{self.model_name}.{self.name}: expected {expected}, got {value!r}")
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
@@ -110,6 +120,11 @@ class Field:
     def from_column(self, value: Any) -> Any:
         """Database value to cache form."""
         return value
+
+    @property
+    def converts_from_column(self) -> bool:
+        """Whether :meth:`from_column` does anything (reading skips it when not)."""
+        return type(self).from_column is not Field.from_column
 
     def to_read(self, value: Any, record: BaseModel) -> Any:
         """Cache form to what ``read()`` returns."""
@@ -310,7 +325,7 @@ class _Relational(Field):
     def __init__(self, comodel_name: str, string: str | None = None, **kwargs: Any):
         super().__init__(string, comodel_name=comodel_name, **kwargs)
 
-    def setup(self, name: str, model: type[BaseModel]) -> None:
+    def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
         super().setup(name, model)
         if self.comodel_name not in model.pool:
             raise KeyError(f"{self!r}: unknown comodel {self.comodel_name!r}")
@@ -362,14 +377,11 @@ class Many2one(_Relational):
         comodel = record.env[self.comodel_name]
         if value is None:
             return comodel
-        # prefetch the targets of every record being read together
-        cache = record.env.cache.get(self.model_name, {})
-        prefetch = []
-        for rid in record._prefetch_ids:
-            target = cache.get(rid, {}).get(self.name)
-            if target is not None:
-                prefetch.append(target)
-        return comodel.browse((value,))._with_prefetch(prefetch or (value,))
+        # the target is fetched together with the targets of the records read with this one
+        targets = _Targets(
+            record.env.cache.get(self.model_name, {}), self.name, record._prefetch_ids
+        )
+        return comodel.browse((value,))._with_prefetch(targets)
 
     def to_read(self, value: Any, record: BaseModel) -> Any:
         if value is None:
@@ -397,14 +409,52 @@ class _X2many(_Relational):
             return [(6, 0, self._ids_of(value, model))]
         if not isinstance(value, list | tuple):
             raise self._bad(value, "a list of commands or ids")
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if all(_is_id(v) for v in value):
             return [(6, 0, list(value))]
-        result = []
-        for command in value:
-            if not isinstance(command, list | tuple) or not command or command[0] not in range(7):
-                raise self._bad(command, "a command tuple (0..6, id, values)", ValueError)
-            result.append(tuple(command) + (0,) * (3 - len(command)))
-        return result
+        return [self._command(command) for command in value]
+
+    def _command(self, command: Any) -> tuple:
+        """Check one command tuple and pad it to three items."""
+        if (
+            not isinstance(command, list | tuple)
+            or not command
+            or len(command) > 3
+            or not _is_id(command[0])
+            or command[0] not in range(7)
+        ):
+            raise self._bad(command, "a command tuple (0..6, id, values) or an id", ValueError)
+        code, target, values = (*command, 0, 0)[:3]
+        if code in (1, 2, 3, 4) and not _is_id(target):
+            raise self._bad(command, f"a {self.comodel_name} id as second item", ValueError)
+        if code in (0, 1) and not isinstance(values, dict):
+            raise self._bad(command, "a dict of values as third item", ValueError)
+        if code == 6 and not (isinstance(values, list | tuple) and all(map(_is_id, values))):
+            raise self._bad(command, "a list of ids as third item", ValueError)
+        return (code, target, values)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Targets:
+    """The records a Many2one points to over a prefetch set, listed when first iterated.
+
+    Reading a Many2one on each record of a large set must not scan the whole set
+    each time: the scan happens once, when the first target is fetched.
+    """
+
+    __slots__ = ("_cache", "_ids", "_name", "_source")
+
+    def __init__(self, cache: dict[int, dict[str, Any]], name: str, source: Any):
+        self._cache, self._name, self._source = cache, name, source
+        self._ids: tuple[int, ...] | None = None
+
+    def __iter__(self) -> Any:
+        if self._ids is None:
+            found = (self._cache.get(rid, {}).get(self._name) for rid in self._source)
+            self._ids = tuple(dict.fromkeys(t for t in found if t is not None))
+        return iter(self._ids)
 
 
 class One2many(_X2many):
@@ -419,7 +469,7 @@ class One2many(_X2many):
     ):
         super().__init__(comodel_name, string, inverse_name=inverse_name, **kwargs)
 
-    def setup(self, name: str, model: type[BaseModel]) -> None:
+    def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
         super().setup(name, model)
         inverse = model.pool[self.comodel_name]._fields.get(self.inverse_name)
         if not isinstance(inverse, Many2one) or inverse.comodel_name != model._name:
@@ -450,7 +500,7 @@ class Many2many(_X2many):
             comodel_name, string, relation=relation, column1=column1, column2=column2, **kwargs
         )
 
-    def setup(self, name: str, model: type[BaseModel]) -> None:
+    def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
         super().setup(name, model)
         table1, table2 = model._table, model.pool[self.comodel_name]._table
         if table1 == table2 and not (self.relation and self.column1 and self.column2):

@@ -156,19 +156,21 @@ def table_indexes(model: type[BaseModel]) -> list[Index]:
     return indexes
 
 
-def _fill_value(field: _fields.Field) -> Any:
+def _fill_value(field: _fields.Field, model: BaseModel) -> Any:
     """What an added column is set to in existing rows: a constant default, if any."""
     if field.default is None or callable(field.default):
         return None
-    return field.to_column(field.default)
+    return field.to_column(field.to_cache(field.default, model))
 
 
 def sync_tables(registry: Registry, cr: Cursor) -> None:
     """Create missing tables, columns and indexes; never drop anything."""
     backend = registry.backend
+    env = Environment(cr, SUPERUSER_ID, {})
     existing = backend.existing_tables(cr)
     relations: dict[str, _fields.Many2many] = {}
     deferred: list[tuple[str, Column]] = []
+    missing_indexes: list[Index] = []
     for model in registry.models.values():
         if model._abstract:
             continue
@@ -201,13 +203,13 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
                         column.name,
                         extra={"event": "schema.add_column"},
                     )
-                    backend.add_column(cr, table, column, _fill_value(field))
+                    backend.add_column(cr, table, column, _fill_value(field, model(env, ())))
             present = set(schema.indexes)
-        for index in table_indexes(model):
-            if index.name not in present:
-                backend.create_index(cr, index)
+        missing_indexes.extend(i for i in table_indexes(model) if i.name not in present)
     for table, column in deferred:
         backend.add_column(cr, table, column)
+    for index in missing_indexes:  # after the deferred columns they may cover
+        backend.create_index(cr, index)
     for relation, field in relations.items():
         if relation in existing:
             continue
