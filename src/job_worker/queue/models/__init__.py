@@ -1,1 +1,1 @@
-from . import base, dependency, job, limit, worker  # noqa: F401
+from . import base, dependency, job, limit, maintenance, worker  # noqa: F401

@@ -34,7 +34,7 @@ class QueueJob(models.Model):
         models.Index("queue_job_pending", ("channel", "priority", "scheduled_at", "id"),
                      where="state = 'pending'"),
         models.Index("queue_job_started", ("worker_id",), where="state = 'started'"),
-        models.Index("queue_job_state_date", ("state", "completed_at")),
+        models.Index("queue_job_state_date", ("state", "write_date")),
         models.Index("queue_job_graph", ("graph_uuid",), where="graph_uuid IS NOT NULL"),
     ]
 

@@ -1,0 +1,47 @@
+"""queue.maintenance: the periodic housekeeping done by one elected worker.
+
+The worker that holds the maintenance lock calls ``_run_maintenance`` every
+few seconds. Modules extend it with ``_inherit = "queue.maintenance"`` and
+``super()``, adding their own tasks (stale-job reclaim, metric snapshots,
+alert rules) and their counters to the result.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from ...orm import fields, models
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+class QueueMaintenance(models.AbstractModel):
+    _name = "queue.maintenance"
+    _description = "Queue maintenance"
+
+    def _run_maintenance(self, settings: dict[str, Any]) -> dict[str, int]:
+        """Run the periodic tasks; return counters of what was done.
+
+        ``settings``: ``retention_days`` (30), ``retention_batch`` (1000).
+        """
+        return {"jobs_purged": self._purge_old_jobs(
+            settings.get("retention_days", 30), settings.get("retention_batch", 1000)
+        )}
+
+    def _purge_old_jobs(self, retention_days: float, batch: int) -> int:
+        """Delete one batch of done, failed and cancelled jobs last changed more than
+        ``retention_days`` ago (oldest first); 0 days keeps everything."""
+        if not retention_days:
+            return 0
+        cutoff = fields.Datetime.now() - timedelta(days=retention_days)
+        cr = self.env.cr
+        cr.execute(
+            "DELETE FROM queue_job WHERE id IN (SELECT id FROM queue_job"
+            " WHERE state IN ('done', 'failed', 'cancelled') AND write_date < %s ORDER BY id LIMIT %s)",
+            [cutoff, batch],
+        )
+        deleted = cr.rowcount
+        if deleted:
+            self.env.invalidate_all()
+        return deleted
