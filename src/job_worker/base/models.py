@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from typing import Any
 
 from ..orm import fields, models
 
 _HASH_ITERATIONS = 200_000
+_HASH_FORMAT = re.compile(r"pbkdf2_sha256\$[1-9][0-9]{0,8}\$(?:[0-9a-f]{2})+\$[0-9a-f]{64}")
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -22,18 +24,24 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 
 
 def check_password(password: str, stored: str | None) -> bool:
-    if not stored or not isinstance(password, str):
+    """Whether ``password`` matches a hash made by :func:`hash_password`."""
+    if not stored or not isinstance(password, str) or not _HASH_FORMAT.fullmatch(stored):
         return False
-    try:
-        scheme, iterations, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "pbkdf2_sha256":
-        return False
+    _scheme, iterations, salt, digest = stored.split("$")
     candidate = hashlib.pbkdf2_hmac(
         "sha256", password.encode(), bytes.fromhex(salt), int(iterations)
     )
     return hmac.compare_digest(candidate.hex(), digest)
+
+
+def _with_hashed_password(vals: Any) -> Any:
+    """``vals`` with a plain-text ``password`` replaced by its hash (a hash is kept as is)."""
+    if not isinstance(vals, dict):
+        return vals
+    password = vals.get("password")
+    if not isinstance(password, str) or _HASH_FORMAT.fullmatch(password):
+        return vals  # nothing to hash; a non-string is refused by the field itself
+    return {**vals, "password": hash_password(password)}
 
 
 class Base(models.AbstractModel):
@@ -77,8 +85,16 @@ class Users(models.Model):
     lang = fields.Char(default="en_US")
     tz = fields.Char(default="UTC")
     active = fields.Boolean(default=True)
-    password = fields.Char(help="Password hash (PBKDF2); set it with set_password()")
+    password = fields.Char(help="Password hash (PBKDF2): a password written here is hashed")
     group_ids = fields.Many2many("res.groups", string="Groups")
+
+    def create(self, vals_list: Any) -> Any:
+        if isinstance(vals_list, list | tuple):
+            return super().create([_with_hashed_password(vals) for vals in vals_list])
+        return super().create(_with_hashed_password(vals_list))
+
+    def write(self, vals: Any) -> bool:
+        return super().write(_with_hashed_password(vals))
 
     def set_password(self, password: str) -> None:
         self.write({"password": hash_password(password)})

@@ -37,10 +37,10 @@ _ONDELETE = {"a": "no action", "r": "restrict", "c": "cascade", "n": "set null",
 
 class PostgresCursor(Cursor):
     def _execute(self, query: str, params: Sequence[Any] | None) -> None:
-        self._cur.execute(query, params)  # type: ignore[arg-type]
+        self._cur.execute(query, params)
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(query, seq_of_params)  # type: ignore[arg-type]
+        self._cur.executemany(query, seq_of_params)
 
     @property
     def in_transaction(self) -> bool:

@@ -67,7 +67,7 @@ class Field:
         self.name = ""
         self.model_name = ""
 
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __set_name__(self, owner: builtins.type, name: str) -> None:
         self.name = name
 
     def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
@@ -82,7 +82,7 @@ class Field:
 
     # -- descriptor -------------------------------------------------------------
 
-    def __get__(self, record: BaseModel | None, owner: type) -> Any:
+    def __get__(self, record: BaseModel | None, owner: builtins.type) -> Any:
         if record is None:
             return self
         ids = record._ids
@@ -286,7 +286,8 @@ class Selection(Field):
         allowed = self.get_values(model)
         if value not in allowed:
             raise ValueError(
-                f"{self.model_name}.{self.name}: {value!r} is not one of {', '.join(map(repr, allowed))}"
+                f"{self.model_name}.{self.name}: {value!r} is not one of "
+                f"{', '.join(map(repr, allowed))}"
             )
         return value
 
@@ -419,7 +420,7 @@ class _X2many(_Relational):
             not isinstance(command, list | tuple)
             or not command
             or len(command) > 3
-            or not _is_id(command[0])
+            or isinstance(command[0], bool)
             or command[0] not in range(7)
         ):
             raise self._bad(command, "a command tuple (0..6, id, values) or an id", ValueError)
@@ -434,7 +435,7 @@ class _X2many(_Relational):
 
 
 def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class _Targets:
@@ -474,7 +475,8 @@ class One2many(_X2many):
         inverse = model.pool[self.comodel_name]._fields.get(self.inverse_name)
         if not isinstance(inverse, Many2one) or inverse.comodel_name != model._name:
             raise ValueError(
-                f"{self!r}: {self.comodel_name}.{self.inverse_name} must be a Many2one to {model._name}"
+                f"{self!r}: {self.comodel_name}.{self.inverse_name} must be a Many2one "
+                f"to {model._name}"
             )
 
 
@@ -515,7 +517,7 @@ class Many2many(_X2many):
 class Id(Field):
     type = "integer"
 
-    def __get__(self, record: BaseModel | None, owner: type) -> Any:
+    def __get__(self, record: BaseModel | None, owner: builtins.type) -> Any:
         if record is None:
             return self
         ids = record._ids

@@ -80,6 +80,10 @@ class BaseModel(metaclass=MetaModel):
 
     __slots__ = ("_ids", "_prefetch_ids", "env")
 
+    if TYPE_CHECKING:
+        # fields are attributes that only a registry knows: let type checkers read them
+        def __getattr__(self, name: str) -> Any: ...
+
     def __init__(
         self, env: Environment, ids: tuple[int, ...] = (), prefetch_ids: Iterable[int] | None = None
     ):
@@ -243,7 +247,7 @@ class BaseModel(metaclass=MetaModel):
                 return list(recs._ids)
             if field is None:
                 raise ValueError(
-                    f"mapped(): unknown field {name!r} on {recs._name if isinstance(recs, BaseModel) else recs!r}"
+                    f"mapped(): unknown field {name!r} on {getattr(recs, '_name', recs)!r}"
                 )
             if field.relational:
                 comodel = recs.env[field.comodel_name]  # type: ignore[attr-defined]
@@ -263,12 +267,21 @@ class BaseModel(metaclass=MetaModel):
         return self.browse(tuple(rec.id for rec in self if func(rec)))
 
     def sorted(
-        self, key: Callable[[BaseModel], Any] | None = None, reverse: bool = False
+        self, key: str | Callable[[BaseModel], Any] | None = None, reverse: bool = False
     ) -> BaseModel:
-        """Records sorted by ``key``, or by the model's ``_order`` in the database."""
+        """Records sorted by ``key`` (a function, or a field name: empty values last),
+        or by the model's ``_order`` in the database."""
         if key is None:
             result = self.search([("id", "in", self._ids)])
             return result.browse(tuple(reversed(result._ids))) if reverse else result
+        if isinstance(key, str):
+            name = key
+
+            def key(rec: BaseModel) -> Any:
+                value = rec[name]
+                empty = value is False or value is None
+                return (empty, None if empty else value)  # empty values last, as in SQL
+
         return self.browse(tuple(rec.id for rec in sorted(self, key=key, reverse=reverse)))
 
     # -- reading ----------------------------------------------------------------
@@ -369,7 +382,8 @@ class BaseModel(metaclass=MetaModel):
     ) -> BaseModel:
         """Records matching ``domain``, in ``order`` (default ``_order``)."""
         where, params = domains.to_sql(self, list(domain))
-        sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {domains.parse_order(self, order)}'
+        order_by = domains.parse_order(self, order)
+        sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {order_by}'
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ValueError(f"limit must be an int >= 0, got {limit!r}")

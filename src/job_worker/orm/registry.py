@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from .. import db
 from . import fields as _fields
@@ -130,7 +130,7 @@ class Registry:
             "__module__": __name__,
         }
         # _table, _order, ... come from the latest definition that sets them
-        cls = type(model.replace(".", "_"), tuple(bases), attrs)
+        cls = cast(type[BaseModel], type(model.replace(".", "_"), tuple(bases), attrs))
         # a model is abstract or not as its first definition says, whatever extends it
         cls._abstract = defs[model][0]._abstract
         # extra indexes add up over every definition (an extension does not drop them)
