@@ -107,3 +107,20 @@ def env(registry: Registry) -> Iterator[api.Environment]:
     finally:
         cr.rollback()
         cr.close()
+
+
+@pytest.fixture
+def qregistry(make_registry) -> Registry:
+    """A registry with the job test application (crm + jobapp)."""
+    return make_registry(["jobapp"])
+
+
+@pytest.fixture
+def qenv(qregistry: Registry) -> Iterator[api.Environment]:
+    """A superuser environment on the job test app, rolled back after the test."""
+    cr = qregistry.cursor()
+    try:
+        yield api.Environment(cr, SUPERUSER_ID, {})
+    finally:
+        cr.rollback()
+        cr.close()

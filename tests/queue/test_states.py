@@ -1,0 +1,140 @@
+"""run_now() and the state machine of PRODUCT.md 5: attempts, backoff, errors,
+manual actions."""
+
+from datetime import timedelta
+
+import pytest
+
+from job_worker.exceptions import RetryableJobError
+from job_worker.orm.fields import Datetime
+from job_worker.queue.states import backoff
+
+
+@pytest.fixture
+def partner(qenv):
+    return qenv["res.partner"].create({"name": "Acme"})
+
+
+def test_done_job_keeps_its_writes_result_and_timings(qenv, partner):
+    job = partner.with_delay().record("x", value=3)
+    assert job.run_now() is True
+    assert job.state == "done"
+    assert job.result == {"recorded": 1, "value": 3}
+    assert job.started_at <= job.completed_at and job.duration >= 0
+    assert qenv["job.log"].search_count([]) == 1
+
+
+def test_failure_rolls_back_the_jobs_writes_and_schedules_a_retry(qenv, partner):
+    job = partner.with_delay(max_retries=3).fail_then_write("first")
+    before = Datetime.now()
+    job.run_now()  # retried: recorded, not raised
+    assert job.state == "pending" and job.attempts == 1
+    assert job.exc_name == "RuntimeError" and job.exc_message == "first"
+    assert "RuntimeError: first" in job.exc_info and "attempt 1" in job.exc_info
+    assert before + timedelta(seconds=10) <= job.scheduled_at <= Datetime.now() + timedelta(seconds=10)
+    assert qenv["job.log"].search_count([]) == 0  # the job's write was rolled back
+
+
+def test_a_job_runs_at_most_max_retries_plus_one_times(qenv, partner):
+    job = partner.with_delay(max_retries=2).fail_then_write()
+    job.run_now()
+    job.run_now()
+    assert (job.state, job.attempts) == ("pending", 2)
+    with pytest.raises(RuntimeError, match="boom"):
+        job.run_now()
+    assert (job.state, job.attempts) == ("failed", 3)
+    assert job.exc_info.count("--- attempt") == 3  # diagnoses appended, never overwritten
+    with pytest.raises(ValueError, match="only a pending job"):
+        job.run_now()
+
+
+def test_max_retries_zero_retries_forever(qenv, partner):
+    job = partner.with_delay(max_retries=0).fail_then_write()
+    for _ in range(12):
+        job.run_now()
+    assert (job.state, job.attempts) == ("pending", 12)
+
+
+def test_failed_job_error_fails_at_once(qenv, partner):
+    job = partner.with_delay(max_retries=5).fail_hard()
+    with pytest.raises(Exception, match="no point retrying"):
+        job.run_now()
+    assert (job.state, job.attempts, job.exc_name) == ("failed", 1, "job_worker.exceptions.FailedJobError")
+
+
+def test_retryable_error_with_seconds_sets_the_backoff(qenv, partner):
+    job = partner.with_delay().retry_later(seconds=120)
+    before = Datetime.now()
+    job.run_now()
+    assert job.attempts == 1
+    assert before + timedelta(seconds=120) <= job.scheduled_at <= Datetime.now() + timedelta(seconds=120)
+
+
+def test_retryable_error_with_ignore_retry_does_not_count(qenv, partner):
+    job = partner.with_delay(max_retries=1).retry_later(ignore_retry=True)
+    for _ in range(3):
+        job.run_now()
+    assert (job.state, job.attempts) == ("pending", 0)
+
+
+def test_retryable_error_validates_seconds():
+    with pytest.raises(ValueError, match="seconds"):
+        RetryableJobError("x", seconds=-1)
+
+
+def test_backoff_doubles_from_ten_seconds_up_to_the_cap():
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
+    assert backoff(20) == 3600
+    assert backoff(5, max_backoff=60) == 60
+
+
+def test_large_results_are_truncated_with_a_marker(qenv, partner):
+    job = partner.with_delay().big_result(200_000)
+    job.run_now()
+    assert job.result["$truncated"] is True and job.result["size"] > 200_000
+    assert len(job.result["head"]) < 64 * 1024
+
+
+def test_unstorable_result_is_kept_as_its_repr(qenv, partner):
+    job = partner.with_delay().opaque()
+    job.run_now()
+    assert (job.state, job.result) == ("done", "{1, 2}")
+
+
+def test_requeue_resets_attempts_and_error(qenv, partner):
+    job = partner.with_delay(max_retries=0).fail_then_write()
+    job.run_now()
+    job.set_failed()
+    job.requeue()
+    assert (job.state, job.attempts, job.exc_name, job.exc_info, job.completed_at) == (
+        "pending", 0, False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("action", "refused_from"),
+    [("requeue", ("pending", "waiting", "started")), ("cancel", ("done", "failed", "cancelled")),
+     ("set_done", ("done",)), ("set_failed", ("failed",))],
+)
+def test_manual_actions_refuse_jobs_in_the_wrong_state(qenv, partner, action, refused_from):
+    for state in refused_from:
+        job = partner.with_delay().record()
+        qenv.cr.execute("UPDATE queue_job SET state = %s WHERE id = %s", [state, job.id])
+        job.invalidate_recordset()
+        other = partner.with_delay().record()
+        with pytest.raises(ValueError, match=f"cannot {action.replace('_', ' ')}.*{state}"):
+            getattr(job | other, action)()
+        assert (job.state, other.state) == (state, "pending")  # nothing changed
+
+
+def test_cancel_and_set_done_stamp_times(qenv, partner):
+    a, b = partner.with_delay().record(), partner.with_delay().record()
+    a.cancel()
+    b.set_done()
+    assert a.state == "cancelled" and a.cancelled_at
+    assert b.state == "done" and b.completed_at
+
+
+def test_eta_and_retry_aliases(qenv, partner):
+    job = partner.with_delay(max_retries=0).fail_then_write()
+    job.run_now()
+    assert job.eta == job.scheduled_at and job.retry == job.attempts == 1
