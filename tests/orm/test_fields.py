@@ -227,7 +227,7 @@ def test_json_tuples_come_back_as_lists(env):
 
 
 def test_a_field_declared_with_an_unknown_option_is_refused_at_once():
-    with pytest.raises(TypeError, match="unknown option.*colour"):
+    with pytest.raises(TypeError, match=r"unknown option.*colour"):
         fields.Char(colour="red")
 
 

@@ -76,7 +76,7 @@ def test_reading_a_deleted_record_raises_missing_error(env, partners):
     env.cr.execute("DELETE FROM res_partner WHERE id = %s", [gone.id])
     env.invalidate_all()
     with pytest.raises(MissingError, match="does not exist"):
-        gone.name
+        _ = gone.name
 
 
 def test_unlink_deletes_the_records(env, partners, count_rows):
@@ -153,7 +153,7 @@ def test_read_gives_dicts_of_the_requested_fields(env, partners):
     ]
     [everything] = partners[2].read()
     assert {"name", "email", "company_id", "tag_ids", "create_date"} <= set(everything)
-    with pytest.raises(ValueError, match="res.partner has no field 'colour'"):
+    with pytest.raises(ValueError, match=r"res\.partner has no field 'colour'"):
         partners.read(["colour"])
 
 
@@ -170,12 +170,12 @@ def test_ids_and_id(env, partners):
     assert partners[0].id == partners.ids[0]
     assert env["res.partner"].id is False
     with pytest.raises(ValueError, match="single record"):
-        partners.id
+        _ = partners.id
 
 
 def test_reading_a_field_on_several_records_is_refused(env, partners):
     with pytest.raises(ValueError, match="expected a single record to read 'name'"):
-        partners.name
+        _ = partners.name
 
 
 def test_iteration_length_truth_and_reversal(env, partners):
@@ -192,7 +192,7 @@ def test_indexing_and_slicing(env, partners):
     assert partners[::-1].ids == partners.ids[::-1]
     with pytest.raises(IndexError):
         partners[10]
-    with pytest.raises(KeyError, match="res.partner has no field 'colour'"):
+    with pytest.raises(KeyError, match=r"res\.partner has no field 'colour'"):
         partners[0]["colour"]
 
 
@@ -201,7 +201,7 @@ def test_membership_of_a_record_or_a_field_name(env, partners):
     assert partners[0] not in partners[1:]
     assert "email" in partners and "colour" not in partners
     with pytest.raises(TypeError, match="cannot use 'in'"):
-        env["crm.tag"].create({"name": "t"}) in partners
+        _ = env["crm.tag"].create({"name": "t"}) in partners
 
 
 def test_equality_ignores_order_and_needs_the_same_model(env, partners):
@@ -213,7 +213,7 @@ def test_equality_ignores_order_and_needs_the_same_model(env, partners):
 
 
 def test_union_intersection_difference_and_concatenation(env, partners):
-    a, b, c, d = partners
+    a, b, c, _d = partners
     assert (a | b | a).ids == [a.id, b.id]
     assert ((a | b | c) & (c | b)).ids == [b.id, c.id]
     assert ((a | b | c) - b).ids == [a.id, c.id]

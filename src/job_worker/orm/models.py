@@ -381,7 +381,7 @@ class BaseModel(metaclass=MetaModel):
         self, domain: Any = (), order: str | None = None, limit: int | None = None, offset: int = 0
     ) -> BaseModel:
         """Records matching ``domain``, in ``order`` (default ``_order``)."""
-        where, params = domains.to_sql(self, list(domain))
+        where, params = domains.to_sql(self, domain)
         order_by = domains.parse_order(self, order)
         sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {order_by}'
         if limit is not None:
@@ -402,7 +402,7 @@ class BaseModel(metaclass=MetaModel):
         return self.browse(tuple(row[0] for row in self.env.cr.fetchall()))
 
     def search_count(self, domain: Any = ()) -> int:
-        where, params = domains.to_sql(self, list(domain))
+        where, params = domains.to_sql(self, domain)
         self.env.cr.execute(f'SELECT COUNT(*) FROM "{self._table}" WHERE {where}', params)
         row = self.env.cr.fetchone()
         return int(row[0]) if row else 0
