@@ -51,6 +51,16 @@ class Partner(models.Model):
     def echo(self, *args, **kwargs):
         return {"args": list(args), "kwargs": kwargs}
 
+    # the methods the documentation's examples delay
+    def sync(self):
+        return self.record("sync")
+
+    def sync_to_external_system(self):
+        return self.record("sync_to_external_system")
+
+    def do_export(self):
+        return self.record("export")
+
     def opaque(self):
         return {1, 2}
 
