@@ -1,0 +1,221 @@
+"""The cursor: one SQL dialect for both databases, transactions, savepoints, callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from job_worker import SUPERUSER_ID, api
+
+
+@pytest.fixture
+def registry(make_registry):
+    registry = make_registry()
+    with registry.cursor() as cr:
+        cr.execute("CREATE TABLE note (id INTEGER PRIMARY KEY, body VARCHAR)")
+    return registry
+
+
+def bodies(registry):
+    """The note bodies as another transaction sees them."""
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT body FROM note ORDER BY id")
+        return [row[0] for row in cr.fetchall()]
+
+
+def test_placeholders_are_percent_s_on_every_database(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "one"))
+        cr.execute("SELECT id, body FROM note WHERE id = %s AND body = %s", [1, "one"])
+        assert cr.fetchall() == [(1, "one")]
+
+
+def test_a_doubled_percent_is_a_literal_percent_when_there_are_parameters(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "50% off"))
+        cr.execute("SELECT body FROM note WHERE body LIKE '50%%' AND id = %s", [1])
+        assert cr.fetchone() == ("50% off",)
+        cr.execute("SELECT 'a%%b', %s", ["x"])
+        assert cr.fetchone() == ("a%b", "x")
+
+
+def test_a_query_without_parameters_is_sent_as_it_is(registry):
+    with registry.cursor() as cr:
+        cr.execute("SELECT '100%'")
+        assert cr.fetchone() == ("100%",)
+
+
+def test_fetchone_fetchall_dictfetchone_and_dictfetchall(registry):
+    with registry.cursor() as cr:
+        cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
+        cr.execute("SELECT id, body FROM note ORDER BY id")
+        assert cr.fetchone() == (1, "a")
+        assert cr.fetchone() == (2, "b")
+        assert cr.fetchone() is None
+        cr.execute("SELECT id, body FROM note ORDER BY id")
+        assert cr.fetchall() == [(1, "a"), (2, "b")]
+        cr.execute("SELECT id, body FROM note ORDER BY id")
+        assert cr.dictfetchall() == [{"id": 1, "body": "a"}, {"id": 2, "body": "b"}]
+        cr.execute("SELECT id AS ident FROM note WHERE id = %s", [2])
+        assert cr.dictfetchone() == {"ident": 2}
+        assert cr.dictfetchone() is None
+
+
+def test_rowcount_tells_how_many_rows_a_statement_changed(registry):
+    with registry.cursor() as cr:
+        cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
+        cr.execute("UPDATE note SET body = %s", ["z"])
+        assert cr.rowcount == 2
+
+
+def test_commit_makes_changes_visible_to_other_transactions(registry):
+    cr = registry.cursor()
+    try:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "pending"))
+        assert bodies(registry) == []  # not committed yet
+        cr.commit()
+        assert bodies(registry) == ["pending"]
+    finally:
+        cr.close()
+
+
+def test_rollback_discards_changes(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "kept"))
+        cr.commit()
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "dropped"))
+        cr.rollback()
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (3, "later"))
+    assert bodies(registry) == ["kept", "later"]
+
+
+def test_a_cursor_block_that_raises_leaves_nothing(make_registry):
+    registry = make_registry(["crm"])
+    with pytest.raises(RuntimeError, match="boom"), registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        partner = env["res.partner"].create({"name": "Ghost"})
+        env["crm.lead"].create({"name": "Ghost lead", "partner_id": partner.id})
+        partner.tag_ids = [(0, 0, {"name": "ghost"})]
+        raise RuntimeError("boom")
+    with registry.environment() as env:
+        assert env["res.partner"].search_count([("name", "=", "Ghost")]) == 0
+        assert env["crm.lead"].search_count([]) == 0
+        assert env["crm.tag"].search_count([]) == 0
+
+
+def test_closing_a_cursor_rolls_back_what_was_not_committed(registry):
+    cr = registry.cursor()
+    cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "lost"))
+    cr.close()
+    assert cr.closed
+    assert bodies(registry) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        cr.execute("SELECT 1")
+
+
+def test_a_savepoint_rolls_back_its_block_and_keeps_the_rest_of_the_transaction(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "before"))
+        with pytest.raises(ValueError), cr.savepoint():
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "inside"))
+            raise ValueError("undo the block")
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (3, "after"))
+    assert bodies(registry) == ["before", "after"]
+
+
+def test_a_database_error_inside_a_savepoint_does_not_abort_the_transaction(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "first"))
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"), cr.savepoint():
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "duplicate id"))
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "second"))
+    assert bodies(registry) == ["first", "second"]
+
+
+def test_nested_savepoints_roll_back_separately(registry):
+    with registry.cursor() as cr, cr.savepoint():
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "outer"))
+        with pytest.raises(KeyError), cr.savepoint():
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "inner"))
+            raise KeyError("inner only")
+    assert bodies(registry) == ["outer"]
+
+
+def test_a_savepoint_rollback_forgets_cached_values(make_registry):
+    registry = make_registry()
+    with registry.environment() as env:
+        partner = env["res.partner"].create({"name": "Before"})
+        with pytest.raises(ZeroDivisionError), env.cr.savepoint():
+            partner.name = "Inside"
+            _ = 1 / 0
+        assert partner.name == "Before"
+
+
+def test_postcommit_callbacks_run_only_after_a_commit(registry):
+    calls = []
+    with registry.cursor() as cr:
+        cr.postcommit.add(lambda: calls.append(bodies(registry)))
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "done"))
+        assert calls == []
+    assert calls == [["done"]]  # ran after the commit: another transaction sees the row
+
+
+def test_postcommit_callbacks_are_dropped_on_rollback(registry):
+    calls = []
+    with registry.cursor() as cr:
+        cr.postcommit.add(lambda: calls.append("dropped"))
+        cr.rollback()
+        cr.postcommit.add(lambda: calls.append("kept"))
+    assert calls == ["kept"]
+    with pytest.raises(RuntimeError), registry.cursor() as cr:
+        cr.postcommit.add(lambda: calls.append("never"))
+        raise RuntimeError
+    assert calls == ["kept"]
+
+
+def test_postrollback_callbacks_run_on_rollback_only(registry):
+    calls = []
+    with registry.cursor() as cr:
+        cr.postrollback.add(lambda: calls.append("rolled back"))
+        cr.rollback()
+        cr.postrollback.add(lambda: calls.append("not after a commit"))
+    assert calls == ["rolled back"]
+
+
+def test_precommit_callbacks_run_inside_the_transaction_before_it_commits(registry):
+    with registry.cursor() as cr:
+        cr.precommit.add(
+            lambda: cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (9, "pre"))
+        )
+    assert bodies(registry) == ["pre"]
+
+
+def test_a_failing_postcommit_callback_is_logged_and_the_others_still_run(registry, caplog):
+    calls = []
+
+    def fail():
+        raise RuntimeError("callback failed")
+
+    with caplog.at_level(logging.ERROR), registry.cursor() as cr:
+        cr.postcommit.add(fail)
+        cr.postcommit.add(lambda: calls.append("second"))
+    assert calls == ["second"]
+    assert any(getattr(r, "event", None) == "db.callback_failed" for r in caplog.records)
+
+
+def test_sql_count_counts_the_statements_sent(registry):
+    with registry.cursor() as cr:
+        start = cr.sql_count
+        cr.execute("SELECT 1")
+        cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
+        assert cr.sql_count - start == 2
+
+
+def test_commit_and_rollback_forget_the_record_cache(make_registry):
+    registry = make_registry()
+    with registry.environment() as env:
+        env["res.partner"].create({"name": "Cached"})
+        assert env.cache
+        env.cr.commit()
+        assert not env.cache
