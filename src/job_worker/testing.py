@@ -1,15 +1,15 @@
 """Test helpers: trap jobs instead of enqueueing them for a worker.
 
-    from job_worker.testing import trap_jobs
+from job_worker.testing import trap_jobs
 
-    def test_export_is_enqueued(env):
-        partner = env["res.partner"].create({"name": "Acme"})
-        with trap_jobs(env) as trap:
-            partner.with_delay(priority=5).send_reminder()
-            trap.assert_jobs_count(1, model="res.partner", method="send_reminder")
-            trap.assert_enqueued_job(partner.send_reminder, priority=5)
-            trap.perform_enqueued_jobs()
-        assert partner.reminders_sent == 1
+def test_export_is_enqueued(env):
+    partner = env["res.partner"].create({"name": "Acme"})
+    with trap_jobs(env) as trap:
+        partner.with_delay(priority=5).send_reminder()
+        trap.assert_jobs_count(1, model="res.partner", method="send_reminder")
+        trap.assert_enqueued_job(partner.send_reminder, priority=5)
+        trap.perform_enqueued_jobs()
+    assert partner.reminders_sent == 1
 """
 
 from __future__ import annotations
@@ -43,14 +43,21 @@ class JobTrap:
             jobs = jobs.filtered(lambda j: j.method_name == method)
         return jobs
 
-    def assert_jobs_count(self, expected: int, model: str | None = None, method: str | None = None) -> None:
+    def assert_jobs_count(
+        self, expected: int, model: str | None = None, method: str | None = None
+    ) -> None:
         jobs = self._matching(model, method)
         if len(jobs) != expected:
             found = ", ".join(f"{j.model_name}.{j.method_name}" for j in jobs) or "none"
             raise AssertionError(f"expected {expected} enqueued job(s), found {len(jobs)}: {found}")
 
-    def assert_enqueued_job(self, method: Any, args: tuple | list | None = None,
-                            kwargs: dict | None = None, **properties: Any) -> Any:
+    def assert_enqueued_job(
+        self,
+        method: Any,
+        args: tuple | list | None = None,
+        kwargs: dict | None = None,
+        **properties: Any,
+    ) -> Any:
         """Assert a job was enqueued for the bound method ``records.method`` (with
         these args/kwargs, when given, and job fields such as ``priority=5``)."""
         records = getattr(method, "__self__", None)
@@ -70,7 +77,10 @@ class JobTrap:
             if all(_job_value(job, key) == value for key, value in properties.items()):
                 candidates.append(job)
         if not candidates:
-            found = [(j.model_name, j.method_name, j.record_ids, j.args, j.kwargs) for j in self.enqueued_jobs]
+            found = [
+                (j.model_name, j.method_name, j.record_ids, j.args, j.kwargs)
+                for j in self.enqueued_jobs
+            ]
             raise AssertionError(
                 f"no job {records._name}{tuple(records._ids)}.{name} with args={args!r} kwargs={kwargs!r} "
                 f"{properties!r}; enqueued: {found}"
@@ -83,8 +93,11 @@ class JobTrap:
         until none is pending."""
         Job = self.env["queue.job"]
         while True:
-            pending = Job.search([("id", ">", self._since), ("state", "=", "pending")],
-                                 order="priority, scheduled_at, id", limit=1)
+            pending = Job.search(
+                [("id", ">", self._since), ("state", "=", "pending")],
+                order="priority, scheduled_at, id",
+                limit=1,
+            )
             if not pending:
                 return
             from .queue.execution import run_in_transaction
@@ -106,4 +119,3 @@ def trap_jobs(env: Environment) -> Iterator[JobTrap]:
     """Collect the jobs enqueued in the block (they are created as usual, in the
     test's transaction; no worker runs them unless you call ``perform_enqueued_jobs``)."""
     yield JobTrap(env)
-

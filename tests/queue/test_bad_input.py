@@ -42,14 +42,18 @@ BAD_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("options", "error", "words"), BAD_OPTIONS, ids=[repr(o[0]) for o in BAD_OPTIONS])
+@pytest.mark.parametrize(
+    ("options", "error", "words"), BAD_OPTIONS, ids=[repr(o[0]) for o in BAD_OPTIONS]
+)
 def test_bad_option_is_refused_with_delay(qenv, partner, options, error, words):
     with pytest.raises(error, match=words):
         partner.with_delay(**options).record()
     assert _nothing_left(qenv)
 
 
-@pytest.mark.parametrize(("options", "error", "words"), BAD_OPTIONS, ids=[repr(o[0]) for o in BAD_OPTIONS])
+@pytest.mark.parametrize(
+    ("options", "error", "words"), BAD_OPTIONS, ids=[repr(o[0]) for o in BAD_OPTIONS]
+)
 def test_bad_option_is_refused_by_direct_enqueue(qenv, partner, options, error, words):
     with pytest.raises(error, match=words):
         qenv["queue.job"].enqueue("res.partner", "record", [partner.id], **options)
@@ -64,21 +68,23 @@ def test_bad_option_is_refused_by_set(qenv, partner):
 
 
 def test_unknown_model_is_refused(qenv):
-    with pytest.raises(ValueError, match="unknown model 'no.such'"):
+    with pytest.raises(ValueError, match=r"unknown model 'no.such'"):
         qenv["queue.job"].enqueue("no.such", "write", [1])
     assert _nothing_left(qenv)
 
 
-@pytest.mark.parametrize("method", ["no_such_method", "__class__", "__init__", "__secret__", "name", ""])
+@pytest.mark.parametrize(
+    "method", ["no_such_method", "__class__", "__init__", "__secret__", "name", ""]
+)
 def test_unknown_dunder_or_field_method_is_refused_by_direct_enqueue(qenv, partner, method):
-    with pytest.raises(ValueError, match="method|field|'__'"):
+    with pytest.raises(ValueError, match=r"method|field|'__'"):
         qenv["queue.job"].enqueue("res.partner", method, [partner.id])
     assert _nothing_left(qenv)
 
 
 @pytest.mark.parametrize("method", ["no_such_method", "__secret__", "name"])
 def test_unknown_dunder_or_field_method_is_refused_by_with_delay(qenv, partner, method):
-    with pytest.raises(AttributeError, match="method|field|'__'|__secret__"):
+    with pytest.raises(AttributeError, match=r"method|field|'__'|__secret__"):
         getattr(partner.with_delay(), method)()
     with pytest.raises(AttributeError):
         getattr(partner.delayable(), method)()
@@ -162,8 +168,13 @@ def test_a_graph_with_a_cycle_is_refused(qenv, partner):
 
 def test_queue_limit_values_are_checked(qenv):
     Limit = qenv["queue.limit"]
-    for vals in ({"name": "x y", "limit": 1}, {"name": "c", "limit": -1}, {"name": "c", "limit": 1.5},
-                 {"name": "c", "rate_limit": -2}, {"name": "c", "limit": True}):
-        with pytest.raises(ValueError, match="queue.limit"):
+    for vals in (
+        {"name": "x y", "limit": 1},
+        {"name": "c", "limit": -1},
+        {"name": "c", "limit": 1.5},
+        {"name": "c", "rate_limit": -2},
+        {"name": "c", "limit": True},
+    ):
+        with pytest.raises(ValueError, match=r"queue.limit"):
             Limit.create(vals)
     assert Limit.search_count([]) == 0

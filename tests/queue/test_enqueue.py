@@ -17,7 +17,11 @@ def partner(qenv):
 def test_with_delay_enqueues_the_call_and_returns_the_job(qenv, partner):
     job = partner.with_delay(priority=5, channel="exports").record("hello")
     assert job._name == "queue.job" and len(job) == 1
-    assert (job.model_name, job.method_name, job.record_ids) == ("res.partner", "record", [partner.id])
+    assert (job.model_name, job.method_name, job.record_ids) == (
+        "res.partner",
+        "record",
+        [partner.id],
+    )
     assert job.args == ["hello"] and job.kwargs == {}
     assert (job.state, job.priority, job.channel) == ("pending", 5, "exports")
     assert job.name == "res.partner.record"
@@ -27,7 +31,13 @@ def test_with_delay_enqueues_the_call_and_returns_the_job(qenv, partner):
 
 def test_defaults_match_the_seed(qenv, partner):
     job = partner.with_delay().record()
-    assert (job.channel, job.priority, job.max_retries, job.timeout, job.identity_key) == ("root", 10, 5, 0.0, False)
+    assert (job.channel, job.priority, job.max_retries, job.timeout, job.identity_key) == (
+        "root",
+        10,
+        5,
+        0.0,
+        False,
+    )
     assert job.scheduled_at <= Datetime.now()
 
 
@@ -48,26 +58,55 @@ def test_set_changes_options_before_delay(qenv, partner):
 
 def test_direct_enqueue_api(qenv, partner):
     job = qenv["queue.job"].enqueue(
-        model_name="res.partner", method_name="write", record_ids=[partner.id],
-        args=[{"name": "Updated by queue"}], kwargs={}, channel="root", priority=10, max_retries=5,
+        model_name="res.partner",
+        method_name="write",
+        record_ids=[partner.id],
+        args=[{"name": "Updated by queue"}],
+        kwargs={},
+        channel="root",
+        priority=10,
+        max_retries=5,
     )
     assert (job.model_name, job.method_name, job.record_ids, job.args) == (
-        "res.partner", "write", [partner.id], [{"name": "Updated by queue"}])
+        "res.partner",
+        "write",
+        [partner.id],
+        [{"name": "Updated by queue"}],
+    )
     job.run_now()
     assert partner.name == "Updated by queue"
 
 
 def test_ids_that_do_not_exist_are_accepted_and_fail_the_job_when_it_runs(qenv):
-    job = qenv["queue.job"].enqueue("res.partner", "write", [999999], args=[{"name": "x"}], max_retries=1)
+    job = qenv["queue.job"].enqueue(
+        "res.partner", "write", [999999], args=[{"name": "x"}], max_retries=1
+    )
     assert job.state == "pending"
     job.run_now()  # first attempt: retried, not raised
-    assert job.state == "pending" and job.attempts == 1 and job.exc_name == "job_worker.exceptions.MissingError"
+    assert (
+        job.state == "pending"
+        and job.attempts == 1
+        and job.exc_name == "job_worker.exceptions.MissingError"
+    )
 
 
 def test_arguments_of_every_accepted_type_round_trip(qenv, partner):
     when = datetime(2025, 6, 1, 9, 0)
-    values = [None, True, 3, 2.5, "s", [1, [2]], (1, 2), {"a": {"$b": 1}}, when, when.date(),
-              Decimal("1.10"), UUID(int=7), partner]
+    values = [
+        None,
+        True,
+        3,
+        2.5,
+        "s",
+        [1, [2]],
+        (1, 2),
+        {"a": {"$b": 1}},
+        when,
+        when.date(),
+        Decimal("1.10"),
+        UUID(int=7),
+        partner,
+    ]
     job = partner.with_delay().echo(*values, key=partner)
     job.run_now()
     assert job.state == "done"
@@ -91,7 +130,12 @@ def test_execution_context_is_the_enqueuers(qenv, partner):
     job.run_now()
     log = qenv["job.log"].search([])
     assert (log.uid, log.company_id, log.lang, log.tz, log.job_uuid) == (
-        user.id, company.id, "fr_FR", "Europe/Paris", job.uuid)
+        user.id,
+        company.id,
+        "fr_FR",
+        "Europe/Paris",
+        job.uuid,
+    )
 
 
 def test_with_company_is_the_jobs_company(qenv, partner):
@@ -107,8 +151,12 @@ def test_eta_forms_are_stored_as_utc(qenv, partner):
     in_hour = partner.with_delay(eta=timedelta(hours=1)).record()
     in_300 = partner.with_delay(eta=300).record()
     fixed = partner.with_delay(eta=datetime(2025, 6, 1, 9, 0)).record()
-    aware = partner.with_delay(scheduled_at=datetime(2025, 6, 1, 11, 0, tzinfo=UTC).astimezone()).record()
-    assert before + timedelta(hours=1) <= in_hour.scheduled_at <= Datetime.now() + timedelta(hours=1)
+    aware = partner.with_delay(
+        scheduled_at=datetime(2025, 6, 1, 11, 0, tzinfo=UTC).astimezone()
+    ).record()
+    assert (
+        before + timedelta(hours=1) <= in_hour.scheduled_at <= Datetime.now() + timedelta(hours=1)
+    )
     assert before + timedelta(seconds=300) <= in_300.eta <= Datetime.now() + timedelta(seconds=300)
     assert fixed.scheduled_at == datetime(2025, 6, 1, 9, 0)
     assert aware.scheduled_at == datetime(2025, 6, 1, 11, 0)
@@ -133,8 +181,11 @@ def test_split_makes_chunks_with_suffixed_descriptions_and_keys(qenv):
     group = partners.delayable(channel="export", identity_key="export").record().split(2)
     jobs = group.delay()
     assert len(jobs) == 3
-    assert jobs.mapped("name") == ["res.partner.record (split 1/3)", "res.partner.record (split 2/3)",
-                                   "res.partner.record (split 3/3)"]
+    assert jobs.mapped("name") == [
+        "res.partner.record (split 1/3)",
+        "res.partner.record (split 2/3)",
+        "res.partner.record (split 3/3)",
+    ]
     assert [len(j.record_ids) for j in jobs] == [2, 2, 1]
     assert jobs.mapped("identity_key") == ["export-1", "export-2", "export-3"]
     assert set(jobs.mapped("state")) == {"pending"}

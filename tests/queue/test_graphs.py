@@ -3,6 +3,7 @@
 import pytest
 
 from job_worker.delay import chain, group
+from job_worker.exceptions import FailedJobError
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ def test_graph_jobs_share_a_graph_uuid_and_edges_are_rows(qenv, partner):
     assert len(set(jobs.mapped("graph_uuid"))) == 1 and jobs[0].graph_uuid
     edges = qenv["queue.job.dependency"].search([])
     assert sorted((e.job_id.id, e.parent_id.id, e.kind) for e in edges) == [
-        (b._job.id, a._job.id, "done"), (c._job.id, b._job.id, "done")]
+        (b._job.id, a._job.id, "done"),
+        (c._job.id, b._job.id, "done"),
+    ]
     assert states(a, b, c) == ["pending", "waiting", "waiting"]
 
 
@@ -89,7 +92,7 @@ def test_on_error_runs_when_the_parent_fails_and_is_cancelled_when_it_succeeds(q
     good.on_error(rescue_good)
     bad.delay()
     good.delay()
-    with pytest.raises(Exception):
+    with pytest.raises(FailedJobError):
         bad._job.run_now()
     good._job.run_now()
     assert states(rescue_bad, rescue_good) == ["pending", "cancelled"]
@@ -122,7 +125,7 @@ def test_requeue_of_a_failed_parent_that_succeeds_releases_its_dependents(qenv, 
     rescue = node(partner, "rescue")
     a.on_error(rescue)
     chain(a, b, c).delay()
-    with pytest.raises(Exception):
+    with pytest.raises(FailedJobError):
         a._job.run_now()
     assert states(b, c, rescue) == ["failed", "failed", "pending"]
     a._job.requeue()
@@ -140,10 +143,10 @@ def test_a_dependent_failed_because_of_another_parent_stays_failed(qenv, partner
     p2 = partner.delayable().fail_hard()
     child = node(partner, "child")
     group(p1, p2).on_done(child).delay()
-    with pytest.raises(Exception):
+    with pytest.raises(FailedJobError):
         p1._job.run_now()
     assert states(child) == ["failed"]
-    with pytest.raises(Exception):
+    with pytest.raises(FailedJobError):
         p2._job.run_now()
     p2._job.requeue()  # child was failed by p1, not p2
     assert states(child) == ["failed"]

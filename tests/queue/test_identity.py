@@ -46,8 +46,15 @@ def test_callable_key_receives_the_delayable(qenv, partner):
     seen = []
 
     def identity_by_partner(delayable):
-        seen.append((delayable.model_name, delayable.method_name, delayable.args, delayable.kwargs,
-                     delayable.recordset))
+        seen.append(
+            (
+                delayable.model_name,
+                delayable.method_name,
+                delayable.args,
+                delayable.kwargs,
+                delayable.recordset,
+            )
+        )
         return f"sync:{delayable.recordset.ids[0]}"
 
     job = partner.with_delay(identity_key=identity_by_partner).echo(1, x=2)
@@ -73,7 +80,7 @@ def test_started_job_still_holds_its_key(qenv, partner):
 def test_unique_index_refuses_a_second_active_job_written_behind_the_orm(qenv, partner):
     job = partner.with_delay(identity_key="k").record()
     other = partner.with_delay().record()
-    with pytest.raises(Exception, match="(?i)unique"), qenv.cr.savepoint():
+    with pytest.raises(Exception, match=r"(?i)unique"), qenv.cr.savepoint():
         qenv.cr.execute("UPDATE queue_job SET identity_key = 'k' WHERE id = %s", [other.id])
     assert job.identity_key == "k"
 
@@ -121,7 +128,9 @@ def test_sixteen_processes_enqueueing_one_key_get_one_active_job(qregistry):
         proc.join(timeout=30)
         assert proc.exitcode == 0
     with qregistry.cursor() as cr:
-        cr.execute("SELECT id FROM queue_job WHERE identity_key = 'race' AND state IN ('waiting', 'pending', 'started')")
+        cr.execute(
+            "SELECT id FROM queue_job WHERE identity_key = 'race' AND state IN ('waiting', 'pending', 'started')"
+        )
         active = [r[0] for r in cr.fetchall()]
     assert len(active) == 1
     assert ids == active * 16

@@ -31,7 +31,9 @@ def test_failure_rolls_back_the_jobs_writes_and_schedules_a_retry(qenv, partner)
     assert job.state == "pending" and job.attempts == 1
     assert job.exc_name == "RuntimeError" and job.exc_message == "first"
     assert "RuntimeError: first" in job.exc_info and "attempt 1" in job.exc_info
-    assert before + timedelta(seconds=10) <= job.scheduled_at <= Datetime.now() + timedelta(seconds=10)
+    assert (
+        before + timedelta(seconds=10) <= job.scheduled_at <= Datetime.now() + timedelta(seconds=10)
+    )
     assert qenv["job.log"].search_count([]) == 0  # the job's write was rolled back
 
 
@@ -59,7 +61,11 @@ def test_failed_job_error_fails_at_once(qenv, partner):
     job = partner.with_delay(max_retries=5).fail_hard()
     with pytest.raises(Exception, match="no point retrying"):
         job.run_now()
-    assert (job.state, job.attempts, job.exc_name) == ("failed", 1, "job_worker.exceptions.FailedJobError")
+    assert (job.state, job.attempts, job.exc_name) == (
+        "failed",
+        1,
+        "job_worker.exceptions.FailedJobError",
+    )
 
 
 def test_retryable_error_with_seconds_sets_the_backoff(qenv, partner):
@@ -67,7 +73,11 @@ def test_retryable_error_with_seconds_sets_the_backoff(qenv, partner):
     before = Datetime.now()
     job.run_now()
     assert job.attempts == 1
-    assert before + timedelta(seconds=120) <= job.scheduled_at <= Datetime.now() + timedelta(seconds=120)
+    assert (
+        before + timedelta(seconds=120)
+        <= job.scheduled_at
+        <= Datetime.now() + timedelta(seconds=120)
+    )
 
 
 def test_retryable_error_with_ignore_retry_does_not_count(qenv, partner):
@@ -107,13 +117,22 @@ def test_requeue_resets_attempts_and_error(qenv, partner):
     job.set_failed()
     job.requeue()
     assert (job.state, job.attempts, job.exc_name, job.exc_info, job.completed_at) == (
-        "pending", 0, False, False, False)
+        "pending",
+        0,
+        False,
+        False,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
     ("action", "refused_from"),
-    [("requeue", ("pending", "waiting", "started")), ("cancel", ("done", "failed", "cancelled")),
-     ("set_done", ("done",)), ("set_failed", ("failed",))],
+    [
+        ("requeue", ("pending", "waiting", "started")),
+        ("cancel", ("done", "failed", "cancelled")),
+        ("set_done", ("done",)),
+        ("set_failed", ("failed",)),
+    ],
 )
 def test_manual_actions_refuse_jobs_in_the_wrong_state(qenv, partner, action, refused_from):
     for state in refused_from:

@@ -30,7 +30,7 @@ def test_trap_assertions_fail_with_what_was_enqueued(qenv, partner):
         partner.with_delay().record("a")
         with pytest.raises(AssertionError, match="expected 2 enqueued job"):
             trap.assert_jobs_count(2)
-        with pytest.raises(AssertionError, match="no job res.partner.*record"):
+        with pytest.raises(AssertionError, match=r"no job res.partner.*record"):
             trap.assert_enqueued_job(partner.record, args=("b",))
         with pytest.raises(AssertionError):
             trap.assert_enqueued_job(partner.record, priority=1)

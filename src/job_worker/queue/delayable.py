@@ -43,7 +43,9 @@ def check_method(model: BaseModel, name: Any) -> None:
     if not isinstance(name, str) or not name:
         raise UnknownMethodError(f"a method name is a non-empty string, got {name!r}")
     if name.startswith("__"):
-        raise UnknownMethodError(f"{model._name}.{name}: methods starting with '__' cannot be delayed")
+        raise UnknownMethodError(
+            f"{model._name}.{name}: methods starting with '__' cannot be delayed"
+        )
     if name in model._fields:
         raise UnknownMethodError(f"{model._name}.{name} is a field, not a method")
     attr = getattr(type(model), name, None)
@@ -145,9 +147,14 @@ class Delayable(Node):
         return f"<Delayable {self.recordset!r}{call}>"
 
     def __getattr__(self, name: str) -> Callable[..., Delayable]:
-        if name.startswith("_"):
-            if name.startswith("__") or name in ("_on_done", "_on_error", "_links", "_job", "_sequence"):
-                raise AttributeError(name)
+        if name.startswith("__") or name in (
+            "_on_done",
+            "_on_error",
+            "_links",
+            "_job",
+            "_sequence",
+        ):
+            raise AttributeError(name)
         check_method(self.recordset, name)
         if self.method_name is not None:
             raise ValueError(f"{self!r} already captures a call; a Delayable is one job")
@@ -210,11 +217,13 @@ class Delayable(Node):
         if callable(key):
             key = key(self)
             if not isinstance(key, str):
-                raise TypeError(f"identity_key function {opts.identity_key!r} returned {key!r}, not a str")
+                raise TypeError(
+                    f"identity_key function {opts.identity_key!r} returned {key!r}, not a str"
+                )
             key = key or None
         if env.uid not in company_ids:
             company_ids[env.uid] = env.company.id
-        context = {"lang": env.lang, "tz": env.tz}
+        context: dict[str, Any] = {"lang": env.lang, "tz": env.tz}
         allowed = env.context.get("allowed_company_ids")
         if allowed:
             context["allowed_company_ids"] = list(allowed)

@@ -22,7 +22,9 @@ def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayab
     return delayables, list(edges.values())
 
 
-def _check_acyclic(delayables: list[Delayable], edges: list[tuple[Delayable, Delayable, str]]) -> None:
+def _check_acyclic(
+    delayables: list[Delayable], edges: list[tuple[Delayable, Delayable, str]]
+) -> None:
     """Refuse a graph where a job would wait for itself (Kahn's algorithm)."""
     waiting_on = {id(d): 0 for d in delayables}
     dependents: dict[int, list[Delayable]] = {id(d): [] for d in delayables}
@@ -87,7 +89,9 @@ def enqueue_graph(root: Node) -> Any:
     for delayable, job in zip(delayables, jobs, strict=True):
         delayable._job = job.with_env(delayable.recordset.env)
     # a job whose identity matched an active one comes back with that job's uuid
-    created = {job.id for job, vals in zip(jobs, vals_list, strict=True) if job.uuid == vals["uuid"]}
+    created = {
+        job.id for job, vals in zip(jobs, vals_list, strict=True) if job.uuid == vals["uuid"]
+    }
     edge_rows = [
         {"job_id": job._job.id, "parent_id": parent._job.id, "kind": kind}
         for job, parent, kind in edges

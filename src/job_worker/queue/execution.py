@@ -42,7 +42,9 @@ def call(env: Environment, job: dict[str, Any]) -> Any:
     return method(*args, **kwargs)
 
 
-def run_in_transaction(env: Environment, job_id: int, *, raise_final: bool = True, sync: bool = False) -> str:
+def run_in_transaction(
+    env: Environment, job_id: int, *, raise_final: bool = True, sync: bool = False
+) -> str:
     """``run_now()``: run a pending job inside the caller's transaction.
 
     The method runs in a savepoint: its writes and the ``done`` state stand or
@@ -54,7 +56,9 @@ def run_in_transaction(env: Environment, job_id: int, *, raise_final: bool = Tru
     Job = env["queue.job"]
     job = Job.browse(job_id)
     if job.state != "pending":
-        raise ValueError(f"queue.job {job_id} ({job.name}) is {job.state}: only a pending job can run now")
+        raise ValueError(
+            f"queue.job {job_id} ({job.name}) is {job.state}: only a pending job can run now"
+        )
     values = job._call_values()
     states.mark_started(env, job_id)
     job_env = job_environment(env.cr, values)

@@ -17,11 +17,13 @@ ACTIVE_STATES = ("waiting", "pending", "started")
 def identity_exact(delayable: Delayable) -> str:
     """SHA-1 of the model, method, sorted record ids, args and kwargs, in a canonical,
     order-independent encoding: two calls with equal arguments give the same key."""
-    payload = canonical([
-        delayable.model_name,
-        delayable.method_name,
-        sorted(delayable.recordset._ids),
-        encode(list(delayable.args), "args"),
-        encode(dict(delayable.kwargs), "kwargs"),
-    ])
+    payload = canonical(
+        [
+            delayable.model_name,
+            delayable.method_name,
+            sorted(delayable.recordset._ids),
+            encode(list(delayable.args), "args"),
+            encode(dict(delayable.kwargs), "kwargs"),
+        ]
+    )
     return hashlib.sha1(payload.encode()).hexdigest()

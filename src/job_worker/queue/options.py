@@ -34,7 +34,7 @@ class JobOptions:
         return replace(self, **validate(options))
 
 
-OPTION_NAMES = tuple(f.name for f in fields(JobOptions)) + ("scheduled_at",)
+OPTION_NAMES = (*(f.name for f in fields(JobOptions)), "scheduled_at")
 
 
 def validate(options: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,9 @@ def encode(value: Any, path: str) -> Any:
         return {"$uuid": str(value)}
     if isinstance(value, BaseModel):
         return {"$records": [value._name, list(value._ids)]}
-    raise TypeError(f"{path}: cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}")
+    raise TypeError(
+        f"{path}: cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}"
+    )
 
 
 def decode(value: Any, env: Environment) -> Any:
@@ -70,7 +72,7 @@ def decode(value: Any, env: Environment) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, item), = value.items()
+        ((key, item),) = value.items()
         if key == "$tuple":
             return tuple(decode(v, env) for v in item)
         if key == "$dict":

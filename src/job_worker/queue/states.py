@@ -40,7 +40,9 @@ def backoff(attempt: int, max_backoff: float = DEFAULT_MAX_BACKOFF) -> float:
 
 def exception_name(exc: BaseException) -> str:
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def append_diagnosis(previous: str | None, text: str) -> str:
@@ -76,7 +78,12 @@ def mark_started(env: Environment, job_id: int, worker_id: str | None = None) ->
 
 
 def mark_done(
-    env: Environment, job_id: int, result: Any, *, duration: float | None = None, worker_id: str | None = None
+    env: Environment,
+    job_id: int,
+    result: Any,
+    *,
+    duration: float | None = None,
+    worker_id: str | None = None,
 ) -> bool:
     """started -> done, with the result and the cascade to dependents."""
     now = Datetime.now()
@@ -125,11 +132,21 @@ def record_failure(
     attempts = attempts if ignore else attempts + 1
     now = Datetime.now()
     text = traceback or "".join(tb.format_exception_only(type(exc), exc)).strip()
-    diagnosis = append_diagnosis(exc_info, f"--- attempt {attempts} at {now.isoformat(' ')} ---\n{text}")
-    retry = not final and not isinstance(exc, FailedJobError) and (ignore or max_retries == 0 or attempts <= max_retries)
+    diagnosis = append_diagnosis(
+        exc_info, f"--- attempt {attempts} at {now.isoformat(' ')} ---\n{text}"
+    )
+    retry = (
+        not final
+        and not isinstance(exc, FailedJobError)
+        and (ignore or max_retries == 0 or attempts <= max_retries)
+    )
     common = [exception_name(exc), str(exc), diagnosis, attempts, now]
     if retry:
-        seconds = exc.seconds if isinstance(exc, RetryableJobError) and exc.seconds is not None else backoff(attempts, max_backoff)
+        seconds = (
+            exc.seconds
+            if isinstance(exc, RetryableJobError) and exc.seconds is not None
+            else backoff(attempts, max_backoff)
+        )
         env.cr.execute(
             "UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,"
             " attempts = %s, write_date = %s, scheduled_at = %s, worker_id = NULL, heartbeat = NULL"
@@ -142,8 +159,14 @@ def record_failure(
             "UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s, exc_info = %s,"
             " attempts = %s, write_date = %s, completed_at = %s, duration = %s"
             f" WHERE id = %s AND state = %s{guard}",
-            [*common, now, (now - started_at).total_seconds() if started_at else None,
-             job_id, expected_state, *params],
+            [
+                *common,
+                now,
+                (now - started_at).total_seconds() if started_at else None,
+                job_id,
+                expected_state,
+                *params,
+            ],
         )
         new_state = "failed"
     if env.cr.rowcount != 1:
@@ -154,7 +177,9 @@ def record_failure(
     return new_state
 
 
-def return_to_pending(env: Environment, job_ids: Sequence[int], worker_id: str | None = None) -> list[int]:
+def return_to_pending(
+    env: Environment, job_ids: Sequence[int], worker_id: str | None = None
+) -> list[int]:
     """started -> pending without counting an attempt (graceful stop)."""
     if not job_ids:
         return []
@@ -173,7 +198,9 @@ def return_to_pending(env: Environment, job_ids: Sequence[int], worker_id: str |
 # -- manual actions ----------------------------------------------------------------
 
 
-def force_state(env: Environment, job_ids: Sequence[int], state: str, message: str | None = None) -> None:
+def force_state(
+    env: Environment, job_ids: Sequence[int], state: str, message: str | None = None
+) -> None:
     """Set ``state`` (done, failed or cancelled) by hand, then cascade."""
     now = Datetime.now()
     sql, params = _in(env, "id", job_ids)
@@ -309,23 +336,35 @@ def _decide(edges: list[tuple[int, str, str]]) -> tuple[str, int] | None:
     for parent, state in done_edges:
         if state == "cancelled":
             return ("cancelled", parent)
-    if error_edges and all(s in TERMINAL for _p, s in error_edges) and not any(s == "failed" for _p, s in error_edges):
+    if (
+        error_edges
+        and all(s in TERMINAL for _p, s in error_edges)
+        and not any(s == "failed" for _p, s in error_edges)
+    ):
         return ("cancelled", error_edges[0][0])
-    if all(s == "done" for _p, s in done_edges) and (not error_edges or any(s == "failed" for _p, s in error_edges)):
+    if all(s == "done" for _p, s in done_edges) and (
+        not error_edges or any(s == "failed" for _p, s in error_edges)
+    ):
         return ("pending", 0)
     return None
 
 
-def _apply(env: Environment, ready: list[int], back: list[int], decided: dict[tuple[str, int], list[int]]) -> None:
+def _apply(
+    env: Environment, ready: list[int], back: list[int], decided: dict[tuple[str, int], list[int]]
+) -> None:
     cr = env.cr
     now = Datetime.now()
     if ready:
         sql, params = _in(env, "id", ready)
-        cr.execute(f"UPDATE queue_job SET state = 'pending', write_date = %s WHERE {sql} AND state = 'waiting'",
-                   [now, *params])
+        cr.execute(
+            f"UPDATE queue_job SET state = 'pending', write_date = %s WHERE {sql} AND state = 'waiting'",
+            [now, *params],
+        )
     if back:  # pending jobs re-evaluated after a requeue of their parent
         sql, params = _in(env, "id", back)
-        cr.execute(f"UPDATE queue_job SET state = 'waiting' WHERE {sql} AND state = 'pending'", params)
+        cr.execute(
+            f"UPDATE queue_job SET state = 'waiting' WHERE {sql} AND state = 'pending'", params
+        )
     for (state, parent), ids in decided.items():
         sql, params = _in(env, "id", ids)
         if state == "failed":

@@ -13,11 +13,15 @@ class QueueJobDependency(models.Model):
         models.Index("queue_job_dependency_parent", ("parent_id",)),
     ]
 
-    job_id = fields.Many2one("queue.job", required=True, ondelete="cascade",
-                             help="The job that waits.")
-    parent_id = fields.Many2one("queue.job", required=True, ondelete="cascade",
-                                help="The job it waits for.")
+    job_id = fields.Many2one(
+        "queue.job", required=True, ondelete="cascade", help="The job that waits."
+    )
+    parent_id = fields.Many2one(
+        "queue.job", required=True, ondelete="cascade", help="The job it waits for."
+    )
     kind = fields.Selection(
-        [("done", "On done"), ("error", "On error")], required=True, default="done",
+        [("done", "On done"), ("error", "On error")],
+        required=True,
+        default="done",
         help="done: runs once every such parent is done; error: runs once one such parent failed.",
     )

@@ -28,11 +28,18 @@ class QueueJob(models.Model):
     _indexes = [
         models.Index("queue_job_uuid_unique", ("uuid",), unique=True),
         # one active job per identity key, whatever the number of enqueuers
-        models.Index("queue_job_identity_active", ("identity_key",), unique=True,
-                     where=f"identity_key IS NOT NULL AND {_ACTIVE_SQL}"),
+        models.Index(
+            "queue_job_identity_active",
+            ("identity_key",),
+            unique=True,
+            where=f"identity_key IS NOT NULL AND {_ACTIVE_SQL}",
+        ),
         # what the worker looks at: due pending jobs, by channel then order of service
-        models.Index("queue_job_pending", ("channel", "priority", "scheduled_at", "id"),
-                     where="state = 'pending'"),
+        models.Index(
+            "queue_job_pending",
+            ("channel", "priority", "scheduled_at", "id"),
+            where="state = 'pending'",
+        ),
         models.Index("queue_job_started", ("worker_id",), where="state = 'started'"),
         models.Index("queue_job_state_date", ("state", "write_date")),
         models.Index("queue_job_graph", ("graph_uuid",), where="graph_uuid IS NOT NULL"),
@@ -49,7 +56,9 @@ class QueueJob(models.Model):
     priority = fields.Integer(required=True, default=10, help="Lower runs first.")
     channel = fields.Char(required=True, default="root", index=True)
     scheduled_at = fields.Datetime(
-        "Due at", required=True, default=lambda self: fields.Datetime.now(),
+        "Due at",
+        required=True,
+        default=lambda self: fields.Datetime.now(),
         help="When the job becomes due: the eta asked for, the enqueue time, or the end of a retry backoff.",
     )
     max_retries = fields.Integer(default=5, help="Failed attempts allowed; 0 retries forever.")
@@ -72,7 +81,10 @@ class QueueJob(models.Model):
     graph_uuid = fields.Char("Graph", readonly=True)
     has_dependents = fields.Boolean(readonly=True)
     cascaded_from_id = fields.Many2one(
-        "queue.job", "Decided by", readonly=True, ondelete="set null",
+        "queue.job",
+        "Decided by",
+        readonly=True,
+        ondelete="set null",
         help="The parent whose failure or cancellation failed or cancelled this job.",
     )
     dependency_ids = fields.One2many("queue.job.dependency", "job_id", "Depends on")
@@ -103,13 +115,15 @@ class QueueJob(models.Model):
                 ids.extend(super()._insert_rows([row]))
                 continue
             inserted = super()._insert_rows(
-                [row], f"ON CONFLICT (identity_key) WHERE identity_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING"
+                [row],
+                f"ON CONFLICT (identity_key) WHERE identity_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING",
             )
             if inserted:
                 ids.extend(inserted)
                 continue
             self.env.cr.execute(
-                f"SELECT id FROM queue_job WHERE identity_key = %s AND {_ACTIVE_SQL}", [row["identity_key"]]
+                f"SELECT id FROM queue_job WHERE identity_key = %s AND {_ACTIVE_SQL}",
+                [row["identity_key"]],
             )
             found = self.env.cr.fetchone()
             if found is None:  # the active job finished in between: it holds the key no more
@@ -172,8 +186,11 @@ class QueueJob(models.Model):
         dependency order, until none is pending; failures raise."""
         graph = set(self._ids)
         while True:
-            pending = self.search([("id", "in", list(graph)), ("state", "=", "pending")],
-                                  order="priority, id", limit=1)
+            pending = self.search(
+                [("id", "in", list(graph)), ("state", "=", "pending")],
+                order="priority, id",
+                limit=1,
+            )
             if not pending:
                 return
             execution.run_in_transaction(self.env, pending.id, sync=True)
@@ -191,15 +208,23 @@ class QueueJob(models.Model):
         wrong = [job for job in self if job.state not in allowed]
         if wrong:
             shown = ", ".join(f"{job.id} ({job.state})" for job in wrong[:10])
-            raise ValueError(f"cannot {action} queue.job {shown}: only {', '.join(allowed)} jobs can")
+            raise ValueError(
+                f"cannot {action} queue.job {shown}: only {', '.join(allowed)} jobs can"
+            )
 
     def requeue(self) -> bool:
         """failed/cancelled/done -> pending, attempts reset and error cleared."""
         self._check_states("requeue", ("failed", "cancelled", "done"))
         for job in self:
             if job.identity_key:
-                holder = self.search([("identity_key", "=", job.identity_key),
-                                      ("state", "in", list(ACTIVE_STATES)), ("id", "!=", job.id)], limit=1)
+                holder = self.search(
+                    [
+                        ("identity_key", "=", job.identity_key),
+                        ("state", "in", list(ACTIVE_STATES)),
+                        ("id", "!=", job.id),
+                    ],
+                    limit=1,
+                )
                 if holder:
                     raise ValueError(
                         f"cannot requeue queue.job {job.id}: job {holder.id} is {holder.state} "

@@ -16,7 +16,8 @@ class QueueLimit(models.Model):
 
     name = fields.Char("Channel", required=True)
     limit = fields.Integer(
-        required=True, default=1,
+        required=True,
+        default=1,
         help="Jobs of the channel running at once, across every worker; 0 pauses the channel.",
     )
     rate_limit = fields.Float(
@@ -26,10 +27,14 @@ class QueueLimit(models.Model):
     def _check_limit_values(self, vals: dict[str, Any]) -> None:
         name = vals.get("name")
         if "name" in vals and (not isinstance(name, str) or not CHANNEL_RE.match(name)):
-            raise ValueError(f"queue.limit name must be a channel name (letters, digits, ._-), got {name!r}")
+            raise ValueError(
+                f"queue.limit name must be a channel name (letters, digits, ._-), got {name!r}"
+            )
         for key in ("limit", "rate_limit"):
             value = vals.get(key)
-            if key in vals and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            if key in vals and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
                 raise ValueError(f"queue.limit {key} must be a number >= 0, got {value!r}")
         if "limit" in vals and not isinstance(vals["limit"], int):
             raise ValueError(f"queue.limit limit must be an int >= 0, got {vals['limit']!r}")

@@ -25,9 +25,11 @@ class QueueMaintenance(models.AbstractModel):
 
         ``settings``: ``retention_days`` (30), ``retention_batch`` (1000).
         """
-        return {"jobs_purged": self._purge_old_jobs(
-            settings.get("retention_days", 30), settings.get("retention_batch", 1000)
-        )}
+        return {
+            "jobs_purged": self._purge_old_jobs(
+                settings.get("retention_days", 30), settings.get("retention_batch", 1000)
+            )
+        }
 
     def _purge_old_jobs(self, retention_days: float, batch: int) -> int:
         """Delete one batch of done, failed and cancelled jobs last changed more than

@@ -12,7 +12,9 @@ class QueueWorker(models.Model):
     _rec_name = "worker_id"
     _indexes = [models.Index("queue_worker_worker_id_unique", ("worker_id",), unique=True)]
 
-    worker_id = fields.Char("Worker", required=True, help="hostname:pid:random, also written on the jobs it runs")
+    worker_id = fields.Char(
+        "Worker", required=True, help="hostname:pid:random, also written on the jobs it runs"
+    )
     hostname = fields.Char()
     pid = fields.Integer()
     concurrency = fields.Integer(help="Executor processes of this worker.")
