@@ -184,16 +184,17 @@ class SqliteBackend(Backend):
     def add_column(self, cr: Cursor, table: str, column: Column, fill: Any = None) -> None:
         # SQLite cannot add a NOT NULL column without a constant default, nor add the
         # constraint later without rebuilding the table: with no constant to fill the
-        # column stays nullable here and the ORM enforces `required`.
-        if column.not_null and fill is not None:
+        # column stays nullable here and the ORM enforces `required`. A foreign key
+        # column cannot have a non-NULL default at all: it is filled by an UPDATE and
+        # stays nullable too.
+        if column.not_null and fill is not None and not column.references:
             cr.execute(
                 f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(column)}'
                 f" DEFAULT {_literal(fill)}"
             )
             return
-        cr.execute(
-            f'ALTER TABLE "{table}" ADD COLUMN {self._column_sql(replace(column, not_null=False))}'
-        )
+        nullable = self._column_sql(replace(column, not_null=False))
+        cr.execute(f'ALTER TABLE "{table}" ADD COLUMN {nullable}')
         if fill is not None:
             cr.execute(f'UPDATE "{table}" SET "{column.name}" = %s', (fill,))
 
