@@ -27,6 +27,7 @@ PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "
 
 
 _sequence = itertools.count()
+_DEFAULT_OPTIONS = JobOptions()
 
 
 class UnknownMethodError(AttributeError, ValueError):
@@ -132,11 +133,12 @@ class Delayable(Node):
     def __init__(self, recordset: BaseModel, **options: Any):
         super().__init__()
         self.recordset = recordset
-        self.options = JobOptions().update(**options)
+        self.options = JobOptions().update(**options) if options else _DEFAULT_OPTIONS
         self.method_name: str | None = None
         self.args: tuple = ()
         self.kwargs: dict[str, Any] = {}
         self._job: Any = None
+        self._stored: tuple[Any, Any] = ([], {})  # args and kwargs in their stored form
 
     @property
     def model_name(self) -> str:
@@ -166,8 +168,7 @@ class Delayable(Node):
 
     def _capture(self, name: str, args: tuple, kwargs: dict) -> Delayable:
         # refuse what cannot be stored now, not when the worker runs the job
-        encode(list(args), "args")
-        encode(dict(kwargs), "kwargs")
+        self._stored = (encode(list(args), "args"), encode(dict(kwargs), "kwargs"))
         self.method_name, self.args, self.kwargs = name, args, kwargs
         return self
 
@@ -233,8 +234,8 @@ class Delayable(Node):
             "model_name": records._name,
             "method_name": self.method_name,
             "record_ids": list(records._ids),
-            "args": encode(list(self.args), "args"),
-            "kwargs": encode(dict(self.kwargs), "kwargs"),
+            "args": self._stored[0],
+            "kwargs": self._stored[1],
             "priority": opts.priority,
             "channel": opts.channel,
             "scheduled_at": opts.eta or Datetime.now(),

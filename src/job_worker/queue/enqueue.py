@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..db.jobstore import notify_jobs_enqueued
 from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, sync_mode
 
 
@@ -77,15 +78,17 @@ def enqueue_graph(root: Node) -> Any:
     has_parents = {id(job) for job, _parent, _kind in edges}
     has_dependents = {id(parent) for _job, parent, _kind in edges}
     companies: dict[int, int] = {}
-    vals_list = []
+    vals_list, built = [], []
     for delayable in delayables:
         values = delayable.job_values(companies)
         values["state"] = "waiting" if id(delayable) in has_parents else "pending"
         values["graph_uuid"] = graph_uuid
         values["has_dependents"] = id(delayable) in has_dependents
+        built.append(values)
         vals_list.append(_store_values(delayable, values))
     Job = env["queue.job"]
-    jobs = Job.create(vals_list)
+    jobs = Job._create_enqueued(vals_list, built)
+    notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):
         delayable._job = job.with_env(delayable.recordset.env)
     # a job whose identity matched an active one comes back with that job's uuid

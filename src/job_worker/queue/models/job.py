@@ -133,6 +133,54 @@ class QueueJob(models.Model):
             row.clear()  # not what the database holds for that id: do not cache it
         return ids
 
+    def _create_enqueued(self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]]) -> Any:
+        """Create the jobs of an enqueue; ``built`` are the values the queue made.
+
+        Those are valid by construction (options validated, arguments encoded),
+        so only what the model's ``_job_store_values`` changed or added goes
+        through the field checks of ``create()``, and the other columns take
+        their defaults. An application that overrides ``create()`` of
+        ``queue.job`` gets its override called instead.
+        """
+        if not self._plain_create():
+            return self.create(vals_list)
+        now = fields.Datetime.now()
+        given = set(built[0]) if built else set()
+        constant: dict[str, Any] = {}
+        computed = []
+        for field in self._column_fields:
+            if field.name in given:
+                continue
+            if field.name in ("create_date", "write_date"):
+                constant[field.name] = now
+            elif callable(field.default):
+                computed.append(field)
+            else:
+                constant[field.name] = field.to_cache(field.default, self)
+        rows = []
+        for vals, own in zip(vals_list, built, strict=True):
+            changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
+            row = {**constant, **own}
+            for field in computed:
+                row[field.name] = field.to_cache(field.default_value(self), self)
+            if changed:
+                columns, x2many = self._split_values(changed)
+                if x2many:
+                    return self.create(vals_list)
+                row.update(columns)
+            rows.append(row)
+        return self._create(rows, [{}] * len(rows))
+
+    @classmethod
+    def _plain_create(cls) -> bool:
+        """No extension of queue.job overrides how jobs are created."""
+        for klass in cls.__mro__[1:]:
+            if klass is QueueJob:
+                return True
+            if "create" in vars(klass) or "_insert_rows" in vars(klass):
+                return False
+        return True
+
     def enqueue(
         self,
         model_name: str,
