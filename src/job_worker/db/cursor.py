@@ -59,8 +59,9 @@ class Cursor:
         self._closed = False
         #: set by the registry that opened the cursor
         self.registry: Any = None
-        #: the record cache shared by every environment on this cursor
-        self.cache: dict[str, dict[int, dict[str, Any]]] = {}
+        #: the record cache shared by every environment on this cursor:
+        #: model name -> field name -> record id -> value (in cache form)
+        self.cache: dict[str, dict[str, dict[int, Any]]] = {}
         #: statements executed so far (tests count queries with it)
         self.sql_count = 0
         self.precommit = Callbacks()

@@ -90,11 +90,11 @@ class Field:
             return self.to_record(None, record)
         if len(ids) > 1:
             raise ValueError(f"expected a single record to read {self.name!r}, got {record!r}")
-        values = record.env.cache.get(self.model_name, {}).get(ids[0])
-        if values is None or self.name not in values:
+        values = record.env.cache.get(self.model_name, {}).get(self.name)
+        if values is None or ids[0] not in values:
             record._fetch_field(self)
-            values = record.env.cache[self.model_name][ids[0]]
-        return self.to_record(values[self.name], record)
+            values = record.env.cache[self.model_name][self.name]
+        return self.to_record(values[ids[0]], record)
 
     def __set__(self, record: BaseModel, value: Any) -> None:
         record.write({self.name: value})
@@ -379,9 +379,7 @@ class Many2one(_Relational):
         if value is None:
             return comodel
         # the target is fetched together with the targets of the records read with this one
-        targets = _Targets(
-            record.env.cache.get(self.model_name, {}), self.name, record._prefetch_ids
-        )
+        targets = _Targets(record._field_cache(self.name), record._prefetch_ids)
         return comodel.browse((value,))._with_prefetch(targets)
 
     def to_read(self, value: Any, record: BaseModel) -> Any:
@@ -445,15 +443,15 @@ class _Targets:
     each time: the scan happens once, when the first target is fetched.
     """
 
-    __slots__ = ("_cache", "_ids", "_name", "_source")
+    __slots__ = ("_cache", "_ids", "_source")
 
-    def __init__(self, cache: dict[int, dict[str, Any]], name: str, source: Any):
-        self._cache, self._name, self._source = cache, name, source
+    def __init__(self, cache: dict[int, Any], source: Any):
+        self._cache, self._source = cache, source
         self._ids: tuple[int, ...] | None = None
 
     def __iter__(self) -> Any:
         if self._ids is None:
-            found = (self._cache.get(rid, {}).get(self._name) for rid in self._source)
+            found = map(self._cache.get, self._source)
             self._ids = tuple(dict.fromkeys(t for t in found if t is not None))
         return iter(self._ids)
 

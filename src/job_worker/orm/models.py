@@ -256,8 +256,18 @@ class BaseModel(metaclass=MetaModel):
                     ids.extend(rec[name]._ids)
                 recs = comodel.browse(tuple(dict.fromkeys(ids)))
             else:
-                return [rec[name] for rec in recs]
+                return recs._values_of(field)
         return recs
+
+    def _values_of(self, field: ofields.Field) -> list[Any]:
+        """The values of a field for every record, fetched together, in order."""
+        values, to_record = self._field_cache(field.name), field.to_record
+        result = []
+        for id_ in self._ids:
+            if id_ not in values:
+                field.__get__(type(self)(self.env, (id_,), self._prefetch_ids), type(self))
+            result.append(to_record(values[id_], self))
+        return result
 
     def filtered(self, func: str | Callable[[BaseModel], Any]) -> BaseModel:
         """The records for which ``func`` (or the field path) is truthy."""
@@ -286,17 +296,22 @@ class BaseModel(metaclass=MetaModel):
 
     # -- reading ----------------------------------------------------------------
 
-    def _cache(self) -> dict[int, dict[str, Any]]:
+    def _cache(self) -> dict[str, dict[int, Any]]:
+        """This model's part of the record cache: field name -> record id -> value."""
         return self.env.cache.setdefault(self._name, {})
+
+    def _field_cache(self, name: str) -> dict[int, Any]:
+        """The cached values of one field of this model, by record id."""
+        return self.env.cache.setdefault(self._name, {}).setdefault(name, {})
 
     def _fetch_field(self, field: ofields.Field) -> None:
         """Fill the cache for ``field`` on this record and, in one query, on the
         records it was read with (its prefetch set)."""
-        cache = self._cache()
+        values = self._field_cache(field.name)
         want = self._ids[0]
         ids = [want]
         for id_ in self._prefetch_ids:
-            if id_ != want and field.name not in cache.get(id_, ()):
+            if id_ != want and id_ not in values:
                 ids.append(id_)
                 if len(ids) >= PREFETCH_MAX:
                     break
@@ -305,7 +320,7 @@ class BaseModel(metaclass=MetaModel):
             relations.fetch_x2many(self, field, ids)
         else:
             self._fetch_columns(ids)
-        if field.name not in cache.get(want, ()):
+        if want not in values:
             raise MissingError(f"record {self._name}({want},) does not exist or was deleted")
 
     def _fetch_columns(self, ids: list[int]) -> None:
@@ -314,18 +329,15 @@ class BaseModel(metaclass=MetaModel):
         columns = ", ".join(backend.select_column(f'"{f.name}"', f.column_kind) for f in fields_)
         sql, params = backend.in_ids("id", ids)
         self.env.cr.execute(f'SELECT id, {columns} FROM "{self._table}" WHERE {sql}', params)
-        names = [f.name for f in fields_]
-        converters = [(f.name, f.from_column) for f in fields_ if f.converts_from_column]
+        rows = self.env.cr.fetchall()
+        if not rows:
+            return
+        ids_read, *values = zip(*rows, strict=True)  # column by column
         cache = self._cache()
-        for row in self.env.cr.fetchall():
-            values = dict(zip(names, row[1:], strict=True))
-            for name, convert in converters:
-                values[name] = convert(values[name])
-            cached = cache.get(row[0])
-            if cached is None:
-                cache[row[0]] = values
-            else:
-                cached.update(values)
+        for field, column in zip(fields_, values, strict=True):
+            if field.converts_from_column:
+                column = tuple(map(field.from_column, column))
+            cache.setdefault(field.name, {}).update(zip(ids_read, column, strict=True))
 
     def read(self, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """The records as dicts: Many2one as ``(id, display name)``, x2many as id lists."""
@@ -341,7 +353,7 @@ class BaseModel(metaclass=MetaModel):
         for rec in self:
             for field in selected:
                 field.__get__(rec, type(rec))  # fills the cache for the whole set at once
-            rows.append((rec, cache[rec.id]))
+            rows.append((rec, {f.name: cache[f.name][rec.id] for f in selected}))
         display: dict[str, dict[int, str]] = {}
         for field in selected:
             if isinstance(field, ofields.Many2one):  # display names in one query per comodel
@@ -365,12 +377,11 @@ class BaseModel(metaclass=MetaModel):
     def invalidate_recordset(self, fnames: list[str] | None = None) -> None:
         """Forget cached values of these records (all fields, or ``fnames``)."""
         cache = self._cache()
-        for id_ in self._ids:
-            if fnames is None:
-                cache.pop(id_, None)
-            elif id_ in cache:
-                for name in fnames:
-                    cache[id_].pop(name, None)
+        for name in cache if fnames is None else fnames:
+            values = cache.get(name)
+            if values:
+                for id_ in self._ids:
+                    values.pop(id_, None)
 
     def invalidate_model(self) -> None:
         self.env.cache.pop(self._name, None)
@@ -478,8 +489,8 @@ class BaseModel(metaclass=MetaModel):
     def _create(self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]]) -> BaseModel:
         ids = self._insert_rows(rows)
         cache = self._cache()
-        for id_, row in zip(ids, rows, strict=True):
-            cache[id_] = dict(row)
+        for name in rows[0] if rows else ():
+            cache.setdefault(name, {}).update(zip(ids, (row[name] for row in rows), strict=True))
         relational = [f.name for f in self._column_fields if isinstance(f, ofields.Many2one)]
         relations.invalidate_inverses(self, relational)
         records = self.browse(tuple(ids))
@@ -546,8 +557,8 @@ class BaseModel(metaclass=MetaModel):
                     f"cannot write on {self._name}{tuple(missing)}: deleted or never created"
                 )
             cache = self._cache()
-            for id_ in ids:
-                cache.setdefault(id_, {}).update(columns)
+            for name, value in columns.items():
+                cache.setdefault(name, {}).update(dict.fromkeys(ids, value))
         for record in self:
             for name, commands in x2many.items():
                 relations.write_x2many(record, self._fields[name], commands)  # type: ignore[arg-type]

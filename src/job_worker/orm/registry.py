@@ -18,7 +18,7 @@ from .models import BaseModel, MetaModel
 _logger = logging.getLogger(__name__)
 
 #: modules every registry loads, before the ones it is given
-BUILTIN_MODULES = ("job_worker.base", "job_worker.queue")
+BUILTIN_MODULES = ("job_worker.base", "job_worker.queue", "job_worker.monitoring")
 
 
 class Registry:

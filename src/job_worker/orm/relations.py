@@ -47,8 +47,7 @@ def invalidate_inverses(model: BaseModel, fnames: Iterable[str]) -> None:
     cache = model.env.cache
     for fname in fnames:
         for other_model, other_field in inverses.get((model._name, fname), ()):
-            for values in cache.get(other_model, {}).values():
-                values.pop(other_field, None)
+            cache.get(other_model, {}).pop(other_field, None)
 
 
 def write_x2many(record: BaseModel, field: ofields._X2many, commands: list[tuple]) -> None:
@@ -156,9 +155,9 @@ def fetch_x2many(records: BaseModel, field: ofields._X2many, ids: list[int]) -> 
     found: dict[int, list[int]] = {id_: [] for id_ in ids}
     for owner, target in cr.fetchall():
         found[owner].append(target)
-    cache = records._cache()
+    values = records._field_cache(field.name)
     for id_ in records.browse(ids).exists()._ids:
-        cache.setdefault(id_, {})[field.name] = tuple(found[id_])
+        values[id_] = tuple(found[id_])
 
 
 def check_restrict(records: BaseModel) -> None:
