@@ -6,7 +6,9 @@ import click
 
 from .demo import demo
 from .main import main
+from .worker import worker
 
 main.add_command(demo)
+main.add_command(worker)
 
 __all__ = ["main"]

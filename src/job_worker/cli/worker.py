@@ -1,0 +1,144 @@
+"""``job-worker worker``: run jobs until stopped (PRODUCT.md 6)."""
+
+from __future__ import annotations
+
+import click
+
+from ..worker import WorkerSettings, logs, run_worker
+from .main import split_modules
+
+
+@click.command()
+@click.option(
+    "--database",
+    "-d",
+    "databases",
+    multiple=True,
+    required=True,
+    envvar="JOB_WORKER_DATABASE_URL",
+    help="Database URL (sqlite:///file.db or postgresql://...); repeat to serve several.",
+)
+@click.option(
+    "--load",
+    "-l",
+    "load",
+    multiple=True,
+    envvar="JOB_WORKER_LOAD",
+    help="Python module(s) with your models, comma separated or repeated.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Executor processes, each running one job at a time.",
+)
+@click.option(
+    "--default-limit",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Jobs running at once in a channel without a queue.limit row (0 pauses).",
+)
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    help="Only take jobs of this channel (repeatable; default: every channel).",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds running jobs get to finish after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between heartbeats.",
+)
+@click.option(
+    "--stale-after",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds without heartbeat after which a dead worker's jobs are reclaimed.",
+)
+@click.option(
+    "--poll-interval",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between claims when no wake-up comes [default: 1].",
+)
+@click.option(
+    "--maintenance-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between maintenance runs (by the elected worker).",
+)
+@click.option(
+    "--max-backoff",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Longest wait before a retry, in seconds.",
+)
+@click.option(
+    "--retention-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Days finished jobs are kept (0 keeps them).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+def worker(
+    databases: tuple[str, ...],
+    load: tuple[str, ...],
+    concurrency: int,
+    default_limit: int,
+    channels: tuple[str, ...],
+    grace: float,
+    heartbeat_interval: float,
+    stale_after: float,
+    poll_interval: float | None,
+    maintenance_interval: float,
+    max_backoff: float,
+    retention_days: float,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run jobs from one or more databases until SIGTERM/SIGINT."""
+    try:
+        settings = WorkerSettings(
+            databases=tuple(databases),
+            modules=tuple(split_modules(load)),
+            concurrency=concurrency,
+            default_limit=default_limit,
+            channels=tuple(channels),
+            grace=grace,
+            heartbeat_interval=heartbeat_interval,
+            stale_after=stale_after,
+            poll_interval=poll_interval,
+            maintenance_interval=maintenance_interval,
+            max_backoff=max_backoff,
+            retention_days=retention_days,
+            log_format=log_format,
+            log_level=log_level.upper(),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    logs.configure(settings.log_format, settings.log_level)
+    raise SystemExit(run_worker(settings))

@@ -1,0 +1,279 @@
+"""The worker's operations on PostgreSQL.
+
+- Claimers serialise on a transaction advisory lock, then read the channel
+  state in a *new statement*: under READ COMMITTED that statement's snapshot
+  includes every claim committed by the previous holder, so the running counts
+  are exact. The claim commits asynchronously: losing it in a crash only puts
+  the job back to pending, and any later commit that depends on it (the job's
+  own, synchronous) flushes it first.
+- A job's transaction holds a transaction advisory lock on the job id for its
+  whole life. Reclaiming a job first takes that lock with ``try``: it succeeds
+  only when the executor's transaction is over (committed, rolled back, or its
+  session gone), so an executor that may still commit is never overtaken.
+- ``LISTEN job_worker`` wakes idle workers; the payload is the schema of the
+  queue, so schemas sharing one database do not wake each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from .jobstore import CLAIM_COLUMNS, ChannelPlan, ClaimedJob, JobStore, Listener, Session
+from .postgres import PostgresCursor
+
+if TYPE_CHECKING:
+    from .cursor import Cursor
+    from .postgres import PostgresBackend
+
+_logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "job_worker"
+#: second key of the advisory locks taken on behalf of the whole queue (first key: the schema)
+CLAIM_LOCK = 0
+MAINTENANCE_LOCK = -1
+
+# -- name: now
+NOW = "SELECT timezone('UTC', statement_timestamp())"
+
+# -- name: lock_claims
+# Claims commit without waiting for the disk (see the module docstring).
+LOCK_CLAIMS = """
+SELECT set_config('synchronous_commit', 'off', true),
+       pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job'), %s)
+"""
+
+# -- name: take
+# The best due jobs of each channel with room, at most `free` per channel, then
+# the best `wanted` of those, marked started. SKIP LOCKED passes over jobs that
+# another transaction is changing (a cancel, a requeue).
+TAKE = f"""
+WITH plan AS (
+    SELECT * FROM unnest(%s::text[], %s::int[]) AS p(channel, free)
+), candidates AS (
+    SELECT j.id, j.priority, j.scheduled_at
+      FROM plan, LATERAL (
+        SELECT id, priority, scheduled_at FROM queue_job
+         WHERE state = 'pending' AND channel = plan.channel AND scheduled_at <= %s
+         ORDER BY priority, scheduled_at, id
+         LIMIT plan.free
+         FOR UPDATE SKIP LOCKED) j
+), picked AS (
+    SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
+)
+UPDATE queue_job j
+   SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
+  FROM picked
+ WHERE j.id = picked.id
+RETURNING {
+    ", ".join(
+        f"j.{c}::text" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
+        for c in CLAIM_COLUMNS
+    )
+}
+"""
+
+# -- name: lock_job
+# Held by the job's transaction until it ends (see the module docstring).
+LOCK_JOB = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job.run'), %s)"
+
+# -- name: check_job
+# A new statement after the lock: it sees a reclaim that committed before we got the lock.
+CHECK_JOB = "SELECT 1 FROM queue_job WHERE id = %s AND state = 'started' AND worker_id = %s"
+
+# -- name: executor_gone
+EXECUTOR_GONE = (
+    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.queue_job.run'), %s)"
+)
+
+# -- name: terminate_session
+TERMINATE_SESSION = "SELECT pg_terminate_backend(%s)"
+
+# -- name: elect
+ELECT = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.queue_job'), %s)"
+
+# -- name: notify
+NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
+
+
+class PostgresJobStore(JobStore):
+    dialect = "postgresql"
+    backend: PostgresBackend
+
+    def session(self, *, role: str) -> PostgresSession:
+        return PostgresSession(self.backend, role)
+
+    def now(self, cr: Cursor) -> datetime:
+        cr.execute(NOW, ())
+        row = cr.fetchone()
+        assert row is not None
+        return row[0]
+
+    def _lock_claims(self, cr: Cursor) -> None:
+        cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
+
+    def _take(
+        self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        channels = list(plan.free)
+        cr.execute(
+            TAKE,
+            (channels, [plan.free[c] for c in channels], now, wanted, worker_id, now, now, now),
+        )
+        return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+
+    def begin_job(self, cr: Cursor, job_id: int, worker_id: str) -> bool:
+        cr.execute(LOCK_JOB, (job_id,))
+        cr.execute(CHECK_JOB, (job_id, worker_id))
+        return cr.fetchone() is not None
+
+    def executor_gone(self, cr: Cursor, job_id: int) -> bool:
+        cr.execute(EXECUTOR_GONE, (job_id,))
+        row = cr.fetchone()
+        return bool(row and row[0])
+
+    def terminate_session(self, cr: Cursor, session_id: int | None) -> None:
+        if session_id:
+            cr.execute(TERMINATE_SESSION, (session_id,))
+
+    def elect(self, session: Session, name: str, holder: str, ttl: float) -> bool:
+        # A session advisory lock: held for as long as the supervisor's connection lives,
+        # released by PostgreSQL the moment that session ends.
+        assert isinstance(session, PostgresSession)
+        if name in session.held:
+            return True
+        with session.cursor(None) as cr:
+            cr.execute(ELECT, (MAINTENANCE_LOCK,))
+            row = cr.fetchone()
+        if row and row[0]:
+            session.held.add(name)
+            return True
+        return False
+
+    def notify_at_commit(self, cr: Cursor) -> None:
+        if getattr(cr, "_job_worker_notify", False):
+            return
+        cr._job_worker_notify = True  # type: ignore[attr-defined]
+
+        def notify() -> None:
+            cr._job_worker_notify = False  # type: ignore[attr-defined]
+            cr.execute(NOTIFY, ())
+
+        def forget() -> None:
+            cr._job_worker_notify = False  # type: ignore[attr-defined]
+
+        cr.precommit.add(notify)
+        cr.postrollback.add(forget)
+
+    def listener(self) -> PostgresListener:
+        return PostgresListener(self.backend)
+
+
+class PostgresSession(Session):
+    """A psycopg connection of its own (not from the pool): its advisory locks and its
+    death are this component's own."""
+
+    def __init__(self, backend: PostgresBackend, role: str):
+        self.backend = backend
+        self.role = role
+        self._cnx: psycopg.Connection | None = None
+        self.held: set[str] = set()  # session advisory locks held (elections)
+
+    def _connect(self) -> psycopg.Connection:
+        if self._cnx is None or self._cnx.closed:
+            self.held.clear()
+            cnx = psycopg.connect(
+                self.backend.url,
+                autocommit=False,
+                connect_timeout=5,
+                application_name=f"job_worker {self.role}",
+            )
+            # a backend whose client died mid-query notices within a second
+            cnx.execute("SET client_connection_check_interval = 1000")
+            if self.role == "supervisor":
+                # the supervisor never waits long on a row another transaction holds:
+                # it retries on its next turn instead of freezing its event loop
+                cnx.execute("SET lock_timeout = 2000")
+            cnx.commit()
+            self._cnx = cnx
+            self.session_id = cnx.info.backend_pid
+        return self._cnx
+
+    def cursor(self, registry: Any) -> Cursor:
+        cnx = self._connect()
+        cr = PostgresCursor(self.backend, cnx, self._release)
+        cr.registry = registry
+        return cr
+
+    def _release(self, cnx: Any, healthy: bool) -> None:
+        if not healthy or cnx.broken:
+            self.close()
+
+    @property
+    def broken(self) -> bool:
+        return self._cnx is None or self._cnx.broken or self._cnx.closed
+
+    def close(self) -> None:
+        cnx, self._cnx = self._cnx, None
+        self.held.clear()
+        self.session_id = None
+        if cnx is not None:
+            try:
+                cnx.close()
+            except Exception:  # closing a dead connection may fail: it is gone either way
+                pass
+
+
+class PostgresListener(Listener):
+    """``LISTEN job_worker`` on a connection of its own, reopened when it breaks."""
+
+    def __init__(self, backend: PostgresBackend):
+        self.backend = backend
+        self._cnx: psycopg.Connection | None = None
+        self._schema = ""
+
+    def _connect(self) -> psycopg.Connection:
+        if self._cnx is None or self._cnx.closed:
+            cnx = psycopg.connect(
+                self.backend.url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name="job_worker listener",
+            )
+            row = cnx.execute("SELECT current_schema()").fetchone()
+            self._schema = row[0] if row else ""
+            cnx.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._cnx = cnx
+        return self._cnx
+
+    def open(self) -> None:
+        self._connect()
+
+    def fileno(self) -> int | None:
+        return None if self._cnx is None or self._cnx.closed else self._cnx.pgconn.socket
+
+    def woken(self) -> bool:
+        if self._cnx is None:
+            return False
+        pgconn = self._cnx.pgconn
+        try:
+            pgconn.consume_input()
+        except psycopg.Error:
+            self.close()
+            return True  # claim: we may have missed a wake-up while the link was down
+        woken = False
+        while (notice := pgconn.notifies()) is not None:
+            if notice.extra.decode() == self._schema:
+                woken = True
+        return woken
+
+    def close(self) -> None:
+        cnx, self._cnx = self._cnx, None
+        if cnx is not None:
+            try:
+                cnx.close()
+            except Exception:
+                pass

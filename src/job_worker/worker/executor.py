@@ -1,0 +1,253 @@
+"""The executor: a child process of the supervisor that runs one job at a time.
+
+It is started once (never per job) and then loops: receive a claimed job on
+its pipe, run it in the job's own transaction on its own database connection,
+report the outcome. The job's writes and its ``done`` state commit together
+(:func:`job_worker.queue.states.mark_done`, guarded by the worker's id: if
+the job was cancelled or reclaimed meanwhile, nothing commits). A failure
+rolls the job's writes back and is recorded in a separate transaction
+(:func:`job_worker.queue.states.record_failure`); if the database is gone,
+the supervisor records it later.
+
+Messages from the supervisor: ``("run", db_index, ClaimedJob)``, ``("stop",)``.
+To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
+``("finished", db_index, job_id, outcome)``, ``("wake", db_index)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+from ..db import jobstore
+from ..exceptions import FailedJobError, RetryableJobError
+from ..orm.api import SUPERUSER_ID, Environment
+from ..orm.registry import Registry
+from ..queue import states
+from ..queue.execution import call as call_job
+from ..queue.execution import job_environment
+from . import logs
+from .settings import WorkerSettings
+
+_logger = logging.getLogger(__name__)
+
+#: exit status of an executor whose supervisor died
+ORPHANED = 70
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    """A job's exception in picklable form, enough for ``states.record_failure``."""
+
+    exc_module: str
+    exc_qualname: str
+    message: str
+    traceback: str
+    kind: str  # "retryable", "failed" or "error"
+    seconds: float | None = None
+    ignore_retry: bool = False
+
+    @classmethod
+    def of(cls, exc: BaseException, text: str) -> FailureReport:
+        kind = "error"
+        if isinstance(exc, RetryableJobError):
+            kind = "retryable"
+        elif isinstance(exc, FailedJobError):
+            kind = "failed"
+        return cls(
+            type(exc).__module__,
+            type(exc).__qualname__,
+            str(exc),
+            text,
+            kind,
+            getattr(exc, "seconds", None),
+            bool(getattr(exc, "ignore_retry", False)),
+        )
+
+    def exception(self) -> BaseException:
+        """An exception that ``record_failure`` treats as the original one: same name,
+        message, retry semantics."""
+        base: type[Exception] = {"retryable": RetryableJobError, "failed": FailedJobError}.get(
+            self.kind, Exception
+        )
+        stand_in = type(
+            self.exc_qualname.rsplit(".", 1)[-1],
+            (base,),
+            {
+                "__module__": self.exc_module,
+                "__qualname__": self.exc_qualname,
+            },
+        )
+        if base is RetryableJobError:
+            return stand_in(self.message, seconds=self.seconds, ignore_retry=self.ignore_retry)
+        return stand_in(self.message)
+
+
+def connection_lost(exc: BaseException, text: str) -> FailureReport:
+    """The job's connection broke (the database restarted): counted, retried in a second."""
+    return FailureReport(
+        RetryableJobError.__module__,
+        RetryableJobError.__qualname__,
+        f"database connection lost while the job ran: {type(exc).__name__}: {exc}",
+        text,
+        "retryable",
+        1.0,
+    )
+
+
+class Executor:
+    """The state of one executor process: a registry and a session per database."""
+
+    def __init__(self, settings: WorkerSettings, worker_id: str, conn: Connection):
+        self.settings = settings
+        self.worker_id = worker_id
+        self.conn = conn
+        self.registries: dict[int, Registry] = {}
+        self.sessions: dict[int, jobstore.Session] = {}
+        self.reported_sessions: dict[int, int | None] = {}
+
+    def registry(self, db_index: int) -> Registry:
+        registry = self.registries.get(db_index)
+        if registry is None:
+            url = self.settings.databases[db_index]
+            registry = Registry(url, list(self.settings.modules), init=False)
+            self.registries[db_index] = registry
+            jobstore.on_local_enqueue(url, lambda: self._send(("wake", db_index)))
+            store = jobstore.for_backend(registry.backend)
+            self.sessions[db_index] = store.session(role="executor")
+        return registry
+
+    def _send(self, message: tuple) -> None:
+        self.conn.send(message)
+
+    def run(self, db_index: int, job: jobstore.ClaimedJob) -> tuple:
+        registry = self.registry(db_index)
+        store = jobstore.for_backend(registry.backend)
+        session = self.sessions[db_index]
+        call = job.decoded_call()
+        cr = session.cursor(registry)
+        if session.session_id != self.reported_sessions.get(db_index):
+            self.reported_sessions[db_index] = session.session_id
+            self._send(("session", db_index, session.session_id))
+        try:
+            if not store.begin_job(cr, job.id, self.worker_id):
+                return ("lost",)
+            env = job_environment(cr, call)
+            started = time.monotonic()
+            result = call_job(env, call)
+            done = states.mark_done(
+                Environment(cr, SUPERUSER_ID, {}),
+                job.id,
+                result,
+                duration=time.monotonic() - started,
+                worker_id=self.worker_id,
+            )
+            if not done:  # cancelled, set by hand or reclaimed while it ran
+                cr.rollback()
+                return ("lost",)
+            cr.commit()
+            return ("done",)
+        except Exception as exc:
+            text = traceback.format_exc()
+            report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
+            failure: BaseException = exc if not session.broken else report.exception()
+        finally:
+            cr.close()  # rolls back whatever is left of the job's transaction
+        return self.record(db_index, job, report, failure)
+
+    def record(
+        self, db_index: int, job: jobstore.ClaimedJob, report: FailureReport, exc: BaseException
+    ) -> tuple:
+        """Record the failure in a transaction of its own; the supervisor does it if the
+        database is unreachable now."""
+        registry = self.registries[db_index]
+        try:
+            with self.sessions[db_index].cursor(registry) as cr:
+                new_state = states.record_failure(
+                    Environment(cr, SUPERUSER_ID, {}),
+                    job.id,
+                    exc,
+                    traceback=report.traceback,
+                    worker_id=self.worker_id,
+                    max_backoff=self.settings.max_backoff,
+                )
+        except Exception:
+            _logger.warning(
+                "could not record the failure of job %s now; the supervisor will",
+                job.uuid,
+                exc_info=True,
+                extra={"event": "job.failure_unrecorded", "job_id": job.id, "job_uuid": job.uuid},
+            )
+            return ("unrecorded", report)
+        _logger.warning(
+            "job %s failed with %s: %s",
+            job.uuid,
+            report.exc_qualname,
+            report.message,
+            extra={
+                "event": "job.failed",
+                "job_id": job.id,
+                "job_uuid": job.uuid,
+                "state": new_state,
+            },
+        )
+        return ("failed", new_state)
+
+    def loop(self) -> None:
+        self._send(("ready", os.getpid()))
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            if message[0] == "stop":
+                return
+            _, db_index, job = message
+            outcome = self.run(db_index, job)
+            self._send(("finished", db_index, job.id, outcome))
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+
+
+def _die_with_parent() -> None:
+    """An executor never outlives its supervisor: a job it runs could otherwise overlap
+    the same job reclaimed elsewhere."""
+    try:  # the kernel's way (Linux): SIGKILL when the parent (the fork server) exits
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(ORPHANED)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def main(conn: Connection, settings: WorkerSettings, worker_id: str) -> None:
+    """Entry point of an executor process."""
+    # The supervisor alone decides when an executor stops: a Ctrl-C or a SIGTERM sent
+    # to the whole process group must not kill jobs behind its back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    logs.configure(settings.log_format, settings.log_level)
+    executor = Executor(settings, worker_id, conn)
+    try:
+        executor.loop()
+    finally:
+        executor.close()

@@ -1,0 +1,154 @@
+"""The executor pool: child processes started once, replaced when they die.
+
+Executors come from a ``forkserver``: a small process started once, with the
+job modules imported, that forks each executor. Forking the supervisor
+itself would copy its connections and threads into the child; spawning a
+fresh interpreter per executor would cost a second each time one is
+replaced. A forked executor opens its own database connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from ..db.jobstore import ClaimedJob
+from . import executor
+from .settings import WorkerSettings
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningJob:
+    db_index: int
+    job: ClaimedJob
+    dispatched_at: float
+    deadline: float | None
+
+
+@dataclass
+class Child:
+    slot: int
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    job: RunningJob | None = None
+    #: database session of this executor, per database (to end it after a kill)
+    sessions: dict[int, int | None] = field(default_factory=dict)
+    #: why the supervisor killed it: "timeout", "cancelled" or "stop"
+    kill_reason: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+
+class ExecutorPool:
+    """``settings.concurrency`` executors, each running at most one job."""
+
+    def __init__(self, settings: WorkerSettings, worker_id: str):
+        self.settings = settings
+        self.worker_id = worker_id
+        self.ctx: Any = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["job_worker.worker.executor", *settings.modules])
+        self.children: dict[int, Child] = {}
+
+    def start(self) -> None:
+        for slot in range(self.settings.concurrency):
+            self.spawn(slot)
+
+    def spawn(self, slot: int) -> Child:
+        parent_end, child_end = self.ctx.Pipe()
+        process = self.ctx.Process(
+            target=executor.main,
+            args=(child_end, self.settings, self.worker_id),
+            name=f"job-worker-executor-{slot}",
+        )
+        process.start()
+        child_end.close()
+        child = Child(slot, process, parent_end)
+        self.children[slot] = child
+        _logger.debug(
+            "executor %s started (pid %s)",
+            slot,
+            process.pid,
+            extra={"event": "executor.started", "slot": slot, "pid": process.pid},
+        )
+        return child
+
+    # -- what the supervisor waits on ---------------------------------------------
+
+    def waitables(self) -> list[Any]:
+        items: list[Any] = []
+        for child in self.children.values():
+            items.append(child.conn)
+            items.append(child.process.sentinel)
+        return items
+
+    def by_conn(self, conn: Any) -> Child | None:
+        return next((c for c in self.children.values() if c.conn is conn), None)
+
+    def by_sentinel(self, sentinel: Any) -> Child | None:
+        return next((c for c in self.children.values() if c.process.sentinel == sentinel), None)
+
+    def idle(self) -> list[Child]:
+        return [
+            c for c in self.children.values() if c.ready and c.job is None and not c.kill_reason
+        ]
+
+    def busy(self) -> list[Child]:
+        return [c for c in self.children.values() if c.job is not None]
+
+    # -- running and stopping -----------------------------------------------------
+
+    def dispatch(self, child: Child, db_index: int, job: ClaimedJob, now: float) -> None:
+        deadline = now + job.timeout if job.timeout > 0 else None
+        child.job = RunningJob(db_index, job, now, deadline)
+        child.conn.send(("run", db_index, job))
+
+    def kill(self, child: Child, reason: str) -> None:
+        """SIGKILL: a job cannot block or catch it. The death is handled when its
+        sentinel fires."""
+        if child.kill_reason is None:
+            child.kill_reason = reason
+        if child.pid is not None:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def reap(self, child: Child) -> int | None:
+        """Forget a dead child; returns its exit code."""
+        child.process.join(timeout=1.0)
+        code = child.process.exitcode
+        child.conn.close()
+        if self.children.get(child.slot) is child:
+            del self.children[child.slot]
+        return code
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop idle executors politely and kill the rest; wait for all of them."""
+        for child in list(self.children.values()):
+            try:
+                if child.job is None:
+                    child.conn.send(("stop",))
+                else:
+                    self.kill(child, "stop")
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        for child in list(self.children.values()):
+            child.process.join(timeout=max(deadline - time.monotonic(), 0.0))
+            if child.process.exitcode is None:
+                self.kill(child, "stop")
+                child.process.join(timeout=1.0)
+            child.conn.close()
+        self.children.clear()

@@ -1,0 +1,377 @@
+"""The supervisor's side of one database: claims, heartbeats, cancellation checks,
+state changes on behalf of killed executors, and the elected maintenance.
+
+Every database operation here is short and may fail: the database may be
+restarting, or (SQLite) another process may hold the write lock. A failure
+logs once, backs off (0.1 s doubling to 5 s) and the operation is tried again
+later; nothing the producer owes the database is dropped meanwhile
+(:class:`PendingChange` stays queued until it commits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .. import __version__
+from ..db import jobstore
+from ..exceptions import TimeoutJobError, WorkerDiedJobError
+from ..orm.api import SUPERUSER_ID, Environment
+from ..orm.registry import Registry
+from ..queue import states
+from .executor import FailureReport
+from .settings import WorkerSettings
+
+_logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIN_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class PendingChange:
+    """A state change the supervisor owes a job whose executor it lost.
+
+    ``kind``: ``timeout`` and ``died`` count an attempt (TimeoutJobError,
+    WorkerDiedJobError); ``stop`` returns the job to pending without counting
+    one; ``failure`` records an executor's failure it could not record itself.
+    """
+
+    kind: str
+    job: jobstore.ClaimedJob
+    detail: str = ""
+    session_id: int | None = None
+    report: FailureReport | None = None
+    attempts: int = 0
+
+
+class Producer:
+    def __init__(self, db_index: int, url: str, settings: WorkerSettings, worker_id: str):
+        self.db_index = db_index
+        self.url = url
+        self.settings = settings
+        self.worker_id = worker_id
+        self.registry: Registry | None = None
+        self.store: jobstore.JobStore | None = None
+        self.session: jobstore.Session | None = None
+        self.listener: jobstore.Listener | None = None
+        #: seconds between claims when nothing woke the worker
+        self.fallback_interval = settings.poll_interval or 1.0
+        #: seconds between looks at the listener, if it must be polled (SQLite)
+        self.listener_poll: float | None = None
+        self.pending: list[PendingChange] = []
+        self.woken = True
+        self.due_at: float | None = None
+        self.next_fallback = 0.0
+        self.next_poll = 0.0
+        self.down_until = 0.0
+        self.backoff = 0.0
+        self.failing_since: float | None = None
+        self.next_heartbeat = 0.0
+        self.next_cancel_check = 0.0
+        self.next_maintenance = 0.0
+        self.registered = False
+
+    # -- guarded database work ----------------------------------------------------
+
+    def available(self, now: float) -> bool:
+        return now >= self.down_until
+
+    def guarded(self, now: float, what: str, func: Callable[[], T]) -> T | None:
+        """Run ``func``; on failure log, back off and return None."""
+        try:
+            result = func()
+        except Exception as exc:
+            if self.session is not None and self.session.broken:
+                self.session.close()
+            self.backoff = min(max(self.backoff * 2, MIN_BACKOFF), MAX_BACKOFF)
+            self.down_until = now + self.backoff
+            if self.failing_since is None:
+                self.failing_since = now
+                _logger.warning(
+                    "database %s unavailable during %s: %s: %s; retrying",
+                    self._name(),
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    extra={"event": "db.unavailable", "database": self._name(), "during": what},
+                )
+            else:
+                _logger.debug(
+                    "database %s still unavailable (%s)",
+                    self._name(),
+                    exc,
+                    extra={"event": "db.retry", "database": self._name()},
+                )
+            return None
+        if self.failing_since is not None:
+            _logger.warning(
+                "database %s available again after %.1f s",
+                self._name(),
+                now - self.failing_since,
+                extra={"event": "db.recovered", "database": self._name()},
+            )
+            self.failing_since = None
+        self.backoff = 0.0
+        return result
+
+    def _name(self) -> str:
+        return self.url.split("@")[-1] if "@" in self.url else self.url
+
+    def cursor(self) -> Any:
+        assert self.session is not None
+        return self.session.cursor(self.registry)
+
+    # -- start and stop -------------------------------------------------------------
+
+    def ensure_started(self, now: float) -> bool:
+        if self.registered:
+            return True
+        if not self.available(now):
+            return False
+        return bool(self.guarded(now, "start", self._start))
+
+    def _start(self) -> bool:
+        if self.registry is None:
+            registry = Registry(self.url, list(self.settings.modules))  # creates/updates the schema
+            registry.backend.close()  # the supervisor works on sessions of its own
+            self.registry = registry
+            self.store = jobstore.for_backend(registry.backend)
+            self.session = self.store.session(role="supervisor")
+            self.listener = self.store.listener()
+            self.listener_poll = self.listener.poll_interval
+        assert self.store is not None and self.listener is not None
+        self.listener.open()
+        with self.cursor() as cr:
+            self.store.register_worker(
+                cr,
+                {
+                    "worker_id": self.worker_id,
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "concurrency": self.settings.concurrency,
+                    "channels": ",".join(self.settings.channels),
+                    "version": __version__,
+                },
+            )
+        self.registered = True
+        _logger.info(
+            "serving database %s",
+            self._name(),
+            extra={"event": "worker.database", "database": self._name()},
+        )
+        return True
+
+    def stop(self) -> None:
+        if self.registered and self.store is not None:
+            store = self.store
+
+            def stop() -> None:
+                with self.cursor() as cr:
+                    store.stop_worker(cr, self.worker_id)
+
+            self.guarded(0.0, "stop", stop)
+        if self.listener is not None:
+            self.listener.close()
+        if self.session is not None:
+            self.session.close()
+        if self.registry is not None:
+            self.registry.close()
+
+    # -- acquisition ------------------------------------------------------------------
+
+    def wakeup_fd(self) -> int | None:
+        return self.listener.fileno() if self.listener is not None and self.registered else None
+
+    def on_wakeup_fd(self) -> None:
+        assert self.listener is not None
+        if self.listener.woken():
+            self.woken = True
+
+    def wants_to_claim(self, now: float) -> bool:
+        """Whether a claim could find jobs: woken up, a scheduled job or a rate-limited
+        channel became due, the listener's poll saw a change, or the fallback poll."""
+        if not self.registered or not self.available(now):
+            return False
+        if self.woken:
+            return True
+        if self.due_at is not None and now >= self.due_at:
+            self.due_at = None
+            self.woken = True
+        elif now >= self.next_fallback:
+            self.woken = True
+        elif self.listener_poll is not None and now >= self.next_poll:
+            assert self.listener is not None
+            self.next_poll = now + self.listener_poll
+            self.woken = bool(self.guarded(now, "poll", self.listener.woken))
+        return self.woken
+
+    def claim(self, now: float, wanted: int) -> list[jobstore.ClaimedJob]:
+        store = self.store
+        assert store is not None
+
+        def claim() -> jobstore.Claim:
+            cr = self.cursor()
+            try:
+                return store.claim(
+                    cr,
+                    worker_id=self.worker_id,
+                    wanted=wanted,
+                    default_limit=self.settings.default_limit,
+                    channels=self.settings.channels or None,
+                )
+            finally:
+                cr.close()
+
+        result = self.guarded(now, "claim", claim)
+        if result is None:
+            return []
+        if len(result.jobs) < wanted:  # nothing more for now: sleep until told otherwise
+            self.woken = False
+            self.next_fallback = now + self.fallback_interval
+            if result.retry_in is not None:
+                self.due_at = now + result.retry_in + 0.001
+        return result.jobs
+
+    # -- periodic bookkeeping ------------------------------------------------------------
+
+    def tick(self, now: float, running: Sequence[jobstore.ClaimedJob]) -> set[int]:
+        """Heartbeats, maintenance and owed changes; returns the ids of running jobs that
+        were cancelled (or otherwise taken away) meanwhile."""
+        if not self.registered or not self.available(now):
+            return set()
+        assert self.store is not None and self.listener is not None
+        store = self.store
+        if (
+            self.listener.fileno() is None
+            and self.guarded(now, "listen", self.listener.open) is None
+        ):
+            return set()
+        if now >= self.next_heartbeat:
+
+            def heartbeat() -> None:
+                with self.cursor() as cr:
+                    store.heartbeat(cr, self.worker_id)
+
+            if self.guarded(now, "heartbeat", heartbeat) is None:
+                return set()
+            self.next_heartbeat = now + self.settings.heartbeat_interval
+        taken: set[int] = set()
+        if running and now >= self.next_cancel_check:
+
+            def check() -> set[int]:
+                with self.cursor() as cr:
+                    return store.not_running(cr, self.worker_id, [job.id for job in running])
+
+            taken = self.guarded(now, "cancel check", check) or set()
+            self.next_cancel_check = now + self.settings.cancel_check_interval
+        self.apply_pending(now)
+        if now >= self.next_maintenance:
+            self.next_maintenance = now + self.settings.maintenance_interval
+            self.guarded(now, "maintenance", self._maintenance)
+        return taken
+
+    def next_timer(self, now: float, idle_slots: bool) -> float:
+        """When :meth:`tick` (or a poll, with idle slots) next has something to do."""
+        if not self.registered or not self.available(now):
+            return max(self.down_until, now + 0.05)
+        timers = [self.next_heartbeat, self.next_maintenance]
+        if idle_slots:
+            timers.append(self.next_fallback)
+            if self.due_at is not None:
+                timers.append(self.due_at)
+            if self.listener_poll is not None:
+                timers.append(self.next_poll)
+        if self.pending:
+            timers.append(now + 0.1)
+        return min(timers)
+
+    def _maintenance(self) -> None:
+        assert self.store is not None and self.session is not None
+        interval = self.settings.maintenance_interval
+        if not self.store.elect(self.session, "maintenance", self.worker_id, ttl=3 * interval):
+            return
+        with self.cursor() as cr:
+            env = Environment(cr, SUPERUSER_ID, {})
+            counters = env["queue.maintenance"]._run_maintenance(
+                self.settings.maintenance_settings()
+            )
+        if any(counters.values()):
+            _logger.info(
+                "maintenance: %s",
+                counters,
+                extra={"event": "maintenance.run", "database": self._name(), **counters},
+            )
+
+    # -- changes owed for lost executors ------------------------------------------------------
+
+    def owe(self, change: PendingChange) -> None:
+        self.pending.append(change)
+
+    def apply_pending(self, now: float) -> None:
+        while self.pending and self.available(now):
+            change = self.pending[0]
+            applied = self.guarded(
+                now, f"record {change.kind}", lambda change=change: self._apply(change)
+            )  # type: ignore[misc]
+            if applied is None:
+                return
+            if applied is False:  # the executor's session is not gone yet: try again soon
+                change.attempts += 1
+                return
+            self.pending.pop(0)
+
+    def _apply(self, change: PendingChange) -> bool:
+        store = self.store
+        assert store is not None
+        job = change.job
+        if change.session_id is not None:
+            with self.cursor() as cr:
+                store.terminate_session(cr, change.session_id)
+            change.session_id = None
+        with self.cursor() as cr:
+            if not store.executor_gone(cr, job.id):
+                return False
+            env = Environment(cr, SUPERUSER_ID, {})
+            if change.kind == "stop":
+                returned = states.return_to_pending(env, [job.id], worker_id=self.worker_id)
+                new_state: str | None = "pending" if returned else None
+            else:
+                exc: BaseException
+                text: str | None = None
+                if change.kind == "timeout":
+                    exc = TimeoutJobError(change.detail)
+                elif change.kind == "died":
+                    exc = WorkerDiedJobError(change.detail)
+                else:
+                    assert change.report is not None
+                    exc, text = change.report.exception(), change.report.traceback
+                new_state = states.record_failure(
+                    env,
+                    job.id,
+                    exc,
+                    traceback=text,
+                    worker_id=self.worker_id,
+                    max_backoff=self.settings.max_backoff,
+                )
+        _logger.log(
+            logging.INFO if change.kind == "stop" else logging.WARNING,
+            "job %s (%s): %s, now %s",
+            job.uuid,
+            change.kind,
+            change.detail or "-",
+            new_state,
+            extra={
+                "event": f"job.{change.kind}",
+                "job_id": job.id,
+                "job_uuid": job.uuid,
+                "state": new_state,
+                "database": self._name(),
+            },
+        )
+        return True

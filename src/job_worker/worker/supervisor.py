@@ -1,0 +1,308 @@
+"""The supervisor: one process, one event loop, owning the executors and the claims.
+
+Each turn of the loop it claims jobs for idle executors (one claim per
+database, as many jobs as there are idle executors), kills executors whose
+job ran past its timeout or was cancelled, keeps heartbeats and owed state
+changes going, then waits for the next event: a message or a death from an
+executor, a wake-up from a database, a signal, or the next timer.
+
+The supervisor is the one authority on which executor runs which job, so it
+can act at once when one dies (``WorkerDiedJobError``), times out
+(``TimeoutJobError``) or must stop (back to pending, no attempt counted).
+
+Stopping: the first SIGTERM/SIGINT stops claiming and lets running jobs
+finish for ``grace`` seconds, then kills what still runs and returns those
+jobs to pending; a second signal does that at once. The exit code is 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+from .. import __version__
+from .pool import Child, ExecutorPool
+from .producer import PendingChange, Producer
+from .settings import WorkerSettings
+
+_logger = logging.getLogger(__name__)
+
+#: longest sleep of the loop, so that nothing waits on a lost wake-up for long
+MAX_WAIT = 1.0
+#: how long owed state changes are retried at shutdown before the stale-job reclaim is
+#: left to do them
+SHUTDOWN_RECORD_TIME = 3.0
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Supervisor:
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self.worker_id = make_worker_id()
+        self.producers = [
+            Producer(i, url, settings, self.worker_id) for i, url in enumerate(settings.databases)
+        ]
+        self.pool = ExecutorPool(settings, self.worker_id)
+        self.signals = 0
+        self.stopping = False
+        self.stop_deadline: float | None = None
+        self._signal_r, self._signal_w = os.pipe()
+        self._next_producer = 0
+
+    # -- signals --------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self._signal_w, False)
+        os.set_blocking(self._signal_r, False)
+        signal.set_wakeup_fd(self._signal_w)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _handle_signals(self, now: float) -> None:
+        try:
+            while os.read(self._signal_r, 64):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        if self.signals and not self.stopping:
+            self.stopping = True
+            self.stop_deadline = now + self.settings.grace
+            _logger.info(
+                "stopping: %d job(s) running, %.0f s to finish",
+                len(self.pool.busy()),
+                self.settings.grace,
+                extra={"event": "worker.stopping", "worker": self.worker_id},
+            )
+        if self.signals >= 2 and self.stop_deadline is not None and self.stop_deadline > now:
+            _logger.info("second signal: stopping now", extra={"event": "worker.stop_now"})
+            self.stop_deadline = now
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        _logger.info(
+            "worker %s starting: %d executor(s), %d database(s)",
+            self.worker_id,
+            self.settings.concurrency,
+            len(self.producers),
+            extra={"event": "worker.starting", "worker": self.worker_id, "version": __version__},
+        )
+        self.pool.start()
+        try:
+            while True:
+                now = time.monotonic()
+                self._handle_signals(now)
+                if self.stopping and self._drained(now):
+                    break
+                for producer in self.producers:
+                    producer.ensure_started(now)
+                if not self.stopping:
+                    self._dispatch(now)
+                self._enforce(now)
+                self._wait(now)
+        finally:
+            self._shutdown()
+        _logger.info(
+            "worker %s stopped",
+            self.worker_id,
+            extra={"event": "worker.stopped", "worker": self.worker_id},
+        )
+        return 0
+
+    def _drained(self, now: float) -> bool:
+        if self.stop_deadline is not None and now >= self.stop_deadline:
+            for child in self.pool.busy():
+                self.pool.kill(child, "stop")
+        return not self.pool.busy() and not any(p.pending for p in self.producers)
+
+    def _dispatch(self, now: float) -> None:
+        """Claim for idle executors, one database after the other (round robin)."""
+        count = len(self.producers)
+        for step in range(count):
+            idle = self.pool.idle()
+            if not idle:
+                return
+            producer = self.producers[(self._next_producer + step) % count]
+            if not producer.wants_to_claim(now):
+                continue
+            jobs = producer.claim(now, len(idle))
+            for child, job in zip(idle, jobs, strict=False):
+                self.pool.dispatch(child, producer.db_index, job, now)
+                if _logger.isEnabledFor(logging.DEBUG):
+                    _logger.debug(
+                        "job %s started on executor %s",
+                        job.uuid,
+                        child.slot,
+                        extra={
+                            "event": "job.started",
+                            "job_id": job.id,
+                            "job_uuid": job.uuid,
+                            "slot": child.slot,
+                        },
+                    )
+        self._next_producer = (self._next_producer + 1) % count
+
+    def _enforce(self, now: float) -> None:
+        """Timeouts, cancellations, heartbeats and owed changes."""
+        for child in self.pool.busy():
+            running = child.job
+            assert running is not None
+            if running.deadline is not None and now >= running.deadline and not child.kill_reason:
+                self.pool.kill(child, "timeout")
+        for producer in self.producers:
+            mine = [c for c in self.pool.busy() if c.job and c.job.db_index == producer.db_index]
+            taken = producer.tick(now, [c.job.job for c in mine if c.job])
+            for child in mine:
+                if child.job and child.job.job.id in taken and not child.kill_reason:
+                    self._drain_messages(child)  # it may have just finished the job itself
+                    if child.job is not None and child.job.job.id in taken:
+                        _logger.info(
+                            "job %s was cancelled while running: killing its executor",
+                            child.job.job.uuid,
+                            extra={
+                                "event": "job.cancel_kill",
+                                "job_id": child.job.job.id,
+                                "job_uuid": child.job.job.uuid,
+                            },
+                        )
+                        self.pool.kill(child, "cancelled")
+
+    def _wait(self, now: float) -> None:
+        idle = bool(self.pool.idle()) and not self.stopping
+        timers = [now + MAX_WAIT]
+        timers += [p.next_timer(now, idle) for p in self.producers]
+        timers += [c.job.deadline for c in self.pool.busy() if c.job and c.job.deadline]
+        if self.stop_deadline is not None:
+            timers.append(self.stop_deadline)
+        if idle and any(p.woken and p.available(now) and p.registered for p in self.producers):
+            timers.append(now)
+        timeout = max(min(timers) - now, 0.0)
+        waitables: list[Any] = [self._signal_r, *self.pool.waitables()]
+        fds: dict[int, Producer] = {}
+        for producer in self.producers:
+            fd = producer.wakeup_fd()
+            if fd is not None:
+                fds[fd] = producer
+                waitables.append(fd)
+        for ready in wait(waitables, timeout):
+            if isinstance(ready, int) and ready in fds:
+                fds[ready].guarded(now, "wake-up", fds[ready].on_wakeup_fd)
+            elif isinstance(ready, int):
+                continue  # the signal pipe: handled at the top of the loop
+            else:
+                child = self.pool.by_conn(ready)
+                if child is not None:
+                    self._drain_messages(child)
+                    continue
+                child = self.pool.by_sentinel(ready)
+                if child is not None:
+                    self._on_death(child)
+
+    # -- executors ---------------------------------------------------------------------------
+
+    def _drain_messages(self, child: Child) -> None:
+        try:
+            while child.conn.poll():
+                self._on_message(child, child.conn.recv())
+        except (EOFError, OSError):
+            pass  # it died: its sentinel says so
+
+    def _on_message(self, child: Child, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            child.ready = True
+        elif kind == "session":
+            child.sessions[message[1]] = message[2]
+        elif kind == "wake":
+            self.producers[message[1]].woken = True
+        elif kind == "finished":
+            _, db_index, job_id, outcome = message
+            running = child.job
+            if running is None or running.job.id != job_id:
+                return
+            child.job = None
+            producer = self.producers[db_index]
+            producer.woken = True  # a slot, and maybe a channel's capacity, came free
+            if outcome[0] == "unrecorded":
+                producer.owe(PendingChange("failure", running.job, report=outcome[1]))
+
+    def _on_death(self, child: Child) -> None:
+        self._drain_messages(child)  # a job it finished before dying counts as finished
+        code = self.pool.reap(child)
+        running, reason = child.job, child.kill_reason
+        if running is not None:
+            job = running.job
+            producer = self.producers[running.db_index]
+            session_id = child.sessions.get(running.db_index)
+            if reason == "timeout":
+                change = PendingChange(
+                    "timeout",
+                    job,
+                    f"job ran past its timeout of {job.timeout:g} s: executor {child.pid} killed",
+                    session_id,
+                )
+            elif reason == "stop":
+                change = PendingChange("stop", job, "worker stopping: executor killed", session_id)
+            elif reason == "cancelled":
+                change = None  # no longer ours: nothing to record
+            else:
+                change = PendingChange(
+                    "died", job, f"executor process {child.pid} died (exit code {code})", session_id
+                )
+            if change is not None:
+                producer.owe(change)
+                producer.apply_pending(time.monotonic())
+        elif reason is None:
+            _logger.warning(
+                "executor %s (pid %s) died (exit code %s) while idle",
+                child.slot,
+                child.pid,
+                code,
+                extra={"event": "executor.died", "slot": child.slot},
+            )
+        if not self.stopping:
+            self.pool.spawn(child.slot)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        self.stopping = True  # no executor is replaced from here on
+        for child in self.pool.busy():
+            self.pool.kill(child, "stop")
+        deadline = time.monotonic() + SHUTDOWN_RECORD_TIME
+        for child in list(self.pool.children.values()):
+            if child.job is not None:
+                child.process.join(timeout=1.0)
+                self._on_death(child)
+        while any(p.pending for p in self.producers) and time.monotonic() < deadline:
+            now = time.monotonic()
+            for producer in self.producers:
+                producer.apply_pending(now)
+            time.sleep(0.05)  # backing off between retries against a database that is down
+        for producer in self.producers:
+            for change in producer.pending:
+                _logger.warning(
+                    "could not record job %s (%s) before exiting: the stale-job reclaim will",
+                    change.job.uuid,
+                    change.kind,
+                    extra={"event": "job.left_started", "job_uuid": change.job.uuid},
+                )
+        self.pool.shutdown()
+        for producer in self.producers:
+            producer.stop()
+        signal.set_wakeup_fd(-1)
+        os.close(self._signal_r)
+        os.close(self._signal_w)

@@ -1,0 +1,84 @@
+import os
+import time
+from pathlib import Path
+
+from job_worker import fields, models
+from job_worker.exceptions import RetryableJobError
+
+
+class Effect(models.Model):
+    """One row per run of a job that reached its write: counting them shows whether a
+    job's effects were committed once, never, or twice."""
+
+    _name = "workerapp.effect"
+    _description = "Effect of a test job"
+    _order = "id"
+
+    name = fields.Char(required=True, index=True)
+    job_uuid = fields.Char(index=True)
+    pid = fields.Integer()
+    started = fields.Float(help="time.time() when the job body started")
+    ended = fields.Float(help="time.time() when the job body ended")
+
+
+class Task(models.AbstractModel):
+    _name = "workerapp.task"
+    _description = "Test jobs"
+
+    def _effect(self, name, started):
+        return self.env["workerapp.effect"].create(
+            {
+                "name": name,
+                "job_uuid": self.env.context.get("job_uuid"),
+                "pid": os.getpid(),
+                "started": started,
+                "ended": time.time(),
+            }
+        )
+
+    def noop(self):
+        return None
+
+    def record(self, name):
+        self._effect(name, time.time())
+        return name
+
+    def sleep_then_write(self, name, seconds):
+        started = time.time()
+        time.sleep(seconds)
+        self._effect(name, started)
+        return name
+
+    def write_then_sleep(self, name, seconds):
+        self._effect(name, time.time())
+        time.sleep(seconds)
+        return name
+
+    def fail(self, message):
+        raise ValueError(message)
+
+    def retry_soon(self, message):
+        raise RetryableJobError(message, seconds=0.2)
+
+    def crash(self):
+        os._exit(3)
+
+    def stall_first_run(self, name, marker):
+        """The first run writes its pid to ``marker`` and waits to be killed; later runs
+        write their effect and finish."""
+        path = Path(marker)
+        if not path.exists():
+            path.write_text(str(os.getpid()))
+            time.sleep(120)
+        self._effect(name, time.time())
+        return name
+
+    def whoami(self, name):
+        """Records the user, company and context the job runs with."""
+        self.env["workerapp.effect"].create(
+            {
+                "name": f"{name}:{self.env.uid}:{self.env.company.id}:{self.env.lang}",
+                "job_uuid": self.env.context.get("job_uuid"),
+                "pid": os.getpid(),
+            }
+        )
