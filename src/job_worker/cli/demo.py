@@ -30,7 +30,10 @@ def demo(database: str, load: list[str]) -> None:
             partners = env["res.partner"].search([("email", "like", "@example.com")])
             if not partners:
                 partners = env["res.partner"].create(
-                    [{"name": name, "email": email, "company_id": env.company.id} for name, email in PARTNERS]
+                    [
+                        {"name": name, "email": email, "company_id": env.company.id}
+                        for name, email in PARTNERS
+                    ]
                 )
             table = Table(title=f"Partners in {database}")
             table.add_column("id", justify="right")
@@ -38,7 +41,9 @@ def demo(database: str, load: list[str]) -> None:
             table.add_column("email")
             table.add_column("company")
             for partner in partners:
-                table.add_row(str(partner.id), partner.name, partner.email or "", partner.company_id.name)
+                table.add_row(
+                    str(partner.id), partner.name, partner.email or "", partner.company_id.name
+                )
             console.print(table)
     finally:
         registry.close()

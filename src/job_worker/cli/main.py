@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 
 from .. import __version__
+from ..orm import Registry
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,17 +27,28 @@ def split_modules(values: tuple[str, ...]) -> list[str]:
     return modules
 
 
-def database_options(default_url: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def database_options(
+    default_url: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--database`` (or JOB_WORKER_DATABASE_URL) and ``--load`` (or JOB_WORKER_LOAD)."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @click.option(
-            "--database", "-d", "database", envvar="JOB_WORKER_DATABASE_URL",
-            default=default_url, required=default_url is None, show_default=True,
+            "--database",
+            "-d",
+            "database",
+            envvar="JOB_WORKER_DATABASE_URL",
+            default=default_url,
+            required=default_url is None,
+            show_default=True,
             help="Database URL: sqlite:///file.db or postgresql://user@host/db.",
         )
         @click.option(
-            "--load", "-l", "load", multiple=True, envvar="JOB_WORKER_LOAD",
+            "--load",
+            "-l",
+            "load",
+            multiple=True,
+            envvar="JOB_WORKER_LOAD",
             help="Python module(s) with your models, comma separated or repeated.",
         )
         @functools.wraps(func)
@@ -45,3 +58,28 @@ def database_options(default_url: str | None = None) -> Callable[[Callable[..., 
         return wrapper
 
     return decorate
+
+
+@contextmanager
+def open_registry(database: str, load: list[str], *, init: bool = False) -> Iterator[Registry]:
+    """The registry of ``database``; without ``init`` the schema must exist already
+    (``job-worker init`` creates it), so read commands never change a database."""
+    try:
+        registry = Registry(database, load, init=init)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--database' / '--load'") from exc
+    try:
+        if not init:
+            with registry.cursor(readonly=True) as cr:
+                tables = registry.backend.existing_tables(cr)
+            if "queue_job" not in tables:
+                fail(f"no job_worker tables in {database}: run `job-worker init` first")
+        yield registry
+    finally:
+        registry.close()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code`` (1: refused or not found)."""
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(code)

@@ -1,0 +1,250 @@
+"""``job-worker jobs list|show|requeue|cancel|done|fail|explain``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..monitoring import joblist, stats
+from ..orm import SUPERUSER_ID, Environment
+from ..queue.explain import DEFAULT_CHANNEL_LIMIT, STALE_SECONDS, explain
+from .main import database_options, fail, open_registry
+from .output import Output, json_option, state_style
+
+LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
+
+
+@click.group()
+def jobs() -> None:
+    """List, inspect and act on jobs."""
+
+
+def _call(row: dict[str, Any]) -> str:
+    call = f"{row['model_name']}.{row['method_name']}"
+    return f"{row['name']} [{call}]" if row.get("name") else call
+
+
+def _user_id(env: Environment, user: str | None) -> int | None:
+    if not user:
+        return None
+    if user.isdigit():
+        return int(user)
+    found = env["res.users"].search([("login", "=", user)], limit=1)
+    if not found:
+        fail(f"no user with login {user!r}")
+    return found.id
+
+
+@jobs.command("list")
+@database_options()
+@click.option("--state", type=click.Choice(joblist.STATES), help="Only jobs in this state.")
+@click.option("--channel", help="Only jobs of this channel.")
+@click.option("--model", help="Only jobs on this model.")
+@click.option("--method", help="Only jobs calling this method.")
+@click.option("--user", help="Only jobs of this user (login or id).")
+@click.option("--exception", "exc_name", help="Only jobs whose last exception has this name.")
+@click.option("--graph", help="Only jobs of this graph (graph_uuid).")
+@click.option(
+    "--search", "-q", "q", help="Id, uuid, or text in the description, model, method or exception."
+)
+@click.option("--finished", help="Only jobs finished within this span: 15m, 1h, 7d.")
+@click.option("--stuck", is_flag=True, help="Started jobs whose worker went silent.")
+@click.option("--aged", is_flag=True, help="Pending jobs due for more than 10 minutes.")
+@click.option("--exhausted", is_flag=True, help="Failed jobs that spent their retries.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, joblist.MAX_PAGE))
+@click.option("--before", type=int, help="Page of jobs older than this id (keyset pagination).")
+@click.option("--after", type=int, help="Page of jobs newer than this id.")
+@json_option
+def list_(
+    database: str,
+    load: list[str],
+    user: str | None,
+    limit: int,
+    before: int | None,
+    after: int | None,
+    as_json: bool,
+    **filters: Any,
+) -> None:
+    """List jobs, newest first, one page at a time."""
+    out = Output(as_json)
+    with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        try:
+            flt = joblist.JobFilter(user_id=_user_id(env, user), **filters)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        page = joblist.list_jobs(cr, flt, before=before, after=after, limit=limit)
+    if as_json:
+        out.json(
+            {"jobs": page.rows, "next_before": page.next_before, "prev_after": page.prev_after}
+        )
+        return
+    rows = [
+        {**row, "call": _call(row), "created": row["create_date"], "exception": row["exc_name"]}
+        for row in page.rows
+    ]
+    out.table(rows, LIST_COLUMNS, styles={"state": state_style})
+    if not rows:
+        out.say("no jobs match", "dim")
+    if page.next_before:
+        out.say(f"more: add --before {page.next_before}", "dim")
+
+
+def _load_job(env: Environment, job_id: int) -> Any:
+    job = env["queue.job"].browse(job_id).exists()
+    if not job:
+        fail(f"no job with id {job_id}")
+    return job
+
+
+@jobs.command()
+@database_options()
+@click.argument("job_id", type=int)
+@json_option
+def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
+    """Everything about one job: call, state, timeline, error, dependencies, why it waits."""
+    out = Output(as_json)
+    with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        job = _load_job(env, job_id)
+        values = job.read()[0]
+        for key, value in values.items():
+            if value is False and job._fields[key].type != "boolean":
+                values[key] = None  # an empty field, not a boolean
+        for key in ("user_id", "company_id", "cascaded_from_id"):
+            value = values.get(key)
+            values[key] = value[0] if isinstance(value, list | tuple) else value
+        values.pop("dependency_ids", None)
+        values.pop("dependent_ids", None)
+        values["depends_on"] = [
+            {"id": dep.parent_id.id, "kind": dep.kind, "state": dep.parent_id.state}
+            for dep in job.dependency_ids
+        ]
+        values["dependents"] = [
+            {"id": dep.job_id.id, "kind": dep.kind, "state": dep.job_id.state}
+            for dep in job.dependent_ids
+        ]
+        values["explain"] = [reason.as_dict() for reason in explain(env, job_id)]
+    if as_json:
+        out.json(values)
+        return
+    traceback = values.pop("exc_info", None)
+    result = values.pop("result", None)
+    reasons = values.pop("explain")
+    depends, dependents = values.pop("depends_on"), values.pop("dependents")
+    values["depends_on"] = (
+        ", ".join(f"{d['id']} ({d['kind']}, {d['state']})" for d in depends) or None
+    )
+    values["dependents"] = (
+        ", ".join(f"{d['id']} ({d['kind']}, {d['state']})" for d in dependents) or None
+    )
+    out.fields(values, title=f"Job {job_id}")
+    out.say("")
+    out.say("Why: " + " / ".join(r["message"] for r in reasons), "bold")
+    if result is not None:
+        out.say(f"Result: {result}")
+    if traceback:
+        out.say("")
+        out.say("Diagnoses:", "bold")
+        click.echo(traceback)
+
+
+def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:
+    @database_options()
+    @click.argument("job_ids", type=int, nargs=-1, required=True)
+    @json_option
+    def command(
+        database: str, load: list[str], job_ids: tuple[int, ...], as_json: bool, **kwargs: Any
+    ) -> None:
+        out = Output(as_json)
+        with open_registry(database, load) as registry, registry.cursor() as cr:
+            env = Environment(cr, SUPERUSER_ID, {})
+            found = env["queue.job"].browse(list(job_ids)).exists()
+            missing = sorted(set(job_ids) - set(found.ids))
+            if missing:
+                fail(f"no job with id {', '.join(map(str, missing))}")
+            try:
+                getattr(found, method)(**kwargs)
+            except ValueError as exc:
+                fail(str(exc))
+            states = {job.id: job.state for job in found}
+        if as_json:
+            out.json([{"id": job_id, "state": state} for job_id, state in states.items()])
+            return
+        for job_id, state in states.items():
+            out.say(f"job {job_id}: {state}", state_style(state))
+
+    command.__doc__ = help_text
+    if message:
+        command = click.option(
+            "--message",
+            default="set failed by hand",
+            show_default=True,
+            help="Recorded as the job's exception message.",
+        )(command)
+    return click.command(name)(command)
+
+
+jobs.add_command(
+    _action("requeue", "requeue", "Put failed, cancelled or done jobs back to pending.")
+)
+jobs.add_command(
+    _action("cancel", "cancel", "Cancel waiting, pending or started jobs (and their dependents).")
+)
+jobs.add_command(
+    _action("done", "set_done", "Mark jobs done by hand (their on_done dependents run).")
+)
+jobs.add_command(
+    _action(
+        "fail",
+        "set_failed",
+        "Mark jobs failed by hand (dependents fail or run on_error).",
+        message=True,
+    )
+)
+
+
+@jobs.command("explain")
+@database_options()
+@click.argument("job_id", type=int)
+@click.option(
+    "--stale-seconds",
+    default=STALE_SECONDS,
+    show_default=True,
+    help="A worker without a heartbeat for this long is dead.",
+)
+@click.option(
+    "--default-limit",
+    default=DEFAULT_CHANNEL_LIMIT,
+    show_default=True,
+    help="Limit of a channel that has no queue.limit row (the workers' setting).",
+)
+@json_option
+def explain_(
+    database: str,
+    load: list[str],
+    job_id: int,
+    stale_seconds: float,
+    default_limit: int,
+    as_json: bool,
+) -> None:
+    """Say in words why a job is not running (or that nothing holds it back)."""
+    out = Output(as_json)
+    with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        try:
+            reasons = explain(
+                env,
+                job_id,
+                stale_seconds=stale_seconds,
+                default_limit=default_limit,
+                now=stats.now(),
+            )
+        except KeyError:
+            fail(f"no job with id {job_id}")
+    if as_json:
+        out.json({"id": job_id, "reasons": [r.as_dict() for r in reasons]})
+        return
+    for reason in reasons:
+        out.say(f"- {reason.message}  [{reason.code}]")

@@ -1,0 +1,89 @@
+"""``job-worker limits list|set|delete``: channel capacity and rate limits."""
+
+from __future__ import annotations
+
+import click
+
+from ..monitoring import stats
+from ..orm import SUPERUSER_ID, Environment
+from ..queue.explain import DEFAULT_CHANNEL_LIMIT
+from .main import database_options, fail, open_registry
+from .output import Output, json_option
+
+COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
+
+
+@click.group()
+def limits() -> None:
+    """Channel limits (queue.limit): jobs running at once and starts per second."""
+
+
+@limits.command("list")
+@database_options()
+@click.option(
+    "--default-limit",
+    default=DEFAULT_CHANNEL_LIMIT,
+    show_default=True,
+    help="Limit of a channel that has no queue.limit row (the workers' setting).",
+)
+@json_option
+def list_(database: str, load: list[str], default_limit: int, as_json: bool) -> None:
+    """Every channel with a limit or with active jobs."""
+    with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
+        rows = stats.channel_rows(cr, default_limit)
+    for row in rows:
+        row["channel"] = row["name"]
+        row["configured"] = "yes" if row["configured"] else "default"
+    Output(as_json).table(rows, COLUMNS)
+
+
+@limits.command("set")
+@database_options()
+@click.argument("channel")
+@click.argument("limit", type=click.IntRange(min=0))
+@click.option(
+    "--rate", "rate_limit", type=click.FloatRange(min=0), help="Starts per second (0 = none)."
+)
+@json_option
+def set_(
+    database: str,
+    load: list[str],
+    channel: str,
+    limit: int,
+    rate_limit: float | None,
+    as_json: bool,
+) -> None:
+    """Set CHANNEL to run at most LIMIT jobs at once (0 pauses it)."""
+    with open_registry(database, load) as registry, registry.cursor() as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        try:
+            record = env["queue.limit"].set_limit(channel, limit, rate_limit)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="CHANNEL") from exc
+        values = {"channel": record.name, "limit": record.limit, "rate_limit": record.rate_limit}
+    out = Output(as_json)
+    if as_json:
+        out.json(values)
+    else:
+        rate = f", at most {values['rate_limit']:g} starts/s" if values["rate_limit"] else ""
+        paused = " (paused)" if not values["limit"] else ""
+        out.say(f"channel {channel}: limit {values['limit']}{rate}{paused}", "green")
+
+
+@limits.command()
+@database_options()
+@click.argument("channel")
+@json_option
+def delete(database: str, load: list[str], channel: str, as_json: bool) -> None:
+    """Remove CHANNEL's limit: it runs with the default limit again."""
+    with open_registry(database, load) as registry, registry.cursor() as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        record = env["queue.limit"].search([("name", "=", channel)])
+        if not record:
+            fail(f"channel {channel!r} has no limit")
+        record.unlink()
+    out = Output(as_json)
+    if as_json:
+        out.json({"channel": channel, "deleted": True})
+    else:
+        out.say(f"channel {channel}: limit removed (default limit applies)")

@@ -1,0 +1,122 @@
+"""How commands print: rich tables and colours on a terminal, aligned plain text
+when piped, JSON with ``--json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLES = {
+    "waiting": "magenta",
+    "pending": "yellow",
+    "started": "cyan",
+    "done": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def text(value: Any) -> str:
+    """A cell as plain text."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+class Output:
+    """One command's output."""
+
+    def __init__(self, as_json: bool = False, console: Console | None = None):
+        self.as_json = as_json
+        self.console = console or Console()
+        self.rich = not as_json and self.console.is_terminal
+
+    def json(self, data: Any) -> None:
+        click.echo(json.dumps(data, default=_default, indent=2))
+
+    def table(
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[str],
+        *,
+        title: str | None = None,
+        styles: dict[str, Callable[[Any], str]] | None = None,
+    ) -> None:
+        """``rows`` as a table of ``columns``; with ``--json`` as a list of objects."""
+        if self.as_json:
+            self.json([{c: row.get(c) for c in columns} for row in rows])
+            return
+        if self.rich:
+            table = Table(title=title, header_style="bold")
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                rendered: list[Text] = []
+                for column in columns:
+                    style = (styles or {}).get(column)
+                    rendered.append(
+                        Text(text(row.get(column)), style=style(row.get(column)) if style else "")
+                    )
+                table.add_row(*rendered)
+            self.console.print(table)
+            return
+        lines = [[text(row.get(c)) for c in columns] for row in rows]
+        widths = [max([len(c), *(len(r[i]) for r in lines)]) for i, c in enumerate(columns)]
+        if title:
+            click.echo(title)
+        click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        for line in lines:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+    def fields(self, values: dict[str, Any], *, title: str | None = None) -> None:
+        """One record as ``name: value`` lines."""
+        if self.as_json:
+            self.json(values)
+            return
+        if self.rich:
+            table = Table(title=title, show_header=False, box=None)
+            table.add_column(style="bold")
+            table.add_column(overflow="fold")
+            for key, value in values.items():
+                table.add_row(key, Text(text(value)))
+            self.console.print(table)
+            return
+        if title:
+            click.echo(title)
+        width = max((len(k) for k in values), default=0)
+        for key, value in values.items():
+            click.echo(f"{key.ljust(width)}  {text(value)}".rstrip())
+
+    def say(self, message: str, style: str = "") -> None:
+        """A line for people (not printed with ``--json``)."""
+        if self.as_json:
+            return
+        if self.rich and style:
+            self.console.print(Text(message, style=style))
+        else:
+            click.echo(message)
+
+
+def state_style(state: Any) -> str:
+    return STATE_STYLES.get(str(state), "")

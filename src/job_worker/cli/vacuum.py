@@ -1,0 +1,88 @@
+"""``job-worker vacuum``: delete old finished jobs and metrics, then reclaim space."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import click
+
+from ..monitoring import stats
+from ..orm import SUPERUSER_ID, Environment, Registry
+from .main import database_options, open_registry
+from .output import Output, json_option
+
+
+@click.command()
+@database_options()
+@click.option(
+    "--retention-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Delete done, failed and cancelled jobs last changed before this many days (0 keeps all).",
+)
+@click.option(
+    "--batch",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs deleted per transaction.",
+)
+@click.option("--no-reclaim", is_flag=True, help="Skip VACUUM (reclaiming disk space).")
+@json_option
+def vacuum(
+    database: str,
+    load: list[str],
+    retention_days: float,
+    batch: int,
+    no_reclaim: bool,
+    as_json: bool,
+) -> None:
+    """Apply the retention now (what the workers' maintenance does a batch at a time)."""
+    started = time.monotonic()
+    purged = 0
+    with open_registry(database, load) as registry:
+        while True:
+            with registry.cursor() as cr:
+                deleted = Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._purge_old_jobs(
+                    retention_days, batch
+                )
+            purged += deleted
+            if deleted < batch:
+                break
+        with registry.cursor() as cr:
+            pruned = Environment(cr, SUPERUSER_ID, {})["queue.metric.snapshot"]._prune(stats.now())
+        if not no_reclaim:
+            _reclaim(registry)
+    result = {
+        "jobs_deleted": purged,
+        "snapshots_deleted": pruned,
+        "reclaimed": not no_reclaim,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    out = Output(as_json)
+    if as_json:
+        out.json(result)
+    else:
+        out.say(
+            f"deleted {purged} finished job(s) and {pruned} old snapshot row(s)"
+            f"{', reclaimed space' if not no_reclaim else ''} in {result['seconds']} s",
+            "green",
+        )
+
+
+def _reclaim(registry: Registry) -> None:
+    """VACUUM cannot run inside a transaction: use a connection of its own."""
+    backend = registry.backend
+    if backend.dialect == "postgresql":
+        with backend.connect(autocommit=True) as cnx:  # type: ignore[attr-defined]
+            for table in ("queue_job", "queue_job_dependency", "queue_metric_snapshot"):
+                cnx.execute(f'VACUUM (ANALYZE) "{table}"')
+    else:
+        cnx = sqlite3.connect(backend.path, isolation_level=None)  # type: ignore[attr-defined]
+        try:
+            cnx.execute("VACUUM")
+            cnx.execute("PRAGMA optimize")
+        finally:
+            cnx.close()

@@ -1,0 +1,1 @@
+from . import alert, job, maintenance, snapshot  # noqa: F401

@@ -1,0 +1,126 @@
+"""Prometheus metrics read from the database at each scrape.
+
+A custom collector (no process-global state): every scrape opens one
+read-only transaction and reports, with names prefixed ``job_worker_``:
+
+- ``job_worker_jobs{channel,state}``: jobs waiting, pending and started;
+- ``job_worker_jobs_running{channel}`` and ``job_worker_channel_limit{channel}``;
+- ``job_worker_jobs_started_total``, ``job_worker_jobs_done_total``,
+  ``job_worker_jobs_failed_total`` ``{channel}``: counters kept by the metric
+  snapshots (:mod:`.models.snapshot`) plus the live tail since the last one;
+- ``job_worker_job_duration_seconds``: histogram of done jobs' durations;
+- ``job_worker_workers_alive`` and ``job_worker_worker_heartbeat_age_seconds{worker}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from . import stats
+from .models.snapshot import ALL, DURATION_BUCKETS, floor_time, interval_counts
+
+if TYPE_CHECKING:
+    from ..orm.registry import Registry
+
+
+class QueueCollector(Collector):
+    """Collects the queue's metrics from one database."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        stale_seconds: float = stats.STALE_SECONDS,
+        default_limit: int = 1,
+    ):
+        self.registry = registry
+        self.stale_seconds = stale_seconds
+        self.default_limit = default_limit
+
+    def collect(self) -> Iterator[Metric]:
+        with self.registry.cursor(readonly=True) as cr:
+            from ..orm.api import Environment
+
+            env = Environment(cr, 1, {})
+            now = stats.now()
+            yield from self._depth(cr)
+            yield from self._counters(env, now)
+            yield from self._workers(cr, now)
+
+    def _depth(self, cr: Any) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily(
+            "job_worker_jobs", "Jobs by channel and active state.", labels=["channel", "state"]
+        )
+        running = GaugeMetricFamily(
+            "job_worker_jobs_running", "Jobs running now, by channel.", labels=["channel"]
+        )
+        limits = GaugeMetricFamily(
+            "job_worker_channel_limit", "Jobs a channel may run at once.", labels=["channel"]
+        )
+        for row in stats.channel_rows(cr, self.default_limit):
+            for state in ("waiting", "pending"):
+                jobs.add_metric([row["name"], state], row[state])
+            jobs.add_metric([row["name"], "started"], row["running"])
+            running.add_metric([row["name"]], row["running"])
+            limits.add_metric([row["name"]], row["limit"])
+        yield from (jobs, running, limits)
+
+    def _counters(self, env: Any, now: Any) -> Iterator[Metric]:
+        totals = env["queue.metric.counter"]._totals()
+        watermark = env["queue.metric.snapshot"]._watermark() or floor_time(now, "5min")
+        for key, value in interval_counts(env.cr, watermark, None).items():
+            totals[key] = totals.get(key, 0.0) + value
+        helps = {
+            "started": "Job starts.",
+            "done": "Jobs done.",
+            "failed": "Jobs failed (retries spent or failed by hand).",
+        }
+        for name, text in helps.items():
+            family = CounterMetricFamily(f"job_worker_jobs_{name}", text, labels=["channel"])
+            for (counter, channel, _le), value in sorted(totals.items()):
+                if counter == name and channel != ALL:
+                    family.add_metric([channel], value)
+            yield family
+        buckets = [
+            (repr(le), totals.get(("duration_bucket", ALL, repr(le)), 0.0))
+            for le in DURATION_BUCKETS
+        ]
+        count = totals.get(("duration_count", ALL, ""), 0.0)
+        yield HistogramMetricFamily(
+            "job_worker_job_duration_seconds",
+            "Duration of done jobs.",
+            buckets=[*buckets, ("+Inf", count)],
+            sum_value=totals.get(("duration_sum", ALL, ""), 0.0),
+        )
+
+    def _workers(self, cr: Any, now: Any) -> Iterator[Metric]:
+        rows = stats.workers(cr, now, self.stale_seconds)
+        alive = GaugeMetricFamily(
+            "job_worker_workers_alive", "Workers with a heartbeat within the stale window."
+        )
+        alive.add_metric([], sum(1 for row in rows if row["alive"]))
+        age = GaugeMetricFamily(
+            "job_worker_worker_heartbeat_age_seconds",
+            "Seconds since each running worker's last heartbeat.",
+            labels=["worker"],
+        )
+        for row in rows:
+            if row["stopped_at"] is None and row["heartbeat_age"] is not None:
+                age.add_metric([row["worker_id"]], row["heartbeat_age"])
+        yield from (alive, age)
+
+
+def collector_registry(registry: Registry, **options: Any) -> CollectorRegistry:
+    """A prometheus_client registry holding only this database's collector."""
+    out = CollectorRegistry(auto_describe=False)
+    out.register(QueueCollector(registry, **options))
+    return out

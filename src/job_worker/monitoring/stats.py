@@ -1,0 +1,239 @@
+"""Read-side queries over the queue, shared by ``job-worker stats``, the dashboard,
+``/metrics``, metric snapshots and alert rules.
+
+Every query here stays cheap with millions of job rows: it reads through an
+index (active states, ``(state, write_date)``, ``(state, id)``) and counts
+with a cap (:func:`bounded_count`) instead of a full ``COUNT(*)``. A finished
+job's ``write_date`` is the moment it finished (done, failed or cancelled), so
+"finished in the last hour" is a range scan of ``(state, write_date)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..db import Cursor
+from ..orm.fields import Datetime
+from ..queue.explain import STALE_SECONDS
+
+ACTIVE_STATES = ("waiting", "pending", "started")
+#: counts of possibly huge sets stop here; shown as "100000+"
+COUNT_CAP = 100_000
+#: windowed counts (throughput, failures) stop here
+WINDOW_CAP = 500_000
+#: duration percentiles and averages use at most this many of the latest finished jobs
+SAMPLE = 10_000
+#: a pending job due for longer than this is "aged"
+AGED_PENDING = timedelta(minutes=10)
+
+_DT = Datetime()
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A datetime column value as a naive UTC datetime (SQLite returns text)."""
+    return _DT.from_column(value) if value else None
+
+
+def bounded_count(cr: Cursor, where: str, params: Sequence[Any], cap: int = COUNT_CAP) -> int:
+    """``COUNT(*)`` of the queue_job rows matching ``where``, stopping at ``cap``."""
+    cr.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE {where} LIMIT %s) capped",
+        [*params, cap],
+    )
+    return int(cr.fetchone()[0])  # type: ignore[index]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The ``fraction`` percentile (nearest rank) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def depth(cr: Cursor) -> dict[tuple[str, str], int]:
+    """{(channel, state): jobs} for the active states (waiting, pending, started)."""
+    cr.execute(
+        "SELECT channel, state, COUNT(*) FROM queue_job WHERE state IN ('waiting', 'pending', 'started')"
+        " GROUP BY channel, state"
+    )
+    return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
+
+
+def started_since(cr: Cursor, since: datetime, channel: str | None = None) -> int:
+    """Jobs whose latest start is at or after ``since``.
+
+    A start is on the row as ``started_at``; the job is still ``started`` (small
+    partial index) or it changed state since then, which stamped ``write_date``.
+    """
+    extra, params = (" AND channel = %s", [channel]) if channel is not None else ("", [])
+    cr.execute(
+        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND ("
+        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))"
+        + extra,
+        [since, since, *params],
+    )
+    return int(cr.fetchone()[0])  # type: ignore[index]
+
+
+@dataclass
+class Window:
+    """What finished in a time window."""
+
+    done: int = 0
+    failed: int = 0
+    capped: bool = False
+    duration_avg: float | None = None
+    duration_p95: float | None = None
+    wait_avg: float | None = None
+
+    @property
+    def failure_rate(self) -> float | None:
+        finished = self.done + self.failed
+        return self.failed / finished if finished else None
+
+
+def window(
+    cr: Cursor, since: datetime, until: datetime | None = None, channel: str | None = None
+) -> Window:
+    """Done and failed counts in [since, until), with duration p95/average and the
+    average wait (due -> start) over the latest :data:`SAMPLE` done jobs."""
+    cond = "write_date >= %s"
+    params: list[Any] = [since]
+    if until is not None:
+        cond += " AND write_date < %s"
+        params.append(until)
+    if channel is not None:
+        cond += " AND channel = %s"
+        params.append(channel)
+    result = Window()
+    for state in ("done", "failed"):
+        count = bounded_count(cr, f"state = '{state}' AND {cond}", params, WINDOW_CAP)
+        result.capped = result.capped or count >= WINDOW_CAP
+        setattr(result, state, count)
+    if result.done:
+        cr.execute(
+            f"SELECT duration, started_at, scheduled_at FROM queue_job WHERE state = 'done' AND {cond}"
+            " ORDER BY write_date DESC LIMIT %s",
+            [*params, SAMPLE],
+        )
+        rows = cr.fetchall()
+        durations = [float(r[0]) for r in rows if r[0] is not None]
+        waits = []
+        for _duration, started, scheduled in rows:
+            started, scheduled = as_datetime(started), as_datetime(scheduled)
+            if started and scheduled:
+                waits.append(max(0.0, (started - scheduled).total_seconds()))
+        result.duration_p95 = percentile(durations, 0.95)
+        result.duration_avg = sum(durations) / len(durations) if durations else None
+        result.wait_avg = sum(waits) / len(waits) if waits else None
+    return result
+
+
+def top_failures(cr: Cursor, since: datetime, limit: int = 5) -> list[tuple[str, int]]:
+    """The most frequent exception names among jobs failed since ``since``."""
+    cr.execute(
+        "SELECT COALESCE(exc_name, '?'), COUNT(*) FROM (SELECT exc_name FROM queue_job"
+        " WHERE state = 'failed' AND write_date >= %s ORDER BY write_date DESC LIMIT %s) recent"
+        " GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT %s",
+        [since, WINDOW_CAP, limit],
+    )
+    return [(name, int(count)) for name, count in cr.fetchall()]
+
+
+def workers(
+    cr: Cursor,
+    now: datetime,
+    stale_seconds: float = STALE_SECONDS,
+    keep: timedelta = timedelta(days=1),
+) -> list[dict[str, Any]]:
+    """Workers seen within ``keep``: alive or not, heartbeat age, jobs running."""
+    cr.execute(
+        "SELECT worker_id, hostname, pid, concurrency, channels, started_at, heartbeat, stopped_at, version"
+        " FROM queue_worker WHERE heartbeat >= %s OR stopped_at IS NULL ORDER BY heartbeat DESC",
+        [now - keep],
+    )
+    rows = cr.dictfetchall()
+    cr.execute(
+        "SELECT worker_id, COUNT(*) FROM queue_job WHERE state = 'started' GROUP BY worker_id"
+    )
+    running = {worker_id: int(count) for worker_id, count in cr.fetchall()}
+    for row in rows:
+        for key in ("started_at", "heartbeat", "stopped_at"):
+            row[key] = as_datetime(row[key])
+        age = (now - row["heartbeat"]).total_seconds() if row["heartbeat"] else None
+        row["heartbeat_age"] = age
+        row["alive"] = row["stopped_at"] is None and age is not None and age <= stale_seconds
+        row["running"] = running.get(row["worker_id"], 0)
+    return rows
+
+
+def stale_workers(cr: Cursor, now: datetime, stale_seconds: float = STALE_SECONDS) -> int:
+    """Workers not stopped cleanly whose last heartbeat is older than the stale
+    window (but within a day: older ones are long gone)."""
+    cr.execute(
+        "SELECT COUNT(*) FROM queue_worker WHERE stopped_at IS NULL AND heartbeat < %s AND heartbeat >= %s",
+        [now - timedelta(seconds=stale_seconds), now - timedelta(days=1)],
+    )
+    return int(cr.fetchone()[0])  # type: ignore[index]
+
+
+def live_worker_count(cr: Cursor, now: datetime, stale_seconds: float = STALE_SECONDS) -> int:
+    cr.execute(
+        "SELECT COUNT(*) FROM queue_worker WHERE stopped_at IS NULL AND heartbeat >= %s",
+        [now - timedelta(seconds=stale_seconds)],
+    )
+    return int(cr.fetchone()[0])  # type: ignore[index]
+
+
+def stuck_where(now: datetime, stale_seconds: float = STALE_SECONDS) -> tuple[str, list[Any]]:
+    """Started jobs whose heartbeat is older than the stale window."""
+    return (
+        "state = 'started' AND (heartbeat IS NULL OR heartbeat < %s)",
+        [now - timedelta(seconds=stale_seconds)],
+    )
+
+
+def aged_where(now: datetime) -> tuple[str, list[Any]]:
+    """Pending jobs due for longer than :data:`AGED_PENDING`."""
+    return "state = 'pending' AND scheduled_at < %s", [now - AGED_PENDING]
+
+
+def exhausted_where() -> tuple[str, list[Any]]:
+    """Failed jobs that spent their retries (``max_retries`` > 0 and exceeded)."""
+    return "state = 'failed' AND max_retries > 0 AND attempts > max_retries", []
+
+
+def channel_rows(cr: Cursor, default_limit: int = 1) -> list[dict[str, Any]]:
+    """Every channel with a limit or with active jobs: limits, depth, utilisation."""
+    counts = depth(cr)
+    cr.execute('SELECT id, name, "limit", rate_limit FROM queue_limit ORDER BY name')
+    limits = {name: (id_, limit, rate) for id_, name, limit, rate in cr.fetchall()}
+    names = sorted({channel for channel, _state in counts} | set(limits))
+    rows = []
+    for name in names:
+        limit_id, limit, rate = limits.get(name, (None, default_limit, 0.0))
+        running = counts.get((name, "started"), 0)
+        rows.append(
+            {
+                "name": name,
+                "limit_id": limit_id,
+                "limit": int(limit),
+                "rate_limit": float(rate or 0.0),
+                "configured": limit_id is not None,
+                "waiting": counts.get((name, "waiting"), 0),
+                "pending": counts.get((name, "pending"), 0),
+                "running": running,
+                "utilisation": (running / limit) if limit else None,
+            }
+        )
+    return rows
+
+
+def now() -> datetime:
+    return Datetime.now()

@@ -1,0 +1,353 @@
+"""Why is this job not running? The answer in words, for the CLI and the dashboard.
+
+:func:`explain` reads the job, its parents, its channel's limit, the jobs
+running in that channel, the recent starts and the live workers, and returns
+every reason that holds, most decisive first. It only reads: it never
+changes a job.
+
+Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
+``message`` for people:
+
+- ``finished``: done, failed or cancelled, nothing to wait for;
+- ``running``: started on a worker (``stale_heartbeat`` when that worker went
+  silent and the job waits to be reclaimed);
+- ``waiting_parents``: a graph job waiting on unfinished parents (named);
+- ``scheduled``: due later (an ``eta``); ``retry_backoff``: due later because
+  its last attempt failed;
+- ``channel_paused`` (limit 0), ``channel_full`` (as many jobs running as the
+  limit allows), ``rate_limited`` (the channel started as many jobs in the
+  last second as its rate limit);
+- ``no_worker``: no worker heartbeat within the stale window, or no live
+  worker takes this channel;
+- ``queued_behind``: due jobs of the channel come first (priority, due time);
+- ``ready``: nothing holds it back; a worker picks it up at its next free slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..orm.fields import Datetime
+
+if TYPE_CHECKING:
+    from ..orm.api import Environment
+
+#: a worker without a heartbeat for this long is considered dead (PRODUCT.md 6)
+STALE_SECONDS = 30.0
+#: a channel without a queue.limit row runs this many jobs at once (PRODUCT.md 6)
+DEFAULT_CHANNEL_LIMIT = 1
+#: "N jobs ahead" is counted up to this many (a bounded count, never the whole queue)
+AHEAD_CAP = 1000
+
+_DT = Datetime()
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason why a job is (not) running."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+def _dt(value: Any) -> datetime | None:
+    return _DT.from_column(value) if value else None
+
+
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    delta = (moment - now).total_seconds()
+    stamp = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{stamp} (in {_ago(delta)})" if delta >= 0 else f"{stamp} ({_ago(delta)} ago)"
+
+
+def channel_limit(
+    env: Environment, channel: str, default_limit: int = DEFAULT_CHANNEL_LIMIT
+) -> tuple[int, float, bool]:
+    """(limit, rate_limit, configured) of ``channel``: its queue.limit row or the default."""
+    env.cr.execute('SELECT "limit", rate_limit FROM queue_limit WHERE name = %s', [channel])
+    row = env.cr.fetchone()
+    if row is None:
+        return default_limit, 0.0, False
+    return int(row[0]), float(row[1] or 0.0), True
+
+
+def live_workers(
+    env: Environment, now: datetime, stale_seconds: float = STALE_SECONDS
+) -> list[dict[str, Any]]:
+    """Workers that are not stopped and sent a heartbeat within the stale window."""
+    env.cr.execute(
+        "SELECT worker_id, channels, heartbeat FROM queue_worker"
+        " WHERE stopped_at IS NULL AND heartbeat >= %s ORDER BY heartbeat DESC",
+        [now - timedelta(seconds=stale_seconds)],
+    )
+    return env.cr.dictfetchall()
+
+
+def worker_serves(channels: str | None, channel: str) -> bool:
+    """Whether a worker started with ``channels`` (comma or space separated; empty = all)
+    takes jobs of ``channel``."""
+    names = [c for c in (channels or "").replace(",", " ").split() if c]
+    return not names or channel in names
+
+
+def explain(
+    env: Environment,
+    job_id: int,
+    *,
+    now: datetime | None = None,
+    stale_seconds: float = STALE_SECONDS,
+    default_limit: int = DEFAULT_CHANNEL_LIMIT,
+) -> list[Reason]:
+    """Every reason that holds for job ``job_id``, most decisive first.
+
+    Raises ``KeyError`` when the job does not exist.
+    """
+    now = now or Datetime.now()
+    cr = env.cr
+    cr.execute(
+        "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
+        " worker_id, heartbeat, started_at, completed_at, cancelled_at FROM queue_job WHERE id = %s",
+        [job_id],
+    )
+    job = cr.dictfetchone()
+    if job is None:
+        raise KeyError(f"no queue.job with id {job_id}")
+    state = job["state"]
+    if state in ("done", "failed", "cancelled"):
+        moment = _dt(job["cancelled_at"] if state == "cancelled" else job["completed_at"])
+        when = f" at {_when(moment, now)}" if moment else ""
+        return [
+            Reason(
+                "finished",
+                f"job {job_id} is {state}{when}: it will not run again unless requeued",
+                {"state": state},
+            )
+        ]
+    if state == "started":
+        return _explain_started(job, now, stale_seconds)
+    if state == "waiting":
+        return _explain_waiting(env, job)
+    return _explain_pending(env, job, now, stale_seconds, default_limit)
+
+
+def _explain_started(job: dict[str, Any], now: datetime, stale_seconds: float) -> list[Reason]:
+    heartbeat = _dt(job["heartbeat"]) or _dt(job["started_at"])
+    started = _dt(job["started_at"])
+    since = f" since {_when(started, now)}" if started else ""
+    reasons = [
+        Reason(
+            "running",
+            f"job {job['id']} is running on worker {job['worker_id'] or '(in process)'}{since}",
+            {"worker_id": job["worker_id"]},
+        )
+    ]
+    if heartbeat and (now - heartbeat).total_seconds() > stale_seconds:
+        age = (now - heartbeat).total_seconds()
+        reasons.insert(
+            0,
+            Reason(
+                "stale_heartbeat",
+                f"its worker sent no heartbeat for {_ago(age)} (stale after {stale_seconds:.0f} s):"
+                " the job is reclaimed by the next maintenance pass",
+                {"heartbeat_age": round(age, 1)},
+            ),
+        )
+    return reasons
+
+
+def _explain_waiting(env: Environment, job: dict[str, Any]) -> list[Reason]:
+    env.cr.execute(
+        "SELECT p.id, p.state, p.name, p.model_name, p.method_name, d.kind FROM queue_job_dependency d"
+        " JOIN queue_job p ON p.id = d.parent_id WHERE d.job_id = %s ORDER BY p.id",
+        [job["id"]],
+    )
+    parents = env.cr.dictfetchall()
+    unfinished = [p for p in parents if p["state"] in ("waiting", "pending", "started")]
+    if not unfinished:
+        return [
+            Reason(
+                "waiting_parents",
+                f"job {job['id']} is waiting but its parents are all finished:"
+                " the next state change of the graph decides it",
+                {"parents": []},
+            )
+        ]
+    parts = []
+    for parent in unfinished:
+        label = parent["name"] or f"{parent['model_name']}.{parent['method_name']}"
+        need = "to fail" if parent["kind"] == "error" else "to be done"
+        parts.append(f"job {parent['id']} ({label}, {parent['state']}) {need}")
+    return [
+        Reason(
+            "waiting_parents",
+            f"job {job['id']} is waiting on {len(unfinished)} parent(s): " + "; ".join(parts),
+            {"parents": [p["id"] for p in unfinished]},
+        )
+    ]
+
+
+def _explain_pending(
+    env: Environment, job: dict[str, Any], now: datetime, stale_seconds: float, default_limit: int
+) -> list[Reason]:
+    cr = env.cr
+    reasons: list[Reason] = []
+    channel = job["channel"]
+    due = _dt(job["scheduled_at"])
+    if due and due > now:
+        if job["attempts"]:
+            reasons.append(
+                Reason(
+                    "retry_backoff",
+                    f"attempt {job['attempts']} failed ({job['exc_name'] or 'error'}): retry backoff"
+                    f" until {_when(due, now)}",
+                    {"until": due.isoformat(), "attempts": job["attempts"]},
+                )
+            )
+        else:
+            reasons.append(
+                Reason("scheduled", f"scheduled for {_when(due, now)}", {"until": due.isoformat()})
+            )
+
+    limit, rate_limit, configured = channel_limit(env, channel, default_limit)
+    source = "its queue.limit" if configured else "the default limit, no queue.limit row"
+    if limit == 0:
+        reasons.append(
+            Reason(
+                "channel_paused", f"channel {channel!r} is paused (limit 0)", {"channel": channel}
+            )
+        )
+    else:
+        cr.execute(
+            "SELECT id FROM queue_job WHERE state = 'started' AND channel = %s ORDER BY id LIMIT %s",
+            [channel, limit + 1],
+        )
+        running = [r[0] for r in cr.fetchall()]
+        if len(running) >= limit:
+            shown = ", ".join(str(i) for i in running[:10])
+            reasons.append(
+                Reason(
+                    "channel_full",
+                    f"channel {channel!r} is at its limit: {len(running)} of {limit} running ({source});"
+                    f" running: {shown}",
+                    {"channel": channel, "limit": limit, "running": len(running)},
+                )
+            )
+    if rate_limit > 0:
+        reason = _rate_limited(env, channel, rate_limit, now)
+        if reason is not None:
+            reasons.append(reason)
+
+    workers = live_workers(env, now, stale_seconds)
+    if not workers:
+        cr.execute("SELECT MAX(heartbeat) FROM queue_worker")
+        last = _dt(cr.fetchone()[0])  # type: ignore[index]
+        seen = (
+            f"last heartbeat {_ago((now - last).total_seconds())} ago"
+            if last
+            else "no worker ever ran here"
+        )
+        reasons.append(
+            Reason(
+                "no_worker",
+                f"no live worker: none sent a heartbeat in the last {stale_seconds:.0f} s ({seen})",
+                {"workers": 0},
+            )
+        )
+    elif not any(worker_serves(w["channels"], channel) for w in workers):
+        reasons.append(
+            Reason(
+                "no_worker",
+                f"no live worker takes channel {channel!r} ({len(workers)} live worker(s) serve other channels)",
+                {"workers": len(workers)},
+            )
+        )
+
+    if not (due and due > now):
+        cr.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s"
+            " AND scheduled_at <= %s AND (priority < %s OR (priority = %s AND"
+            " (scheduled_at < %s OR (scheduled_at = %s AND id < %s)))) LIMIT %s) ahead",
+            [
+                channel,
+                now,
+                job["priority"],
+                job["priority"],
+                job["scheduled_at"],
+                job["scheduled_at"],
+                job["id"],
+                AHEAD_CAP,
+            ],
+        )
+        ahead = cr.fetchone()[0]  # type: ignore[index]
+        if ahead:
+            shown = f"{AHEAD_CAP}+" if ahead >= AHEAD_CAP else str(ahead)
+            reasons.append(
+                Reason(
+                    "queued_behind",
+                    f"{shown} due job(s) of channel {channel!r} come first (lower priority number or due earlier)",
+                    {"ahead": ahead},
+                )
+            )
+    if not reasons:
+        reasons.append(
+            Reason(
+                "ready",
+                f"ready: a worker picks it up at its next free slot in channel {channel!r}",
+                {},
+            )
+        )
+    return reasons
+
+
+def _rate_limited(
+    env: Environment, channel: str, rate_limit: float, now: datetime
+) -> Reason | None:
+    """The channel started its last job less than ``1 / rate_limit`` s ago (when the
+    workers record ``queue.limit.last_started_at``), or it started ``rate_limit``
+    jobs within the last second."""
+    cr = env.cr
+    if "last_started_at" in env["queue.limit"]._fields:
+        cr.execute("SELECT last_started_at FROM queue_limit WHERE name = %s", [channel])
+        row = cr.fetchone()
+        last = _dt(row[0]) if row else None
+        if last is not None:
+            next_start = last + timedelta(seconds=1 / rate_limit)
+            if next_start > now:
+                return Reason(
+                    "rate_limited",
+                    f"channel {channel!r} is rate-limited ({rate_limit:g} starts/s): its next start"
+                    f" comes at {_when(next_start, now)}",
+                    {"channel": channel, "rate_limit": rate_limit, "until": next_start.isoformat()},
+                )
+    since = now - timedelta(seconds=1)
+    cr.execute(
+        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND channel = %s AND ("
+        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))",
+        [since, channel, since],
+    )
+    starts = cr.fetchone()[0]  # type: ignore[index]
+    if starts >= rate_limit:
+        return Reason(
+            "rate_limited",
+            f"channel {channel!r} is rate-limited: {starts} start(s) in the last second"
+            f" (rate limit {rate_limit:g}/s)",
+            {"channel": channel, "rate_limit": rate_limit, "starts": starts},
+        )
+    return None

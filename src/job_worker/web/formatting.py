@@ -1,0 +1,60 @@
+"""Jinja filters: how figures, times and durations read on the dashboard."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ..monitoring import stats
+
+FILTERS = ("age", "when", "seconds", "pretty_json", "short_exc", "number")
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def age(value: datetime | None, now: datetime | None = None) -> str:
+    """ "3 min ago" / "in 20 s"."""
+    if not value:
+        return ""
+    delta = ((now or stats.now()) - value).total_seconds()
+    return f"{_span(delta)} ago" if delta >= 0 else f"in {_span(delta)}"
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    return _span(value)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def short_exc(value: str | None) -> str:
+    return value.rsplit(".", 1)[-1] if value else ""
+
+
+def number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    return f"{int(value):,}"

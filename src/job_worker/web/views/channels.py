@@ -1,0 +1,89 @@
+"""Channels (limits, utilisation; managers edit them) and workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...monitoring import stats
+from .. import auth
+from ..app import Ctx, flash, redirect, render, run
+
+
+async def channel_list(request: Request) -> Response:
+    if request.method == "POST":
+        return await _set_limit(request)
+
+    def work(ctx: Ctx) -> dict[str, Any]:
+        return {
+            "user": ctx.user,
+            "channels": stats.channel_rows(ctx.cr, ctx.settings.default_limit),
+            "default_limit": ctx.settings.default_limit,
+        }
+
+    return render(request, "channels.html", await run(request, work))
+
+
+def _number(value: Any, kind: type, name: str) -> Any:
+    try:
+        number = kind(str(value).strip() or "0")
+    except ValueError:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return number
+
+
+async def _set_limit(request: Request) -> Response:
+    form = await request.form()
+    auth.check_csrf(request, form)
+    channel = str(form.get("name", "")).strip()
+
+    def work(ctx: Ctx) -> tuple[bool, str]:
+        auth.require_manager(ctx.user)
+        try:
+            limit = _number(form.get("limit"), int, "limit")
+            rate = _number(form.get("rate_limit"), float, "rate limit")
+            with ctx.cr.savepoint():
+                ctx.env["queue.limit"].set_limit(channel, limit, rate)
+        except ValueError as exc:
+            return False, str(exc)
+        paused = " (paused)" if limit == 0 else ""
+        return True, f"channel {channel}: limit {limit}, rate {rate:g}/s{paused}"
+
+    ok, message = await run(request, work, write=True)
+    flash(request, message, "ok" if ok else "error")
+    return redirect("/channels")
+
+
+async def channel_delete(request: Request) -> Response:
+    form = await request.form()
+    auth.check_csrf(request, form)
+    channel = request.path_params["name"]
+
+    def work(ctx: Ctx) -> tuple[bool, str]:
+        auth.require_manager(ctx.user)
+        record = ctx.env["queue.limit"].search([("name", "=", channel)])
+        if not record:
+            return False, f"channel {channel} has no limit"
+        record.unlink()
+        return True, f"channel {channel}: limit removed, the default limit applies"
+
+    ok, message = await run(request, work, write=True)
+    flash(request, message, "ok" if ok else "error")
+    return redirect("/channels")
+
+
+async def worker_list(request: Request) -> Response:
+    def work(ctx: Ctx) -> dict[str, Any]:
+        rows = stats.workers(ctx.cr, ctx.now, ctx.settings.stale_seconds)
+        return {
+            "user": ctx.user,
+            "workers": rows,
+            "stale_seconds": ctx.settings.stale_seconds,
+            "alive": sum(1 for row in rows if row["alive"]),
+        }
+
+    return render(request, "workers.html", await run(request, work))

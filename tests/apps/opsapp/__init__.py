@@ -1,0 +1,3 @@
+"""A small application for the CLI and dashboard tests: jobs that succeed and fail."""
+
+from . import models  # noqa: F401
