@@ -121,8 +121,15 @@ def test_false_and_none_mean_empty(env, leads, domain, expected):
         ([("priority", ">", 1), ("priority", "<", 5)], ["Gamma 50%", "beta"]),
         (["&", ("priority", ">", 1), ("priority", "<", 5)], ["Gamma 50%", "beta"]),
         (["|", ("priority", "=", 1), ("priority", "=", 5)], ["Alpha", "Epsilon"]),
-        (["!", ("priority", "=", 1)], ["Epsilon", "Gamma 50%", "beta"]),
-        (["!", "|", ("priority", "=", 1), ("priority", "=", 5)], ["Gamma 50%", "beta"]),
+        # '!' negates as the opposite operator would: empty values match
+        (["!", ("priority", "=", 1)], ["Epsilon", "Gamma 50%", "beta", "delta_x"]),
+        (["!", "|", ("priority", "=", 1), ("priority", "=", 5)], ["Gamma 50%", "beta", "delta_x"]),
+        (
+            ["!", "&", ("priority", ">", 1), ("won", "=", True)],
+            ["Alpha", "Epsilon", "Gamma 50%", "beta"],
+        ),
+        (["!", "!", ("priority", "=", 1)], ["Alpha"]),
+        (["!", ("name", "=like", "A%")], ["Epsilon", "Gamma 50%", "beta", "delta_x"]),
         (
             ["|", "&", ("stage", "=", "new"), ("won", "=", True), ("name", "=", "beta")],
             ["Alpha", "beta"],
@@ -248,3 +255,18 @@ def test_domain_values_are_parameters_not_sql(env, leads):
     hostile = "x' OR '1'='1"
     assert names(env, leads, [("name", "=", hostile)]) == []
     assert env["crm.lead"].search_count([]) >= 5  # the table is still there
+
+
+@pytest.mark.parametrize(
+    ("term", "opposite"),
+    [
+        (("priority", "=", 1), ("priority", "!=", 1)),
+        (("priority", "<", 3), ("priority", ">=", 3)),
+        (("stage", "in", ["new"]), ("stage", "not in", ["new"])),
+        (("name", "ilike", "a"), ("name", "not ilike", "a")),
+        (("won", "=", True), ("won", "!=", True)),
+        (("partner_id", "=", False), ("partner_id", "!=", False)),
+    ],
+)
+def test_not_of_a_term_is_the_term_with_the_opposite_operator(env, leads, term, opposite):
+    assert names(env, leads, ["!", term]) == names(env, leads, [opposite])

@@ -59,20 +59,50 @@ def to_sql(model: BaseModel, domain: Any, alias: str | None = None) -> tuple[str
     terms = normalize(domain)
     if not terms:
         return "TRUE", []
-    alias = alias or model._table
-    stack: list[tuple[str, list[Any]]] = []
-    for item in reversed(terms):
-        if item == "!":
-            sql, params = stack.pop()
-            stack.append((f"(NOT {sql})", params))
-        elif item in ("&", "|"):
-            left, right = stack.pop(), stack.pop()
-            op = "AND" if item == "&" else "OR"
-            stack.append((f"({left[0]} {op} {right[0]})", left[1] + right[1]))
-        else:
-            stack.append(_term(model, alias, *item))
-    ((sql, params),) = stack
+    sql, params, _end = _compile(model, alias or model._table, terms, 0, False)
     return sql, params
+
+
+#: the operator a '!' turns a term's operator into (as Odoo does: '!' then '=' is '!=',
+#: which also matches empty values, unlike SQL's NOT)
+NEGATIONS = {
+    "=": "!=",
+    "!=": "=",
+    "<": ">=",
+    ">=": "<",
+    ">": "<=",
+    "<=": ">",
+    "in": "not in",
+    "not in": "in",
+    "like": "not like",
+    "not like": "like",
+    "ilike": "not ilike",
+    "not ilike": "ilike",
+}
+
+
+def _compile(
+    model: BaseModel, alias: str, terms: list, start: int, negate: bool
+) -> tuple[str, list[Any], int]:
+    """The expression starting at ``terms[start]`` (negated if asked): SQL, parameters,
+    and where the next expression starts. '!' is pushed down to the terms."""
+    item = terms[start]
+    if item == "!":
+        return _compile(model, alias, terms, start + 1, not negate)
+    if item in ("&", "|"):
+        left, left_params, end = _compile(model, alias, terms, start + 1, negate)
+        right, right_params, end = _compile(model, alias, terms, end, negate)
+        op = "AND" if (item == "&") != negate else "OR"  # De Morgan
+        return f"({left} {op} {right})", left_params + right_params, end
+    path, operator, value = item
+    if negate and operator in NEGATIONS:
+        sql, params = _term(model, alias, path, NEGATIONS[operator], value)
+    elif negate:
+        sql, params = _term(model, alias, path, operator, value)
+        sql = f"(NOT {sql})"
+    else:
+        sql, params = _term(model, alias, path, operator, value)
+    return sql, params, start + 1
 
 
 def _field(model: BaseModel, name: str) -> fields.Field:
