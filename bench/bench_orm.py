@@ -9,7 +9,8 @@ dropped here), it times:
 - reading one field (``name``) of all of them in a fresh transaction, against a
   plain ``SELECT id, name`` of the same rows with the same driver.
 
-Each figure is the best of ``--repeat`` runs; the table is emptied between runs.
+Each figure is the best of ``--repeat`` runs, the two sides taking turns; the
+table is emptied before each create.
 Ratios are ours / baseline: 1.0 means no overhead.
 
     python bench/bench_orm.py [--rows 10000] [--repeat 5] [--pg-url URL] [--no-pg]
@@ -36,15 +37,19 @@ def rows(count: int) -> list[dict]:
     return [{"name": f"Partner {i:06}", "email": f"partner{i}@example.com"} for i in range(count)]
 
 
-def best(repeat: int, reset: Callable[[], None], run: Callable[[], None]) -> float:
-    """The shortest of ``repeat`` timings of ``run``, each after ``reset``."""
-    timings = []
+def best_of(
+    repeat: int, reset: Callable[[], None], ours: Callable[[], object], plain: Callable[[], object]
+) -> tuple[float, float]:
+    """The shortest of ``repeat`` timings of each side, run in turns (each after ``reset``)
+    so that both see the same machine load."""
+    timings: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        reset()
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+        for run, times in ((ours, timings[0]), (plain, timings[1])):
+            reset()
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return min(timings[0]), min(timings[1])
 
 
 class Case:
@@ -99,15 +104,15 @@ class Case:
     def measure(self, count: int, repeat: int) -> list[tuple[str, float, float]]:
         values = rows(count)
         results = []
-        ours = best(repeat, self.empty, lambda: self.orm_create(values))
-        plain = best(repeat, self.empty, lambda: self.plain_create(values))
+        ours, plain = best_of(
+            repeat, self.empty, lambda: self.orm_create(values), lambda: self.plain_create(values)
+        )
         results.append((f"create {count:,} partners", ours, plain))
         self.empty()
         self.orm_create(values)
         if len(self.orm_read()) != count or len(self.plain_read()) != count:
             raise RuntimeError("the read did not see every row")
-        ours = best(repeat, lambda: None, self.orm_read)
-        plain = best(repeat, lambda: None, self.plain_read)
+        ours, plain = best_of(repeat, lambda: None, self.orm_read, self.plain_read)
         results.append((f"read one field of {count:,}", ours, plain))
         return results
 
