@@ -85,3 +85,12 @@ def _job_of(env: api.Environment, name: str) -> int:
 def populate_database(registry) -> Scenario:
     with registry.cursor() as cr:
         return populate(api.Environment(cr, SUPERUSER_ID, {}))
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a dashboard page."""
+    import re
+
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
