@@ -5,6 +5,7 @@ class Partner(models.Model):
     _inherit = "res.partner"
 
     exports = fields.Integer()
+    erp_ready = fields.Boolean(help="explode() fails until this is set")
 
     def export(self, fmt="csv"):
         for partner in self:
@@ -12,4 +13,6 @@ class Partner(models.Model):
         return {"exported": len(self), "format": fmt}
 
     def explode(self, message="export target refused the file"):
-        raise ValueError(message)
+        if not all(self.mapped("erp_ready")):
+            raise ValueError(message)
+        return {"pushed": len(self)}
