@@ -489,10 +489,12 @@ class BaseModel(metaclass=MetaModel):
     def _create(self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]]) -> BaseModel:
         ids = self._insert_rows(rows)
         cache = self._cache()
-        for name in rows[0] if rows else ():
-            cache.setdefault(name, {}).update(zip(ids, (row[name] for row in rows), strict=True))
-        relational = [f.name for f in self._column_fields if isinstance(f, ofields.Many2one)]
-        relations.invalidate_inverses(self, relational)
+        # a row that _insert_rows emptied (it resolved to an existing record) is not cached
+        kept = [(id_, row) for id_, row in zip(ids, rows, strict=True) if row]
+        for field in self._column_fields:
+            name = field.name
+            cache.setdefault(name, {}).update((id_, row[name]) for id_, row in kept)
+        relations.invalidate_inverses(self, [f.name for f in self._column_fields if f.relational])
         records = self.browse(tuple(ids))
         for record, x2many in zip(records, x2many_list, strict=True):
             for name, commands in x2many.items():
