@@ -1,0 +1,134 @@
+"""Fill a PostgreSQL database with N job rows (default 1,000,000) for the dashboard benchmark.
+
+    python bench/gen_jobs.py --database postgresql://127.0.0.1/job_worker_bench --rows 1000000
+
+The rows are made by one INSERT ... SELECT over generate_series, so a million
+rows take seconds. What they look like (a month of a busy queue):
+
+- created over the last 30 days, newest ids last; 1 % of them in the last hour;
+- 90 % done, 3 % failed (half of them with their retries spent), 1 % cancelled,
+  4 % pending (a tenth of those scheduled in the future), 2 % waiting, and a
+  handful started;
+- channels root (60 %), exports, mail, reports; 10 users, user 2 is "bench"
+  (a Queue Job Manager, password "bench") and user 3 "viewer" (a Queue Job User);
+- failed jobs carry an exception name, a message and a traceback.
+
+The database is dropped and created again when ``--recreate`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import psycopg
+
+from job_worker import SUPERUSER_ID, Registry, api
+
+INSERT = """
+INSERT INTO queue_job (uuid, name, model_name, method_name, record_ids, args, kwargs, state, priority,
+    channel, scheduled_at, max_retries, attempts, timeout, user_id, company_id, context, result,
+    exc_name, exc_message, exc_info, worker_id, heartbeat, started_at, completed_at, cancelled_at,
+    duration, create_date, write_date)
+SELECT
+    gen_random_uuid()::text,
+    (ARRAY['Export partners', 'Send reminder', 'Sync stock', 'Push invoice', 'Rebuild index'])[1 + g %% 5]
+        || ' #' || g,
+    (ARRAY['res.partner', 'res.partner', 'sale.order', 'account.move', 'stock.picking'])[1 + g %% 5],
+    (ARRAY['export', 'send_reminder', 'sync', 'push', 'reindex'])[1 + g %% 5],
+    jsonb_build_array(g %% 1000 + 1), '[]'::jsonb, '{}'::jsonb,
+    s.state, 5 + g %% 11,
+    CASE WHEN g %% 10 < 6 THEN 'root' WHEN g %% 10 < 8 THEN 'exports' WHEN g %% 10 < 9 THEN 'mail' ELSE 'reports' END,
+    s.created + CASE WHEN s.state = 'pending' AND g %% 10 = 0 THEN interval '2 hours' ELSE interval '0' END,
+    5, CASE WHEN s.state = 'failed' THEN 6 - g %% 2 * 5 ELSE 0 END, 0,
+    1 + g %% 10, 1, '{"lang": "en_US", "tz": "UTC"}'::jsonb,
+    CASE WHEN s.state = 'done' THEN '{"ok": true}'::jsonb END,
+    CASE WHEN s.state = 'failed' THEN
+        (ARRAY['builtins.ValueError', 'psycopg.OperationalError', 'TimeoutError'])[1 + g %% 3] END,
+    CASE WHEN s.state = 'failed' THEN 'remote end refused the request' END,
+    CASE WHEN s.state = 'failed' THEN '--- attempt 1 at ' || s.created::text
+        || E' ---\\nTraceback (most recent call last):\\n  File "app.py", line 12, in push\\nValueError: refused' END,
+    CASE WHEN s.state = 'started' THEN 'bench:1:w' END,
+    CASE WHEN s.state = 'started' THEN s.created END,
+    CASE WHEN s.state IN ('done', 'failed', 'started') THEN s.created + interval '1 second' END,
+    CASE WHEN s.state IN ('done', 'failed') THEN s.created + interval '1 second' + s.took END,
+    CASE WHEN s.state = 'cancelled' THEN s.created + interval '1 minute' END,
+    CASE WHEN s.state IN ('done', 'failed') THEN extract(epoch FROM s.took) END,
+    s.created,
+    CASE WHEN s.state IN ('done', 'failed') THEN s.created + interval '1 second' + s.took
+         WHEN s.state = 'cancelled' THEN s.created + interval '1 minute' ELSE s.created END
+FROM generate_series(1, %(rows)s) AS g
+CROSS JOIN LATERAL (SELECT
+    CASE WHEN g %% 100 < 90 THEN 'done' WHEN g %% 100 < 93 THEN 'failed' WHEN g %% 100 < 94 THEN 'cancelled'
+         WHEN g %% 100 < 98 THEN 'pending' ELSE 'waiting' END AS state,
+    CASE WHEN g > %(rows)s * 0.99
+         THEN now() at time zone 'utc' - interval '1 hour' * (%(rows)s - g) / (%(rows)s * 0.01)
+         ELSE now() at time zone 'utc' - interval '30 days' + interval '30 days' * g / %(rows)s - interval '1 hour'
+    END AS created,
+    interval '1 millisecond' * (5 + (g::bigint * 7919) %% 3000) AS took
+) s
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database", default="postgresql://127.0.0.1:5432/job_worker_bench")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--recreate", action="store_true", help="drop and create the database first"
+    )
+    args = parser.parse_args()
+    if args.recreate:
+        base, name = args.database.rsplit("/", 1)
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    registry = Registry(args.database)
+    try:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            groups = {g.key: g.id for g in env["res.groups"].search([])}
+            for login, keys in (
+                ("bench", ["queue_job.group_user", "queue_job.group_manager"]),
+                ("viewer", ["queue_job.group_user"]),
+            ):
+                if not env["res.users"].search([("login", "=", login)]):
+                    env["res.users"].create(
+                        {
+                            "name": login.title(),
+                            "login": login,
+                            "password": login,
+                            "group_ids": [(6, 0, [groups[k] for k in keys])],
+                        }
+                    )
+            for i in range(4, 11):
+                if not env["res.users"].search([("login", "=", f"user{i}")]):
+                    env["res.users"].create({"name": f"User {i}", "login": f"user{i}"})
+        started = time.perf_counter()
+        with psycopg.connect(args.database, autocommit=True) as cnx:
+            cnx.execute("ALTER TABLE queue_job DISABLE TRIGGER ALL")
+            cnx.execute(INSERT, {"rows": args.rows})
+            cnx.execute("ALTER TABLE queue_job ENABLE TRIGGER ALL")
+            cnx.execute(
+                "INSERT INTO queue_job_dependency (job_id, parent_id, kind)"
+                " SELECT w.id, w.id - 1, 'done' FROM queue_job w WHERE w.state = 'waiting'"
+            )
+            cnx.execute(
+                "UPDATE queue_job SET graph_uuid = md5((id / 2)::text) WHERE state = 'waiting'"
+                " OR id + 1 IN (SELECT id FROM queue_job WHERE state = 'waiting')"
+            )
+            cnx.execute("VACUUM ANALYZE queue_job")
+            cnx.execute("VACUUM ANALYZE queue_job_dependency")
+            count = cnx.execute("SELECT count(*) FROM queue_job").fetchone()[0]  # type: ignore[index]
+        inserted = time.perf_counter() - started
+        with registry.cursor() as cr:  # a snapshot, as the maintenance worker would take
+            api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
+        print(f"{count:,} job rows in {args.database} ({inserted:.1f} s to insert and analyze)")
+    finally:
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()
