@@ -21,11 +21,34 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import psycopg
 from starlette.testclient import TestClient
 
 from job_worker import Registry
 from job_worker.web import Settings, create_app
+
+
+def ensure_data(url: str, rows: int) -> None:
+    """Run gen_jobs.py first when the database is missing or holds too few jobs."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as cnx:
+            found = cnx.execute("SELECT count(*) FROM queue_job").fetchone()[0]  # type: ignore[index]
+    except psycopg.Error:
+        found = 0
+    if found < rows * 0.99:
+        script = Path(__file__).with_name("gen_jobs.py")
+        command = [
+            sys.executable,
+            str(script),
+            "--database",
+            url,
+            "--rows",
+            str(rows),
+            "--recreate",
+        ]
+        subprocess.run(command, check=True)
 
 
 def login(app, login: str) -> TestClient:
@@ -54,7 +77,9 @@ def main() -> None:
     )
     parser.add_argument("--database", default="postgresql://127.0.0.1:5432/job_worker_bench")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="jobs to generate when missing")
     args = parser.parse_args()
+    ensure_data(args.database, args.rows)
     registry = Registry(args.database)
     with registry.cursor(readonly=True) as cr:
         cr.execute("SELECT count(*), max(id) FROM queue_job")
