@@ -1,22 +1,22 @@
-"""The ``job-worker`` command line: one module per command group."""
+"""The ``job-worker`` command line: one module per command group, imported on use."""
 
 from __future__ import annotations
 
-from .dashboard import dashboard
-from .demo import demo
-from .enqueue import enqueue
-from .init import init
-from .jobs import jobs
-from .limits import limits
 from .main import main
-from .stats import stats_
-from .users import users
-from .vacuum import vacuum
-from .worker import worker
 
-main.add_command(demo)
-main.add_command(worker)
-for command in (init, jobs, limits, enqueue, stats_, vacuum, dashboard, users):
-    main.add_command(command)
+COMMANDS = {
+    "dashboard": "dashboard:dashboard",
+    "demo": "demo:demo",
+    "enqueue": "enqueue:enqueue",
+    "init": "init:init",
+    "jobs": "jobs:jobs",
+    "limits": "limits:limits",
+    "stats": "stats:stats_",
+    "users": "users:users",
+    "vacuum": "vacuum:vacuum",
+    "worker": "worker:worker",
+}
+for _name, _target in COMMANDS.items():
+    main.add_lazy(_name, f"{__name__}.{_target}")  # type: ignore[attr-defined]
 
 __all__ = ["main"]

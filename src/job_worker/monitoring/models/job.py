@@ -12,9 +12,4 @@ class QueueJob(models.Model):
         models.Index("queue_job_state_id", ("state", "id")),
         # a Queue Job User's own jobs, newest first
         models.Index("queue_job_user_id", ("user_id", "id")),
-        # deleting or requeueing a job looks up the jobs it decided (ON DELETE SET NULL,
-        # requeue's re-wait): without it each deleted row scans the whole table
-        models.Index(
-            "queue_job_cascaded_from", ("cascaded_from_id",), where="cascaded_from_id IS NOT NULL"
-        ),
     ]

@@ -43,6 +43,11 @@ class QueueJob(models.Model):
         models.Index("queue_job_started", ("worker_id",), where="state = 'started'"),
         models.Index("queue_job_state_date", ("state", "write_date")),
         models.Index("queue_job_graph", ("graph_uuid",), where="graph_uuid IS NOT NULL"),
+        # deleting or requeueing a job looks up the jobs it decided (ON DELETE SET NULL,
+        # requeue's re-wait): without it each deleted row scans the whole table
+        models.Index(
+            "queue_job_cascaded_from", ("cascaded_from_id",), where="cascaded_from_id IS NOT NULL"
+        ),
     ]
 
     uuid = fields.Char("UUID", required=True, readonly=True)
