@@ -1,49 +1,259 @@
-"""``job-worker demo``: a small CRM on a fresh database, to see the runtime at work."""
+"""``job-worker demo``: a small CRM that enqueues realistic work, and workers that run it.
+
+On a fresh SQLite file (``./job_worker_demo.db`` unless ``--database`` says
+otherwise) it creates partners and exports, enqueues plain jobs, priorities,
+a scheduled job, deduplicated jobs, a flaky job that retries, a failing job,
+a chain, a group with a callback and a split, starts a real ``job-worker
+worker`` process, shows live progress per channel, stops the worker and
+prints a summary read back from the database.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..orm import SUPERUSER_ID, Environment, Registry
 from .main import database_options
 
+DEFAULT_URL = "sqlite:///job_worker_demo.db"
+DEMO_MODULE = "job_worker.demo"
+FINAL = ("done", "failed", "cancelled")
+
 PARTNERS = [
-    ("Azure Interior", "azure@example.com"),
-    ("Deco Addict", "deco@example.com"),
-    ("Gemini Furniture", "gemini@example.com"),
-    ("Lumber Inc", "lumber@example.com"),
-    ("Ready Mat", "ready@example.com"),
+    ("Azure Interior", "gold"),
+    ("Deco Addict", "standard"),
+    ("Gemini Furniture", "gold"),
+    ("Lumber Inc", "standard"),
+    ("Ready Mat", "standard"),
+    ("Wood Corner", "gold"),
 ]
 
 
+def _fresh_sqlite(url: str, console: Console) -> None:
+    """The default demo file starts anew at every run."""
+    path = Path(url[len("sqlite:///") :])
+    existed = False
+    for suffix in ("", "-wal", "-shm"):
+        candidate = path.with_name(path.name + suffix)
+        if candidate.exists():
+            candidate.unlink()
+            existed = True
+    if existed:
+        console.print(f"[dim]Removed the previous demo database {path}[/dim]")
+
+
+def enqueue_demo_work(env: Environment) -> dict[str, Any]:
+    """Create the CRM records and enqueue the demo's jobs; return what was made."""
+    from ..delay import chain, group
+    from ..job import identity_exact
+
+    env["queue.limit"].set_limit("emails", 3)
+    env["queue.limit"].set_limit("exports", 2)
+    env["queue.limit"].set_limit("billing", 1, rate_limit=5)
+    partners = env["res.partner"].create(
+        [
+            {"name": name, "tier": tier, "email": f"{name.split()[0].lower()}@example.com"}
+            for name, tier in PARTNERS
+        ]
+    )
+    # plain jobs, gold customers first
+    for partner in partners:
+        priority = 5 if partner.tier == "gold" else 10
+        partner.with_delay(
+            channel="emails", priority=priority, description=f"Reminder to {partner.name}"
+        ).send_reminder()
+    # a scheduled job: not before 3 seconds from now
+    partners[0].with_delay(
+        channel="emails", eta=3, description="Follow-up call (scheduled)"
+    ).send_reminder()
+    # deduplicated: the second and third enqueue return the first job
+    for _ in range(3):
+        partners[1].with_delay(
+            channel="root",
+            identity_key=identity_exact,
+            description="Sync Deco Addict (deduplicated)",
+        ).sync_to_crm()
+    # a flaky job that succeeds on its second attempt, and one that fails for good
+    partners[2].with_delay(channel="billing", description="Push invoice (flaky)").push_invoice(
+        1250.0
+    )
+    partners[3].with_delay(
+        channel="billing", max_retries=2, description="Charge card (declined)"
+    ).charge_card(99.9)
+    # a chain: build the export, then send it
+    export = env["demo.export"].create({"name": "Nightly export", "partner_ids": partners.ids})
+    chain(
+        export.delayable(channel="exports", description="Build nightly export").build(),
+        export.delayable(channel="exports", description="Send nightly export").send(),
+    ).delay()
+    # a group with a callback: three syncs, then a notification
+    syncs = [
+        p.delayable(channel="root", description=f"Sync {p.name}").sync_to_crm()
+        for p in partners[3:]
+    ]
+    group(*syncs).on_done(
+        export.delayable(channel="root", description="Notify: syncs complete").notify_done()
+    ).delay()
+    # a split: one job per two partners
+    partners.delayable(channel="exports", description="Sync partners").sync_to_crm().split(
+        2
+    ).delay()
+    return {"partners": len(partners)}
+
+
+def _channel_counts(registry: Registry) -> dict[str, dict[str, int]]:
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT channel, state, COUNT(*) FROM queue_job GROUP BY channel, state")
+        counts: dict[str, dict[str, int]] = {}
+        for channel, state, count in cr.fetchall():
+            counts.setdefault(channel, {})[state] = count
+    return counts
+
+
+def _start_worker(database: str, load: list[str]) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "job_worker",
+        "worker",
+        "--database",
+        database,
+        "--concurrency",
+        "3",
+        "--poll-interval",
+        "0.2",
+        "--grace",
+        "5",
+        "--log-level",
+        "error",
+    ]
+    for module in load:
+        command += ["--load", module]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+
+def _show_progress(registry: Registry, console: Console, timeout: float) -> bool:
+    """Live progress per channel until every job is final; False on timeout."""
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+        while True:
+            counts = _channel_counts(registry)
+            for channel in sorted(counts):
+                states = counts[channel]
+                total = sum(states.values())
+                finished = sum(states.get(s, 0) for s in FINAL)
+                detail = " ".join(f"{s} {n}" for s, n in sorted(states.items()))
+                if channel not in tasks:
+                    tasks[channel] = progress.add_task(channel, total=total, detail=detail)
+                progress.update(tasks[channel], total=total, completed=finished, detail=detail)
+            if all(
+                sum(v for s, v in st.items() if s in FINAL) == sum(st.values())
+                for st in counts.values()
+            ):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+def _summary(registry: Registry, console: Console) -> dict[str, int]:
+    counts = _channel_counts(registry)
+    table = Table(title="Jobs by channel and state (read from the database)")
+    states = ["waiting", "pending", "started", "done", "failed", "cancelled"]
+    table.add_column("channel")
+    for state in states:
+        table.add_column(state, justify="right")
+    totals = dict.fromkeys(states, 0)
+    for channel in sorted(counts):
+        row = [counts[channel].get(s, 0) for s in states]
+        for state, n in zip(states, row, strict=True):
+            totals[state] += n
+        table.add_row(channel, *map(str, row))
+    table.add_row("[bold]all[/bold]", *(f"[bold]{totals[s]}[/bold]" for s in states))
+    console.print(table)
+    with registry.cursor(readonly=True) as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        flaky = env["queue.job"].search([("method_name", "=", "push_invoice")])
+        declined = env["queue.job"].search([("method_name", "=", "charge_card")])
+        console.print(
+            f"Flaky invoice push: [green]{flaky.state}[/green] after {flaky.attempts} failed attempt(s)."
+        )
+        console.print(f"Card charge: [red]{declined.state}[/red] — {declined.exc_message}")
+        sent = sum(env["res.partner"].search([]).mapped("reminders_sent"))
+        console.print(
+            f"Reminders sent: {sent}; nightly export: {env['demo.export'].search([]).state}."
+        )
+    return totals
+
+
 @click.command()
-@database_options(default_url="sqlite:///job_worker_demo.db")
-def demo(database: str, load: list[str]) -> None:
-    """Create a demo database with a few partners and show them."""
+@database_options(default_url=DEFAULT_URL)
+@click.option(
+    "--timeout",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds to wait for the jobs before giving up.",
+)
+def demo(database: str, load: list[str], timeout: float) -> None:
+    """Enqueue a small CRM's jobs, run them with a real worker, show the outcome."""
     console = Console()
+    if database == DEFAULT_URL:
+        _fresh_sqlite(database, console)
+    load = [DEMO_MODULE, *[m for m in load if m != DEMO_MODULE]]
     registry = Registry(database, load)
+    worker: subprocess.Popen | None = None
     try:
         with registry.cursor() as cr:
             env = Environment(cr, SUPERUSER_ID, {})
-            partners = env["res.partner"].search([("email", "like", "@example.com")])
-            if not partners:
-                partners = env["res.partner"].create(
-                    [
-                        {"name": name, "email": email, "company_id": env.company.id}
-                        for name, email in PARTNERS
-                    ]
+            enqueue_demo_work(env)
+            if not env["res.users"].search([("login", "=", "admin")]):
+                admin = env["res.users"].create(
+                    {"name": "Demo admin", "login": "admin", "password": "admin"}
                 )
-            table = Table(title=f"Partners in {database}")
-            table.add_column("id", justify="right")
-            table.add_column("name")
-            table.add_column("email")
-            table.add_column("company")
-            for partner in partners:
-                table.add_row(
-                    str(partner.id), partner.name, partner.email or "", partner.company_id.name
-                )
-            console.print(table)
+                manager = env["res.groups"].search([("key", "=", "queue_job.group_manager")])
+                admin.write({"group_ids": [(4, manager.id)]})
+        counts = _channel_counts(registry)
+        console.print(
+            f"Enqueued {sum(sum(s.values()) for s in counts.values())} jobs in "
+            f"{len(counts)} channels on {database}; starting a worker (3 processes)."
+        )
+        worker = _start_worker(database, load)
+        finished = _show_progress(registry, console, timeout)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+        worker = None
+        _summary(registry, console)
+        if not finished:
+            console.print(f"[red]Some jobs were not finished after {timeout:.0f} s.[/red]")
+        load_args = " ".join(f"-l {m}" for m in load)
+        console.print(
+            f"\nOpen the dashboard: [bold]job-worker dashboard -d {database} {load_args}[/bold] "
+            "then http://127.0.0.1:8080/ (login admin / password admin)"
+        )
+        if not finished:
+            raise SystemExit(1)
     finally:
+        if worker is not None and worker.poll() is None:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
         registry.close()

@@ -1,0 +1,76 @@
+"""``job-worker demo``: runs on its own with a real worker and ends with a summary
+whose counts are the database's."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from job_worker import SUPERUSER_ID, Registry, api
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOB_WORKER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "job_worker", "demo"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "job_worker_demo.db").exists()
+    row = re.search(
+        r"all\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)",
+        result.stdout,
+    )
+    assert row, result.stdout
+    printed = dict(
+        zip(
+            ["waiting", "pending", "started", "done", "failed", "cancelled"],
+            map(int, row.groups()),
+            strict=True,
+        )
+    )
+
+    registry = Registry(f"sqlite:///{tmp_path / 'job_worker_demo.db'}", ["job_worker.demo"])
+    try:
+        with registry.cursor() as cr:
+            cr.execute("SELECT state, COUNT(*) FROM queue_job GROUP BY state")
+            in_db = dict(cr.fetchall())
+            env_ = api.Environment(cr, SUPERUSER_ID, {})
+            jobs = env_["queue.job"].search([])
+            flaky = jobs.filtered(lambda j: j.method_name == "push_invoice")
+            scheduled = jobs.filtered(lambda j: "scheduled" in j.name)
+            dedup = jobs.filtered(lambda j: "deduplicated" in j.name)
+            split = jobs.filtered(lambda j: "(split" in j.name)
+            chained = jobs.filtered(lambda j: "nightly export" in j.name)
+            callback = jobs.filtered(lambda j: j.method_name == "notify_done")
+            assert env_["res.users"].search([("login", "=", "admin")]).check_password("admin")
+            assert printed == {state: in_db.get(state, 0) for state in printed}
+            assert in_db == {"done": len(jobs) - 1, "failed": 1}
+            assert (flaky.state, flaky.attempts) == ("done", 1)
+            assert scheduled.state == "done" and scheduled.started_at >= scheduled.scheduled_at
+            assert len(dedup) == 1
+            assert len(split) == 3 and len(chained) == 2 and callback.state == "done"
+    finally:
+        registry.close()
+    assert "job-worker dashboard -d sqlite:///job_worker_demo.db" in result.stdout.replace("\n", "")
+
+
+def test_demo_starts_from_a_fresh_file_each_time(tmp_path):
+    (tmp_path / "job_worker_demo.db").write_text("not a database")
+    result = subprocess.run(
+        [sys.executable, "-m", "job_worker", "demo", "--timeout", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JOB_WORKER_")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Removed the previous demo database" in result.stdout
