@@ -17,6 +17,6 @@ COMMANDS = {
     "worker": "worker:worker",
 }
 for _name, _target in COMMANDS.items():
-    main.add_lazy(_name, f"{__name__}.{_target}")  # type: ignore[attr-defined]
+    main.add_lazy(_name, f"{__name__}.{_target}")
 
 __all__ = ["main"]

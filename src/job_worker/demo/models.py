@@ -25,7 +25,7 @@ class Partner(models.Model):
     def send_reminder(self) -> int:
         for partner in self:
             _work()
-            partner.reminders_sent += 1
+            partner["reminders_sent"] += 1
         return len(self)
 
     def sync_to_crm(self) -> dict[str, Any]:
