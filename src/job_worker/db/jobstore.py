@@ -237,9 +237,12 @@ class JobStore(ABC):
         if wanted <= 0:
             return Claim([])
         self._lock_claims(cr)
-        now = self.now(cr)
         cr.execute(CHANNEL_STATE, ())
-        plan = plan_channels(cr.fetchall(), default_limit=default_limit, now=now, channels=channels)
+        rows = cr.fetchall()
+        # read after the channel state: every job that state saw finish finished before
+        # `now`, so recorded start and end times agree with the limits
+        now = self.now(cr)
+        plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
         for channel in {job.channel for job in jobs} & plan.rate_limited:
             cr.execute(MARK_RATE_LIMITED_START, (now, channel))
@@ -357,8 +360,9 @@ class Session(ABC):
     session_id: int | None = None
 
     @abstractmethod
-    def cursor(self, registry: Any) -> Cursor:
-        """A transaction on this session's connection (connecting first if needed)."""
+    def cursor(self, registry: Any, *, readonly: bool = False) -> Cursor:
+        """A transaction on this session's connection (connecting first if needed);
+        ``readonly`` ones never wait for SQLite's write lock."""
 
     @abstractmethod
     def close(self) -> None: ...

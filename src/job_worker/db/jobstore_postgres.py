@@ -202,7 +202,7 @@ class PostgresSession(Session):
             self.session_id = cnx.info.backend_pid
         return self._cnx
 
-    def cursor(self, registry: Any) -> Cursor:
+    def cursor(self, registry: Any, *, readonly: bool = False) -> Cursor:
         cnx = self._connect()
         cr = PostgresCursor(self.backend, cnx, self._release)
         cr.registry = registry

@@ -216,10 +216,10 @@ class SqliteSession(Session):
             self._cnx = cnx
         return self._cnx
 
-    def cursor(self, registry: Any) -> Cursor:
+    def cursor(self, registry: Any, *, readonly: bool = False) -> Cursor:
         cnx = self._connect()
         cls = JobCursor if self.role == "executor" else SqliteCursor
-        cr = cls(self.backend, cnx, self._release, False)
+        cr = cls(self.backend, cnx, self._release, readonly)
         cr.registry = registry
         return cr
 

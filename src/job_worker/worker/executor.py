@@ -11,6 +11,7 @@ the supervisor records it later.
 
 Messages from the supervisor: ``("run", db_index, ClaimedJob)``, ``("stop",)``.
 To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
+``("begin", db_index, job_id)`` (jobs with a timeout: it starts now),
 ``("finished", db_index, job_id, outcome)``, ``("wake", db_index)``.
 """
 
@@ -140,6 +141,8 @@ class Executor:
         try:
             if not store.begin_job(cr, job.id, self.worker_id):
                 return ("lost",)
+            if job.timeout > 0:  # the timeout runs from here, not from the dispatch
+                self._send(("begin", db_index, job.id))
             env = job_environment(cr, call)
             started = time.monotonic()
             result = call_job(env, call)
@@ -201,7 +204,22 @@ class Executor:
         )
         return ("failed", new_state)
 
+    def warm_up(self) -> None:
+        """Build the registries and connect before taking jobs, so that the first job
+        does not pay for it (a database that is down now is connected to later)."""
+        for db_index in range(len(self.settings.databases)):
+            registry = self.registry(db_index)
+            try:
+                self.sessions[db_index].cursor(registry).close()
+            except Exception as exc:
+                _logger.debug(
+                    "executor could not connect yet: %s",
+                    exc,
+                    extra={"event": "executor.connect_later"},
+                )
+
     def loop(self) -> None:
+        self.warm_up()
         self._send(("ready", os.getpid()))
         while True:
             try:

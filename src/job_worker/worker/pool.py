@@ -25,6 +25,9 @@ from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
 
+#: seconds an executor may take to begin a job (lock, checks) before its timeout runs anyway
+START_ALLOWANCE = 10.0
+
 
 @dataclass
 class RunningJob:
@@ -110,7 +113,8 @@ class ExecutorPool:
     # -- running and stopping -----------------------------------------------------
 
     def dispatch(self, child: Child, db_index: int, job: ClaimedJob, now: float) -> None:
-        deadline = now + job.timeout if job.timeout > 0 else None
+        # provisional: the executor says when the job really begins (see on_begin)
+        deadline = now + job.timeout + START_ALLOWANCE if job.timeout > 0 else None
         child.job = RunningJob(db_index, job, now, deadline)
         child.conn.send(("run", db_index, job))
 

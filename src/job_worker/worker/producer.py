@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from .. import __version__
@@ -30,6 +31,13 @@ _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_BACKOFF = 0.1
+
+
+class Failed:
+    """What :meth:`Producer.guarded` returns when the operation failed."""
+
+
+FAILED = Failed()
 MAX_BACKOFF = 5.0
 
 
@@ -82,8 +90,8 @@ class Producer:
     def available(self, now: float) -> bool:
         return now >= self.down_until
 
-    def guarded(self, now: float, what: str, func: Callable[[], T]) -> T | None:
-        """Run ``func``; on failure log, back off and return None."""
+    def guarded(self, now: float, what: str, func: Callable[[], T]) -> T | Failed:
+        """Run ``func``; on failure log, back off and return :data:`FAILED`."""
         try:
             result = func()
         except Exception as exc:
@@ -108,7 +116,7 @@ class Producer:
                     exc,
                     extra={"event": "db.retry", "database": self._name()},
                 )
-            return None
+            return FAILED
         if self.failing_since is not None:
             _logger.warning(
                 "database %s available again after %.1f s",
@@ -123,9 +131,9 @@ class Producer:
     def _name(self) -> str:
         return self.url.split("@")[-1] if "@" in self.url else self.url
 
-    def cursor(self) -> Any:
+    def cursor(self, *, readonly: bool = False) -> Any:
         assert self.session is not None
-        return self.session.cursor(self.registry)
+        return self.session.cursor(self.registry, readonly=readonly)
 
     # -- start and stop -------------------------------------------------------------
 
@@ -134,7 +142,7 @@ class Producer:
             return True
         if not self.available(now):
             return False
-        return bool(self.guarded(now, "start", self._start))
+        return self.guarded(now, "start", self._start) is True
 
     def _start(self) -> bool:
         if self.registry is None:
@@ -208,7 +216,7 @@ class Producer:
         elif self.listener_poll is not None and now >= self.next_poll:
             assert self.listener is not None
             self.next_poll = now + self.listener_poll
-            self.woken = bool(self.guarded(now, "poll", self.listener.woken))
+            self.woken = self.guarded(now, "poll", self.listener.woken) is True
         return self.woken
 
     def claim(self, now: float, wanted: int) -> list[jobstore.ClaimedJob]:
@@ -229,7 +237,7 @@ class Producer:
                 cr.close()
 
         result = self.guarded(now, "claim", claim)
-        if result is None:
+        if isinstance(result, Failed):
             return []
         if len(result.jobs) < wanted:  # nothing more for now: sleep until told otherwise
             self.woken = False
@@ -249,7 +257,7 @@ class Producer:
         store = self.store
         if (
             self.listener.fileno() is None
-            and self.guarded(now, "listen", self.listener.open) is None
+            and self.guarded(now, "listen", self.listener.open) is FAILED
         ):
             return set()
         if now >= self.next_heartbeat:
@@ -258,17 +266,18 @@ class Producer:
                 with self.cursor() as cr:
                     store.heartbeat(cr, self.worker_id)
 
-            if self.guarded(now, "heartbeat", heartbeat) is None:
+            if self.guarded(now, "heartbeat", heartbeat) is FAILED:
                 return set()
             self.next_heartbeat = now + self.settings.heartbeat_interval
         taken: set[int] = set()
         if running and now >= self.next_cancel_check:
 
             def check() -> set[int]:
-                with self.cursor() as cr:
+                with self.cursor(readonly=True) as cr:
                     return store.not_running(cr, self.worker_id, [job.id for job in running])
 
-            taken = self.guarded(now, "cancel check", check) or set()
+            checked = self.guarded(now, "cancel check", check)
+            taken = set() if isinstance(checked, Failed) else checked
             self.next_cancel_check = now + self.settings.cancel_check_interval
         self.apply_pending(now)
         if now >= self.next_maintenance:
@@ -316,10 +325,8 @@ class Producer:
     def apply_pending(self, now: float) -> None:
         while self.pending and self.available(now):
             change = self.pending[0]
-            applied = self.guarded(
-                now, f"record {change.kind}", lambda change=change: self._apply(change)
-            )  # type: ignore[misc]
-            if applied is None:
+            applied = self.guarded(now, f"record {change.kind}", partial(self._apply, change))
+            if applied is FAILED:
                 return
             if applied is False:  # the executor's session is not gone yet: try again soon
                 change.attempts += 1

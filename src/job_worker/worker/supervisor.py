@@ -198,18 +198,18 @@ class Supervisor:
                 fds[fd] = producer
                 waitables.append(fd)
         for ready in wait(waitables, timeout):
+            if ready == self._signal_r:
+                continue  # handled at the top of the loop
             if isinstance(ready, int) and ready in fds:
                 fds[ready].guarded(now, "wake-up", fds[ready].on_wakeup_fd)
-            elif isinstance(ready, int):
-                continue  # the signal pipe: handled at the top of the loop
-            else:
-                child = self.pool.by_conn(ready)
-                if child is not None:
-                    self._drain_messages(child)
-                    continue
-                child = self.pool.by_sentinel(ready)
-                if child is not None:
-                    self._on_death(child)
+                continue
+            child = self.pool.by_conn(ready)
+            if child is not None:
+                self._drain_messages(child)
+                continue
+            child = self.pool.by_sentinel(ready)  # an executor died
+            if child is not None:
+                self._on_death(child)
 
     # -- executors ---------------------------------------------------------------------------
 
@@ -226,6 +226,10 @@ class Supervisor:
             child.ready = True
         elif kind == "session":
             child.sessions[message[1]] = message[2]
+        elif kind == "begin":
+            running = child.job
+            if running is not None and running.job.id == message[2]:
+                running.deadline = time.monotonic() + running.job.timeout
         elif kind == "wake":
             self.producers[message[1]].woken = True
         elif kind == "finished":

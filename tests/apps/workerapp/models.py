@@ -43,7 +43,7 @@ class Task(models.AbstractModel):
         self._effect(name, time.time())
         return name
 
-    def sleep_then_write(self, name, seconds):
+    def sleep_then_record(self, name, seconds):
         started = time.time()
         time.sleep(seconds)
         self._effect(name, started)
@@ -82,3 +82,11 @@ class Task(models.AbstractModel):
                 "pid": os.getpid(),
             }
         )
+
+    def log_run_and_sleep(self, path, seconds):
+        """Appends ``uuid pid time`` to ``path`` (outside the database, so it survives a
+        rollback), writes an effect, then sleeps."""
+        with open(path, "a") as log:
+            log.write(f"{self.env.context.get('job_uuid')} {os.getpid()} {time.time()}\n")
+        self._effect("logged", time.time())
+        time.sleep(seconds)

@@ -1,0 +1,48 @@
+"""Fixtures of the worker's tests (helpers: ``worker_helpers``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from worker_helpers import WorkerProcess
+
+from job_worker import SUPERUSER_ID, Registry, api
+
+
+@pytest.fixture
+def registry(make_registry) -> Registry:
+    return make_registry(["workerapp"])
+
+
+@pytest.fixture
+def env(registry: Registry) -> Iterator[api.Environment]:
+    cr = registry.cursor()
+    try:
+        yield api.Environment(cr, SUPERUSER_ID, {})
+    finally:
+        cr.rollback()
+        cr.close()
+
+
+@pytest.fixture
+def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real workers on the test's database; every one is killed at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, url: str | None = None) -> WorkerProcess:
+        worker = WorkerProcess(url or db_url, list(args), tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.close()
+        for pid in worker.executor_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

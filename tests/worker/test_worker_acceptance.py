@@ -1,0 +1,283 @@
+"""Real ``job-worker worker`` processes on both databases, checked in the database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from worker_helpers import (
+    enqueue,
+    query,
+    sample_until,
+    set_limit,
+    states,
+    wait_for,
+    worker_ready,
+)
+
+from job_worker.orm.fields import Datetime
+
+#: fast heartbeats and reclaim, short backoffs: the guarantees, not the defaults, are tested
+FAST = [
+    "--heartbeat-interval",
+    "0.5",
+    "--stale-after",
+    "3",
+    "--maintenance-interval",
+    "0.5",
+    "--max-backoff",
+    "1",
+]
+
+
+def _dt(value) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def max_overlap(intervals) -> int:
+    """The most intervals [start, end] that hold one same instant."""
+    events = sorted(
+        [(_dt(s), 1) for s, _e in intervals] + [(_dt(e), -1) for _s, e in intervals],
+        key=lambda event: (event[0], event[1]),
+    )
+    running = peak = 0
+    for _at, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_channel_limit_holds_across_four_workers(registry, start_worker):
+    set_limit(registry, "root", 3)
+    enqueue(registry, "sleep_then_record", "job-{i}", 0.05, count=200)
+    workers = [start_worker("--concurrency", "4", *FAST) for _ in range(4)]
+    wait_for(lambda: all(worker_ready(registry, w) for w in workers), 60, "workers started")
+    running = sample_until(
+        lambda: query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")[0][0],
+        lambda: states(registry).get("done", 0) == 200,
+        90,
+        "200 jobs done",
+    )
+    assert max(running) <= 3
+    peak = max(running)
+    rows = query(registry, "SELECT started_at, completed_at FROM queue_job")
+    assert max_overlap(rows) <= 3
+    effects = query(registry, "SELECT started, ended FROM workerapp_effect")
+    assert len(effects) == 200
+    assert (
+        max_overlap([(datetime.fromtimestamp(s), datetime.fromtimestamp(e)) for s, e in effects])
+        <= 3
+    )
+    assert peak >= 2  # the limit was reached, not just respected by an idle system
+    assert len({r[0] for r in query(registry, "SELECT DISTINCT worker_id FROM queue_job")}) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_rate_limit_allows_no_second_with_more_starts(registry, start_worker):
+    set_limit(registry, "rated", 10, rate_limit=10)
+    enqueue(registry, "noop", count=30, channel="rated")
+    for _ in range(2):
+        start_worker("--concurrency", "3", *FAST)
+    wait_for(lambda: states(registry).get("done", 0) == 30, 60, "30 rate-limited jobs done")
+    starts = sorted(_dt(r[0]) for r in query(registry, "SELECT started_at FROM queue_job"))
+    # no one-second window holds more than 10 starts: any 11 consecutive starts span >= 1 s
+    for first, eleventh in zip(starts, starts[10:], strict=False):
+        assert eleventh - first >= timedelta(seconds=1)
+
+
+@pytest.mark.timeout(60)
+def test_paused_channel_runs_nothing_while_others_run(registry, start_worker):
+    set_limit(registry, "paused", 0)
+    set_limit(registry, "root", 2)
+    paused = enqueue(registry, "noop", count=3, channel="paused")
+    enqueue(registry, "noop", count=5)
+    start_worker("--concurrency", "2", *FAST)
+    wait_for(lambda: states(registry).get("done", 0) == 5, 30, "the other channel drained")
+    sql = "SELECT state FROM queue_job WHERE id IN (%s, %s, %s)"
+    assert {r[0] for r in query(registry, sql, paused)} == {"pending"}
+
+
+@pytest.mark.timeout(60)
+def test_one_slot_runs_by_priority_then_fifo_and_waits_for_due_time(registry, start_worker):
+    enqueue(registry, "record", "p5-a", priority=5)
+    enqueue(registry, "record", "p1-a", priority=1)
+    enqueue(registry, "record", "p5-b", priority=5)
+    enqueue(registry, "record", "p1-b", priority=1)
+    enqueue(registry, "record", "p3", priority=3)
+    due = Datetime.now() + timedelta(seconds=2)
+    enqueue(registry, "record", "later", priority=0, eta=due)
+    start_worker("--concurrency", "1", *FAST)
+    wait_for(lambda: states(registry).get("done", 0) == 6, 30, "six jobs done")
+    names = [r[0] for r in query(registry, "SELECT name FROM workerapp_effect ORDER BY id")]
+    assert names[:5] == ["p1-a", "p1-b", "p3", "p5-a", "p5-b"]
+    [(started,)] = query(registry, "SELECT started FROM workerapp_effect WHERE name = 'later'")
+    assert datetime.fromtimestamp(started, UTC).replace(tzinfo=None) >= due
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_timed_out_jobs_are_killed_retried_once_then_failed(registry, start_worker, tmp_path):
+    set_limit(registry, "root", 10)
+    runs = tmp_path / "runs.log"
+    ids = enqueue(registry, "log_run_and_sleep", str(runs), 30, count=10, timeout=1, max_retries=1)
+    began = time.monotonic()
+    start_worker("--concurrency", "10", "--heartbeat-interval", "0.5")
+    wait_for(lambda: states(registry).get("failed", 0) == 10, 45, "ten timed-out jobs failed")
+    assert time.monotonic() - began < 40
+    rows = query(registry, "SELECT attempts, exc_name, exc_info FROM queue_job")
+    assert {(r[0], r[1]) for r in rows} == {(2, "job_worker.exceptions.TimeoutJobError")}
+    assert all(r[2].count("TimeoutJobError") == 2 for r in rows)
+    assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 0  # rolled back
+    by_job: dict[str, list[float]] = {}
+    for line in runs.read_text().splitlines():
+        job_uuid, _pid, at = line.split()
+        by_job.setdefault(job_uuid, []).append(float(at))
+    assert len(by_job) == len(ids)
+    for starts in by_job.values():  # two runs, the second after the first was killed + backoff
+        assert len(starts) == 2 and starts[1] - starts[0] > 5
+
+
+@pytest.mark.timeout(60)
+def test_killed_executor_job_is_requeued_and_done_once(registry, start_worker, tmp_path):
+    marker = tmp_path / "marker"
+    enqueue(registry, "stall_first_run", "once", str(marker))
+    start_worker("--concurrency", "2", *FAST)
+    pid = int(wait_for(lambda: marker.exists() and marker.read_text(), 30, "the first run"))
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: states(registry).get("done") == 1, 30, "the job done on its second run")
+    attempts, exc_name = query(registry, "SELECT attempts, exc_name FROM queue_job")[0]
+    assert (attempts, exc_name) == (1, "job_worker.exceptions.WorkerDiedJobError")
+    assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_jobs_of_a_killed_worker_are_completed_by_another(registry, start_worker):
+    set_limit(registry, "root", 20)
+    enqueue(registry, "sleep_then_record", "job-{i}", 4, count=20)
+    first = start_worker("--concurrency", "20", *FAST)
+    wait_for(lambda: states(registry).get("started") == 20, 60, "20 jobs running")
+    executors = first.executor_pids()
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    # its executors die with it: none of them can overlap the jobs' next runs
+    wait_for(
+        lambda: not any(os.path.exists(f"/proc/{p}") for p in executors),
+        10,
+        "the killed worker's executors gone",
+    )
+    killed_at = time.monotonic()
+    start_worker("--concurrency", "20", *FAST)
+    wait_for(lambda: states(registry).get("done") == 20, 60, "20 jobs done by the second worker")
+    assert time.monotonic() - killed_at < 60
+    names = Counter(r[0] for r in query(registry, "SELECT name FROM workerapp_effect"))
+    assert len(names) == 20 and set(names.values()) == {1}
+    rows = query(registry, "SELECT attempts, exc_name FROM queue_job")
+    assert set(rows) == {(1, "job_worker.exceptions.WorkerDiedJobError")}
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_lets_running_jobs_finish_and_exits_zero(registry, start_worker):
+    set_limit(registry, "root", 4)
+    enqueue(registry, "sleep_then_record", "job-{i}", 1.5, count=4)
+    worker = start_worker("--concurrency", "4", "--grace", "20", *FAST)
+    wait_for(lambda: states(registry).get("started") == 4, 30, "four jobs running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(25) == 0
+    assert states(registry) == {"done": 4}
+    assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 4
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_past_grace_returns_jobs_to_pending_without_an_attempt(registry, start_worker):
+    set_limit(registry, "root", 3)
+    enqueue(registry, "sleep_then_record", "job-{i}", 60, count=3)
+    worker = start_worker("--concurrency", "3", "--grace", "1", *FAST)
+    wait_for(lambda: states(registry).get("started") == 3, 30, "three jobs running")
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert time.monotonic() - began < 1 + 5
+    rows = query(registry, "SELECT state, attempts, worker_id FROM queue_job")
+    assert rows == [("pending", 0, None)] * 3
+    assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 0
+    stopped = query(registry, "SELECT stopped_at FROM queue_worker WHERE pid = %s", (worker.pid,))
+    assert stopped[0][0] is not None
+
+
+@pytest.mark.timeout(60)
+def test_second_signal_stops_at_once(registry, start_worker):
+    enqueue(registry, "sleep_then_record", "job", 60)
+    worker = start_worker("--concurrency", "1", "--grace", "60", *FAST)
+    wait_for(lambda: states(registry).get("started") == 1, 30, "the job running")
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: "worker.stopping" in worker.log(), 10, "the first signal handled")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(10) == 0
+    assert query(registry, "SELECT state, attempts FROM queue_job") == [("pending", 0)]
+
+
+@pytest.mark.timeout(60)
+def test_cancelled_running_job_is_stopped(registry, start_worker):
+    [job_id] = enqueue(registry, "sleep_then_record", "cancelled", 60)
+    start_worker("--concurrency", "1", *FAST)
+    wait_for(lambda: states(registry).get("started") == 1, 30, "the job running")
+    with registry.cursor() as cr:
+        from job_worker import SUPERUSER_ID, api
+
+        api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(job_id).cancel()
+    [next_id] = enqueue(registry, "record", "after")  # runs once the slot is free again
+    wait_for(lambda: states(registry).get("done") == 1, 20, "the slot free for the next job")
+    assert query(registry, "SELECT name FROM workerapp_effect") == [("after",)]
+    assert query(registry, "SELECT state FROM queue_job WHERE id = %s", (job_id,)) == [
+        ("cancelled",)
+    ]
+    assert next_id != job_id
+
+
+@pytest.mark.timeout(60)
+def test_failing_job_is_retried_then_failed_with_its_error(registry, start_worker):
+    enqueue(registry, "fail", "always", max_retries=2)
+    start_worker("--concurrency", "1", *FAST)
+    wait_for(lambda: states(registry).get("failed") == 1, 30, "the job failed")
+    attempts, exc_name, exc_info = query(
+        registry, "SELECT attempts, exc_name, exc_info FROM queue_job"
+    )[0]
+    assert (attempts, exc_name) == (3, "ValueError")
+    assert exc_info.count("always") >= 3
+
+
+@pytest.mark.timeout(60)
+def test_one_worker_serves_several_databases(
+    registry, make_registry, start_worker, tmp_path, db_url
+):
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    other = make_registry(["workerapp"], url=other_url)
+    enqueue(registry, "record", "first")
+    enqueue(other, "record", "second")
+    start_worker("--database", other_url, "--concurrency", "2", *FAST)
+    wait_for(
+        lambda: states(registry).get("done") == 1 and states(other).get("done") == 1,
+        30,
+        "a job done in each database",
+    )
+    assert query(other, "SELECT name FROM workerapp_effect") == [("second",)]
+
+
+@pytest.mark.timeout(60)
+def test_json_logs_carry_event_keys(registry, start_worker):
+    import json
+
+    worker = start_worker("--concurrency", "1", "--log-format", "json", *FAST)
+    wait_for(lambda: worker_ready(registry, worker), 30, "worker started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    events = [json.loads(line)["event"] for line in worker.log().splitlines() if line]
+    assert {"worker.starting", "worker.stopping", "worker.stopped"} <= set(events)

@@ -1,0 +1,242 @@
+"""The job store's named operations, one conformance suite over both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from worker_helpers import enqueue, query, set_limit
+
+from job_worker.db import jobstore
+from job_worker.orm.fields import Datetime
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def store(registry):
+    return jobstore.for_backend(registry.backend)
+
+
+@pytest.fixture
+def claim(registry, store):
+    session = store.session(role="supervisor")
+
+    def claim(wanted: int = 10, worker_id: str = "w1", default_limit: int = 1, channels=None):
+        cr = session.cursor(registry)
+        try:
+            return store.claim(
+                cr,
+                worker_id=worker_id,
+                wanted=wanted,
+                default_limit=default_limit,
+                channels=channels,
+            )
+        finally:
+            cr.close()
+
+    yield claim
+    session.close()
+
+
+def test_claim_orders_by_priority_then_due_time_then_id(registry, claim):
+    set_limit(registry, "root", 10)
+    now = Datetime.now()
+    late = enqueue(registry, "noop", priority=5)
+    early_due = enqueue(registry, "noop", priority=5, eta=now - timedelta(seconds=30))
+    urgent = enqueue(registry, "noop", priority=1)
+    second = enqueue(registry, "noop", priority=5)
+    jobs = claim(10).jobs
+    assert [j.id for j in jobs] == [*urgent, *early_due, *late, *second]
+    assert {row[0] for row in query(registry, "SELECT state FROM queue_job")} == {"started"}
+
+
+def test_future_jobs_are_invisible_until_due(registry, claim):
+    enqueue(registry, "noop", eta=timedelta(seconds=60))
+    result = claim(5)
+    assert result.jobs == []
+    assert result.retry_in is not None and 55 < result.retry_in <= 60
+
+
+def test_claim_marks_jobs_started_by_the_worker(registry, claim):
+    [job_id] = enqueue(registry, "noop")
+    [job] = claim(1, worker_id="me").jobs
+    assert job.id == job_id and job.call["method_name"] == "noop"
+    state, worker, started, heartbeat = query(
+        registry, "SELECT state, worker_id, started_at, heartbeat FROM queue_job"
+    )[0]
+    assert (state, worker) == ("started", "me") and started and heartbeat
+
+
+def test_channel_limit_counts_running_jobs(registry, claim):
+    set_limit(registry, "root", 2)
+    enqueue(registry, "noop", count=5)
+    assert len(claim(10).jobs) == 2
+    assert claim(10).jobs == []  # both still running
+
+
+def test_channel_without_row_uses_the_default_limit(registry, claim):
+    enqueue(registry, "noop", count=5, channel="free")
+    assert len(claim(10, default_limit=3).jobs) == 3
+
+
+def test_limit_zero_pauses_a_channel_and_others_still_run(registry, claim):
+    set_limit(registry, "paused", 0)
+    set_limit(registry, "root", 5)
+    enqueue(registry, "noop", count=3, channel="paused")
+    other = enqueue(registry, "noop", count=2)
+    assert sorted(j.id for j in claim(10).jobs) == other
+
+
+def test_a_full_channel_never_blocks_others(registry, claim):
+    set_limit(registry, "busy", 1)
+    set_limit(registry, "root", 5)
+    busy = enqueue(registry, "noop", count=3, channel="busy", priority=0)
+    other = enqueue(registry, "noop", count=2, priority=9)
+    first = claim(10).jobs
+    assert [j.id for j in first] == [busy[0], *other]
+    assert claim(10).jobs == []
+
+
+def test_rate_limit_spaces_starts_by_one_over_rate(registry, claim):
+    set_limit(registry, "rated", 10, rate_limit=4)
+    enqueue(registry, "noop", count=5, channel="rated")
+    assert len(claim(10).jobs) == 1
+    again = claim(10)
+    assert again.jobs == [] and again.retry_in is not None and 0 < again.retry_in <= 0.25
+
+
+def test_channels_filter(registry, claim):
+    set_limit(registry, "a", 5)
+    set_limit(registry, "b", 5)
+    enqueue(registry, "noop", channel="a")
+    b = enqueue(registry, "noop", channel="b")
+    assert [j.id for j in claim(10, channels=["b"]).jobs] == b
+
+
+def test_begin_job_refuses_a_job_no_longer_started_by_the_worker(registry, store, claim):
+    [job_id] = enqueue(registry, "noop")
+    claim(1, worker_id="me")
+    session = store.session(role="executor")
+    try:
+        cr = session.cursor(registry)
+        assert store.begin_job(cr, job_id, "me")
+        cr.rollback()
+        assert not store.begin_job(cr, job_id, "someone-else")
+        cr.rollback()
+        query(registry, "UPDATE queue_job SET state = 'cancelled'")
+        assert not store.begin_job(cr, job_id, "me")
+        cr.close()
+    finally:
+        session.close()
+
+
+def test_not_running_lists_jobs_taken_away(registry, store, claim):
+    ids = enqueue(registry, "noop", count=2, channel="x")
+    set_limit(registry, "x", 2)
+    claim(2, worker_id="me")
+    query(registry, "UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (ids[0],))
+    with registry.cursor() as cr:
+        assert store.not_running(cr, "me", ids) == {ids[0]}
+
+
+def test_stale_jobs_are_those_without_heartbeat(registry, store, claim):
+    [job_id] = enqueue(registry, "noop")
+    claim(1, worker_id="gone:1:x")
+    with registry.cursor() as cr:
+        now = store.now(cr)
+        assert store.stale_jobs(cr, now - timedelta(seconds=30)) == []
+    with registry.cursor() as cr:
+        [stale] = store.stale_jobs(cr, now + timedelta(seconds=1))
+    assert (stale.id, stale.worker_id) == (job_id, "gone:1:x")
+
+
+def test_postgres_never_reclaims_a_job_whose_executor_session_lives(registry, store, claim, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("sessions and advisory locks are PostgreSQL's")
+    [job_id] = enqueue(registry, "noop")
+    claim(1, worker_id="w")
+    session = store.session(role="executor")
+    try:
+        running = session.cursor(registry)
+        assert store.begin_job(running, job_id, "w")  # the executor's transaction is open
+        with registry.cursor() as cr:
+            assert not store.executor_gone(cr, job_id)
+            assert store.stale_jobs(cr, store.now(cr) + timedelta(seconds=5)) == []
+        running.rollback()
+        running.close()
+        with registry.cursor() as cr:
+            assert store.executor_gone(cr, job_id)
+    finally:
+        session.close()
+
+
+def test_elect_gives_the_role_to_one_holder(registry, store):
+    first, second = store.session(role="supervisor"), store.session(role="supervisor")
+    try:
+        assert store.elect(first, "maintenance", "a", ttl=30)
+        assert not store.elect(second, "maintenance", "b", ttl=30)
+        assert store.elect(first, "maintenance", "a", ttl=30)  # kept
+    finally:
+        first.close()
+        second.close()
+
+
+def test_enqueue_notifies_listeners_at_commit_only(registry, store, db_url):
+    listener = store.listener()
+    listener.open()
+    try:
+        listener.woken()  # whatever happened before
+        with registry.cursor() as cr:
+            from job_worker import SUPERUSER_ID, api
+
+            api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"].with_delay().noop()
+            cr.rollback()
+        if db_url.startswith("postgresql"):
+            assert not listener.woken()
+        enqueue(registry, "noop")
+        import time
+
+        deadline = time.monotonic() + 5
+        while not listener.woken():
+            assert time.monotonic() < deadline, "no wake-up after a committed enqueue"
+            time.sleep(0.01)
+    finally:
+        listener.close()
+
+
+def test_claims_of_concurrent_sessions_never_exceed_the_limit(registry, store):
+    """Two claimers racing: the claim lock makes the counts exact."""
+    set_limit(registry, "root", 3)
+    enqueue(registry, "noop", count=20)
+    import threading
+
+    got: list[int] = []
+    errors: list[BaseException] = []
+
+    def claimer(name: str) -> None:
+        session = store.session(role="supervisor")
+        try:
+            for _ in range(10):
+                cr = session.cursor(registry)
+                try:
+                    got.extend(
+                        j.id
+                        for j in store.claim(cr, worker_id=name, wanted=2, default_limit=1).jobs
+                    )
+                except (psycopg.Error, Exception) as exc:  # SQLite may be busy: retry
+                    if "locked" not in str(exc):
+                        errors.append(exc)
+                finally:
+                    cr.close()
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(got) == 3 == len(set(got))
