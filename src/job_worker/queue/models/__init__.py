@@ -1,2 +1,3 @@
-from . import base, dependency, job, limit, maintenance, worker  # noqa: F401
-from . import coordination  # noqa: F401  (after the models it extends)
+# coordination extends queue.job, queue.limit and queue.maintenance: it is imported after them
+from . import base, dependency, job, limit, maintenance, worker  # noqa: F401, I001
+from . import coordination  # noqa: F401
