@@ -28,9 +28,14 @@ from typing import Any
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor
 
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
-sqlite3.register_adapter(datetime, lambda value: value.strftime(DATETIME_FORMAT))
+def format_datetime(value: datetime) -> str:
+    """The stored text of a datetime: ``YYYY-MM-DD HH:MM:SS.ffffff``, always with
+    microseconds, so that text order is time order."""
+    return value.isoformat(" ", "microseconds")
+
+
+sqlite3.register_adapter(datetime, format_datetime)
 sqlite3.register_adapter(date, lambda value: value.isoformat())
 
 _TYPES = {
@@ -209,7 +214,7 @@ def _literal(value: Any) -> str:
 
 def _json_scalar(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.strftime(DATETIME_FORMAT)
+        return format_datetime(value)
     if isinstance(value, date):
         return value.isoformat()
     return value

@@ -75,6 +75,7 @@ class BaseModel(metaclass=MetaModel):
     pool: ClassVar[Registry]
     _fields: ClassVar[dict[str, ofields.Field]] = {}
     _column_fields: ClassVar[tuple[ofields.Field, ...]] = ()
+    _insert_sql_cache: ClassVar[dict[tuple[int, str], str]] = {}
 
     id = ofields.Id()
 
@@ -505,8 +506,6 @@ class BaseModel(metaclass=MetaModel):
         """INSERT rows (cache form) in batches; ``conflict`` is an ON CONFLICT clause,
         with which fewer ids than rows may come back."""
         fields_ = self._column_fields
-        columns = ", ".join(f'"{f.name}"' for f in fields_)
-        one = "(" + ", ".join(["%s"] * len(fields_)) + ")"
         # stay under the parameters one statement may carry (SQLite: 32766)
         batch_size = max(1, min(INSERT_BATCH, MAX_PARAMS // max(1, len(fields_))))
         ids: list[int] = []
@@ -514,14 +513,26 @@ class BaseModel(metaclass=MetaModel):
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             params = [f.to_column(row[f.name]) for row in batch for f in fields_]
-            cr.execute(
-                f'INSERT INTO "{self._table}" ({columns}) VALUES {", ".join([one] * len(batch))}'
-                f" {conflict} RETURNING id",
-                params,
-            )
+            cr.execute(self._insert_sql(len(batch), conflict), params)
             # ids come from one sequence in row order within a statement
             ids.extend(sorted(row[0] for row in cr.fetchall()))
         return ids
+
+    @classmethod
+    def _insert_sql(cls, count: int, conflict: str) -> str:
+        """The INSERT of ``count`` rows, built once per model and shape."""
+        key = (count, conflict)
+        sql = cls._insert_sql_cache.get(key)
+        if sql is None:
+            columns = ", ".join(f'"{f.name}"' for f in cls._column_fields)
+            one = "(" + ", ".join(["%s"] * len(cls._column_fields)) + ")"
+            sql = (
+                f'INSERT INTO "{cls._table}" ({columns}) VALUES {", ".join([one] * count)}'
+                f" {conflict} RETURNING id"
+            )
+            if len(cls._insert_sql_cache) < 64:
+                cls._insert_sql_cache[key] = sql
+        return sql
 
     def write(self, vals: dict[str, Any]) -> bool:
         """Write the same values on every record of the set.

@@ -175,6 +175,7 @@ class Registry:
             cls._column_fields = tuple(
                 f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
             )
+            cls._insert_sql_cache = {}
         self.inverses = relations.inverse_map(self.models.values())
 
     # -- transactions -------------------------------------------------------------
