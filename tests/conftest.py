@@ -43,7 +43,9 @@ def pg_database() -> Iterator[str]:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (JOB_WORKER_REQUIRE_POSTGRES) but unreachable: {exc}")
+            pytest.fail(
+                f"PostgreSQL is required (JOB_WORKER_REQUIRE_POSTGRES) but unreachable: {exc}"
+            )
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc}")
     with admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')

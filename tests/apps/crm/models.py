@@ -33,6 +33,8 @@ class Lead(models.Model):
     won = fields.Boolean()
     deadline = fields.Date()
     contacted_at = fields.Datetime()
-    stage = fields.Selection([("new", "New"), ("qualified", "Qualified"), ("won", "Won")], default="new")
+    stage = fields.Selection(
+        [("new", "New"), ("qualified", "Qualified"), ("won", "Won")], default="new"
+    )
     data = fields.Json()
     partner_id = fields.Many2one("res.partner", ondelete="cascade")
