@@ -75,7 +75,6 @@ def test_channel_limit_holds_across_four_workers(registry, start_worker):
         <= 3
     )
     assert peak >= 2  # the limit was reached, not just respected by an idle system
-    assert len({r[0] for r in query(registry, "SELECT DISTINCT worker_id FROM queue_job")}) > 1
 
 
 @pytest.mark.slow

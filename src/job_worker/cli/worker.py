@@ -35,6 +35,13 @@ from .main import split_modules
     help="Executor processes, each running one job at a time.",
 )
 @click.option(
+    "--batch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs given to an idle executor at once under a backlog (each in its own transaction).",
+)
+@click.option(
     "--default-limit",
     default=1,
     show_default=True,
@@ -108,6 +115,7 @@ def worker(
     databases: tuple[str, ...],
     load: tuple[str, ...],
     concurrency: int,
+    batch: int,
     default_limit: int,
     channels: tuple[str, ...],
     grace: float,
@@ -126,6 +134,7 @@ def worker(
             databases=tuple(databases),
             modules=tuple(split_modules(load)),
             concurrency=concurrency,
+            batch=batch,
             default_limit=default_limit,
             channels=tuple(channels),
             grace=grace,

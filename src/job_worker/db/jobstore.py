@@ -207,6 +207,8 @@ class JobStore(ABC):
     """The worker's operations on one database. Get one with :func:`for_backend`."""
 
     dialect: str
+    channel_state_sql = CHANNEL_STATE
+    next_scheduled_sql = NEXT_SCHEDULED
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -237,7 +239,7 @@ class JobStore(ABC):
         if wanted <= 0:
             return Claim([])
         self._lock_claims(cr)
-        cr.execute(CHANNEL_STATE, ())
+        cr.execute(self.channel_state_sql, ())
         rows = cr.fetchall()
         # read after the channel state: every job that state saw finish finished before
         # `now`, so recorded start and end times agree with the limits
@@ -248,7 +250,7 @@ class JobStore(ABC):
             cr.execute(MARK_RATE_LIMITED_START, (now, channel))
         retry_in = plan.retry_in
         if len(jobs) < wanted:
-            cr.execute(NEXT_SCHEDULED, (now,))
+            cr.execute(self.next_scheduled_sql, (now,))
             row = cr.fetchone()
             due = _as_datetime(row[0]) if row else None
             if due is not None:

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..orm.fields import Datetime
 from .jobstore import (
+    CHANNEL_STATE,
     CLAIM_COLUMNS,
+    NEXT_SCHEDULED,
     ChannelPlan,
     ClaimedJob,
     JobStore,
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 # The best due jobs of one channel (SQLite has no LATERAL: one query per channel
 # with room, each an index range scan of the pending index).
 TAKE_CHANNEL = """
-SELECT id, priority, scheduled_at FROM queue_job
+SELECT id, priority, scheduled_at FROM queue_job INDEXED BY queue_job_pending
  WHERE state = 'pending' AND channel = %s AND scheduled_at <= %s
  ORDER BY priority, scheduled_at, id LIMIT %s
 """
@@ -117,6 +119,15 @@ class JobCursor(SqliteCursor):
 class SqliteJobStore(JobStore):
     dialect = "sqlite"
     backend: SqliteBackend
+    # Without statistics SQLite's planner prefers any (state, ...) index for
+    # "state = 'pending'" and then scans every pending job: name the partial indexes.
+    channel_state_sql = CHANNEL_STATE.replace(
+        "FROM queue_job WHERE state = 'pending'",
+        "FROM queue_job INDEXED BY queue_job_pending WHERE state = 'pending'",
+    )
+    next_scheduled_sql = NEXT_SCHEDULED.replace(
+        "FROM queue_job WHERE", "FROM queue_job INDEXED BY queue_job_pending_due WHERE"
+    )
 
     #: how long the supervisor waits for the write lock before retrying on its next turn
     supervisor_busy_timeout = 0.5

@@ -9,7 +9,9 @@ rolls the job's writes back and is recorded in a separate transaction
 (:func:`job_worker.queue.states.record_failure`); if the database is gone,
 the supervisor records it later.
 
-Messages from the supervisor: ``("run", db_index, ClaimedJob)``, ``("stop",)``.
+Messages from the supervisor: ``("run", db_index, [ClaimedJob, ...])`` (run them one
+after the other, each in its own transaction), ``("drain",)`` (give back the jobs of
+the batch not begun yet: ``("skipped",)``), ``("stop",)``.
 To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
 ``("begin", db_index, job_id)`` (jobs with a timeout: it starts now),
 ``("finished", db_index, job_id, outcome)``, ``("wake", db_index)``.
@@ -27,6 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from ..db import jobstore
 from ..exceptions import FailedJobError, RetryableJobError
@@ -42,6 +45,8 @@ _logger = logging.getLogger(__name__)
 
 #: exit status of an executor whose supervisor died
 ORPHANED = 70
+#: seconds an executor waits for an unreachable database before it gives a job back
+CONNECT_PATIENCE = 60.0
 
 
 @dataclass(frozen=True)
@@ -134,12 +139,24 @@ class Executor:
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
         call = job.decoded_call()
-        cr = session.cursor(registry)
+        cr = self._cursor(session, registry)
         if session.session_id != self.reported_sessions.get(db_index):
             self.reported_sessions[db_index] = session.session_id
             self._send(("session", db_index, session.session_id))
         try:
-            if not store.begin_job(cr, job.id, self.worker_id):
+            try:
+                began = store.begin_job(cr, job.id, self.worker_id)
+            except Exception:
+                if not session.broken:
+                    raise
+                # the connection was dead before the job began: give it back, uncounted
+                _logger.warning(
+                    "database connection lost before job %s began",
+                    job.uuid,
+                    extra={"event": "job.not_begun", "job_uuid": job.uuid},
+                )
+                return ("skipped",)
+            if not began:
                 return ("lost",)
             if job.timeout > 0:  # the timeout runs from here, not from the dispatch
                 self._send(("begin", db_index, job.id))
@@ -165,6 +182,21 @@ class Executor:
         finally:
             cr.close()  # rolls back whatever is left of the job's transaction
         return self.record(db_index, job, report, failure)
+
+    @staticmethod
+    def _cursor(session: jobstore.Session, registry: Registry) -> Any:
+        """The job's transaction. The job has not begun yet: while the database is away
+        (restarting), wait for it rather than count an attempt against the job."""
+        delay, waited = 0.1, 0.0
+        while True:
+            try:
+                return session.cursor(registry)
+            except Exception:
+                if waited >= CONNECT_PATIENCE:
+                    raise
+                time.sleep(delay)  # backing off from a database that is down
+                waited += delay
+                delay = min(delay * 2, 2.0)
 
     def record(
         self, db_index: int, job: jobstore.ClaimedJob, report: FailureReport, exc: BaseException
@@ -228,9 +260,24 @@ class Executor:
                 return
             if message[0] == "stop":
                 return
-            _, db_index, job = message
-            outcome = self.run(db_index, job)
-            self._send(("finished", db_index, job.id, outcome))
+            if message[0] != "run":
+                continue  # a "drain" that came after its batch ended
+            _, db_index, jobs = message
+            for index, job in enumerate(jobs):
+                if index and self._drain_requested():
+                    for skipped in jobs[index:]:
+                        self._send(("finished", db_index, skipped.id, ("skipped",)))
+                    break
+                outcome = self.run(db_index, job)
+                self._send(("finished", db_index, job.id, outcome))
+
+    def _drain_requested(self) -> bool:
+        """Whether the supervisor asked to give back the jobs not begun (it is stopping)."""
+        drain = False
+        while self.conn.poll():
+            if self.conn.recv()[0] == "drain":
+                drain = True
+        return drain
 
     def close(self) -> None:
         for session in self.sessions.values():

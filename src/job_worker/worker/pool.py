@@ -43,15 +43,23 @@ class Child:
     process: BaseProcess
     conn: Connection
     ready: bool = False
-    job: RunningJob | None = None
+    #: the jobs given to it, in the order it runs them; the first one is running
+    queue: list[RunningJob] = field(default_factory=list)
     #: database session of this executor, per database (to end it after a kill)
     sessions: dict[int, int | None] = field(default_factory=dict)
     #: why the supervisor killed it: "timeout", "cancelled" or "stop"
     kill_reason: str | None = None
+    #: when it was last given jobs or finished one (to measure how long jobs take)
+    mark: float = 0.0
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def job(self) -> RunningJob | None:
+        """The job it is running (or about to begin)."""
+        return self.queue[0] if self.queue else None
 
 
 class ExecutorPool:
@@ -103,20 +111,35 @@ class ExecutorPool:
         return next((c for c in self.children.values() if c.process.sentinel == sentinel), None)
 
     def idle(self) -> list[Child]:
-        return [
-            c for c in self.children.values() if c.ready and c.job is None and not c.kill_reason
-        ]
+        return [c for c in self.children.values() if c.ready and not c.queue and not c.kill_reason]
 
     def busy(self) -> list[Child]:
-        return [c for c in self.children.values() if c.job is not None]
+        return [c for c in self.children.values() if c.queue]
 
     # -- running and stopping -----------------------------------------------------
 
-    def dispatch(self, child: Child, db_index: int, job: ClaimedJob, now: float) -> None:
-        # provisional: the executor says when the job really begins (see on_begin)
-        deadline = now + job.timeout + START_ALLOWANCE if job.timeout > 0 else None
-        child.job = RunningJob(db_index, job, now, deadline)
-        child.conn.send(("run", db_index, job))
+    def dispatch(self, child: Child, db_index: int, jobs: list[ClaimedJob], now: float) -> None:
+        """Give ``jobs`` to ``child``, which runs them one after the other, each in its
+        own transaction."""
+        child.queue = [RunningJob(db_index, job, now, None) for job in jobs]
+        child.mark = now
+        self._provisional_deadline(child, now)
+        child.conn.send(("run", db_index, jobs))
+
+    def finish(self, child: Child, job_id: int, now: float) -> RunningJob | None:
+        """The child is done with ``job_id`` (its first job); returns it."""
+        if not child.queue or child.queue[0].job.id != job_id:
+            return None
+        running = child.queue.pop(0)
+        self._provisional_deadline(child, now)
+        return running
+
+    @staticmethod
+    def _provisional_deadline(child: Child, now: float) -> None:
+        # the executor says when the job really begins ("begin"): this one holds until then
+        running = child.job
+        if running is not None and running.job.timeout > 0:
+            running.deadline = now + running.job.timeout + START_ALLOWANCE
 
     def kill(self, child: Child, reason: str) -> None:
         """SIGKILL: a job cannot block or catch it. The death is handled when its
@@ -142,7 +165,7 @@ class ExecutorPool:
         """Stop idle executors politely and kill the rest; wait for all of them."""
         for child in list(self.children.values()):
             try:
-                if child.job is None:
+                if not child.queue:
                     child.conn.send(("stop",))
                 else:
                     self.kill(child, "stop")

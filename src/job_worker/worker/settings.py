@@ -13,6 +13,9 @@ class WorkerSettings:
     modules: tuple[str, ...] = ()
     #: executor processes, each running one job at a time
     concurrency: int = 2
+    #: jobs given to an idle executor at once when more are due than executors are idle
+    #: (each still runs in its own transaction)
+    batch: int = 8
     #: limit of channels without a queue.limit row (0 would pause them)
     default_limit: int = 1
     #: only take jobs of these channels (empty: every channel)
@@ -41,6 +44,7 @@ class WorkerSettings:
         checks = [
             ("databases", bool(self.databases), "at least one database URL"),
             ("concurrency", self.concurrency >= 1, "an int >= 1"),
+            ("batch", self.batch >= 1, "an int >= 1"),
             ("default_limit", self.default_limit >= 0, "an int >= 0"),
             ("grace", self.grace >= 0, "seconds >= 0"),
             ("heartbeat_interval", self.heartbeat_interval > 0, "seconds > 0"),

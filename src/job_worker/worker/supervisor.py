@@ -33,6 +33,8 @@ from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
 
+#: jobs shorter than this on average (seconds) are given to executors in batches
+BATCH_BELOW = 0.01
 #: longest sleep of the loop, so that nothing waits on a lost wake-up for long
 MAX_WAIT = 1.0
 #: how long owed state changes are retried at shutdown before the stale-job reclaim is
@@ -57,6 +59,8 @@ class Supervisor:
         self.stop_deadline: float | None = None
         self._signal_r, self._signal_w = os.pipe()
         self._next_producer = 0
+        #: moving average of the seconds an executor spends per job (unknown: long)
+        self.job_time = 1.0
 
     # -- signals --------------------------------------------------------------------
 
@@ -79,6 +83,12 @@ class Supervisor:
         if self.signals and not self.stopping:
             self.stopping = True
             self.stop_deadline = now + self.settings.grace
+            for child in self.pool.busy():
+                if len(child.queue) > 1:
+                    try:
+                        child.conn.send(("drain",))  # give back what was not begun
+                    except OSError:
+                        pass  # it died: its sentinel says so
             _logger.info(
                 "stopping: %d job(s) running, %.0f s to finish",
                 len(self.pool.busy()),
@@ -138,21 +148,28 @@ class Supervisor:
             producer = self.producers[(self._next_producer + step) % count]
             if not producer.wants_to_claim(now):
                 continue
-            jobs = producer.claim(now, len(idle))
-            for child, job in zip(idle, jobs, strict=False):
-                self.pool.dispatch(child, producer.db_index, job, now)
+            # batches only for short jobs: a long job would hold the rest of its batch back
+            per_executor = self.settings.batch if self.job_time < BATCH_BELOW else 1
+            jobs = producer.claim(now, len(idle) * per_executor)
+            # round robin: with fewer jobs than executors each gets one; under a backlog
+            # each gets a batch, and the best jobs are still begun first
+            share = min(len(idle), len(jobs))
+            for index, child in enumerate(idle[:share]):
+                batch = jobs[index::share]
+                self.pool.dispatch(child, producer.db_index, batch, now)
                 if _logger.isEnabledFor(logging.DEBUG):
-                    _logger.debug(
-                        "job %s started on executor %s",
-                        job.uuid,
-                        child.slot,
-                        extra={
-                            "event": "job.started",
-                            "job_id": job.id,
-                            "job_uuid": job.uuid,
-                            "slot": child.slot,
-                        },
-                    )
+                    for job in batch:
+                        _logger.debug(
+                            "job %s given to executor %s",
+                            job.uuid,
+                            child.slot,
+                            extra={
+                                "event": "job.claimed",
+                                "job_id": job.id,
+                                "job_uuid": job.uuid,
+                                "slot": child.slot,
+                            },
+                        )
         self._next_producer = (self._next_producer + 1) % count
 
     def _enforce(self, now: float) -> None:
@@ -164,7 +181,7 @@ class Supervisor:
                 self.pool.kill(child, "timeout")
         for producer in self.producers:
             mine = [c for c in self.pool.busy() if c.job and c.job.db_index == producer.db_index]
-            taken = producer.tick(now, [c.job.job for c in mine if c.job])
+            taken = producer.tick(now, [r.job for c in mine for r in c.queue])
             for child in mine:
                 if child.job and child.job.job.id in taken and not child.kill_reason:
                     self._drain_messages(child)  # it may have just finished the job itself
@@ -234,19 +251,27 @@ class Supervisor:
             self.producers[message[1]].woken = True
         elif kind == "finished":
             _, db_index, job_id, outcome = message
-            running = child.job
-            if running is None or running.job.id != job_id:
+            finished_at = time.monotonic()
+            running = self.pool.finish(child, job_id, finished_at)
+            if running is None:
                 return
-            child.job = None
+            spent, child.mark = finished_at - child.mark, finished_at
+            self.job_time += (spent - self.job_time) * 0.2
             producer = self.producers[db_index]
             producer.woken = True  # a slot, and maybe a channel's capacity, came free
             if outcome[0] == "unrecorded":
                 producer.owe(PendingChange("failure", running.job, report=outcome[1]))
+            elif outcome[0] == "skipped":
+                producer.owe(PendingChange("stop", running.job, "given back before it began"))
 
     def _on_death(self, child: Child) -> None:
         self._drain_messages(child)  # a job it finished before dying counts as finished
         code = self.pool.reap(child)
         running, reason = child.job, child.kill_reason
+        for waiting in child.queue[1:]:  # given to it but not begun: back, nothing counted
+            self.producers[waiting.db_index].owe(
+                PendingChange("stop", waiting.job, "executor gone before the job began")
+            )
         if running is not None:
             job = running.job
             producer = self.producers[running.db_index]

@@ -1,0 +1,324 @@
+"""Worker speed: drain throughput, enqueue-to-start latency and memory, each against a
+baseline measured in the same run on the same machine.
+
+    python bench/bench_worker.py --database postgresql://127.0.0.1:5432/postgres
+    python bench/bench_worker.py --database sqlite
+
+Baseline: a bare SQL loop over the same ``queue_job`` table, in as many processes as
+the worker has executors, that claims one job (``SKIP LOCKED`` on PostgreSQL, under
+the write lock on SQLite), commits, marks it done and commits: the least any worker
+with a durable ``started`` state must do, with no Python above the driver.
+
+PostgreSQL runs in a schema of its own (dropped at the end); SQLite in a temporary
+file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+from job_worker import SUPERUSER_ID, Registry, api
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTRA: list[str] = []
+
+
+# -- databases ------------------------------------------------------------------------
+
+
+def fresh_database(target: str, workdir: Path) -> tuple[str, object]:
+    """A URL for an empty database, and what to drop afterwards."""
+    if target == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}", None
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(target, autocommit=True) as cnx:
+        cnx.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in target else "?"
+    return f"{target}{sep}options={quote(f'-csearch_path={schema}')}", (target, schema)
+
+
+def drop_database(dropping: object) -> None:
+    if dropping:
+        target, schema = dropping  # type: ignore[misc]
+        with psycopg.connect(target, autocommit=True) as cnx:
+            cnx.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def enqueue_noops(registry: Registry, count: int) -> float:
+    """Enqueue ``count`` no-op jobs in one transaction; returns jobs/s."""
+    began = time.perf_counter()
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        partner = env["res.partner"].browse([])
+        for _ in range(count):
+            partner.with_delay().exists()
+    return count / (time.perf_counter() - began)
+
+
+def reset(registry: Registry) -> None:
+    with registry.cursor() as cr:
+        cr.execute("DELETE FROM queue_job")
+        cr.execute("DELETE FROM queue_worker")
+
+
+# -- baseline ---------------------------------------------------------------------------
+
+PG_CLAIM = """UPDATE queue_job SET state = 'started', started_at = now()
+ WHERE id = (SELECT id FROM queue_job WHERE state = 'pending'
+              ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING id"""
+SQLITE_CLAIM = """UPDATE queue_job SET state = 'started', started_at = ?
+ WHERE id = (SELECT id FROM queue_job WHERE state = 'pending'
+              ORDER BY priority, scheduled_at, id LIMIT 1)
+RETURNING id"""
+
+
+def _baseline_loop(url: str, done: multiprocessing.Value) -> None:  # type: ignore[valid-type]
+    count = 0
+    if url.startswith("sqlite"):
+        cnx = sqlite3.connect(url[len("sqlite:///") :], timeout=30, isolation_level=None)
+        cnx.execute("PRAGMA journal_mode=WAL")
+        cnx.execute("PRAGMA synchronous=NORMAL")
+        while True:
+            cnx.execute("BEGIN IMMEDIATE")
+            row = cnx.execute(SQLITE_CLAIM, (datetime.now(UTC).isoformat(),)).fetchone()
+            cnx.execute("COMMIT")
+            if row is None:
+                break
+            cnx.execute("BEGIN IMMEDIATE")
+            cnx.execute("UPDATE queue_job SET state = 'done' WHERE id = ?", (row[0],))
+            cnx.execute("COMMIT")
+            count += 1
+    else:
+        with psycopg.connect(url) as cnx:
+            while True:
+                row = cnx.execute(PG_CLAIM).fetchone()
+                cnx.commit()
+                if row is None:
+                    break
+                cnx.execute("UPDATE queue_job SET state = 'done' WHERE id = %s", (row[0],))
+                cnx.commit()
+                count += 1
+    with done.get_lock():
+        done.value += count
+
+
+def baseline(registry: Registry, url: str, jobs: int, processes: int) -> float:
+    reset(registry)
+    enqueue_noops(registry, jobs)
+    done = multiprocessing.Value("i", 0)
+    workers = [
+        multiprocessing.Process(target=_baseline_loop, args=(url, done)) for _ in range(processes)
+    ]
+    began = time.perf_counter()
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    elapsed = time.perf_counter() - began
+    assert done.value == jobs, (done.value, jobs)
+    return jobs / elapsed
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+def start_worker(url: str, concurrency: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "job_worker",
+            "worker",
+            "--database",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--default-limit",
+            str(concurrency),
+            "--log-level",
+            "WARNING",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
+def count_state(registry: Registry, state: str) -> int:
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT count(*) FROM queue_job WHERE state = %s", (state,))
+        return cr.fetchone()[0]
+
+
+def _dt(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def drain(registry: Registry, url: str, jobs: int, concurrency: int) -> tuple[float, dict]:
+    """Jobs/s from the first start to the last completion, with the worker already up."""
+    reset(registry)
+    enqueue_noops(registry, jobs)
+    process = start_worker(url, concurrency)
+    try:
+        wait(lambda: count_state(registry, "done") == jobs, 600, "the drain")
+        memory = rss_of_tree(process.pid)
+    finally:
+        stop_worker(process)
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT min(started_at), max(completed_at) FROM queue_job")
+        first, last = cr.fetchone()
+    return jobs / (_dt(last) - _dt(first)).total_seconds(), memory
+
+
+def latency(
+    registry: Registry, url: str, jobs: int, interval: float, concurrency: int
+) -> list[float]:
+    """Milliseconds from an enqueue's commit to its claim, on an idle worker."""
+    reset(registry)
+    process = start_worker(url, concurrency)
+    try:
+        wait(lambda: _worker_up(registry), 60, "the worker")
+        committed: dict[int, datetime] = {}
+        for _ in range(jobs):
+            with registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                job = env["res.partner"].browse([]).with_delay().exists()
+                job_id = job.id
+            committed[job_id] = datetime.now(UTC).replace(tzinfo=None)
+            time.sleep(interval)  # the enqueue rate of the scenario
+        wait(lambda: count_state(registry, "done") == jobs, 60, "the latency jobs")
+    finally:
+        stop_worker(process)
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT id, started_at FROM queue_job")
+        started = dict(cr.fetchall())
+    return sorted(
+        max((_dt(started[i]) - at).total_seconds() * 1000, 0.0) for i, at in committed.items()
+    )
+
+
+def _worker_up(registry: Registry) -> bool:
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT count(*) FROM queue_worker WHERE stopped_at IS NULL")
+        return cr.fetchone()[0] > 0
+
+
+def rss_of_tree(pid: int) -> dict:
+    """Resident memory (MiB) of the worker and of each of its descendants."""
+
+    def rss(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def children(p: int) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            return []
+
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children(current))
+    sizes = {p: rss(p) for p in tree}
+    return {"supervisor": sizes[pid], "others": sorted(v for p, v in sizes.items() if p != pid)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(round(q / 100 * (len(values) - 1)), len(values) - 1)]
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, load average at start {load[0]:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="'sqlite' or a PostgreSQL URL (a schema is created in it)",
+    )
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs drained")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--latency-jobs", type=int, default=300)
+    parser.add_argument("--interval", type=float, default=0.02, help="seconds between enqueues")
+    args = parser.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory() as workdir:
+        url, dropping = fresh_database(args.database, Path(workdir))
+        try:
+            registry = Registry(url, [])
+            if url.startswith("postgresql"):
+                with registry.cursor() as cr:
+                    cr.execute("SHOW server_version")
+                    print(f"PostgreSQL {cr.fetchone()[0]}")
+            bulk = enqueue_noops(registry, args.jobs)
+            base = baseline(registry, url, args.jobs, args.concurrency)
+            rate, memory = drain(registry, url, args.jobs, args.concurrency)
+            lat = latency(registry, url, args.latency_jobs, args.interval, args.concurrency)
+            registry.close()
+        finally:
+            drop_database(dropping)
+    kind = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"\n{kind}, {args.jobs} no-op jobs, {args.concurrency} executors")
+    print(f"  bulk enqueue (one transaction)   {bulk:9.0f} jobs/s")
+    print(f"  baseline claim+complete loop     {base:9.0f} jobs/s ({args.concurrency} processes)")
+    print(f"  worker drain                     {rate:9.0f} jobs/s  = {rate / base:.2f} x baseline")
+    print(
+        f"  enqueue-to-start latency (ms)    p50 {percentile(lat, 50):.1f}  "
+        f"p95 {percentile(lat, 95):.1f}  p99 {percentile(lat, 99):.1f}  "
+        f"(mean {statistics.mean(lat):.1f}, {len(lat)} jobs {args.interval * 1000:.0f} ms apart)"
+    )
+    print(
+        f"  memory (RSS, MiB)                supervisor {memory['supervisor']:.0f}, "
+        f"others {', '.join(f'{m:.0f}' for m in memory['others'])}"
+    )
+
+
+if __name__ == "__main__":
+    main()
