@@ -152,9 +152,8 @@ def test_stale_jobs_are_those_without_heartbeat(registry, store, claim):
     assert (stale.id, stale.worker_id) == (job_id, "gone:1:x")
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # sessions and advisory locks
 def test_postgres_never_reclaims_a_job_whose_executor_session_lives(registry, store, claim, db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("sessions and advisory locks are PostgreSQL's")
     [job_id] = enqueue(registry, "noop")
     claim(1, worker_id="w")
     session = store.session(role="executor")

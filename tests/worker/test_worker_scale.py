@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from worker_helpers import is_postgres, query, set_limit, states, wait_for, worker_ready
+from worker_helpers import query, set_limit, states, wait_for, worker_ready
 
 from job_worker import SUPERUSER_ID, api
 
@@ -111,10 +112,11 @@ def _tolerant(func):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # it restarts PostgreSQL
 def test_chaos_kills_and_a_database_restart_lose_and_double_nothing(registry, start_worker, db_url):
-    if not is_postgres(db_url):
-        pytest.skip("the chaos run restarts PostgreSQL")
     if not Path("/etc/postgresql").is_dir():
+        if os.environ.get("JOB_WORKER_REQUIRE_POSTGRES", "") not in ("", "0"):
+            pytest.fail("the chaos test restarts the local PostgreSQL cluster, and there is none")
         pytest.skip("no local PostgreSQL cluster to restart")
     set_limit(registry, "root", 6)
     with registry.cursor() as cr:
