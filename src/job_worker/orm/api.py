@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -77,9 +78,10 @@ class Environment(Mapping):
     def user(self) -> BaseModel:
         return self["res.users"].browse(self.uid)
 
-    @property
+    @functools.cached_property
     def company(self) -> BaseModel:
-        """The first of the context's ``allowed_company_ids``, else the user's company."""
+        """The first of the context's ``allowed_company_ids``, else the user's company
+        (worked out once per environment, as in Odoo)."""
         allowed = self.context.get("allowed_company_ids")
         if allowed:
             return self["res.company"].browse(allowed[0])

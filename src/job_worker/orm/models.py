@@ -76,6 +76,8 @@ class BaseModel(metaclass=MetaModel):
     _fields: ClassVar[dict[str, ofields.Field]] = {}
     _column_fields: ClassVar[tuple[ofields.Field, ...]] = ()
     _insert_sql_cache: ClassVar[dict[tuple[int, str], str]] = {}
+    #: (name, to_column or None when the cache form goes to the database as it is)
+    _column_converters: ClassVar[tuple[tuple[str, Any], ...]] = ()
 
     id = ofields.Id()
 
@@ -494,12 +496,17 @@ class BaseModel(metaclass=MetaModel):
         kept = [(id_, row) for id_, row in zip(ids, rows, strict=True) if row]
         for field in self._column_fields:
             name = field.name
-            cache.setdefault(name, {}).update((id_, row[name]) for id_, row in kept)
+            values = cache.get(name)
+            if values is None:
+                values = cache[name] = {}
+            for id_, row in kept:
+                values[id_] = row[name]
         relations.invalidate_inverses(self, [f.name for f in self._column_fields if f.relational])
-        records = self.browse(tuple(ids))
-        for record, x2many in zip(records, x2many_list, strict=True):
-            for name, commands in x2many.items():
-                relations.write_x2many(record, self._fields[name], commands)  # type: ignore[arg-type]
+        records = type(self)(self.env, tuple(ids))
+        if any(x2many_list):
+            for record, x2many in zip(records, x2many_list, strict=True):
+                for name, commands in x2many.items():
+                    relations.write_x2many(record, self._fields[name], commands)  # type: ignore[arg-type]
         return records
 
     def _insert_rows(self, rows: list[dict[str, Any]], conflict: str = "") -> list[int]:
@@ -512,7 +519,11 @@ class BaseModel(metaclass=MetaModel):
         cr = self.env.cr
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            params = [f.to_column(row[f.name]) for row in batch for f in fields_]
+            params = [
+                convert(row[name]) if convert else row[name]
+                for row in batch
+                for name, convert in self._column_converters
+            ]
             cr.execute(self._insert_sql(len(batch), conflict), params)
             # ids come from one sequence in row order within a statement
             ids.extend(sorted(row[0] for row in cr.fetchall()))

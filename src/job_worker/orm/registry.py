@@ -176,6 +176,10 @@ class Registry:
                 f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
             )
             cls._insert_sql_cache = {}
+            cls._column_converters = tuple(
+                (f.name, f.to_column if type(f).to_column is not _fields.Field.to_column else None)
+                for f in cls._column_fields
+            )
         self.inverses = relations.inverse_map(self.models.values())
 
     # -- transactions -------------------------------------------------------------

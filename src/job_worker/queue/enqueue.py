@@ -10,6 +10,8 @@ from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, sync_mode
 
 
 def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayable, str]]]:
+    if isinstance(root, Delayable) and not root._links:  # one job, no graph
+        return [root], []
     nodes = root._graph()
     delayables = sorted((n for n in nodes if isinstance(n, Delayable)), key=lambda d: d._sequence)
     edges: dict[tuple[int, int], tuple[Delayable, Delayable, str]] = {}
