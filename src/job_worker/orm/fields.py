@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 _counter = itertools.count()
 
 
+#: one compact encoder for every Json column (json.dumps with options builds one per call)
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 class Field:
     """Base class of every field type."""
 
@@ -311,7 +315,7 @@ class Json(Field):
         return value
 
     def to_column(self, value: Any) -> Any:
-        return None if value is None else json.dumps(value, separators=(",", ":"))
+        return None if value is None else _JSON_ENCODER.encode(value)
 
     def from_column(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
