@@ -100,15 +100,20 @@ def registry(make_registry) -> Registry:
     return make_registry(["crm"])
 
 
-@pytest.fixture
-def env(registry: Registry) -> Iterator[api.Environment]:
-    """A superuser environment on a cursor that is rolled back after the test."""
+def rolled_back_env(registry: Registry) -> Iterator[api.Environment]:
+    """A superuser environment on a new cursor, rolled back when the generator ends."""
     cr = registry.cursor()
     try:
         yield api.Environment(cr, SUPERUSER_ID, {})
     finally:
         cr.rollback()
         cr.close()
+
+
+@pytest.fixture
+def env(registry: Registry) -> Iterator[api.Environment]:
+    """A superuser environment on a cursor that is rolled back after the test."""
+    yield from rolled_back_env(registry)
 
 
 @pytest.fixture
@@ -120,9 +125,4 @@ def qregistry(make_registry) -> Registry:
 @pytest.fixture
 def qenv(qregistry: Registry) -> Iterator[api.Environment]:
     """A superuser environment on the job test app, rolled back after the test."""
-    cr = qregistry.cursor()
-    try:
-        yield api.Environment(cr, SUPERUSER_ID, {})
-    finally:
-        cr.rollback()
-        cr.close()
+    yield from rolled_back_env(qregistry)

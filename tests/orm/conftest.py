@@ -16,7 +16,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from job_worker import SUPERUSER_ID, Registry, api
+from job_worker import Registry, api
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -41,14 +41,9 @@ def shared_registry(request, tmp_path_factory) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def env(shared_registry: Registry) -> Iterator[api.Environment]:
-    """A superuser environment on a cursor rolled back after the test."""
-    cr = shared_registry.cursor()
-    try:
-        yield api.Environment(cr, SUPERUSER_ID, {})
-    finally:
-        cr.rollback()
-        cr.close()
+def registry(shared_registry: Registry) -> Registry:
+    """The shared registry: the suite's ``env`` fixture runs on it, rolled back after each test."""
+    return shared_registry
 
 
 @pytest.fixture

@@ -10,22 +10,13 @@ from pathlib import Path
 import pytest
 from worker_helpers import WorkerProcess
 
-from job_worker import SUPERUSER_ID, Registry, api
+from job_worker import Registry
 
 
 @pytest.fixture
 def registry(make_registry) -> Registry:
+    """The worker test app; the suite's ``env`` fixture runs on it."""
     return make_registry(["workerapp"])
-
-
-@pytest.fixture
-def env(registry: Registry) -> Iterator[api.Environment]:
-    cr = registry.cursor()
-    try:
-        yield api.Environment(cr, SUPERUSER_ID, {})
-    finally:
-        cr.rollback()
-        cr.close()
 
 
 @pytest.fixture
