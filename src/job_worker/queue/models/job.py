@@ -150,18 +150,8 @@ class QueueJob(models.Model):
         if not self._plain_create():
             return self.create(vals_list)
         now = fields.Datetime.now()
-        given = set(built[0]) if built else set()
-        constant: dict[str, Any] = {}
-        computed = []
-        for field in self._column_fields:
-            if field.name in given:
-                continue
-            if field.name in ("create_date", "write_date"):
-                constant[field.name] = now
-            elif callable(field.default):
-                computed.append(field)
-            else:
-                constant[field.name] = field.to_cache(field.default, self)
+        constant, computed = self._enqueue_defaults(frozenset(built[0]) if built else frozenset())
+        constant = {**constant, "create_date": now, "write_date": now}
         rows = []
         for vals, own in zip(vals_list, built, strict=True):
             changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
@@ -175,6 +165,27 @@ class QueueJob(models.Model):
                 row.update(columns)
             rows.append(row)
         return self._create(rows, [{}] * len(rows))
+
+    def _enqueue_defaults(self, given: frozenset[str]) -> tuple[dict[str, Any], list[Any]]:
+        """The columns an enqueue does not set: constant defaults in cache form, and
+        the fields whose default is computed per row. Worked out once per registry."""
+        cls = type(self)
+        known = cls.__dict__.get("_enqueue_defaults_cache")
+        if known is None:
+            known = {}
+            cls._enqueue_defaults_cache = known  # type: ignore[attr-defined]
+        if given not in known:
+            constant: dict[str, Any] = {}
+            computed = []
+            for field in self._column_fields:
+                if field.name in given or field.name in ("create_date", "write_date"):
+                    continue
+                if callable(field.default):
+                    computed.append(field)
+                else:
+                    constant[field.name] = field.to_cache(field.default, self)
+            known[given] = (constant, computed)
+        return known[given]
 
     @classmethod
     def _plain_create(cls) -> bool:
