@@ -219,7 +219,7 @@ class SqliteSession(Session):
 
     def _connect(self) -> sqlite3.Connection:
         if self._cnx is None:
-            cnx = self.backend._connect()  # same pragmas as every connection of the backend
+            cnx = self.backend.connect()  # same pragmas as every connection of the backend
             if self.role == "supervisor":
                 cnx.execute(
                     f"PRAGMA busy_timeout = {int(self.store.supervisor_busy_timeout * 1000)}"
@@ -285,7 +285,7 @@ class SqliteListener(Listener):
         except (BlockingIOError, OSError):
             pass
         if self._cnx is None:
-            self._cnx = self.backend._connect()
+            self._cnx = self.backend.connect()
         row = self._cnx.execute(DATA_VERSION).fetchone()
         version = row[0] if row else None
         if version != self._version:

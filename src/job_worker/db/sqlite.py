@@ -100,7 +100,9 @@ class SqliteBackend(Backend):
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def _connect(self) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
+        """A new connection with this backend's settings (WAL, busy timeout, foreign keys);
+        the pool and the worker's dedicated sessions both open theirs here."""
         cnx = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout,
@@ -120,7 +122,7 @@ class SqliteBackend(Backend):
                 self._pid = os.getpid()
             if self._idle:
                 return self._idle.pop()
-        return self._connect()
+        return self.connect()
 
     def _release(self, cnx: sqlite3.Connection, healthy: bool) -> None:
         if healthy and self._pid == os.getpid() and not cnx.in_transaction:
@@ -154,7 +156,7 @@ class SqliteBackend(Backend):
         ]
 
     def ilike(self, column: str) -> str:
-        # LIKE is case-sensitive on our connections (see _connect)
+        # LIKE is case-sensitive on our connections (see connect)
         return f"lower({column}) LIKE lower(%s)"
 
     # -- schema -----------------------------------------------------------------
