@@ -27,8 +27,16 @@ pytestmark = pytest.mark.timeout(150)
 CHROMIUM = os.environ.get("JOB_WORKER_CHROMIUM", "/usr/bin/chromium")
 APPS = str(Path(__file__).resolve().parents[1] / "apps")
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+# CI sets JOB_WORKER_REQUIRE_BROWSER: there a missing browser fails instead of skipping
+REQUIRE_BROWSER = os.environ.get("JOB_WORKER_REQUIRE_BROWSER", "") not in ("", "0")
+
+if REQUIRE_BROWSER:
+    import playwright.sync_api as playwright_sync
+else:
+    playwright_sync = pytest.importorskip("playwright.sync_api")
 if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+    if REQUIRE_BROWSER:
+        pytest.fail(f"no Chromium at {CHROMIUM} (JOB_WORKER_REQUIRE_BROWSER is set)", pytrace=False)
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 
