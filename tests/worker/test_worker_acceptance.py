@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from worker_helpers import (
+    FAST,
     enqueue,
     query,
     sample_until,
@@ -20,18 +21,6 @@ from worker_helpers import (
 )
 
 from job_worker.orm.fields import Datetime
-
-#: fast heartbeats and reclaim, short backoffs: the guarantees, not the defaults, are tested
-FAST = [
-    "--heartbeat-interval",
-    "0.5",
-    "--stale-after",
-    "3",
-    "--maintenance-interval",
-    "0.5",
-    "--max-backoff",
-    "1",
-]
 
 
 def _dt(value) -> datetime:

@@ -12,20 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from worker_helpers import query, set_limit, states, wait_for, worker_ready
+from worker_helpers import FAST, query, set_limit, states, wait_for, worker_ready
 
 from job_worker import SUPERUSER_ID, api
-
-FAST = [
-    "--heartbeat-interval",
-    "0.5",
-    "--stale-after",
-    "3",
-    "--maintenance-interval",
-    "0.5",
-    "--max-backoff",
-    "1",
-]
 
 #: the chaos load: the issue asks for 10,000 jobs; this suite must stay within a few minutes
 #: on a 2-core machine, so it runs fewer (the guarantee does not depend on the count)

@@ -16,6 +16,18 @@ from job_worker import SUPERUSER_ID, Registry, api
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
+#: fast heartbeats and reclaim, short backoffs: the guarantees, not the defaults, are tested
+FAST = [
+    "--heartbeat-interval",
+    "0.5",
+    "--stale-after",
+    "3",
+    "--maintenance-interval",
+    "0.5",
+    "--max-backoff",
+    "1",
+]
+
 
 def wait_for(
     predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05

@@ -7,8 +7,9 @@ import ipaddress
 import click
 
 from ..orm import SUPERUSER_ID, Environment
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT, STALE_SECONDS
+from ..queue.explain import STALE_SECONDS
 from .main import database_options, fail, open_registry
+from .output import default_limit_option
 
 MIN_SECRET = 16
 
@@ -37,12 +38,7 @@ def is_loopback(host: str) -> bool:
     help="Key signing the session cookies (at least 16 characters); required off loopback."
     " Without it a random key is made at start (sessions end with the process).",
 )
-@click.option(
-    "--default-limit",
-    default=DEFAULT_CHANNEL_LIMIT,
-    show_default=True,
-    help="Limit of a channel that has no queue.limit row (the workers' setting).",
-)
+@default_limit_option
 @click.option(
     "--stale-seconds",
     default=STALE_SECONDS,

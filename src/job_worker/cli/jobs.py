@@ -8,9 +8,9 @@ import click
 
 from ..monitoring import joblist, stats
 from ..orm import SUPERUSER_ID, Environment
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT, STALE_SECONDS, explain
+from ..queue.explain import STALE_SECONDS, explain
 from .main import database_options, fail, open_registry
-from .output import Output, json_option, state_style
+from .output import Output, default_limit_option, json_option, state_style
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -214,12 +214,7 @@ jobs.add_command(
     show_default=True,
     help="A worker without a heartbeat for this long is dead.",
 )
-@click.option(
-    "--default-limit",
-    default=DEFAULT_CHANNEL_LIMIT,
-    show_default=True,
-    help="Limit of a channel that has no queue.limit row (the workers' setting).",
-)
+@default_limit_option
 @json_option
 def explain_(
     database: str,

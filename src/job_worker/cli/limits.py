@@ -6,9 +6,8 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT
 from .main import database_options, fail, open_registry
-from .output import Output, json_option
+from .output import Output, default_limit_option, json_option
 
 COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
 
@@ -20,12 +19,7 @@ def limits() -> None:
 
 @limits.command("list")
 @database_options()
-@click.option(
-    "--default-limit",
-    default=DEFAULT_CHANNEL_LIMIT,
-    show_default=True,
-    help="Limit of a channel that has no queue.limit row (the workers' setting).",
-)
+@default_limit_option
 @json_option
 def list_(database: str, load: list[str], default_limit: int, as_json: bool) -> None:
     """Every channel with a limit or with active jobs."""

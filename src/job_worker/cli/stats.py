@@ -7,21 +7,15 @@ from datetime import timedelta
 import click
 
 from ..monitoring import kpis, stats
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT
 from .main import database_options, open_registry
-from .output import Output, json_option
+from .output import Output, default_limit_option, json_option
 
 LEVEL_STYLES = {"ok": "green", "warn": "yellow", "crit": "bold red", "info": ""}
 
 
 @click.command("stats")
 @database_options()
-@click.option(
-    "--default-limit",
-    default=DEFAULT_CHANNEL_LIMIT,
-    show_default=True,
-    help="Limit of a channel that has no queue.limit row (the workers' setting).",
-)
+@default_limit_option
 @json_option
 def stats_(database: str, load: list[str], default_limit: int, as_json: bool) -> None:
     """KPIs with their thresholds, channels and workers."""
