@@ -46,6 +46,18 @@ def test_create_with_one_dict_gives_one_record_and_with_a_list_gives_them_in_ord
     assert env["res.partner"].create([]).ids == []
 
 
+def test_each_created_record_gets_the_id_of_its_own_row(env):
+    # SQLite takes the id of a lone row from its rowid, of several from RETURNING:
+    # 501 records are one INSERT of 500 rows and one of a single row
+    alone = [env["res.partner"].create({"name": f"A{i}"}) for i in range(3)]
+    many = env["res.partner"].create([{"name": f"M{i}"} for i in range(501)])
+    records = [*alone, *many]
+    env.cr.execute(
+        "SELECT id, name FROM res_partner WHERE name LIKE 'A%%' OR name LIKE 'M%%' ORDER BY id"
+    )
+    assert env.cr.fetchall() == [(r.id, r.name) for r in records]
+
+
 def test_create_does_not_touch_the_list_it_is_given(env):
     vals = [{"name": "A"}]
     env["res.partner"].create(vals)

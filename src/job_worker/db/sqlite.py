@@ -85,6 +85,11 @@ class SqliteCursor(Cursor):
     def rowcount(self) -> int:
         return self._cur.rowcount
 
+    @property
+    def lastrowid(self) -> int:
+        """The id of the row the last INSERT of one row wrote (valid when rowcount is 1)."""
+        return self._cur.lastrowid
+
 
 class SqliteBackend(Backend):
     dialect = "sqlite"
