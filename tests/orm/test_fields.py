@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -224,6 +225,16 @@ def test_json_values_are_copied_on_the_way_in(env):
 
 def test_json_tuples_come_back_as_lists(env):
     assert reread(lead(env, data={"pair": (1, 2)})).data == {"pair": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, [], 'a"b', 3, 1.5, True, None, [{"email": "é@x.org", "n": [1, None, False]}]],
+)
+def test_json_is_stored_as_compact_text(value):
+    assert fields.Json().to_column(value) == (
+        None if value is None else json.dumps(value, separators=(",", ":"))
+    )
 
 
 def test_a_field_declared_with_an_unknown_option_is_refused_at_once():

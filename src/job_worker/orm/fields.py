@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,33 @@ _counter = itertools.count()
 
 #: one compact encoder for every Json column (json.dumps with options builds one per call)
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _json_text() -> Callable[[Any], str]:
+    """The text of a JSON value, as ``_JSON_ENCODER.encode`` gives it.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs more
+    than encoding a small value: this one is built once. Values in cache form
+    have been through ``json.dumps`` already (no cycles to look for).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the typeshed stubs
+    if make is None:  # a Python without the C accelerator
+        return _JSON_ENCODER.encode
+    encoder = make(
+        None,  # no cycle markers
+        _JSON_ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,  # no indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+    return lambda value: "".join(encoder(value, 0))
+
+
+_to_json_text = _json_text()
 
 
 class Field:
@@ -315,7 +343,7 @@ class Json(Field):
         return value
 
     def to_column(self, value: Any) -> Any:
-        return None if value is None else _JSON_ENCODER.encode(value)
+        return None if value is None else _to_json_text(value)
 
     def from_column(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
