@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ..orm.models import BaseModel
+
 if TYPE_CHECKING:
     from ..orm.api import Environment
 
@@ -27,26 +29,49 @@ ACCEPTED = (
 
 def encode(value: Any, path: str) -> Any:
     """The JSON form of ``value``; ``TypeError`` naming ``path`` if it cannot be stored."""
-    from ..orm.models import BaseModel
+    try:
+        return _encode(value)
+    except _Refused as exc:
+        raise TypeError(f"{path}{''.join(reversed(exc.steps))}: {exc}") from None
 
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
+
+class _Refused(Exception):
+    """A value that cannot be stored; ``steps`` lead to it from the outside in, reversed.
+
+    The path is only put together when a value is refused, so encoding good
+    arguments builds no path strings.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.steps: list[str] = []
+
+
+#: the types stored as they are (their subclasses go through the checks below)
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN or isinstance(value, str | int):  # bool is an int
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise TypeError(f"{path}: {value!r} cannot be stored as JSON")
+            raise _Refused(f"{value!r} cannot be stored as JSON")
         return value
     if isinstance(value, list):
-        return [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return _encode_items(value)
     if isinstance(value, tuple):
-        return {"$tuple": [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+        return {"$tuple": _encode_items(value)}
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"{path}: dict keys must be strings, got {key!r}")
-            out[key] = encode(item, f"{path}[{key!r}]")
+                raise _Refused(f"dict keys must be strings, got {key!r}")
+            try:
+                out[key] = _encode(item)
+            except _Refused as exc:
+                exc.steps.append(f"[{key!r}]")
+                raise
         if any(key.startswith("$") for key in out):
             return {"$dict": out}
         return out
@@ -60,9 +85,18 @@ def encode(value: Any, path: str) -> Any:
         return {"$uuid": str(value)}
     if isinstance(value, BaseModel):
         return {"$records": [value._name, list(value._ids)]}
-    raise TypeError(
-        f"{path}: cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}"
-    )
+    raise _Refused(f"cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}")
+
+
+def _encode_items(values: list | tuple) -> list:
+    out = []
+    for i, item in enumerate(values):
+        try:
+            out.append(_encode(item))
+        except _Refused as exc:
+            exc.steps.append(f"[{i}]")
+            raise
+    return out
 
 
 def decode(value: Any, env: Environment) -> Any:
