@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, cast
@@ -176,10 +177,13 @@ class Registry:
                 f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
             )
             cls._insert_sql_cache = {}
+            cls._column_values = staticmethod(_row_values([f.name for f in cls._column_fields]))
             cls._column_converters = tuple(
-                (f.name, f.to_column if type(f).to_column is not _fields.Field.to_column else None)
-                for f in cls._column_fields
+                (i, f.to_column)
+                for i, f in enumerate(cls._column_fields)
+                if type(f).to_column is not _fields.Field.to_column
             )
+            cls._relational_columns = tuple(f.name for f in cls._column_fields if f.relational)
         self.inverses = relations.inverse_map(self.models.values())
 
     # -- transactions -------------------------------------------------------------
@@ -233,3 +237,10 @@ def _load_modules(names: list[str]) -> list[ModuleType]:
     for name in names:
         load(name, ())
     return list(loaded.values())
+
+
+def _row_values(names: list[str]) -> Callable[[dict[str, Any]], tuple]:
+    """A function giving a row's values in the order of ``names`` (one C call)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    return lambda row: tuple(row[name] for name in names)
