@@ -145,6 +145,37 @@ def test_killed_executor_job_is_requeued_and_done_once(registry, start_worker, t
     assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 1
 
 
+@pytest.mark.timeout(90)
+def test_executor_dying_mid_batch_counts_the_attempt_of_the_job_it_was_running(
+    registry, start_worker, tmp_path
+):
+    set_limit(registry, "root", 20)
+    worker = start_worker("--concurrency", "1", "--batch", "8", *FAST)
+    # short jobs first, so that the supervisor gives jobs out in batches
+    enqueue(registry, "noop", count=60)
+    wait_for(lambda: states(registry).get("done") == 60, 30, "the warm-up jobs")
+    runs = tmp_path / "runs"
+    before = enqueue(registry, "log_run_and_sleep", str(runs), 0, count=2)
+    [crash] = enqueue(registry, "crash", max_retries=1)
+    after = enqueue(registry, "noop", count=2)
+    wait_for(
+        lambda: states(registry) == {"done": 64, "failed": 1}, 60, "the batch, after the crash"
+    )
+    rows = dict(
+        (row[0], row[1:])
+        for row in query(registry, "SELECT id, attempts, exc_name, state FROM queue_job")
+    )
+    assert rows[crash] == (2, "job_worker.exceptions.WorkerDiedJobError", "failed")
+    for job_id in before + after:  # given back uncounted, then done once
+        assert rows[job_id] == (0, None, "done")
+    # the jobs before the crash ran twice (their first run died uncommitted with the batch)
+    # and their effects were committed once
+    uuids = [line.split()[0] for line in runs.read_text().splitlines()]
+    assert all(count == 2 for count in Counter(uuids).values()) and len(set(uuids)) == 2
+    assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 2
+    assert "job.died" in worker.log() or "died" in worker.log()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_jobs_of_a_killed_worker_are_completed_by_another(registry, start_worker):

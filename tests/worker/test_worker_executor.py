@@ -1,11 +1,12 @@
-"""The executor's handling of one job, in-process: one transaction per job."""
+"""The executor's handling of jobs, in-process: one job in a transaction of its own, and
+batches of short jobs sharing one transaction with a savepoint each."""
 
 from __future__ import annotations
 
 import pytest
 from worker_helpers import enqueue, query, set_limit
 
-from job_worker.db import jobstore
+from job_worker.db import TransactionOwnedError, jobstore
 from job_worker.exceptions import FailedJobError, RetryableJobError
 from job_worker.queue import states
 from job_worker.worker.executor import Executor, FailureReport
@@ -20,6 +21,9 @@ class Pipe:
 
     def send(self, message: tuple) -> None:
         self.sent.append(message)
+
+    def poll(self) -> bool:
+        return False  # the supervisor says nothing meanwhile
 
 
 @pytest.fixture
@@ -40,9 +44,33 @@ def run(registry, db_url):
             cr.close()
         return executor.run(0, job)
 
+    run.executor = executor  # type: ignore[attr-defined]
+    run.claim = lambda ids: claim(store, supervisor, registry, ids)  # type: ignore[attr-defined]
     yield run
     executor.close()
     supervisor.close()
+
+
+def claim(store, supervisor, registry, ids: list[int]) -> list:
+    """Claim the jobs ``ids`` for worker w1, in the order of ``ids``."""
+    cr = supervisor.cursor(registry)
+    try:
+        claimed = {
+            j.id: j for j in store.claim(cr, worker_id="w1", wanted=100, default_limit=100).jobs
+        }
+    finally:
+        cr.close()
+    return [claimed[i] for i in ids]
+
+
+def run_together(run, ids: list[int]) -> tuple[int, list[tuple]]:
+    """Run the jobs ``ids`` as one batch; returns how many ran and the outcomes reported."""
+    executor = run.executor
+    executor.conn.sent.clear()
+    count = executor.run_together(0, run.claim(ids))
+    finished = [m for m in executor.conn.sent if m[0] == "finished"]
+    assert len(finished) == 1, executor.conn.sent  # one message per committed transaction
+    return count, finished[0][2]
 
 
 def effects(registry) -> list[str]:
@@ -118,3 +146,88 @@ def test_failure_report_rebuilds_an_equivalent_exception():
     assert isinstance(failed, FailedJobError)
     plain = FailureReport.of(KeyError("k"), "tb").exception()
     assert states.exception_name(plain) == "KeyError" and not isinstance(plain, RetryableJobError)
+
+
+def test_a_batch_commits_each_job_with_its_own_outcome(registry, run):
+    ids = [
+        *enqueue(registry, "record", "first"),
+        *enqueue(registry, "fail", "boom"),
+        *enqueue(registry, "record", "third"),
+    ]
+    count, outcomes = run_together(run, ids)
+    assert count == 3
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("failed", "pending")), (ids[2], ("done",))]
+    assert effects(registry) == ["first", "third"]
+    rows = query(registry, "SELECT id, state, attempts, exc_name FROM queue_job ORDER BY id")
+    assert rows == [
+        (ids[0], "done", 0, None),
+        (ids[1], "pending", 1, "ValueError"),
+        (ids[2], "done", 0, None),
+    ]
+
+
+def test_a_failed_job_of_a_batch_leaves_no_write_and_no_post_commit_action(registry, run, tmp_path):
+    actions = tmp_path / "actions"
+    ids = [
+        *enqueue(registry, "record_then_after_commit", "kept", str(actions)),
+        *enqueue(registry, "record_then_after_commit", "undone", str(actions), True),
+        *enqueue(registry, "record_then_after_commit", "also kept", str(actions)),
+    ]
+    _count, outcomes = run_together(run, ids)
+    assert [outcome[0] for _id, outcome in outcomes] == ["done", "failed", "done"]
+    assert effects(registry) == ["kept", "also kept"]
+    assert actions.read_text().splitlines() == ["kept", "also kept"]
+
+
+def test_a_job_may_not_end_its_transaction(registry, run):
+    [solo] = enqueue(registry, "commit_itself", "solo")
+    assert run(solo) == ("failed", "pending")
+    ids = [*enqueue(registry, "record", "before"), *enqueue(registry, "commit_itself", "batched")]
+    _count, outcomes = run_together(run, ids)
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("failed", "pending"))]
+    assert effects(registry) == ["before"]  # neither commit_itself write was committed
+    exc_names = query(
+        registry, "SELECT exc_name FROM queue_job WHERE id IN (%s, %s)", (solo, ids[1])
+    )
+    expected = f"{TransactionOwnedError.__module__}.{TransactionOwnedError.__qualname__}"
+    assert [row[0] for row in exc_names] == [expected, expected]
+
+
+def test_a_batch_stops_before_a_job_with_a_timeout(registry, run):
+    ids = [*enqueue(registry, "record", "short"), *enqueue(registry, "record", "timed", timeout=5)]
+    count, outcomes = run_together(run, ids)
+    assert (count, outcomes) == (1, [(ids[0], ("done",))])
+    assert query(registry, "SELECT state FROM queue_job WHERE id = %s", (ids[1],)) == [("started",)]
+
+
+def test_a_job_cancelled_before_its_turn_in_a_batch_does_not_run(registry, run, monkeypatch):
+    ids = [
+        *enqueue(registry, "noop"),
+        *enqueue(registry, "record", "never"),
+        *enqueue(registry, "noop"),
+    ]
+    jobs = run.claim(ids)
+    with registry.cursor() as cr:
+        cr.execute("UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (ids[1],))
+    run.executor.conn.sent.clear()
+    run.executor.run_together(0, jobs)
+    [(_, _, outcomes)] = run.executor.conn.sent
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("lost",)), (ids[2], ("done",))]
+    assert effects(registry) == []
+
+
+def test_the_executor_shows_which_job_of_a_batch_it_runs(registry, run, monkeypatch):
+    from job_worker.worker import executor as executor_module
+
+    ids = [*enqueue(registry, "noop"), *enqueue(registry, "noop")]
+    seen = []
+    real = executor_module.call_job
+
+    def spy(env, call):
+        seen.append(run.executor.current.value)
+        return real(env, call)
+
+    monkeypatch.setattr(executor_module, "call_job", spy)
+    run_together(run, ids)
+    assert seen == ids
+    assert run.executor.current.value == 0  # nothing runs once the batch is reported

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from .backend import Backend, Column, Index, TableSchema
-from .cursor import Cursor
+from .cursor import Cursor, TransactionOwnedError
 
-__all__ = ["Backend", "Column", "Cursor", "Index", "TableSchema", "connect"]
+__all__ = [
+    "Backend",
+    "Column",
+    "Cursor",
+    "Index",
+    "TableSchema",
+    "TransactionOwnedError",
+    "connect",
+]
 
 
 def connect(url: str) -> Backend:

@@ -20,6 +20,15 @@ _logger = logging.getLogger(__name__)
 _savepoint_ids = itertools.count(1)
 
 
+class TransactionOwnedError(RuntimeError):
+    """Code tried to commit or roll back a transaction that is not its own to end."""
+
+
+def new_savepoint_name() -> str:
+    """A savepoint name unique in this process."""
+    return f"sp_{next(_savepoint_ids)}"
+
+
 class Callbacks:
     """Functions run once at a transaction boundary, in the order added."""
 
@@ -34,6 +43,13 @@ class Callbacks:
 
     def __len__(self) -> int:
         return len(self._funcs)
+
+    def __contains__(self, func: object) -> bool:
+        return func in self._funcs
+
+    def truncate(self, length: int) -> None:
+        """Forget the functions added after the first ``length`` (a savepoint rolled back)."""
+        del self._funcs[length:]
 
     def run(self, *, swallow: bool) -> None:
         while self._funcs:
@@ -67,6 +83,8 @@ class Cursor:
         self.precommit = Callbacks()
         self.postcommit = Callbacks()
         self.postrollback = Callbacks()
+        #: why commit() and rollback() are refused now (see :meth:`owned`), or None
+        self._owned: str | None = None
 
     # -- statements ---------------------------------------------------------
 
@@ -130,6 +148,7 @@ class Cursor:
         raise NotImplementedError
 
     def commit(self) -> None:
+        self._check_not_owned("commit")
         self.precommit.run(swallow=False)
         self._cnx.commit()
         self.cache.clear()
@@ -137,6 +156,7 @@ class Cursor:
         self.postcommit.run(swallow=True)
 
     def rollback(self) -> None:
+        self._check_not_owned("roll back")
         self.precommit.clear()
         self.postcommit.clear()
         self._cnx.rollback()
@@ -144,19 +164,49 @@ class Cursor:
         self.postrollback.run(swallow=True)
 
     @contextmanager
+    def owned(self, reason: str) -> Iterator[None]:
+        """A block whose code may not end the transaction: commit() and rollback()
+        raise :class:`TransactionOwnedError` with ``reason``. A job runs in such a block:
+        its writes commit with its ``done`` state, or not at all."""
+        previous, self._owned = self._owned, reason
+        try:
+            yield
+        finally:
+            self._owned = previous
+
+    def _check_not_owned(self, action: str) -> None:
+        if self._owned is not None:
+            raise TransactionOwnedError(f"cannot {action} here: {self._owned}")
+
+    @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Run a block that can fail without aborting the whole transaction."""
-        name = f"sp_{next(_savepoint_ids)}"
+        name = new_savepoint_name()
         self.execute(f'SAVEPOINT "{name}"')
+        marks = self.callback_marks()
         try:
             yield
         except BaseException:
-            self.execute(f'ROLLBACK TO SAVEPOINT "{name}"')
+            self.rollback_to_savepoint(name, marks)
             self.execute(f'RELEASE SAVEPOINT "{name}"')
-            self.cache.clear()
             raise
         else:
             self.execute(f'RELEASE SAVEPOINT "{name}"')
+
+    def callback_marks(self) -> tuple[int, int, int]:
+        """Where the callback lists stand, to forget what a rolled-back savepoint added."""
+        return len(self.precommit), len(self.postcommit), len(self.postrollback)
+
+    def rollback_to_savepoint(self, name: str, marks: tuple[int, int, int]) -> None:
+        """Undo what happened since savepoint ``name``: its writes, the callbacks added
+        since ``marks`` (a post-commit action of undone work must not run) and the
+        record cache."""
+        self.execute(f'ROLLBACK TO SAVEPOINT "{name}"')
+        for callbacks, length in zip(
+            (self.precommit, self.postcommit, self.postrollback), marks, strict=True
+        ):
+            callbacks.truncate(length)
+        self.cache.clear()
 
     # -- lifetime -------------------------------------------------------------
 

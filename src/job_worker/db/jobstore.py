@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,7 +68,8 @@ SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
 """
 
 # -- name: next_scheduled
-# When the next pending job that is not due yet becomes due.
+# When the next pending job that is not due yet becomes due (the caller adds a
+# condition on the channels it asks about).
 NEXT_SCHEDULED = (
     "SELECT min(scheduled_at) FROM queue_job WHERE state = 'pending' AND scheduled_at > %s"
 )
@@ -238,19 +240,19 @@ class JobStore(ABC):
         of priority, due time and id, within every channel's limits; commit the claim."""
         if wanted <= 0:
             return Claim([])
-        self._lock_claims(cr)
-        cr.execute(self.channel_state_sql, ())
-        rows = cr.fetchall()
-        # read after the channel state: every job that state saw finish finished before
-        # `now`, so recorded start and end times agree with the limits
-        now = self.now(cr)
+        rows, now = self._lock_and_read(cr)
         plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
         for channel in {job.channel for job in jobs} & plan.rate_limited:
             cr.execute(MARK_RATE_LIMITED_START, (now, channel))
         retry_in = plan.retry_in
-        if len(jobs) < wanted:
-            cr.execute(self.next_scheduled_sql, (now,))
+        # a channel with room that gave fewer jobs than it could has no due job left: when
+        # does its next one become due? (Full channels wait for a job to end instead.)
+        taken = Counter(job.channel for job in jobs)
+        short = [name for name, free in plan.free.items() if taken[name] < free]
+        if len(jobs) < wanted and short:
+            in_sql, params = self.backend.in_values("channel", short)
+            cr.execute(f"{self.next_scheduled_sql} AND {in_sql}", (now, *params))
             row = cr.fetchone()
             due = _as_datetime(row[0]) if row else None
             if due is not None:
@@ -264,6 +266,17 @@ class JobStore(ABC):
     def _lock_claims(self, cr: Cursor) -> None:
         """Serialise claimers until the claiming transaction ends."""
 
+    def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
+        """Take the claim lock, then read the state of the channels, then the clock.
+
+        The clock is read after the channel state: every job that state saw finish
+        finished before ``now``, so recorded start and end times agree with the limits.
+        """
+        self._lock_claims(cr)
+        cr.execute(self.channel_state_sql, ())
+        rows = cr.fetchall()
+        return rows, self.now(cr)
+
     @abstractmethod
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
@@ -273,9 +286,21 @@ class JobStore(ABC):
     # -- execution ------------------------------------------------------------
 
     @abstractmethod
-    def begin_job(self, cr: Cursor, job_id: int, worker_id: str) -> bool:
-        """Open the job's own transaction as its one executor: false when the job is
-        no longer started by ``worker_id`` (cancelled or reclaimed meanwhile)."""
+    def begin_job(
+        self,
+        cr: Cursor,
+        job_id: int,
+        worker_id: str,
+        *,
+        savepoint: str | None = None,
+        release: str | None = None,
+    ) -> bool:
+        """Begin the job in ``cr``'s transaction as its one executor: false when the job
+        is no longer started by ``worker_id`` (cancelled or reclaimed meanwhile).
+
+        Jobs that share a transaction each begin in a savepoint of their own:
+        ``release`` the previous job's, then open ``savepoint``, then the checks.
+        """
 
     @abstractmethod
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .jobstore import CLAIM_COLUMNS, ChannelPlan, ClaimedJob, JobStore, Listener, Session
+from .jobstore import (
+    CHANNEL_STATE,
+    CLAIM_COLUMNS,
+    ChannelPlan,
+    ClaimedJob,
+    JobStore,
+    Listener,
+    Session,
+)
 from .postgres import PostgresCursor
 
 if TYPE_CHECKING:
@@ -40,11 +48,21 @@ MAINTENANCE_LOCK = -1
 NOW = "SELECT timezone('UTC', statement_timestamp())"
 
 # -- name: lock_claims
-# Claims commit without waiting for the disk (see the module docstring).
+# Claims commit without waiting for the disk (see the module docstring). Their
+# statements use generic plans: a custom plan would be made again at every claim,
+# and planning `scheduled_at <= now` probes the ends of the index, which are full
+# of the dead row versions a fast drain leaves behind.
 LOCK_CLAIMS = """
 SELECT set_config('synchronous_commit', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true),
        pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job'), %s)
 """
+
+# -- name: channel_state_at
+# The shared channel state query, and the clock read after its snapshot.
+CHANNEL_STATE_AT = (
+    f"SELECT s.*, timezone('UTC', clock_timestamp()) FROM ({CHANNEL_STATE.strip()}) s"
+)
 
 # -- name: take
 # The best due jobs of each channel with room, at most `free` per channel, then
@@ -115,6 +133,16 @@ class PostgresJobStore(JobStore):
     def _lock_claims(self, cr: Cursor) -> None:
         cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
 
+    def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
+        # the clock comes with the channel state: clock_timestamp() is read while the
+        # statement runs, after its snapshot was taken
+        cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
+        cr.execute(CHANNEL_STATE_AT, ())
+        rows = cr.fetchall()
+        if not rows:
+            return [], self.now(cr)
+        return [row[:-1] for row in rows], rows[0][-1]
+
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
@@ -125,10 +153,23 @@ class PostgresJobStore(JobStore):
         )
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
-    def begin_job(self, cr: Cursor, job_id: int, worker_id: str) -> bool:
-        cr.execute(LOCK_JOB, (job_id,))
-        cr.execute(CHECK_JOB, (job_id, worker_id))
-        return cr.fetchone() is not None
+    def begin_job(
+        self,
+        cr: Cursor,
+        job_id: int,
+        worker_id: str,
+        *,
+        savepoint: str | None = None,
+        release: str | None = None,
+    ) -> bool:
+        assert isinstance(cr, PostgresCursor)
+        statements: list[tuple[str, tuple]] = []
+        if release:
+            statements.append((f'RELEASE SAVEPOINT "{release}"', ()))
+        if savepoint:
+            statements.append((f'SAVEPOINT "{savepoint}"', ()))
+        statements += [(LOCK_JOB, (job_id,)), (CHECK_JOB, (job_id, worker_id))]
+        return bool(cr.execute_together(statements)[-1])  # one round trip
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         cr.execute(EXECUTOR_GONE, (job_id,))
@@ -154,19 +195,15 @@ class PostgresJobStore(JobStore):
         return False
 
     def notify_at_commit(self, cr: Cursor) -> None:
-        if getattr(cr, "_job_worker_notify", False):
-            return
-        cr._job_worker_notify = True  # type: ignore[attr-defined]
+        notify = getattr(cr, "_job_worker_notify", None)
+        if notify is None:
 
-        def notify() -> None:
-            cr._job_worker_notify = False  # type: ignore[attr-defined]
-            cr.execute(NOTIFY, ())
+            def notify() -> None:
+                cr.execute(NOTIFY, ())
 
-        def forget() -> None:
-            cr._job_worker_notify = False  # type: ignore[attr-defined]
-
-        cr.precommit.add(notify)
-        cr.postrollback.add(forget)
+            cr._job_worker_notify = notify  # type: ignore[attr-defined]
+        if notify not in cr.precommit:
+            cr.precommit.add(notify)
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self.backend)

@@ -156,7 +156,19 @@ class SqliteJobStore(JobStore):
         cr.execute(MARK_STARTED, (worker_id, now, now, now, *params))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
-    def begin_job(self, cr: Cursor, job_id: int, worker_id: str) -> bool:
+    def begin_job(
+        self,
+        cr: Cursor,
+        job_id: int,
+        worker_id: str,
+        *,
+        savepoint: str | None = None,
+        release: str | None = None,
+    ) -> bool:
+        if release:
+            cr.execute(f'RELEASE SAVEPOINT "{release}"', ())
+        if savepoint:
+            cr.execute(f'SAVEPOINT "{savepoint}"', ())
         cr.execute(CHECK_JOB, (job_id, worker_id))
         return cr.fetchone() is not None
 
@@ -188,20 +200,16 @@ class SqliteJobStore(JobStore):
         return bool(row and row[0] == holder)
 
     def notify_at_commit(self, cr: Cursor) -> None:
-        if getattr(cr, "_job_worker_notify", False):
-            return
-        cr._job_worker_notify = True  # type: ignore[attr-defined]
-        url = self.backend.url
+        fire = getattr(cr, "_job_worker_notify", None)
+        if fire is None:
+            url = self.backend.url
 
-        def fire() -> None:
-            cr._job_worker_notify = False  # type: ignore[attr-defined]
-            fire_local_enqueue(url)
+            def fire() -> None:
+                fire_local_enqueue(url)
 
-        def forget() -> None:
-            cr._job_worker_notify = False  # type: ignore[attr-defined]
-
-        cr.postcommit.add(fire)
-        cr.postrollback.add(forget)
+            cr._job_worker_notify = fire  # type: ignore[attr-defined]
+        if fire not in cr.postcommit:
+            cr.postcommit.add(fire)
 
     def listener(self) -> SqliteListener:
         return SqliteListener(self.backend)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from .backend import Backend, Column, TableSchema
@@ -45,6 +46,32 @@ class PostgresCursor(Cursor):
     @property
     def in_transaction(self) -> bool:
         return self._cnx.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def execute_together(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run ``statements`` in one round trip; return the rows of each.
+
+        They go as one message of the simple query protocol, with their parameters
+        quoted as literals by psycopg. Each still is a statement of its own: under
+        READ COMMITTED each takes a new snapshot, so one that follows a lock sees
+        what the lock's previous holder committed.
+        """
+        if self._closed:
+            raise RuntimeError("cursor is closed")
+        script = "; ".join(
+            sql.SQL(query.replace("%s", "{}"))
+            .format(*(sql.Literal(param) for param in params))
+            .as_string(self._cnx)
+            for query, params in statements
+        )
+        self.sql_count += len(statements)
+        self._cur.execute(script.encode())
+        results: list[list[tuple[Any, ...]]] = []
+        while True:
+            results.append(self._cur.fetchall() if self._cur.description is not None else [])
+            if not self._cur.nextset():
+                return results
 
 
 class PostgresBackend(Backend):
@@ -141,8 +168,8 @@ class PostgresBackend(Backend):
             " WHERE schemaname = current_schema() AND tablename = %s",
             (table,),
         )
-        for name, sql in cr.fetchall():
-            schema.indexes[name] = _normalize_index(sql)
+        for name, definition in cr.fetchall():
+            schema.indexes[name] = _normalize_index(definition)
         cr.execute(
             """SELECT a.attname, cl.relname, c.confdeltype
                  FROM pg_constraint c

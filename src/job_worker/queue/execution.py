@@ -33,13 +33,22 @@ def job_environment(cr: Cursor, job: dict[str, Any]) -> Environment:
     return Environment(cr, job.get("user_id") or 1, context)
 
 
+#: why a job may not commit or roll back (see :meth:`job_worker.db.Cursor.owned`)
+OWNED = (
+    "a job's writes commit together with its done state, or not at all: "
+    "the job may not commit or roll back the transaction itself"
+)
+
+
 def call(env: Environment, job: dict[str, Any]) -> Any:
-    """Call the job's method on its records in ``env`` and return the result."""
+    """Call the job's method on its records in ``env`` and return the result; the
+    method may not end the transaction (:data:`OWNED`)."""
     records = env[job["model_name"]].browse(job["record_ids"] or [])
     method = getattr(records, job["method_name"])
     args = decode(job["args"] or [], env)
     kwargs = decode(job["kwargs"] or {}, env)
-    return method(*args, **kwargs)
+    with env.cr.owned(OWNED):
+        return method(*args, **kwargs)
 
 
 def run_in_transaction(

@@ -1,20 +1,31 @@
 """The executor: a child process of the supervisor that runs one job at a time.
 
-It is started once (never per job) and then loops: receive a claimed job on
-its pipe, run it in the job's own transaction on its own database connection,
-report the outcome. The job's writes and its ``done`` state commit together
+It is started once (never per job) and then loops: receive claimed jobs on
+its pipe, run them on its own database connection, report the outcomes. A
+job's writes and its ``done`` state commit together
 (:func:`job_worker.queue.states.mark_done`, guarded by the worker's id: if
-the job was cancelled or reclaimed meanwhile, nothing commits). A failure
-rolls the job's writes back and is recorded in a separate transaction
+the job was cancelled or reclaimed meanwhile, nothing of it commits). A
+failure rolls the job's writes back and is recorded
 (:func:`job_worker.queue.states.record_failure`); if the database is gone,
 the supervisor records it later.
 
+A batch of short jobs shares one transaction, each job in a savepoint of its
+own: a failing job rolls back to its savepoint (its writes and the callbacks
+it registered go), its failure is recorded, and the next job goes on. The
+transaction commits at the end of the batch, or once it is
+:data:`COMMIT_EVERY` seconds old; the outcomes are reported only once they are
+committed. A job with a timeout always runs in a transaction of its own, so a
+kill at its deadline never takes other jobs' work with it. What the executor is
+running right now is in ``current`` (shared memory), for the supervisor to
+know which job a dead executor was running.
+
 Messages from the supervisor: ``("run", db_index, [ClaimedJob, ...])`` (run them one
-after the other, each in its own transaction), ``("drain",)`` (give back the jobs of
-the batch not begun yet: ``("skipped",)``), ``("stop",)``.
+after the other), ``("drain",)`` (give back the jobs of the batch not begun yet:
+``("skipped",)``), ``("stop",)``.
 To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
 ``("begin", db_index, job_id)`` (jobs with a timeout: it starts now),
-``("finished", db_index, job_id, outcome)``, ``("wake", db_index)``.
+``("finished", db_index, [(job_id, outcome), ...])`` (in the order given; one
+message per committed transaction), ``("wake", db_index)``.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..db import jobstore
+from ..db.cursor import new_savepoint_name
 from ..exceptions import FailedJobError, RetryableJobError
 from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
@@ -47,6 +59,9 @@ _logger = logging.getLogger(__name__)
 ORPHANED = 70
 #: seconds an executor waits for an unreachable database before it gives a job back
 CONNECT_PATIENCE = 60.0
+#: age (seconds) at which a transaction shared by a batch of jobs commits before the
+#: batch's next job: the done state of a short job is never held back for long
+COMMIT_EVERY = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,13 +127,19 @@ def connection_lost(exc: BaseException, text: str) -> FailureReport:
 class Executor:
     """The state of one executor process: a registry and a session per database."""
 
-    def __init__(self, settings: WorkerSettings, worker_id: str, conn: Connection):
+    def __init__(
+        self, settings: WorkerSettings, worker_id: str, conn: Connection, current: Any = None
+    ):
         self.settings = settings
         self.worker_id = worker_id
         self.conn = conn
+        #: shared with the supervisor: the id of the job being run (0: none)
+        self.current = current if current is not None else _Current()
         self.registries: dict[int, Registry] = {}
         self.sessions: dict[int, jobstore.Session] = {}
         self.reported_sessions: dict[int, int | None] = {}
+        #: the supervisor asked for the jobs of the current batch not begun yet
+        self.draining = False
 
     def registry(self, db_index: int) -> Registry:
         registry = self.registries.get(db_index)
@@ -140,9 +161,8 @@ class Executor:
         session = self.sessions[db_index]
         call = job.decoded_call()
         cr = self._cursor(session, registry)
-        if session.session_id != self.reported_sessions.get(db_index):
-            self.reported_sessions[db_index] = session.session_id
-            self._send(("session", db_index, session.session_id))
+        self._report_session(db_index, session)
+        self.current.value = job.id
         try:
             try:
                 began = store.begin_job(cr, job.id, self.worker_id)
@@ -183,6 +203,86 @@ class Executor:
             cr.close()  # rolls back whatever is left of the job's transaction
         return self.record(db_index, job, report, failure)
 
+    def run_together(self, db_index: int, jobs: list[jobstore.ClaimedJob]) -> int:
+        """Run the first jobs of ``jobs`` in one transaction, a savepoint each; report
+        their outcomes once committed. Stops before a job with a timeout, at a drain
+        request, or when the transaction is :data:`COMMIT_EVERY` old; returns how many
+        jobs it ran."""
+        registry = self.registry(db_index)
+        store = jobstore.for_backend(registry.backend)
+        session = self.sessions[db_index]
+        cr = self._cursor(session, registry)
+        self._report_session(db_index, session)
+        outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
+        release: str | None = None
+        commit_at = time.monotonic() + COMMIT_EVERY
+        try:
+            for job in jobs:
+                if job.timeout > 0 or (
+                    outcomes and (time.monotonic() >= commit_at or self._drain_requested())
+                ):
+                    break
+                outcome, release = self._run_in_savepoint(cr, store, job, release)
+                outcomes.append((job, outcome))
+            cr.commit()
+        except Exception as exc:
+            # the connection broke, or the commit failed: nothing of the batch committed
+            text = traceback.format_exc()
+            report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
+            cr.close()
+            ran = [job for job, _ in outcomes] or jobs[:1]
+            outcomes = [
+                (job, self.record(db_index, job, report, report.exception())) for job in ran
+            ]
+        finally:
+            cr.close()
+            self.current.value = 0
+        self._send(("finished", db_index, [(job.id, outcome) for job, outcome in outcomes]))
+        return len(outcomes)
+
+    def _run_in_savepoint(
+        self, cr: Any, store: jobstore.JobStore, job: jobstore.ClaimedJob, release: str | None
+    ) -> tuple[tuple, str]:
+        """Run ``job`` in a savepoint of ``cr``'s transaction (releasing the previous
+        job's, ``release``); returns the outcome and the savepoint to release next.
+        Raises only when the transaction as a whole is lost."""
+        self.current.value = job.id
+        savepoint = new_savepoint_name()
+        if not store.begin_job(cr, job.id, self.worker_id, savepoint=savepoint, release=release):
+            cr.rollback_to_savepoint(savepoint, cr.callback_marks())
+            return ("lost",), savepoint
+        marks = cr.callback_marks()
+        call = job.decoded_call()
+        env = Environment(cr, SUPERUSER_ID, {})
+        started = time.monotonic()
+        try:
+            result = call_job(job_environment(cr, call), call)
+            done = states.mark_done(
+                env, job.id, result, duration=time.monotonic() - started, worker_id=self.worker_id
+            )
+        except Exception as exc:
+            text = traceback.format_exc()
+            cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
+            new_state = states.record_failure(
+                env,
+                job.id,
+                exc,
+                traceback=text,
+                worker_id=self.worker_id,
+                max_backoff=self.settings.max_backoff,
+            )
+            self._log_failure(job, FailureReport.of(exc, text), new_state)
+            return ("failed", new_state), savepoint
+        if not done:  # cancelled, set by hand or reclaimed while it ran
+            cr.rollback_to_savepoint(savepoint, marks)
+            return ("lost",), savepoint
+        return ("done",), savepoint
+
+    def _report_session(self, db_index: int, session: jobstore.Session) -> None:
+        if session.session_id != self.reported_sessions.get(db_index):
+            self.reported_sessions[db_index] = session.session_id
+            self._send(("session", db_index, session.session_id))
+
     @staticmethod
     def _cursor(session: jobstore.Session, registry: Registry) -> Any:
         """The job's transaction. The job has not begun yet: while the database is away
@@ -222,6 +322,13 @@ class Executor:
                 extra={"event": "job.failure_unrecorded", "job_id": job.id, "job_uuid": job.uuid},
             )
             return ("unrecorded", report)
+        self._log_failure(job, report, new_state)
+        return ("failed", new_state)
+
+    @staticmethod
+    def _log_failure(
+        job: jobstore.ClaimedJob, report: FailureReport, new_state: str | None
+    ) -> None:
         _logger.warning(
             "job %s failed with %s: %s",
             job.uuid,
@@ -234,7 +341,6 @@ class Executor:
                 "state": new_state,
             },
         )
-        return ("failed", new_state)
 
     def warm_up(self) -> None:
         """Build the registries and connect before taking jobs, so that the first job
@@ -263,21 +369,28 @@ class Executor:
             if message[0] != "run":
                 continue  # a "drain" that came after its batch ended
             _, db_index, jobs = message
-            for index, job in enumerate(jobs):
+            self.draining = False
+            index = 0
+            while index < len(jobs):
                 if index and self._drain_requested():
-                    for skipped in jobs[index:]:
-                        self._send(("finished", db_index, skipped.id, ("skipped",)))
+                    skipped = [(job.id, ("skipped",)) for job in jobs[index:]]
+                    self._send(("finished", db_index, skipped))
                     break
+                job = jobs[index]
+                if len(jobs) - index > 1 and job.timeout <= 0:
+                    index += self.run_together(db_index, jobs[index:])
+                    continue
                 outcome = self.run(db_index, job)
-                self._send(("finished", db_index, job.id, outcome))
+                self.current.value = 0
+                self._send(("finished", db_index, [(job.id, outcome)]))
+                index += 1
 
     def _drain_requested(self) -> bool:
         """Whether the supervisor asked to give back the jobs not begun (it is stopping)."""
-        drain = False
         while self.conn.poll():
             if self.conn.recv()[0] == "drain":
-                drain = True
-        return drain
+                self.draining = True
+        return self.draining
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -303,7 +416,13 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
-def main(conn: Connection, settings: WorkerSettings, worker_id: str) -> None:
+class _Current:
+    """Stands in for the shared value when an executor runs outside a pool (tests)."""
+
+    value = 0
+
+
+def main(conn: Connection, settings: WorkerSettings, worker_id: str, current: Any = None) -> None:
     """Entry point of an executor process."""
     # The supervisor alone decides when an executor stops: a Ctrl-C or a SIGTERM sent
     # to the whole process group must not kill jobs behind its back.
@@ -311,7 +430,7 @@ def main(conn: Connection, settings: WorkerSettings, worker_id: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     logs.configure(settings.log_format, settings.log_level)
-    executor = Executor(settings, worker_id, conn)
+    executor = Executor(settings, worker_id, conn, current)
     try:
         executor.loop()
     finally:

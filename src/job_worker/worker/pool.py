@@ -51,6 +51,8 @@ class Child:
     kill_reason: str | None = None
     #: when it was last given jobs or finished one (to measure how long jobs take)
     mark: float = 0.0
+    #: shared memory the executor writes the id of the job it runs into (0: none)
+    current: Any = None
 
     @property
     def pid(self) -> int | None:
@@ -58,8 +60,19 @@ class Child:
 
     @property
     def job(self) -> RunningJob | None:
-        """The job it is running (or about to begin)."""
+        """The first job given to it and not reported finished (running, or done in a
+        transaction not committed yet)."""
         return self.queue[0] if self.queue else None
+
+    @property
+    def running(self) -> RunningJob | None:
+        """The job it runs right now: the one it last began (several jobs of a batch
+        share a transaction), else the first not finished."""
+        current = self.current.value if self.current is not None else 0
+        for running in self.queue:
+            if running.job.id == current:
+                return running
+        return self.job
 
 
 class ExecutorPool:
@@ -78,14 +91,15 @@ class ExecutorPool:
 
     def spawn(self, slot: int) -> Child:
         parent_end, child_end = self.ctx.Pipe()
+        current = self.ctx.Value("q", 0, lock=False)
         process = self.ctx.Process(
             target=executor.main,
-            args=(child_end, self.settings, self.worker_id),
+            args=(child_end, self.settings, self.worker_id, current),
             name=f"job-worker-executor-{slot}",
         )
         process.start()
         child_end.close()
-        child = Child(slot, process, parent_end)
+        child = Child(slot, process, parent_end, current=current)
         self.children[slot] = child
         _logger.debug(
             "executor %s started (pid %s)",
@@ -119,8 +133,7 @@ class ExecutorPool:
     # -- running and stopping -----------------------------------------------------
 
     def dispatch(self, child: Child, db_index: int, jobs: list[ClaimedJob], now: float) -> None:
-        """Give ``jobs`` to ``child``, which runs them one after the other, each in its
-        own transaction."""
+        """Give ``jobs`` to ``child``, which runs them one after the other."""
         child.queue = [RunningJob(db_index, job, now, None) for job in jobs]
         child.mark = now
         self._provisional_deadline(child, now)

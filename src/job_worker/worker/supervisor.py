@@ -183,16 +183,18 @@ class Supervisor:
             mine = [c for c in self.pool.busy() if c.job and c.job.db_index == producer.db_index]
             taken = producer.tick(now, [r.job for c in mine for r in c.queue])
             for child in mine:
-                if child.job and child.job.job.id in taken and not child.kill_reason:
+                running = child.running
+                if running and running.job.id in taken and not child.kill_reason:
                     self._drain_messages(child)  # it may have just finished the job itself
-                    if child.job is not None and child.job.job.id in taken:
+                    running = child.running
+                    if running is not None and running.job.id in taken:
                         _logger.info(
                             "job %s was cancelled while running: killing its executor",
-                            child.job.job.uuid,
+                            running.job.uuid,
                             extra={
                                 "event": "job.cancel_kill",
-                                "job_id": child.job.job.id,
-                                "job_uuid": child.job.job.uuid,
+                                "job_id": running.job.id,
+                                "job_uuid": running.job.uuid,
                             },
                         )
                         self.pool.kill(child, "cancelled")
@@ -250,27 +252,32 @@ class Supervisor:
         elif kind == "wake":
             self.producers[message[1]].woken = True
         elif kind == "finished":
-            _, db_index, job_id, outcome = message
+            _, db_index, outcomes = message
             finished_at = time.monotonic()
-            running = self.pool.finish(child, job_id, finished_at)
-            if running is None:
-                return
-            spent, child.mark = finished_at - child.mark, finished_at
-            self.job_time += (spent - self.job_time) * 0.2
             producer = self.producers[db_index]
-            producer.woken = True  # a slot, and maybe a channel's capacity, came free
-            if outcome[0] == "unrecorded":
-                producer.owe(PendingChange("failure", running.job, report=outcome[1]))
-            elif outcome[0] == "skipped":
-                producer.owe(PendingChange("stop", running.job, "given back before it began"))
+            for job_id, outcome in outcomes:
+                running = self.pool.finish(child, job_id, finished_at)
+                if running is None:
+                    continue
+                producer.woken = True  # a slot, and maybe a channel's capacity, came free
+                if outcome[0] == "unrecorded":
+                    producer.owe(PendingChange("failure", running.job, report=outcome[1]))
+                elif outcome[0] == "skipped":
+                    producer.owe(PendingChange("stop", running.job, "given back before it began"))
+            # how long a job takes, from the executor's side (several may commit together)
+            spent, child.mark = (finished_at - child.mark) / max(len(outcomes), 1), finished_at
+            self.job_time += (spent - self.job_time) * 0.2
 
     def _on_death(self, child: Child) -> None:
         self._drain_messages(child)  # a job it finished before dying counts as finished
+        running, reason = child.running, child.kill_reason
         code = self.pool.reap(child)
-        running, reason = child.job, child.kill_reason
-        for waiting in child.queue[1:]:  # given to it but not begun: back, nothing counted
+        for waiting in child.queue:
+            if waiting is running:
+                continue
+            # not begun, or done in a transaction that died uncommitted: back, nothing counted
             self.producers[waiting.db_index].owe(
-                PendingChange("stop", waiting.job, "executor gone before the job began")
+                PendingChange("stop", waiting.job, "executor gone before the job ended")
             )
         if running is not None:
             job = running.job

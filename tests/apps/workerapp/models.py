@@ -90,3 +90,22 @@ class Task(models.AbstractModel):
             log.write(f"{self.env.context.get('job_uuid')} {os.getpid()} {time.time()}\n")
         self._effect("logged", time.time())
         time.sleep(seconds)
+
+    def commit_itself(self, name):
+        """Writes an effect, then tries to commit the job's transaction (refused)."""
+        self._effect(name, time.time())
+        self.env.cr.commit()
+
+    def record_then_after_commit(self, name, path, fail=False):
+        """Writes an effect and registers a post-commit action that appends ``name`` to
+        ``path``; then fails if asked (the action must then never run)."""
+        self._effect(name, time.time())
+
+        def append():
+            with open(path, "a") as out:
+                out.write(f"{name}\n")
+
+        self.env.cr.postcommit.add(append)
+        if fail:
+            raise ValueError(f"{name} fails after registering its action")
+        return name
