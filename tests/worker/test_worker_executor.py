@@ -63,11 +63,12 @@ def claim(store, supervisor, registry, ids: list[int]) -> list:
     return [claimed[i] for i in ids]
 
 
-def run_together(run, ids: list[int]) -> tuple[int, list[tuple]]:
-    """Run the jobs ``ids`` as one batch; returns how many ran and the outcomes reported."""
+def run_together(run, ids: list[int], jobs: list | None = None) -> tuple[int, list[tuple]]:
+    """Run the jobs ``ids`` (claimed now unless given) as one batch; returns how many ran
+    and the outcomes reported."""
     executor = run.executor
     executor.conn.sent.clear()
-    count = executor.run_together(0, run.claim(ids))
+    count = executor.run_together(0, jobs if jobs is not None else run.claim(ids))
     finished = [m for m in executor.conn.sent if m[0] == "finished"]
     assert len(finished) == 1, executor.conn.sent  # one message per committed transaction
     return count, finished[0][2]
@@ -209,9 +210,7 @@ def test_a_job_cancelled_before_its_turn_in_a_batch_does_not_run(registry, run, 
     jobs = run.claim(ids)
     with registry.cursor() as cr:
         cr.execute("UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (ids[1],))
-    run.executor.conn.sent.clear()
-    run.executor.run_together(0, jobs)
-    [(_, _, outcomes)] = run.executor.conn.sent
+    _count, outcomes = run_together(run, ids, jobs)
     assert outcomes == [(ids[0], ("done",)), (ids[1], ("lost",)), (ids[2], ("done",))]
     assert effects(registry) == []
 
