@@ -20,6 +20,7 @@ from worker_helpers import (
     worker_ready,
 )
 
+from job_worker import SUPERUSER_ID, api
 from job_worker.orm.fields import Datetime
 
 
@@ -155,9 +156,11 @@ def test_executor_dying_mid_batch_counts_the_attempt_of_the_job_it_was_running(
     enqueue(registry, "noop", count=60)
     wait_for(lambda: states(registry).get("done") == 60, 30, "the warm-up jobs")
     runs = tmp_path / "runs"
-    before = enqueue(registry, "log_run_and_sleep", str(runs), 0, count=2)
-    [crash] = enqueue(registry, "crash", max_retries=1)
-    after = enqueue(registry, "noop", count=2)
+    with registry.cursor() as cr:  # one commit: the five jobs are claimed together
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        before = [task.with_delay().log_run_and_sleep(str(runs), 0).id for _ in range(2)]
+        crash = task.with_delay(max_retries=1).crash().id
+        after = [task.with_delay().noop().id for _ in range(2)]
     wait_for(
         lambda: states(registry) == {"done": 64, "failed": 1}, 60, "the batch, after the crash"
     )
