@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from job_worker import SUPERUSER_ID, api
+from job_worker.db import TransactionOwnedError
 
 
 @pytest.fixture
@@ -150,6 +151,43 @@ def test_a_savepoint_rollback_forgets_cached_values(make_registry):
             partner.name = "Inside"
             _ = 1 / 0
         assert partner.name == "Before"
+
+
+def test_a_savepoint_rollback_forgets_the_callbacks_its_block_added(registry):
+    calls = []
+    with registry.cursor() as cr:
+        cr.postcommit.add(lambda: calls.append("before"))
+        with pytest.raises(ValueError), cr.savepoint():
+            cr.precommit.add(lambda: calls.append("pre, undone"))
+            cr.postcommit.add(lambda: calls.append("post, undone"))
+            cr.postrollback.add(lambda: calls.append("rollback, undone"))
+            raise ValueError("undo the block")
+        with cr.savepoint():
+            cr.postcommit.add(lambda: calls.append("kept"))
+    assert calls == ["before", "kept"]
+
+
+def test_enqueueing_after_a_rolled_back_enqueue_still_wakes_workers(make_registry):
+    registry = make_registry()
+    with registry.environment() as env:
+        with pytest.raises(ValueError), env.cr.savepoint():
+            env["res.partner"].with_delay().exists()
+            raise ValueError("undo the first enqueue")
+        env["res.partner"].with_delay().exists()
+        wake = env.cr.precommit if env.cr.dialect == "postgresql" else env.cr.postcommit
+        assert len(wake) == 1  # the wake-up the savepoint took away is added again
+
+
+def test_an_owned_transaction_refuses_commit_and_rollback_in_its_block(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "kept"))
+        with cr.owned("the caller ends it"):
+            with pytest.raises(TransactionOwnedError, match="cannot commit here: the caller"):
+                cr.commit()
+            with pytest.raises(TransactionOwnedError, match="cannot roll back here"):
+                cr.rollback()
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "after"))
+    assert bodies(registry) == ["kept", "after"]
 
 
 def test_postcommit_callbacks_run_only_after_a_commit(registry):
