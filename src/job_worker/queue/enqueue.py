@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ..db.jobstore import notify_jobs_enqueued
-from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, sync_mode
+from ..orm.fields import Datetime
+from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, new_uuid, sync_mode
 
 
 def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayable, str]]]:
@@ -51,6 +51,8 @@ def _check_acyclic(
 def _store_values(delayable: Delayable, values: dict[str, Any]) -> dict[str, Any]:
     """Apply the target model's ``_job_store_values`` hook, refusing changes to the call."""
     records = delayable.recordset
+    if records._job_store_values_is_default():
+        return values  # stored as they are
     result = records._job_store_values(dict(values))
     if not isinstance(result, dict):
         raise TypeError(f"{records._name}._job_store_values() must return a dict, got {result!r}")
@@ -71,45 +73,55 @@ def enqueue_graph(root: Node) -> Any:
     existing job instead (it gains the new dependents, not new parents).
     """
     delayables, edges = _collect(root)
-    if all(d._job is not None for d in delayables):
-        return _result(root)
-    if any(d._job is not None for d in delayables):
+    enqueued = [d for d in delayables if d._job is not None]
+    if enqueued:
+        if len(enqueued) == len(delayables):
+            return _result(root)
         raise ValueError("part of this job graph is already enqueued; build a new graph")
     env = delayables[0].recordset.env
-    graph_uuid = str(uuid.uuid4()) if len(delayables) > 1 else None
+    now = Datetime.now()
+    graph_uuid = new_uuid() if len(delayables) > 1 else None
     has_parents = {id(job) for job, _parent, _kind in edges}
     has_dependents = {id(parent) for _job, parent, _kind in edges}
     companies: dict[int, int] = {}
     vals_list, built = [], []
     for delayable in delayables:
-        values = delayable.job_values(companies)
+        values = delayable.job_values(companies, now)
         values["state"] = "waiting" if id(delayable) in has_parents else "pending"
         values["graph_uuid"] = graph_uuid
         values["has_dependents"] = id(delayable) in has_dependents
         built.append(values)
         vals_list.append(_store_values(delayable, values))
     Job = env["queue.job"]
-    jobs = Job._create_enqueued(vals_list, built)
+    jobs = Job._create_enqueued(vals_list, built, now)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):
-        delayable._job = job.with_env(delayable.recordset.env)
-    # a job whose identity matched an active one comes back with that job's uuid
-    created = {
-        job.id for job, vals in zip(jobs, vals_list, strict=True) if job.uuid == vals["uuid"]
-    }
-    edge_rows = [
-        {"job_id": job._job.id, "parent_id": parent._job.id, "kind": kind}
-        for job, parent, kind in edges
-        if job._job.id in created  # an existing job keeps the parents it has
-    ]
-    if edge_rows:
-        env["queue.job.dependency"].create(edge_rows)
-        reused_parents = [p._job.id for _j, p, _k in edges if p._job.id not in created]
-        if reused_parents:
-            Job.browse(reused_parents).write({"has_dependents": True})
+        job_env = delayable.recordset.env
+        delayable._job = job if job_env is env else job.with_env(job_env)
+    if edges:
+        _create_edges(Job, edges, vals_list)
     if sync_mode(env):
         Job.browse(jobs._ids)._run_graph_now()
     return _result(root)
+
+
+def _create_edges(
+    Job: Any, edges: list[tuple[Delayable, Delayable, str]], vals_list: list[dict[str, Any]]
+) -> None:
+    """Store ``edges`` between the jobs just enqueued, whose values were ``vals_list``."""
+    uuids = {vals["uuid"] for vals in vals_list}
+    # a job whose identity key matched an active job's is that job, with its uuid:
+    # it keeps the parents it has, and gains the new dependents
+    edge_rows = [
+        {"job_id": job._job.id, "parent_id": parent._job.id, "kind": kind}
+        for job, parent, kind in edges
+        if job._job.uuid in uuids
+    ]
+    if edge_rows:
+        Job.env["queue.job.dependency"].create(edge_rows)
+        reused_parents = [p._job.id for _j, p, _k in edges if p._job.uuid not in uuids]
+        if reused_parents:
+            Job.browse(reused_parents).write({"has_dependents": True})
 
 
 def _result(root: Node) -> Any:

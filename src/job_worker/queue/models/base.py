@@ -30,3 +30,8 @@ class Base(models.AbstractModel):
         state, uuid) cannot be changed.
         """
         return job_vals
+
+    @classmethod
+    def _job_store_values_is_default(cls) -> bool:
+        """No model overrides ``_job_store_values``: the queue may skip calling it."""
+        return cls._job_store_values is Base._job_store_values

@@ -138,27 +138,30 @@ class QueueJob(models.Model):
             row.clear()  # not what the database holds for that id: do not cache it
         return ids
 
-    def _create_enqueued(self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]]) -> Any:
-        """Create the jobs of an enqueue; ``built`` are the values the queue made.
+    def _create_enqueued(
+        self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]], now: Any
+    ) -> Any:
+        """Create the jobs of an enqueue at ``now``; ``built`` are the values the
+        queue made, ``vals_list`` what the model's ``_job_store_values`` made of them
+        (the very dicts of ``built`` where the model has no such hook).
 
-        Those are valid by construction (options validated, arguments encoded),
-        so only what the model's ``_job_store_values`` changed or added goes
-        through the field checks of ``create()``, and the other columns take
-        their defaults. An application that overrides ``create()`` of
-        ``queue.job`` gets its override called instead.
+        The queue's values are valid by construction (options validated, arguments
+        encoded), so only what the hook changed or added goes through the field
+        checks of ``create()``, and the other columns take their defaults. An
+        application that overrides ``create()`` of ``queue.job`` gets its override
+        called instead.
         """
         if not self._plain_create():
             return self.create(vals_list)
-        now = fields.Datetime.now()
         constant, computed = self._enqueue_defaults(frozenset(built[0]) if built else frozenset())
         constant = {**constant, "create_date": now, "write_date": now}
         rows = []
         for vals, own in zip(vals_list, built, strict=True):
-            changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
             row = {**constant, **own}
             for field in computed:
                 row[field.name] = field.to_cache(field.default_value(self), self)
-            if changed:
+            if vals is not own:
+                changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
                 columns, x2many = self._split_values(changed)
                 if x2many:
                     return self.create(vals_list)
@@ -189,13 +192,19 @@ class QueueJob(models.Model):
 
     @classmethod
     def _plain_create(cls) -> bool:
-        """No extension of queue.job overrides how jobs are created."""
-        for klass in cls.__mro__[1:]:
-            if klass is QueueJob:
-                return True
-            if "create" in vars(klass) or "_insert_rows" in vars(klass):
-                return False
-        return True
+        """No extension of queue.job overrides how jobs are created (worked out once
+        per registry)."""
+        plain = cls.__dict__.get("_plain_create_cache")
+        if plain is None:
+            plain = True
+            for klass in cls.__mro__[1:]:
+                if klass is QueueJob:
+                    break
+                if "create" in vars(klass) or "_insert_rows" in vars(klass):
+                    plain = False
+                    break
+            cls._plain_create_cache = plain  # type: ignore[attr-defined]
+        return plain
 
     def enqueue(
         self,
