@@ -52,17 +52,16 @@ class PostgresCursor(Cursor):
     ) -> list[list[tuple[Any, ...]]]:
         """Run ``statements`` in one round trip; return the rows of each.
 
-        They go as one message of the simple query protocol, with their parameters
-        quoted as literals by psycopg. Each still is a statement of its own: under
-        READ COMMITTED each takes a new snapshot, so one that follows a lock sees
-        what the lock's previous holder committed.
+        They go as one message of the simple query protocol, with their ``%s``
+        parameters quoted as literals by psycopg (their text has no other ``%``).
+        Each still is a statement of its own: under READ COMMITTED each takes a new
+        snapshot, so one that follows a lock sees what the lock's previous holder
+        committed.
         """
         if self._closed:
             raise RuntimeError("cursor is closed")
         script = "; ".join(
-            sql.SQL(query.replace("%s", "{}"))
-            .format(*(sql.Literal(param) for param in params))
-            .as_string(self._cnx)
+            query % tuple(self._literal(param) for param in params) if params else query
             for query, params in statements
         )
         self.sql_count += len(statements)
@@ -72,6 +71,22 @@ class PostgresCursor(Cursor):
             results.append(self._cur.fetchall() if self._cur.description is not None else [])
             if not self._cur.nextset():
                 return results
+
+    def _literal(self, value: Any) -> str:
+        if type(value) is int:
+            return str(value)
+        if type(value) is str:  # the same few (a worker's id) come again and again
+            quoted = _QUOTED.get(value)
+            if quoted is None:
+                if len(_QUOTED) >= 1024:
+                    _QUOTED.clear()
+                quoted = _QUOTED[value] = sql.Literal(value).as_string(self._cnx)
+            return quoted
+        return sql.Literal(value).as_string(self._cnx)
+
+
+#: string literals quoted for :meth:`PostgresCursor.execute_together`
+_QUOTED: dict[str, str] = {}
 
 
 class PostgresBackend(Backend):
