@@ -6,8 +6,13 @@ baseline measured in the same run on the same machine.
 
 Baseline: a bare SQL loop over the same ``queue_job`` table, in as many processes as
 the worker has executors, that claims one job (``SKIP LOCKED`` on PostgreSQL, under
-the write lock on SQLite), commits, marks it done and commits: the least any worker
-with a durable ``started`` state must do, with no Python above the driver.
+the write lock on SQLite; through the same pending-jobs index the worker uses),
+commits, marks it done and commits: the least any worker with a durable ``started``
+state must do, with no Python above the driver and no channel limits.
+
+The drain is measured twice: with the channel's limit equal to the executors (a
+slot frees only when a job commits, so every job needs a claim of its own), and
+with a limit that does not bind (jobs are claimed and committed in batches).
 
 PostgreSQL runs in a schema of its own (dropped at the end); SQLite in a temporary
 file.
@@ -80,11 +85,12 @@ def reset(registry: Registry) -> None:
 # -- baseline ---------------------------------------------------------------------------
 
 PG_CLAIM = """UPDATE queue_job SET state = 'started', started_at = now()
- WHERE id = (SELECT id FROM queue_job WHERE state = 'pending'
+ WHERE id = (SELECT id FROM queue_job WHERE state = 'pending' AND channel = 'root'
               ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id"""
 SQLITE_CLAIM = """UPDATE queue_job SET state = 'started', started_at = ?
- WHERE id = (SELECT id FROM queue_job WHERE state = 'pending'
+ WHERE id = (SELECT id FROM queue_job INDEXED BY queue_job_pending
+              WHERE state = 'pending' AND channel = 'root'
               ORDER BY priority, scheduled_at, id LIMIT 1)
 RETURNING id"""
 
@@ -139,7 +145,7 @@ def baseline(registry: Registry, url: str, jobs: int, processes: int) -> float:
 # -- the worker -------------------------------------------------------------------------------
 
 
-def start_worker(url: str, concurrency: int) -> subprocess.Popen:
+def start_worker(url: str, concurrency: int, limit: int | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -151,7 +157,7 @@ def start_worker(url: str, concurrency: int) -> subprocess.Popen:
             "--concurrency",
             str(concurrency),
             "--default-limit",
-            str(concurrency),
+            str(limit or concurrency),
             "--log-level",
             "WARNING",
         ],
@@ -183,11 +189,13 @@ def _dt(value):
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def drain(registry: Registry, url: str, jobs: int, concurrency: int) -> tuple[float, dict]:
-    """Jobs/s from the first start to the last completion, with the worker already up."""
+def drain(
+    registry: Registry, url: str, jobs: int, concurrency: int, limit: int | None = None
+) -> tuple[float, dict]:
+    """Jobs/s from the first start to the last completion; ``limit``: the channel's."""
     reset(registry)
     enqueue_noops(registry, jobs)
-    process = start_worker(url, concurrency)
+    process = start_worker(url, concurrency, limit)
     try:
         wait(lambda: count_state(registry, "done") == jobs, 600, "the drain")
         memory = rss_of_tree(process.pid)
@@ -300,6 +308,7 @@ def main() -> None:
             bulk = enqueue_noops(registry, args.jobs)
             base = baseline(registry, url, args.jobs, args.concurrency)
             rate, memory = drain(registry, url, args.jobs, args.concurrency)
+            unbound, _memory = drain(registry, url, args.jobs, args.concurrency, args.jobs)
             lat = latency(registry, url, args.latency_jobs, args.interval, args.concurrency)
             registry.close()
         finally:
@@ -308,7 +317,13 @@ def main() -> None:
     print(f"\n{kind}, {args.jobs} no-op jobs, {args.concurrency} executors")
     print(f"  bulk enqueue (one transaction)   {bulk:9.0f} jobs/s")
     print(f"  baseline claim+complete loop     {base:9.0f} jobs/s ({args.concurrency} processes)")
-    print(f"  worker drain                     {rate:9.0f} jobs/s  = {rate / base:.2f} x baseline")
+    print(
+        f"  worker drain, limit {args.concurrency:<3}          {rate:9.0f} jobs/s  "
+        f"= {rate / base:.2f} x baseline"
+    )
+    print(
+        f"  worker drain, limit not binding  {unbound:9.0f} jobs/s  = {unbound / base:.2f} x baseline"
+    )
     print(
         f"  enqueue-to-start latency (ms)    p50 {percentile(lat, 50):.1f}  "
         f"p95 {percentile(lat, 95):.1f}  p99 {percentile(lat, 99):.1f}  "
