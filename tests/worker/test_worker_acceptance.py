@@ -95,14 +95,14 @@ def test_paused_channel_runs_nothing_while_others_run(registry, start_worker):
 
 @pytest.mark.timeout(60)
 def test_one_slot_runs_by_priority_then_fifo_and_waits_for_due_time(registry, start_worker):
-    enqueue(registry, "record", "p5-a", priority=5)
-    enqueue(registry, "record", "p1-a", priority=1)
-    enqueue(registry, "record", "p5-b", priority=5)
-    enqueue(registry, "record", "p1-b", priority=1)
-    enqueue(registry, "record", "p3", priority=3)
-    due = Datetime.now() + timedelta(seconds=2)
-    enqueue(registry, "record", "later", priority=0, eta=due)
-    start_worker("--concurrency", "1", *FAST)
+    worker = start_worker("--concurrency", "1", *FAST)
+    wait_for(lambda: worker_ready(registry, worker), 30, "the worker")
+    with registry.cursor() as cr:  # one commit: the worker sees all six at once
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        for name, priority in [("p5-a", 5), ("p1-a", 1), ("p5-b", 5), ("p1-b", 1), ("p3", 3)]:
+            task.with_delay(priority=priority).record(name)
+        due = Datetime.now() + timedelta(seconds=2)
+        task.with_delay(priority=0, eta=due).record("later")
     wait_for(lambda: states(registry).get("done", 0) == 6, 30, "six jobs done")
     names = [r[0] for r in query(registry, "SELECT name FROM workerapp_effect ORDER BY id")]
     assert names[:5] == ["p1-a", "p1-b", "p3", "p5-a", "p5-b"]
