@@ -230,3 +230,28 @@ def test_the_executor_shows_which_job_of_a_batch_it_runs(registry, run, monkeypa
     run_together(run, ids)
     assert seen == ids
     assert run.executor.current.value == 0  # nothing runs once the batch is reported
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server session to lose
+def test_a_batch_whose_connection_is_lost_commits_nothing_and_counts_the_jobs_begun(
+    registry, run, db_url
+):
+    ids = [
+        *enqueue(registry, "record", "lost with the batch"),
+        *enqueue(registry, "lose_connection"),
+        *enqueue(registry, "record", "later"),
+    ]
+    jobs = run.claim(ids)
+    count, outcomes = run_together(run, ids, jobs)
+    # the two jobs begun count an attempt (retried in a second); the third is left to
+    # the executor's loop, which runs it on a new connection
+    assert count == 2
+    assert [(job_id, outcome[0]) for job_id, outcome in outcomes] == [
+        (ids[0], "failed"),
+        (ids[1], "failed"),
+    ]
+    rows = query(registry, "SELECT id, state, attempts FROM queue_job ORDER BY id")
+    assert rows == [(ids[0], "pending", 1), (ids[1], "pending", 1), (ids[2], "started", 0)]
+    assert effects(registry) == []
+    assert run.executor.run(0, jobs[2]) == ("done",)
+    assert effects(registry) == ["later"]

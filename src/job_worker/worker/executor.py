@@ -112,6 +112,11 @@ class FailureReport:
         return stand_in(self.message)
 
 
+def _report(exc: BaseException, session: jobstore.Session) -> FailureReport:
+    text = "".join(traceback.format_exception(exc))
+    return connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
+
+
 def connection_lost(exc: BaseException, text: str) -> FailureReport:
     """The job's connection broke (the database restarted): counted, retried in a second."""
     return FailureReport(
@@ -215,6 +220,7 @@ class Executor:
         self._report_session(db_index, session)
         outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
         release: str | None = None
+        running: jobstore.ClaimedJob | None = None
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
             for job in jobs:
@@ -222,18 +228,25 @@ class Executor:
                     outcomes and (time.monotonic() >= commit_at or self._drain_requested())
                 ):
                     break
+                running = job
                 outcome, release = self._run_in_savepoint(cr, store, job, release)
                 outcomes.append((job, outcome))
+                running = None
             cr.commit()
         except Exception as exc:
             # the connection broke, or the commit failed: nothing of the batch committed
-            text = traceback.format_exc()
-            report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
             cr.close()
-            ran = [job for job, _ in outcomes] or jobs[:1]
-            outcomes = [
-                (job, self.record(db_index, job, report, report.exception())) for job in ran
-            ]
+            ran = [job for job, _ in outcomes]
+            if isinstance(exc, _NotBegun):
+                cause = exc.__cause__ or exc
+                if running is not None and not ran:
+                    outcomes = [(running, ("skipped",))]  # given back uncounted
+                else:  # the loop gives the job that did not begin another go
+                    outcomes = self._record_all(db_index, ran, _report(cause, session))
+            else:
+                if running is not None:
+                    ran.append(running)
+                outcomes = self._record_all(db_index, ran, _report(exc, session))
         finally:
             cr.close()
             self.current.value = 0
@@ -248,7 +261,13 @@ class Executor:
         Raises only when the transaction as a whole is lost."""
         self.current.value = job.id
         savepoint = new_savepoint_name()
-        if not store.begin_job(cr, job.id, self.worker_id, savepoint=savepoint, release=release):
+        try:
+            began = store.begin_job(
+                cr, job.id, self.worker_id, savepoint=savepoint, release=release
+            )
+        except Exception as exc:
+            raise _NotBegun(job.uuid) from exc
+        if not began:
             cr.rollback_to_savepoint(savepoint, cr.callback_marks())
             return ("lost",), savepoint
         marks = cr.callback_marks()
@@ -277,6 +296,19 @@ class Executor:
             cr.rollback_to_savepoint(savepoint, marks)
             return ("lost",), savepoint
         return ("done",), savepoint
+
+    def _record_all(
+        self, db_index: int, jobs: list[jobstore.ClaimedJob], report: FailureReport
+    ) -> list[tuple[jobstore.ClaimedJob, tuple]]:
+        """Record the same failure for each of ``jobs``; once the database does not
+        answer, the supervisor records the rest."""
+        outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
+        for job in jobs:
+            if outcomes and outcomes[-1][1][0] == "unrecorded":
+                outcomes.append((job, ("unrecorded", report)))
+            else:
+                outcomes.append((job, self.record(db_index, job, report, report.exception())))
+        return outcomes
 
     def _report_session(self, db_index: int, session: jobstore.Session) -> None:
         if session.session_id != self.reported_sessions.get(db_index):
@@ -414,6 +446,10 @@ def _die_with_parent() -> None:
         os._exit(ORPHANED)
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+class _NotBegun(Exception):
+    """A job of a batch could not begin: the transaction was lost before it."""
 
 
 class _Current:

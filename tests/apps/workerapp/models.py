@@ -109,3 +109,7 @@ class Task(models.AbstractModel):
         if fail:
             raise ValueError(f"{name} fails after registering its action")
         return name
+
+    def lose_connection(self):
+        """PostgreSQL: ends the job's own database session, as a server restart would."""
+        self.env.cr.execute("SELECT pg_terminate_backend(pg_backend_pid())")
