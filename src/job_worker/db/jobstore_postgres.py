@@ -135,9 +135,11 @@ class PostgresJobStore(JobStore):
         cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
 
     def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
-        # the clock comes with the channel state: clock_timestamp() is read while the
-        # statement runs, after its snapshot was taken
-        cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
+        # the lock goes with the BEGIN (on the worker's sessions); the clock comes with the
+        # channel state: clock_timestamp() is read while the statement runs, after its
+        # snapshot was taken
+        assert isinstance(cr, PostgresCursor)
+        cr.execute_together([(LOCK_CLAIMS, (CLAIM_LOCK,))])
         cr.execute(CHANNEL_STATE_AT, ())
         rows = cr.fetchall()
         if not rows:
@@ -223,7 +225,7 @@ class PostgresSession(Session):
             self.held.clear()
             cnx = psycopg.connect(
                 self.backend.url,
-                autocommit=False,
+                autocommit=True,  # the cursors send BEGIN themselves, with a statement if they can
                 connect_timeout=5,
                 application_name=f"job_worker {self.role}",
             )
