@@ -257,3 +257,38 @@ def test_commit_and_rollback_forget_the_record_cache(make_registry):
         assert env.cache
         env.cr.commit()
         assert not env.cache
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_statements_sent_together_each_give_their_rows(registry):
+    with registry.cursor() as cr:
+        results = cr.execute_together(
+            [
+                ("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "it's \\ 100%")),
+                ("SELECT body FROM note WHERE id = %s", (1,)),
+                ("SELECT 1 WHERE false", ()),
+            ]
+        )
+        assert results == [[], [("it's \\ 100%",)], []]
+        assert cr.sql_count == 3
+    assert bodies(registry) == ["it's \\ 100%"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_cursor_on_an_autocommit_connection_opens_its_transaction_itself(registry, db_url):
+    from job_worker.db import jobstore
+
+    session = jobstore.for_backend(registry.backend).session(role="executor")
+    try:
+        cr = session.cursor(registry)
+        assert cr.execute_together([("SELECT %s", (7,))]) == [[(7,)]]  # BEGIN went with it
+        assert cr.in_transaction
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "rolled back"))
+        cr.rollback()
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "committed"))
+        assert cr.in_transaction  # a new transaction, begun by the cursor
+        cr.commit()
+        cr.close()
+    finally:
+        session.close()
+    assert bodies(registry) == ["committed"]
