@@ -153,13 +153,14 @@ class QueueJob(models.Model):
         """
         if not self._plain_create():
             return self.create(vals_list)
-        constant, computed = self._enqueue_defaults(frozenset(built[0]) if built else frozenset())
+        constant, computed = self._enqueue_defaults()
         constant = {**constant, "create_date": now, "write_date": now}
         rows = []
         for vals, own in zip(vals_list, built, strict=True):
             row = {**constant, **own}
             for field in computed:
-                row[field.name] = field.to_cache(field.default_value(self), self)
+                if field.name not in own:
+                    row[field.name] = field.to_cache(field.default_value(self), self)
             if vals is not own:
                 changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
                 columns, x2many = self._split_values(changed)
@@ -169,26 +170,24 @@ class QueueJob(models.Model):
             rows.append(row)
         return self._create(rows, [{}] * len(rows))
 
-    def _enqueue_defaults(self, given: frozenset[str]) -> tuple[dict[str, Any], list[Any]]:
-        """The columns an enqueue does not set: constant defaults in cache form, and
-        the fields whose default is computed per row. Worked out once per registry."""
+    def _enqueue_defaults(self) -> tuple[dict[str, Any], list[Any]]:
+        """The defaults of the columns, for those an enqueue does not set: the constant
+        ones in cache form, and the fields whose default is computed per row. Worked
+        out once per registry."""
         cls = type(self)
         known = cls.__dict__.get("_enqueue_defaults_cache")
         if known is None:
-            known = {}
-            cls._enqueue_defaults_cache = known  # type: ignore[attr-defined]
-        if given not in known:
             constant: dict[str, Any] = {}
             computed = []
             for field in self._column_fields:
-                if field.name in given or field.name in ("create_date", "write_date"):
+                if field.name in ("create_date", "write_date"):
                     continue
                 if callable(field.default):
                     computed.append(field)
                 else:
                     constant[field.name] = field.to_cache(field.default, self)
-            known[given] = (constant, computed)
-        return known[given]
+            known = cls._enqueue_defaults_cache = (constant, computed)  # type: ignore[attr-defined]
+        return known
 
     @classmethod
     def _plain_create(cls) -> bool:
