@@ -231,8 +231,9 @@ class Delayable(Node):
                     f"identity_key function {opts.identity_key!r} returned {key!r}, not a str"
                 )
             key = key or None
-        if env.uid not in company_ids:
-            company_ids[env.uid] = env.company.id
+        uid = env.uid
+        if uid not in company_ids:
+            company_ids[uid] = env.company.id
         context: dict[str, Any] = {"lang": env.lang, "tz": env.tz}
         allowed = env.context.get("allowed_company_ids")
         if allowed:
@@ -251,8 +252,8 @@ class Delayable(Node):
             "max_retries": opts.max_retries,
             "timeout": float(opts.timeout),
             "identity_key": key,
-            "user_id": env.uid,
-            "company_id": allowed[0] if allowed else company_ids[env.uid],
+            "user_id": uid,
+            "company_id": allowed[0] if allowed else company_ids[uid],
             "context": context,
         }
 

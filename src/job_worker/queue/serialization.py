@@ -64,17 +64,18 @@ def _encode(value: Any) -> Any:
         return {"$tuple": _encode_items(value)}
     if isinstance(value, dict):
         out = {}
+        escaped = False  # a key starts with "$": the dict is wrapped, not taken for a type
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _Refused(f"dict keys must be strings, got {key!r}")
+            if key[:1] == "$":
+                escaped = True
             try:
                 out[key] = _encode(item)
             except _Refused as exc:
                 exc.steps.append(f"[{key!r}]")
                 raise
-        if any(key.startswith("$") for key in out):
-            return {"$dict": out}
-        return out
+        return {"$dict": out} if escaped else out
     if isinstance(value, datetime):
         return {"$datetime": value.isoformat()}
     if isinstance(value, date):
