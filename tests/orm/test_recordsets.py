@@ -29,6 +29,16 @@ def test_browse_takes_an_id_a_list_of_ids_or_nothing(env, partners):
         env["res.partner"].browse(["1"])
 
 
+def test_browse_refuses_booleans_among_ids_and_takes_int_subclasses(env, partners):
+    class Id(int):
+        pass
+
+    ids = [*partners.ids, Id(partners.ids[0])]
+    assert env["res.partner"].browse(ids).ids == ids
+    with pytest.raises(TypeError, match="got True"):
+        env["res.partner"].browse([*partners.ids, True])
+
+
 def test_browse_reads_nothing_until_a_field_is_read(env, partners):
     before = env.cr.sql_count
     records = env["res.partner"].browse(partners.ids)
