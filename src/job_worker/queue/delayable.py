@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -211,7 +212,7 @@ class Delayable(Node):
             if isinstance(key, str):
                 options["identity_key"] = f"{key}-{i}"
             node = Delayable(chunk)
-            node.options = self.options.update(**options)
+            node.options = replace(self.options, **options)  # valid: made of valid options
             node._capture(self.method_name, self.args, self.kwargs)
             nodes.append(node)
         return DelayableChain(*nodes) if chain else DelayableGroup(*nodes)
