@@ -10,7 +10,8 @@ For each database (a temporary SQLite file; a temporary PostgreSQL database):
 
 The baseline inserts the very row our enqueue writes (same table, same
 indexes, a fresh uuid each) with the bare driver (sqlite3 / psycopg). Figures
-are medians of a few rounds; the ratio is ours / baseline.
+are medians of a few rounds, as rates and as the time of one job or row; the
+ratio is ours / baseline.
 
     python bench/bench_enqueue.py [--pg-url postgresql://127.0.0.1:5432/postgres] [--rounds 3]
 """
@@ -208,10 +209,14 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}, PostgreSQL {pg_version}"
     )
     print(
-        f"{'database':<11} {'scenario':<38} {'enqueue jobs/s':>15} {'plain INSERT rows/s':>20} {'cost ratio':>11}"
+        f"{'database':<11} {'scenario':<38} {'enqueue jobs/s':>15} {'plain INSERT rows/s':>20}"
+        f" {'ours µs/job':>12} {'plain µs/row':>13} {'cost ratio':>11}"
     )
     for db, label, ours, plain in results:
-        print(f"{db:<11} {label:<38} {ours:>15,.0f} {plain:>20,.0f} {plain / ours:>10.2f}x")
+        print(
+            f"{db:<11} {label:<38} {ours:>15,.0f} {plain:>20,.0f}"
+            f" {1e6 / ours:>12.1f} {1e6 / plain:>13.1f} {plain / ours:>10.2f}x"
+        )
 
 
 if __name__ == "__main__":
