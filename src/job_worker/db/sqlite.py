@@ -152,6 +152,8 @@ class SqliteBackend(Backend):
         return _TYPES[kind]
 
     def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        if len(ids) == 1:  # one record (a user's company, say): no JSON to encode and scan
+            return f"{column} = %s", [ids[0]]
         # json_each turns one text parameter into a table: no limit on the count.
         return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
 
