@@ -85,6 +85,8 @@ class BaseModel(metaclass=MetaModel):
     _column_converters: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]] = ()
     #: the names of the columns that hold relations (Many2one)
     _relational_columns: ClassVar[tuple[str, ...]] = ()
+    #: what ``_select_columns`` gives, once it has worked it out
+    _select_columns_cache: ClassVar[Any] = None
 
     id = ofields.Id()
 
@@ -335,20 +337,39 @@ class BaseModel(metaclass=MetaModel):
             raise MissingError(f"record {self._name}({want},) does not exist or was deleted")
 
     def _fetch_columns(self, ids: list[int]) -> None:
-        fields_ = self._column_fields
-        backend = self.env.cr.backend
-        columns = ", ".join(backend.select_column(f'"{f.name}"', f.column_kind) for f in fields_)
-        sql, params = backend.in_ids("id", ids)
-        self.env.cr.execute(f'SELECT id, {columns} FROM "{self._table}" WHERE {sql}', params)
-        rows = self.env.cr.fetchall()
+        cr = self.env.cr
+        select, readers = self._select_columns(cr.backend)
+        sql, params = cr.backend.in_ids("id", ids)
+        cr.execute(f"{select} WHERE {sql}", params)
+        rows = cr.fetchall()
         if not rows:
             return
         ids_read, *values = zip(*rows, strict=True)  # column by column
         cache = self._cache()
-        for field, column in zip(fields_, values, strict=True):
-            if field.converts_from_column:
-                column = tuple(map(field.from_column, column))
-            cache.setdefault(field.name, {}).update(zip(ids_read, column, strict=True))
+        for (name, from_column), column in zip(readers, values, strict=True):
+            if from_column is not None:
+                column = tuple(map(from_column, column))
+            cache.setdefault(name, {}).update(zip(ids_read, column, strict=True))
+
+    @classmethod
+    def _select_columns(
+        cls, backend: Any
+    ) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
+        """The SELECT of every column of the table, and for each column its field's
+        name and ``from_column`` (None when the value needs no converting); built
+        once per model (a composed class belongs to one registry, so one backend)."""
+        known = cls._select_columns_cache
+        if known is None:
+            fields_ = cls._column_fields
+            columns = ", ".join(
+                backend.select_column(f'"{f.name}"', f.column_kind) for f in fields_
+            )
+            readers = tuple(
+                (f.name, f.from_column if f.converts_from_column else None) for f in fields_
+            )
+            known = (f'SELECT id, {columns} FROM "{cls._table}"', readers)
+            cls._select_columns_cache = known
+        return known
 
     def read(self, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """The records as dicts: Many2one as ``(id, display name)``, x2many as id lists."""

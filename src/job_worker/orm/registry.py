@@ -177,6 +177,7 @@ class Registry:
                 f for f in cls._fields.values() if f.column_kind is not None and f.name != "id"
             )
             cls._insert_sql_cache = {}
+            cls._select_columns_cache = None
             cls._column_values = staticmethod(_row_values([f.name for f in cls._column_fields]))
             cls._column_converters = tuple(
                 (i, f.to_column)
