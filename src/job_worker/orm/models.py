@@ -525,10 +525,10 @@ class BaseModel(metaclass=MetaModel):
             # a row holds a value for each column, unless _insert_rows emptied it
             # (it resolved to an existing record): that one is not cached
             for name, value in row.items():
-                try:
-                    cache[name][id_] = value
-                except KeyError:  # the first value of this field in the cache
-                    cache[name] = {id_: value}
+                values = cache.get(name)
+                if values is None:  # (not try/except: a KeyError costs more than a get)
+                    values = cache[name] = {}
+                values[id_] = value
         relations.invalidate_inverses(self, self._relational_columns)
         records = type(self)(self.env, tuple(ids))
         if any(x2many_list):
