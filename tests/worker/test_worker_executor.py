@@ -255,3 +255,21 @@ def test_a_batch_whose_connection_is_lost_commits_nothing_and_counts_the_jobs_be
     assert effects(registry) == []
     assert run.executor.run(0, jobs[2]) == ("done",)
     assert effects(registry) == ["later"]
+
+
+def test_a_batch_given_while_one_runs_is_kept_and_a_drain_is_for_good(registry, run):
+    first, second, third = (
+        *enqueue(registry, "noop"),
+        *enqueue(registry, "noop"),
+        *enqueue(registry, "noop"),
+    )
+    jobs = run.claim([first, second, third])
+    executor = run.executor
+    executor.conn.sent.clear()
+    arriving = [("run", 0, [jobs[2]])]
+    executor.conn.poll = lambda: bool(arriving)
+    executor.conn.recv = lambda: arriving.pop(0)
+    assert not executor._drain_requested()
+    assert executor.inbox == [("run", 0, [jobs[2]])]  # kept for later, not lost
+    arriving.append(("drain",))
+    assert executor._drain_requested() and executor._drain_requested()  # for good

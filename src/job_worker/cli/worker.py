@@ -39,7 +39,7 @@ from .main import split_modules
     default=8,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Jobs given to an idle executor at once under a backlog (each in its own transaction).",
+    help="Jobs an executor holds at once under a backlog of short jobs (sharing its transactions).",
 )
 @click.option(
     "--default-limit",

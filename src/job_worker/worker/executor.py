@@ -20,8 +20,8 @@ running right now is in ``current`` (shared memory), for the supervisor to
 know which job a dead executor was running.
 
 Messages from the supervisor: ``("run", db_index, [ClaimedJob, ...])`` (run them one
-after the other), ``("drain",)`` (give back the jobs of the batch not begun yet:
-``("skipped",)``), ``("stop",)``.
+after the other; the next batch of short jobs may come while one runs),
+``("drain",)`` (give back every job not begun yet: ``("skipped",)``), ``("stop",)``.
 To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
 ``("begin", db_index, job_id)`` (jobs with a timeout: it starts now),
 ``("finished", db_index, [(job_id, outcome), ...])`` (in the order given; one
@@ -143,8 +143,10 @@ class Executor:
         self.registries: dict[int, Registry] = {}
         self.sessions: dict[int, jobstore.Session] = {}
         self.reported_sessions: dict[int, int | None] = {}
-        #: the supervisor asked for the jobs of the current batch not begun yet
+        #: the supervisor asked for the jobs not begun yet back: it is stopping
         self.draining = False
+        #: messages read while looking for a drain request, to handle next
+        self.inbox: list[tuple] = []
 
     def registry(self, db_index: int) -> Registry:
         registry = self.registries.get(db_index)
@@ -393,7 +395,7 @@ class Executor:
         self._send(("ready", os.getpid()))
         while True:
             try:
-                message = self.conn.recv()
+                message = self.inbox.pop(0) if self.inbox else self.conn.recv()
             except (EOFError, OSError):
                 return
             if message[0] == "stop":
@@ -401,10 +403,9 @@ class Executor:
             if message[0] != "run":
                 continue  # a "drain" that came after its batch ended
             _, db_index, jobs = message
-            self.draining = False
             index = 0
             while index < len(jobs):
-                if index and self._drain_requested():
+                if self._drain_requested():
                     skipped = [(job.id, ("skipped",)) for job in jobs[index:]]
                     self._send(("finished", db_index, skipped))
                     break
@@ -418,10 +419,14 @@ class Executor:
                 index += 1
 
     def _drain_requested(self) -> bool:
-        """Whether the supervisor asked to give back the jobs not begun (it is stopping)."""
+        """Whether the supervisor asked to give back the jobs not begun (it is stopping:
+        for good). Jobs it gives meanwhile (the next batch) wait in the inbox."""
         while self.conn.poll():
-            if self.conn.recv()[0] == "drain":
+            message = self.conn.recv()
+            if message[0] == "drain":
                 self.draining = True
+            else:
+                self.inbox.append(message)
         return self.draining
 
     def close(self) -> None:

@@ -124,8 +124,19 @@ class ExecutorPool:
     def by_sentinel(self, sentinel: Any) -> Child | None:
         return next((c for c in self.children.values() if c.process.sentinel == sentinel), None)
 
-    def idle(self) -> list[Child]:
-        return [c for c in self.children.values() if c.ready and not c.queue and not c.kill_reason]
+    def wanting(self, per_executor: int) -> list[tuple[Child, int]]:
+        """The executors that want jobs and how many: an idle one ``per_executor``; with
+        batches (``per_executor`` > 1), also a busy one whose queue ran below a batch, so
+        that its next batch waits for it rather than it for the next claim. Idle ones
+        come first."""
+        ready = [c for c in self.children.values() if c.ready and not c.kill_reason]
+        idle = [(c, per_executor) for c in ready if not c.queue]
+        if per_executor == 1:
+            return idle
+        topping = [
+            (c, per_executor - len(c.queue)) for c in ready if 0 < len(c.queue) < per_executor
+        ]
+        return idle + topping
 
     def busy(self) -> list[Child]:
         return [c for c in self.children.values() if c.queue]
@@ -133,10 +144,13 @@ class ExecutorPool:
     # -- running and stopping -----------------------------------------------------
 
     def dispatch(self, child: Child, db_index: int, jobs: list[ClaimedJob], now: float) -> None:
-        """Give ``jobs`` to ``child``, which runs them one after the other."""
-        child.queue = [RunningJob(db_index, job, now, None) for job in jobs]
-        child.mark = now
-        self._provisional_deadline(child, now)
+        """Give ``jobs`` to ``child``, which runs them one after the other, after those
+        it has already."""
+        idle = not child.queue
+        child.queue.extend(RunningJob(db_index, job, now, None) for job in jobs)
+        if idle:  # (the deadline of a job already running is left alone)
+            child.mark = now
+            self._provisional_deadline(child, now)
         child.conn.send(("run", db_index, jobs))
 
     def finish(self, child: Child, job_id: int, now: float) -> RunningJob | None:

@@ -13,8 +13,8 @@ class WorkerSettings:
     modules: tuple[str, ...] = ()
     #: executor processes, each running one job at a time
     concurrency: int = 2
-    #: jobs given to an idle executor at once when more are due than executors are idle
-    #: (each still runs in its own transaction)
+    #: jobs an executor holds at once while short jobs are due in a backlog (they share
+    #: its transactions, a savepoint each; see docs/worker.md)
     batch: int = 8
     #: limit of channels without a queue.limit row (0 would pause them)
     default_limit: int = 1

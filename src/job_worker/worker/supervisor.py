@@ -42,6 +42,23 @@ MAX_WAIT = 1.0
 SHUTDOWN_RECORD_TIME = 3.0
 
 
+def _deal(jobs: list[Any], wanting: list[tuple[Child, int]]) -> list[tuple[Child, list[Any]]]:
+    """Share claimed jobs (best first) among the executors that want them, one at a time
+    in turn, idle executors first: with fewer jobs than executors each gets one, and
+    under a backlog each gets what it asked for."""
+    shares: list[list[Any]] = [[] for _ in wanting]
+    left = jobs[::-1]  # the best last: popped first
+    while left:
+        dealt = False
+        for share, (_child, wanted) in zip(shares, wanting, strict=True):
+            if left and len(share) < wanted:
+                share.append(left.pop())
+                dealt = True
+        if not dealt:
+            break
+    return [(child, share) for share, (child, _) in zip(shares, wanting, strict=True) if share]
+
+
 def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -139,23 +156,20 @@ class Supervisor:
         return not self.pool.busy() and not any(p.pending for p in self.producers)
 
     def _dispatch(self, now: float) -> None:
-        """Claim for idle executors, one database after the other (round robin)."""
+        """Claim for executors that want jobs, one database after the other (round robin)."""
         count = len(self.producers)
         for step in range(count):
-            idle = self.pool.idle()
-            if not idle:
+            # batches only for short jobs: a long job would hold the rest of its batch back;
+            # with short jobs an executor gets its next batch while it runs one
+            per_executor = self.settings.batch if self.job_time < BATCH_BELOW else 1
+            wanting = self.pool.wanting(per_executor)
+            if not wanting:
                 return
             producer = self.producers[(self._next_producer + step) % count]
             if not producer.wants_to_claim(now):
                 continue
-            # batches only for short jobs: a long job would hold the rest of its batch back
-            per_executor = self.settings.batch if self.job_time < BATCH_BELOW else 1
-            jobs = producer.claim(now, len(idle) * per_executor)
-            # round robin: with fewer jobs than executors each gets one; under a backlog
-            # each gets a batch, and the best jobs are still begun first
-            share = min(len(idle), len(jobs))
-            for index, child in enumerate(idle[:share]):
-                batch = jobs[index::share]
+            jobs = producer.claim(now, sum(wanted for _child, wanted in wanting))
+            for child, batch in _deal(jobs, wanting):
                 self.pool.dispatch(child, producer.db_index, batch, now)
                 if _logger.isEnabledFor(logging.DEBUG):
                     for job in batch:
@@ -200,7 +214,7 @@ class Supervisor:
                         self.pool.kill(child, "cancelled")
 
     def _wait(self, now: float) -> None:
-        idle = bool(self.pool.idle()) and not self.stopping
+        idle = bool(self.pool.wanting(1)) and not self.stopping
         timers = [now + MAX_WAIT]
         timers += [p.next_timer(now, idle) for p in self.producers]
         timers += [c.job.deadline for c in self.pool.busy() if c.job and c.job.deadline]
