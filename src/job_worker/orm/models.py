@@ -20,6 +20,7 @@ from . import domains, relations
 from . import fields as ofields
 
 if TYPE_CHECKING:
+    from ..db.backend import Backend
     from ..db.sqlite import SqliteCursor
     from .api import Environment
     from .registry import Registry
@@ -353,7 +354,7 @@ class BaseModel(metaclass=MetaModel):
 
     @classmethod
     def _select_columns(
-        cls, backend: Any
+        cls, backend: Backend
     ) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
         """The SELECT of every column of the table, and for each column its field's
         name and ``from_column`` (None when the value needs no converting); built

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ...orm import fields, models
@@ -139,7 +140,7 @@ class QueueJob(models.Model):
         return ids
 
     def _create_enqueued(
-        self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]], now: Any
+        self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]], now: datetime
     ) -> Any:
         """Create the jobs of an enqueue at ``now``; ``built`` are the values the
         queue made, ``vals_list`` what the model's ``_job_store_values`` made of them
