@@ -69,3 +69,13 @@ def test_a_next_batch_leaves_the_running_job_and_its_deadline_alone():
     assert [r.job.id for r in busy.queue] == [1, 2, 3]
     assert busy.queue[0].deadline == deadline and busy.mark == 100.0
     assert [m[0] for m in busy.conn.sent] == ["run", "run"]
+
+
+def test_the_running_job_is_the_one_whose_code_the_executor_says_it_runs():
+    import ctypes
+
+    busy = child(1, queued=3)
+    busy.current = ctypes.c_longlong(0)
+    assert busy.running is None  # between jobs, or committing: nothing to kill for a cancel
+    busy.current.value = busy.queue[1].job.id
+    assert busy.running is busy.queue[1]

@@ -197,16 +197,19 @@ class Executor:
                 duration=time.monotonic() - started,
                 worker_id=self.worker_id,
             )
+            self.current.value = 0  # the job's code is over: only its commit is left
             if not done:  # cancelled, set by hand or reclaimed while it ran
                 cr.rollback()
                 return ("lost",)
             cr.commit()
             return ("done",)
         except Exception as exc:
+            self.current.value = 0
             text = traceback.format_exc()
             report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
             failure: BaseException = exc if not session.broken else report.exception()
         finally:
+            self.current.value = 0
             cr.close()  # rolls back whatever is left of the job's transaction
         return self.record(db_index, job, report, failure)
 
@@ -262,6 +265,14 @@ class Executor:
         job's, ``release``); returns the outcome and the savepoint to release next.
         Raises only when the transaction as a whole is lost."""
         self.current.value = job.id
+        try:
+            return self._savepoint_run(cr, store, job, release)
+        finally:
+            self.current.value = 0  # the job's code is over, whatever happened
+
+    def _savepoint_run(
+        self, cr: Any, store: jobstore.JobStore, job: jobstore.ClaimedJob, release: str | None
+    ) -> tuple[tuple, str]:
         savepoint = new_savepoint_name()
         try:
             began = store.begin_job(
@@ -414,7 +425,6 @@ class Executor:
                     index += self.run_together(db_index, jobs[index:])
                     continue
                 outcome = self.run(db_index, job)
-                self.current.value = 0
                 self._send(("finished", db_index, [(job.id, outcome)]))
                 index += 1
 

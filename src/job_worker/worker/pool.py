@@ -66,13 +66,14 @@ class Child:
 
     @property
     def running(self) -> RunningJob | None:
-        """The job it runs right now: the one it last began (several jobs of a batch
-        share a transaction), else the first not finished."""
+        """The job whose code it runs right now, as it says in shared memory (several
+        jobs of a batch share a transaction); None between jobs, or while it commits."""
         current = self.current.value if self.current is not None else 0
-        for running in self.queue:
-            if running.job.id == current:
-                return running
-        return self.job
+        if current:
+            for running in self.queue:
+                if running.job.id == current:
+                    return running
+        return None
 
 
 class ExecutorPool:

@@ -289,9 +289,15 @@ class Supervisor:
         for waiting in child.queue:
             if waiting is running:
                 continue
-            # not begun, or done in a transaction that died uncommitted: back, nothing counted
+            # not begun, or done in a transaction that died uncommitted (or committed but
+            # not reported: then nothing changes): back to pending, nothing counted
             self.producers[waiting.db_index].owe(
-                PendingChange("stop", waiting.job, "executor gone before the job ended")
+                PendingChange(
+                    "stop",
+                    waiting.job,
+                    "executor gone before the job ended",
+                    child.sessions.get(waiting.db_index),
+                )
             )
         if running is not None:
             job = running.job
