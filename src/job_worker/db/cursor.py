@@ -141,6 +141,12 @@ class Cursor:
     def description(self) -> Any:
         return self._cur.description
 
+    @property
+    def lastrowid(self) -> int:
+        """The id of the row the last INSERT of one row wrote (valid when rowcount is 1),
+        on databases whose backend has ``rowid_inserts``."""
+        raise NotImplementedError(f"{self.dialect} gives inserted ids through RETURNING")
+
     # -- transaction ----------------------------------------------------------
 
     @property

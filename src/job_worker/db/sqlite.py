@@ -96,6 +96,7 @@ class SqliteBackend(Backend):
     forward_references = True  # foreign keys are only checked when rows are written
     nulls_sort_high = False  # SQLite sorts NULL first: the ORM says NULLS LAST explicitly
     lock_rows = ""  # a read-write transaction already holds the database's write lock
+    rowid_inserts = True
 
     def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0):
         self.url = url

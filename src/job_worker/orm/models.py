@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import MissingError
 from . import domains, relations
@@ -21,7 +21,6 @@ from . import fields as ofields
 
 if TYPE_CHECKING:
     from ..db.backend import Backend
-    from ..db.sqlite import SqliteCursor
     from .api import Environment
     from .registry import Registry
 
@@ -547,9 +546,9 @@ class BaseModel(metaclass=MetaModel):
         ids: list[int] = []
         cr = self.env.cr
         values_of, converters = type(self)._column_values, self._column_converters
-        # SQLite spends a fixed ~60 µs on every statement with RETURNING, more than the
-        # INSERT of a row itself: a single row goes without it and its id is the rowid
-        rowid = cr.dialect == "sqlite"
+        # where RETURNING costs more than the INSERT of a row itself (SQLite), a single
+        # row goes without it and its id is the rowid
+        rowid = cr.backend.rowid_inserts
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             params: list[Any] = []
@@ -561,7 +560,7 @@ class BaseModel(metaclass=MetaModel):
             if rowid and len(batch) == 1:
                 cr.execute(self._insert_sql(1, conflict, returning=False), params)
                 if cr.rowcount:  # 0: the conflict clause skipped the row
-                    ids.append(cast("SqliteCursor", cr).lastrowid)
+                    ids.append(cr.lastrowid)
                 continue
             cr.execute(self._insert_sql(len(batch), conflict), params)
             # ids come from one sequence in row order within a statement
