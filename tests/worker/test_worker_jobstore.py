@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import psycopg
@@ -239,3 +240,22 @@ def test_claims_of_concurrent_sessions_never_exceed_the_limit(registry, store):
         t.join(30)
     assert not errors
     assert len(got) == 3 == len(set(got))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_claim_locks_no_more_candidates_than_it_wants(registry, store, claim, monkeypatch):
+    # a channel with room for 100 and 30 jobs waiting: a claim of 2 looks at 2 of them,
+    # not at all 30 (each candidate is locked FOR UPDATE: a big limit made claims O(n))
+    enqueue(registry, "noop", count=30)
+    from job_worker.db.postgres import PostgresCursor
+
+    real, plans = PostgresCursor._execute, []
+
+    def spy(self, query, params):
+        if "json_to_recordset" in query:
+            plans.append(json.loads(params[0]))
+        return real(self, query, params)
+
+    monkeypatch.setattr(PostgresCursor, "_execute", spy)
+    assert len(claim(wanted=2, default_limit=100).jobs) == 2
+    assert plans == [[{"channel": "root", "free": 2}]]

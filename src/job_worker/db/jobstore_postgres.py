@@ -149,8 +149,11 @@ class PostgresJobStore(JobStore):
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
-        # the plan as one JSON text: far cheaper to send than two arrays
-        channels = json.dumps([{"channel": c, "free": free} for c, free in plan.free.items()])
+        # the plan as one JSON text (far cheaper to send than two arrays); no channel needs
+        # more candidates than the claim wants: each one is locked (FOR UPDATE)
+        channels = json.dumps(
+            [{"channel": c, "free": min(free, wanted)} for c, free in plan.free.items()]
+        )
         cr.execute(TAKE, (channels, now, wanted, worker_id, now, now, now))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
