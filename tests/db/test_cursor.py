@@ -292,3 +292,32 @@ def test_a_cursor_on_an_autocommit_connection_opens_its_transaction_itself(regis
     finally:
         session.close()
     assert bodies(registry) == ["committed"]
+
+
+def test_connections_opened_at_once_on_a_new_file_all_switch_it_to_wal(tmp_path):
+    # SQLite answers "database is locked" at once, without its busy handler, to a
+    # connection switching a new file to WAL while another one is doing so
+    import threading
+
+    from job_worker.db import connect
+
+    errors: list[BaseException] = []
+    for round_ in range(40):
+        backend = connect(f"sqlite:///{tmp_path / f'fresh-{round_}.db'}")
+        start = threading.Barrier(4)
+
+        def open_one(backend=backend, start=start) -> None:
+            start.wait(timeout=10)
+            try:
+                cnx = backend.connect()
+                assert cnx.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                cnx.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []

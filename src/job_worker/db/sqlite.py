@@ -19,6 +19,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime
@@ -115,11 +116,31 @@ class SqliteBackend(Backend):
             isolation_level=None,  # we send BEGIN ourselves
             check_same_thread=False,
         )
-        cnx.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(cnx)
         cnx.execute("PRAGMA synchronous=NORMAL")
         cnx.execute("PRAGMA foreign_keys=ON")
         cnx.execute("PRAGMA case_sensitive_like=ON")
         return cnx
+
+    def _use_wal(self, cnx: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so). Switching waits for no busy handler:
+        when another connection is switching a new file at the same moment, SQLite says
+        "database is locked" at once, so look again until it is done or the busy timeout
+        is spent."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                mode = cnx.execute("PRAGMA journal_mode").fetchone()
+                if mode and str(mode[0]).lower() == "wal":
+                    return
+                cnx.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)  # backing off while the other connection switches the file
+            delay = min(delay * 2, 0.1)
 
     def _acquire(self) -> sqlite3.Connection:
         with self._lock:
