@@ -234,6 +234,26 @@ def test_sigterm_past_grace_returns_jobs_to_pending_without_an_attempt(registry,
     assert stopped[0][0] is not None
 
 
+@pytest.mark.timeout(90)
+def test_sigterm_amid_batches_of_short_jobs_leaves_each_job_done_once_or_pending(
+    registry, start_worker
+):
+    # short jobs under a backlog run in batches, an executor holding its next batch too:
+    # a stop gives back every job not begun, and commits or undoes each begun one whole
+    set_limit(registry, "root", 100)
+    enqueue(registry, "record", "job-{i}", count=3000)
+    worker = start_worker("--concurrency", "2", "--grace", "20", *FAST)
+    wait_for(lambda: states(registry).get("done", 0) >= 300, 60, "batches running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    counts = states(registry)
+    assert set(counts) <= {"done", "pending"} and sum(counts.values()) == 3000
+    assert counts.get("pending", 0) > 0  # it stopped amid the backlog
+    assert query(registry, "SELECT max(attempts) FROM queue_job")[0][0] == 0
+    names = [r[0] for r in query(registry, "SELECT name FROM workerapp_effect")]
+    assert len(names) == len(set(names)) == counts["done"]
+
+
 @pytest.mark.timeout(60)
 def test_second_signal_stops_at_once(registry, start_worker):
     enqueue(registry, "sleep_then_record", "job", 60)
