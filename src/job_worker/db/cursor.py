@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +33,14 @@ class Callbacks:
     """Functions run once at a transaction boundary, in the order added."""
 
     def __init__(self) -> None:
-        self._funcs: list[Callable[[], Any]] = []
+        self._funcs: list[tuple[Hashable, Callable[[], Any]]] = []
 
-    def add(self, func: Callable[[], Any]) -> None:
-        self._funcs.append(func)
+    def add(self, func: Callable[[], Any], key: Hashable = None) -> None:
+        """Add ``func``; with a ``key``, only if none added with that key is pending
+        (what many writes of a transaction ask for, once: a wake-up, say)."""
+        if key is not None and any(known == key for known, _func in self._funcs):
+            return
+        self._funcs.append((key, func))
 
     def clear(self) -> None:
         self._funcs.clear()
@@ -44,16 +48,13 @@ class Callbacks:
     def __len__(self) -> int:
         return len(self._funcs)
 
-    def __contains__(self, func: object) -> bool:
-        return func in self._funcs
-
     def truncate(self, length: int) -> None:
         """Forget the functions added after the first ``length`` (a savepoint rolled back)."""
         del self._funcs[length:]
 
     def run(self, *, swallow: bool) -> None:
         while self._funcs:
-            func = self._funcs.pop(0)
+            _key, func = self._funcs.pop(0)
             if not swallow:
                 func()
                 continue

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -199,15 +200,7 @@ class PostgresJobStore(JobStore):
         return False
 
     def notify_at_commit(self, cr: Cursor) -> None:
-        notify = getattr(cr, "_job_worker_notify", None)
-        if notify is None:
-
-            def notify() -> None:
-                cr.execute(NOTIFY, ())
-
-            cr._job_worker_notify = notify  # type: ignore[attr-defined]
-        if notify not in cr.precommit:
-            cr.precommit.add(notify)
+        cr.precommit.add(partial(cr.execute, NOTIFY, ()), key=NOTIFY)
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self.backend)
@@ -238,7 +231,6 @@ class PostgresSession(Session):
                 # the supervisor never waits long on a row another transaction holds:
                 # it retries on its next turn instead of freezing its event loop
                 cnx.execute("SET lock_timeout = 2000")
-            cnx.commit()
             self._cnx = cnx
             self.session_id = cnx.info.backend_pid
         return self._cnx

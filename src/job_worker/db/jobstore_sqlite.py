@@ -29,6 +29,7 @@ import os
 import socket
 import sqlite3
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..orm.fields import Datetime
@@ -200,16 +201,8 @@ class SqliteJobStore(JobStore):
         return bool(row and row[0] == holder)
 
     def notify_at_commit(self, cr: Cursor) -> None:
-        fire = getattr(cr, "_job_worker_notify", None)
-        if fire is None:
-            url = self.backend.url
-
-            def fire() -> None:
-                fire_local_enqueue(url)
-
-            cr._job_worker_notify = fire  # type: ignore[attr-defined]
-        if fire not in cr.postcommit:
-            cr.postcommit.add(fire)
+        url = self.backend.url
+        cr.postcommit.add(partial(fire_local_enqueue, url), key=("local enqueue", url))
 
     def listener(self) -> SqliteListener:
         return SqliteListener(self.backend)
