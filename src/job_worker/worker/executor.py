@@ -204,7 +204,6 @@ class Executor:
             cr.commit()
             return ("done",)
         except Exception as exc:
-            self.current.value = 0
             text = traceback.format_exc()
             report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
             failure: BaseException = exc if not session.broken else report.exception()
@@ -254,7 +253,6 @@ class Executor:
                 outcomes = self._record_all(db_index, ran, _report(exc, session))
         finally:
             cr.close()
-            self.current.value = 0
         self._send(("finished", db_index, [(job.id, outcome) for job, outcome in outcomes]))
         return len(outcomes)
 
