@@ -115,6 +115,76 @@ def test_unserialisable_argument_is_refused_naming_its_path(qenv, partner, args,
     assert _nothing_left(qenv)
 
 
+def _self_containing_list():
+    a = []
+    a.append(a)
+    return a
+
+
+def _self_containing_dict():
+    d = {"name": "d"}
+    d["me"] = d
+    return d
+
+
+def _two_containers_in_a_cycle():
+    outer = {"inner": []}
+    outer["inner"].append(outer)
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (
+            (_self_containing_list(),),
+            {},
+            r"args\[0\]\[0\]: cannot store a list that contains itself in a job; "
+            r"it is args\[0\] again \(circular reference\)",
+        ),
+        (
+            (),
+            {"d": _self_containing_dict()},
+            r"kwargs\['d'\]\['me'\]: cannot store a dict that contains itself in a job; "
+            r"it is kwargs\['d'\] again \(circular reference\)",
+        ),
+        (
+            (1, _two_containers_in_a_cycle()),
+            {},
+            r"args\[1\]\['inner'\]\[0\]: cannot store a dict that contains itself in a job; "
+            r"it is args\[1\] again \(circular reference\)",
+        ),
+    ],
+    ids=["list-contains-itself", "dict-contains-itself", "cycle-through-two-containers"],
+)
+def test_circular_argument_is_refused_naming_where_it_loops(qenv, partner, args, kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        partner.with_delay().echo(*args, **kwargs)
+    with pytest.raises(TypeError, match=message):
+        partner.delayable().echo(*args, **kwargs)
+    assert _nothing_left(qenv)
+    job = partner.with_delay().echo("after")  # the transaction is still usable
+    job.run_now()
+    assert job.state == "done"
+
+
+def test_same_object_twice_but_not_circular_is_accepted(qenv, partner):
+    x = [1]
+    d = {"k": x}
+    job = partner.with_delay().echo([x, x], (d, d), same=x)
+    assert job.args == [[[1], [1]], {"$tuple": [{"k": [1]}, {"k": [1]}]}]
+    assert job.kwargs == {"same": [1]}
+    job.run_now()
+    assert job.state == "done"
+
+
+def test_circular_result_is_stored_as_its_repr():
+    from job_worker.queue.serialization import encode_result
+
+    a = _self_containing_list()
+    assert encode_result(a) == "[[...]]"
+
+
 def test_identity_function_returning_non_str_is_refused(qenv, partner):
     with pytest.raises(TypeError, match="returned 42, not a str"):
         partner.with_delay(identity_key=lambda d: 42).record()

@@ -4,7 +4,8 @@ Plain JSON values are stored as they are. The other accepted types are
 stored as one-key objects whose key starts with ``$`` (``{"$datetime":
 "2025-06-01T09:00:00"}``); a dict whose keys start with ``$`` is itself
 escaped, so decoding is never ambiguous. Anything else is refused when the
-job is enqueued, with the path of the bad value (``args[0]["when"]``).
+job is enqueued, with the path of the bad value (``args[0]["when"]``); so is a
+list, tuple or dict that contains itself, which JSON cannot hold.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ ACCEPTED = (
 def encode(value: Any, path: str) -> Any:
     """The JSON form of ``value``; ``TypeError`` naming ``path`` if it cannot be stored."""
     try:
-        return _encode(value)
+        return _encode(value, set())
     except _Refused as exc:
-        raise TypeError(f"{path}{''.join(reversed(exc.steps))}: {exc}") from None
+        where = path + "".join(reversed(exc.steps))
+        if exc.circular is not None:
+            first = path + "".join(reversed(exc.steps[exc.first_at :]))
+            raise TypeError(f"{where}: {exc}; it is {first} again (circular reference)") from None
+        raise TypeError(f"{where}: {exc}") from None
 
 
 class _Refused(Exception):
@@ -40,18 +45,31 @@ class _Refused(Exception):
 
     The path is only put together when a value is refused, so encoding good
     arguments builds no path strings.
+
+    For a circular value, ``circular`` is the container met again inside
+    itself; ``first_at`` is ``len(steps)`` once the error has left that
+    container's first visit, so ``steps[first_at:]`` lead to that visit.
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, circular: list | tuple | dict | None = None):
         super().__init__(message)
         self.steps: list[str] = []
+        self.circular = circular
+        self.first_at = 0
+
+
+def _circular(value: list | tuple | dict) -> _Refused:
+    return _Refused(f"cannot store a {type(value).__name__} that contains itself in a job", value)
 
 
 #: the types stored as they are (their subclasses go through the checks below)
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, active: set[int]) -> Any:
+    """``active`` holds the ids of the containers being encoded around ``value``:
+    meeting one again means a cycle. Only containers touch it; an object seen
+    twice side by side (``[x, x]``) is not on the path the second time."""
     if type(value) in _PLAIN or isinstance(value, str | int):  # bool is an int
         return value
     if isinstance(value, float):
@@ -59,10 +77,14 @@ def _encode(value: Any) -> Any:
             raise _Refused(f"{value!r} cannot be stored as JSON")
         return value
     if isinstance(value, list):
-        return _encode_items(value)
+        return _encode_items(value, active)
     if isinstance(value, tuple):
-        return {"$tuple": _encode_items(value)}
+        return {"$tuple": _encode_items(value, active)}
     if isinstance(value, dict):
+        ref = id(value)
+        if ref in active:
+            raise _circular(value)
+        active.add(ref)
         out = {}
         escaped = False  # a key starts with "$": the dict is wrapped, not taken for a type
         for key, item in value.items():
@@ -71,10 +93,13 @@ def _encode(value: Any) -> Any:
             if key[:1] == "$":
                 escaped = True
             try:
-                out[key] = _encode(item)
+                out[key] = _encode(item, active)
             except _Refused as exc:
                 exc.steps.append(f"[{key!r}]")
+                if exc.circular is value:
+                    exc.first_at = len(exc.steps)
                 raise
+        active.discard(ref)
         return {"$dict": out} if escaped else out
     if isinstance(value, datetime):
         return {"$datetime": value.isoformat()}
@@ -89,14 +114,21 @@ def _encode(value: Any) -> Any:
     raise _Refused(f"cannot store {type(value).__name__} {value!r} in a job; accepted: {ACCEPTED}")
 
 
-def _encode_items(values: list | tuple) -> list:
+def _encode_items(values: list | tuple, active: set[int]) -> list:
+    ref = id(values)
+    if ref in active:
+        raise _circular(values)
+    active.add(ref)
     out = []
     for i, item in enumerate(values):
         try:
-            out.append(_encode(item))
+            out.append(_encode(item, active))
         except _Refused as exc:
             exc.steps.append(f"[{i}]")
+            if exc.circular is values:
+                exc.first_at = len(exc.steps)
             raise
+    active.discard(ref)
     return out
 
 
