@@ -259,7 +259,6 @@ def test_commit_and_rollback_forget_the_record_cache(make_registry):
         assert not env.cache
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_statements_sent_together_each_give_their_rows(registry):
     with registry.cursor() as cr:
         results = cr.execute_together(
@@ -272,6 +271,63 @@ def test_statements_sent_together_each_give_their_rows(registry):
         assert results == [[], [("it's \\ 100%",)], []]
         assert cr.sql_count == 3
     assert bodies(registry) == ["it's \\ 100%"]
+
+
+def test_a_lazy_savepoint_costs_nothing_when_its_block_sends_no_statement(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "kept"))
+        before = cr.sql_count
+        marks = cr.callback_marks()
+        with cr.lazy_savepoint() as savepoint:
+            cr.postcommit.add(lambda: None)
+            cr.rollback_to_savepoint(savepoint, marks)  # nothing to undo but the callback
+        assert cr.sql_count == before
+        assert len(cr.postcommit) == 0
+        cr.execute("SELECT 1")  # after the block: no savepoint opens
+        assert cr.sql_count == before + 1
+    assert bodies(registry) == ["kept"]
+
+
+def test_a_lazy_savepoint_opens_before_its_block_s_first_statement(registry):
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "kept"))
+        marks = cr.callback_marks()
+        with cr.lazy_savepoint() as savepoint:
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "undone"))
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (3, "undone too"))
+            cr.rollback_to_savepoint(savepoint, marks)
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (4, "after"))
+    assert bodies(registry) == ["kept", "after"]
+
+
+def test_the_next_lazy_savepoint_releases_the_one_before(registry):
+    with registry.cursor() as cr:
+        with cr.lazy_savepoint() as first:
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "first"))
+        with cr.lazy_savepoint():
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (2, "second"))
+        with pytest.raises(Exception, match=r"(?i)no such savepoint|does not exist"):
+            cr.execute(f'ROLLBACK TO SAVEPOINT "{first}"')  # released: no nesting piles up
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_lazy_savepoint_goes_with_the_statements_sent_together(registry, monkeypatch):
+    import psycopg
+
+    scripts = []
+    real = psycopg.Cursor.execute
+
+    def spy(self, query, *args, **kwargs):
+        scripts.append(query)
+        return real(self, query, *args, **kwargs)
+
+    with registry.cursor() as cr:
+        cr.execute("SELECT 1")
+        monkeypatch.setattr(psycopg.Cursor, "execute", spy)
+        with cr.lazy_savepoint():
+            assert cr.execute_together([("SELECT %s", (5,))]) == [[(5,)]]
+        monkeypatch.undo()
+    assert len(scripts) == 1 and b"SAVEPOINT" in scripts[0]  # one round trip
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

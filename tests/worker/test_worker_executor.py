@@ -273,3 +273,77 @@ def test_a_batch_given_while_one_runs_is_kept_and_a_drain_is_for_good(registry, 
     assert executor.inbox == [("run", 0, [jobs[2]])]  # kept for later, not lost
     arriving.append(("drain",))
     assert executor._drain_requested() and executor._drain_requested()  # for good
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: a cancel waits
+def test_a_job_cancelled_once_its_batch_began_rolls_the_batch_back(registry, run, monkeypatch):
+    # its writes are in the batch's transaction: nothing of the batch may commit, and the
+    # other jobs go back to pending uncounted (by the supervisor) to run again
+    from job_worker.worker import executor as executor_module
+
+    ids = [
+        *enqueue(registry, "record", "first"),
+        *enqueue(registry, "record", "cancelled"),
+        *enqueue(registry, "fail", "boom"),
+        *enqueue(registry, "record", "last"),
+    ]
+    jobs = run.claim(ids)
+    real = executor_module.call_job
+
+    def cancel_the_second_as_it_runs(env, call):
+        result = real(env, call)
+        if run.executor.current.value == ids[1]:
+            with registry.cursor() as cr:
+                env_ = type(env)(cr, 1, {})
+                env_["queue.job"].browse(ids[1]).cancel()
+        return result
+
+    monkeypatch.setattr(executor_module, "call_job", cancel_the_second_as_it_runs)
+    count, outcomes = run_together(run, ids, jobs)
+    assert count == 4
+    assert outcomes == [
+        (ids[0], ("skipped",)),
+        (ids[1], ("lost",)),
+        (ids[2], ("skipped",)),
+        (ids[3], ("skipped",)),
+    ]
+    assert effects(registry) == []
+    rows = query(registry, "SELECT state, attempts FROM queue_job ORDER BY id")
+    assert rows == [("started", 0), ("cancelled", 0), ("started", 0), ("started", 0)]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
+def test_a_batch_takes_three_round_trips_and_one_more_per_job_that_talks_to_the_database(
+    registry, run, monkeypatch
+):
+    import psycopg
+
+    ids = [*enqueue(registry, "noop"), *enqueue(registry, "noop"), *enqueue(registry, "noop")]
+    jobs = run.claim(ids)
+    run.executor.warm_up()  # connected before counting
+    sent = []
+
+    def count(real):
+        def spy(self, *args, **kwargs):
+            cnx = getattr(self, "connection", self)
+            if cnx.info.parameter_status("application_name") == "job_worker executor":
+                sent.append(real.__name__)
+            return real(self, *args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", count(psycopg.Cursor.execute))
+    monkeypatch.setattr(psycopg.Connection, "commit", count(psycopg.Connection.commit))
+    monkeypatch.setattr(psycopg.Connection, "rollback", count(psycopg.Connection.rollback))
+    _count, outcomes = run_together(run, ids, jobs)
+    assert [outcome for _id, outcome in outcomes] == [("done",)] * 3
+    assert sent == ["execute", "execute", "commit"]  # begin all, mark all done, commit
+
+    more = [*enqueue(registry, "noop"), *enqueue(registry, "record", "one write")]
+    jobs = run.claim(more)
+    sent.clear()
+    _count, outcomes = run_together(run, more, jobs)
+    assert [outcome for _id, outcome in outcomes] == [("done",)] * 2
+    # the writing job opens its savepoint with its first statement: one round trip more
+    assert sent == ["execute", "execute", "execute", "execute", "commit"]
+    assert effects(registry) == ["one write"]

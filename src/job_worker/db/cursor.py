@@ -86,12 +86,17 @@ class Cursor:
         self.postrollback = Callbacks()
         #: why commit() and rollback() are refused now (see :meth:`owned`), or None
         self._owned: str | None = None
+        #: a lazy savepoint to open before the next statement, and the last one opened
+        self._savepoint_due: str | None = None
+        self._savepoint_open: str | None = None
 
     # -- statements ---------------------------------------------------------
 
     def execute(self, query: str, params: Sequence[Any] | None = None) -> Cursor:
         if self._closed:
             raise RuntimeError("cursor is closed")
+        if self._savepoint_due is not None:
+            self._open_due_savepoint()
         self._before_execute()
         self.sql_count += 1
         self._execute(query, params)
@@ -100,10 +105,24 @@ class Cursor:
     def executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> Cursor:
         if self._closed:
             raise RuntimeError("cursor is closed")
+        if self._savepoint_due is not None:
+            self._open_due_savepoint()
         self._before_execute()
         self.sql_count += 1
         self._executemany(query, seq_of_params)
         return self
+
+    def execute_together(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run ``statements`` in order and return the rows of each (none for a statement
+        that returns no rows). A database behind a network sends them in one round trip
+        (:meth:`job_worker.db.postgres.PostgresCursor.execute_together`)."""
+        results: list[list[tuple[Any, ...]]] = []
+        for query, params in statements:
+            self.execute(query, params)
+            results.append(self.fetchall() if self.description is not None else [])
+        return results
 
     def _before_execute(self) -> None:
         """Open a transaction lazily when the database needs it (SQLite)."""
@@ -157,6 +176,7 @@ class Cursor:
     def commit(self) -> None:
         self._check_not_owned("commit")
         self.precommit.run(swallow=False)
+        self._savepoint_due = self._savepoint_open = None
         self._cnx.commit()
         self.cache.clear()
         self.postrollback.clear()
@@ -166,6 +186,7 @@ class Cursor:
         self._check_not_owned("roll back")
         self.precommit.clear()
         self.postcommit.clear()
+        self._savepoint_due = self._savepoint_open = None
         self._cnx.rollback()
         self.cache.clear()
         self.postrollback.run(swallow=True)
@@ -200,6 +221,35 @@ class Cursor:
         else:
             self.execute(f'RELEASE SAVEPOINT "{name}"')
 
+    @contextmanager
+    def lazy_savepoint(self) -> Iterator[str]:
+        """A savepoint around a block, opened only just before the block's first
+        statement: a block that never talks to the database costs no round trip. The
+        block undoes itself with :meth:`rollback_to_savepoint` and the name it is given.
+        The savepoint is released when the next lazy savepoint opens, or with the
+        transaction (it stays open after the block, as nobody needs it any more, to
+        save a round trip)."""
+        name = new_savepoint_name()
+        self._savepoint_due = name
+        try:
+            yield name
+        finally:
+            self._savepoint_due = None
+
+    def _open_due_savepoint(self) -> None:
+        self.execute_together(self._take_due_savepoint())
+
+    def _take_due_savepoint(self) -> list[tuple[str, Sequence[Any]]]:
+        """The statements that open the due lazy savepoint (releasing the one before);
+        from now on it counts as open."""
+        name, self._savepoint_due = self._savepoint_due, None
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if self._savepoint_open is not None:
+            statements.append((f'RELEASE SAVEPOINT "{self._savepoint_open}"', ()))
+        statements.append((f'SAVEPOINT "{name}"', ()))
+        self._savepoint_open = name
+        return statements
+
     def callback_marks(self) -> tuple[int, int, int]:
         """Where the callback lists stand, to forget what a rolled-back savepoint added."""
         return len(self.precommit), len(self.postcommit), len(self.postrollback)
@@ -207,8 +257,11 @@ class Cursor:
     def rollback_to_savepoint(self, name: str, marks: tuple[int, int, int]) -> None:
         """Undo what happened since savepoint ``name``: its writes, the callbacks added
         since ``marks`` (a post-commit action of undone work must not run) and the
-        record cache."""
-        self.execute(f'ROLLBACK TO SAVEPOINT "{name}"')
+        record cache. A lazy savepoint that never opened has no writes to undo."""
+        if name == self._savepoint_due:
+            self._savepoint_due = None
+        else:
+            self.execute(f'ROLLBACK TO SAVEPOINT "{name}"')
         for callbacks, length in zip(
             (self.precommit, self.postcommit, self.postrollback), marks, strict=True
         ):

@@ -79,6 +79,11 @@ MARK_RATE_LIMITED_START = (
     "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
 )
 
+# -- name: check_jobs
+# Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
+# before we got them. (The caller adds the condition on the ids.)
+CHECK_JOBS = "SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s"
+
 # -- name: heartbeat_worker
 HEARTBEAT_WORKER = "UPDATE queue_worker SET heartbeat = %s WHERE worker_id = %s"
 
@@ -285,22 +290,24 @@ class JobStore(ABC):
 
     # -- execution ------------------------------------------------------------
 
-    @abstractmethod
-    def begin_job(
-        self,
-        cr: Cursor,
-        job_id: int,
-        worker_id: str,
-        *,
-        savepoint: str | None = None,
-        release: str | None = None,
-    ) -> bool:
+    def begin_job(self, cr: Cursor, job_id: int, worker_id: str) -> bool:
         """Begin the job in ``cr``'s transaction as its one executor: false when the job
-        is no longer started by ``worker_id`` (cancelled or reclaimed meanwhile).
+        is no longer started by ``worker_id`` (cancelled or reclaimed meanwhile)."""
+        return job_id in self.begin_jobs(cr, [job_id], worker_id)
 
-        Jobs that share a transaction each begin in a savepoint of their own:
-        ``release`` the previous job's, then open ``savepoint``, then the checks.
-        """
+    def begin_jobs(self, cr: Cursor, job_ids: Sequence[int], worker_id: str) -> set[int]:
+        """Begin jobs that are to run one after the other in ``cr``'s transaction, in one
+        round trip: which of them are still started by ``worker_id``. Until the
+        transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
+        in_sql, params = self.backend.in_ids("id", job_ids)
+        check = (f"{CHECK_JOBS} AND {in_sql}", (worker_id, *params))
+        rows = cr.execute_together([*self._run_locks(job_ids), check])[-1]
+        return {row[0] for row in rows}
+
+    def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
+        """Statements that take the proof that the jobs' executor is alive, held until
+        the transaction ends (none where the write lock is that proof: SQLite)."""
+        return []
 
     @abstractmethod
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -96,13 +97,12 @@ RETURNING {
 }
 """
 
-# -- name: lock_job
-# Held by the job's transaction until it ends (see the module docstring).
-LOCK_JOB = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job.run'), %s)"
-
-# -- name: check_job
-# A new statement after the lock: it sees a reclaim that committed before we got the lock.
-CHECK_JOB = "SELECT 1 FROM queue_job WHERE id = %s AND state = 'started' AND worker_id = %s"
+# -- name: lock_jobs
+# Held by the jobs' transaction until it ends (see the module docstring).
+LOCK_JOBS = """
+SELECT count(pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job.run'), id))
+  FROM unnest(%s::integer[]) AS id
+"""
 
 # -- name: executor_gone
 EXECUTOR_GONE = (
@@ -158,23 +158,8 @@ class PostgresJobStore(JobStore):
         cr.execute(TAKE, (channels, now, wanted, worker_id, now, now, now))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
-    def begin_job(
-        self,
-        cr: Cursor,
-        job_id: int,
-        worker_id: str,
-        *,
-        savepoint: str | None = None,
-        release: str | None = None,
-    ) -> bool:
-        assert isinstance(cr, PostgresCursor)
-        statements: list[tuple[str, tuple]] = []
-        if release:
-            statements.append((f'RELEASE SAVEPOINT "{release}"', ()))
-        if savepoint:
-            statements.append((f'SAVEPOINT "{savepoint}"', ()))
-        statements += [(LOCK_JOB, (job_id,)), (CHECK_JOB, (job_id, worker_id))]
-        return bool(cr.execute_together(statements)[-1])  # one round trip
+    def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
+        return [(LOCK_JOBS, (list(job_ids),))]
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         cr.execute(EXECUTOR_GONE, (job_id,))

@@ -68,9 +68,6 @@ UPDATE queue_job SET state = 'started', worker_id = %s, started_at = %s, heartbe
 RETURNING {", ".join(CLAIM_COLUMNS)}
 """
 
-# -- name: check_job
-CHECK_JOB = "SELECT 1 FROM queue_job WHERE id = %s AND state = 'started' AND worker_id = %s"
-
 # -- name: elect
 ELECT = """
 INSERT INTO queue_lease (name, holder, expires_at, create_date, write_date)
@@ -156,22 +153,6 @@ class SqliteJobStore(JobStore):
         _sql, params = self.backend.in_ids("id", ids)
         cr.execute(MARK_STARTED, (worker_id, now, now, now, *params))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
-
-    def begin_job(
-        self,
-        cr: Cursor,
-        job_id: int,
-        worker_id: str,
-        *,
-        savepoint: str | None = None,
-        release: str | None = None,
-    ) -> bool:
-        if release:
-            cr.execute(f'RELEASE SAVEPOINT "{release}"', ())
-        if savepoint:
-            cr.execute(f'SAVEPOINT "{savepoint}"', ())
-        cr.execute(CHECK_JOB, (job_id, worker_id))
-        return cr.fetchone() is not None
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         return True  # the caller saw the process die; its effects died with it

@@ -72,25 +72,27 @@ class PostgresCursor(Cursor):
         """
         if self._closed:
             raise RuntimeError("cursor is closed")
+        # what the results do not show: a BEGIN, a lazy savepoint opened in the same message
+        opening = self._take_due_savepoint() if self._savepoint_due is not None else []
+        self.sql_count += len(opening) + len(statements)
+        if self._explicit_begin and not self.in_transaction:
+            opening.insert(0, ("BEGIN", ()))
+        statements = [*opening, *statements]
         script = "; ".join(
             query % tuple(self._literal(param) for param in params) if params else query
             for query, params in statements
         )
-        begin = self._explicit_begin and not self.in_transaction
-        if begin:
-            script = f"BEGIN; {script}"
-        self.sql_count += len(statements)
         self._cur.execute(script.encode())
         results: list[list[tuple[Any, ...]]] = []
         while True:
             results.append(self._cur.fetchall() if self._cur.description is not None else [])
             if not self._cur.nextset():
-                return results[1:] if begin else results
+                return results[len(opening) :]
 
     def _literal(self, value: Any) -> str:
         if type(value) is int:
             return str(value)
-        if type(value) is str:  # the same few (a worker's id) come again and again
+        if type(value) is str and len(value) <= 64:  # the same few (a worker's id) come again
             quoted = _QUOTED.get(value)
             if quoted is None:
                 if len(_QUOTED) >= 1024:

@@ -86,21 +86,41 @@ def mark_done(
     worker_id: str | None = None,
 ) -> bool:
     """started -> done, with the result and the cascade to dependents."""
+    return bool(mark_done_many(env, [(job_id, result, duration)], worker_id=worker_id))
+
+
+def mark_done_many(
+    env: Environment,
+    finished: Sequence[tuple[int, Any, float | None]],
+    *,
+    worker_id: str | None = None,
+) -> set[int]:
+    """started -> done for jobs that ran in one transaction, each ``(job_id, result,
+    duration)``, in one round trip, with the cascade to their dependents. Returns the
+    ids marked: a job no longer started (by ``worker_id``) is left alone."""
     now = Datetime.now()
     guard, params = _guard(worker_id)
-    field = env["queue.job"]._fields["result"]
-    env.cr.execute(
+    to_column = env["queue.job"]._fields["result"].to_column
+    query = (
         "UPDATE queue_job SET state = 'done', result = %s, completed_at = %s, duration = %s,"
-        f" write_date = %s WHERE id = %s AND state = 'started'{guard} RETURNING has_dependents",
-        [field.to_column(encode_result(result)), now, duration, now, job_id, *params],
+        f" write_date = %s WHERE id = %s AND state = 'started'{guard} RETURNING has_dependents"
     )
-    row = env.cr.fetchone()
-    env["queue.job"].browse(job_id).invalidate_recordset()
-    if row is None:
-        return False
-    if row[0]:
-        cascade(env, [job_id])
-    return True
+    statements = [
+        (query, [to_column(encode_result(result)), now, duration, now, job_id, *params])
+        for job_id, result, duration in finished
+    ]
+    if len(statements) == 1:  # a statement the driver may keep prepared
+        env.cr.execute(*statements[0])
+        results = [env.cr.fetchall()]
+    else:
+        results = env.cr.execute_together(statements)
+    marked = {}  # job id -> whether it has dependents
+    for (job_id, _result, _duration), rows in zip(finished, results, strict=True):
+        if rows:
+            marked[job_id] = rows[0][0]
+    env["queue.job"].browse([job_id for job_id, _r, _d in finished]).invalidate_recordset()
+    cascade(env, [job_id for job_id, has_dependents in marked.items() if has_dependents])
+    return set(marked)
 
 
 def record_failure(

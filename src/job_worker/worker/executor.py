@@ -31,6 +31,7 @@ message per committed transaction), ``("wake", db_index)``.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import multiprocessing
 import os
@@ -43,7 +44,6 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..db import jobstore
-from ..db.cursor import new_savepoint_name
 from ..exceptions import FailedJobError, RetryableJobError
 from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
@@ -216,38 +216,53 @@ class Executor:
         """Run the first jobs of ``jobs`` in one transaction, a savepoint each; report
         their outcomes once committed. Stops before a job with a timeout, at a drain
         request, or when the transaction is :data:`COMMIT_EVERY` old; returns how many
-        jobs it ran."""
+        jobs it ran or gave back.
+
+        Three round trips for the whole batch on PostgreSQL: the jobs begin together,
+        the done states are written together, then the commit. A job's savepoint opens
+        only if the job talks to the database."""
         registry = self.registry(db_index)
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
         cr = self._cursor(session, registry)
         self._report_session(db_index, session)
+        batch = list(itertools.takewhile(lambda job: job.timeout <= 0, jobs))
         outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
-        release: str | None = None
+        finished: list[tuple[int, Any, float]] = []  # ran to the end: marked done together
         running: jobstore.ClaimedJob | None = None
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
-            for job in jobs:
-                if job.timeout > 0 or (
-                    outcomes and (time.monotonic() >= commit_at or self._drain_requested())
-                ):
+            try:
+                ours = store.begin_jobs(cr, [job.id for job in batch], self.worker_id)
+            except Exception as exc:
+                raise _NotBegun() from exc
+            for job in batch:
+                if outcomes and (time.monotonic() >= commit_at or self._drain_requested()):
                     break
+                if job.id not in ours:  # cancelled, set by hand or reclaimed before its turn
+                    outcomes.append((job, ("lost",)))
+                    continue
                 running = job
-                outcome, release = self._run_in_savepoint(cr, store, job, release)
-                outcomes.append((job, outcome))
+                outcomes.append((job, self._run_in_savepoint(cr, job, finished)))
                 running = None
-            cr.commit()
+            env = Environment(cr, SUPERUSER_ID, {})
+            marked = states.mark_done_many(env, finished, worker_id=self.worker_id)
+            if len(marked) == len(finished):
+                cr.commit()
+            else:
+                outcomes = self._give_back(cr, outcomes, finished, marked)
         except Exception as exc:
             # the connection broke, or the commit failed: nothing of the batch committed
             cr.close()
-            ran = [job for job, _ in outcomes]
-            if isinstance(exc, _NotBegun):
-                cause = exc.__cause__ or exc
-                if running is not None and not ran:
-                    outcomes = [(running, ("skipped",))]  # given back uncounted
-                else:  # the loop gives the job that did not begin another go
-                    outcomes = self._record_all(db_index, ran, _report(cause, session))
+            if isinstance(exc, _NotBegun):  # nothing ran: all given back, uncounted
+                _logger.warning(
+                    "database connection lost before a batch of %d jobs began",
+                    len(batch),
+                    extra={"event": "job.not_begun", "job_uuid": batch[0].uuid},
+                )
+                outcomes = [(job, ("skipped",)) for job in batch]
             else:
+                ran = [job for job, _ in outcomes]
                 if running is not None:
                     ran.append(running)
                 outcomes = self._record_all(db_index, ran, _report(exc, session))
@@ -257,56 +272,62 @@ class Executor:
         return len(outcomes)
 
     def _run_in_savepoint(
-        self, cr: Any, store: jobstore.JobStore, job: jobstore.ClaimedJob, release: str | None
-    ) -> tuple[tuple, str]:
-        """Run ``job`` in a savepoint of ``cr``'s transaction (releasing the previous
-        job's, ``release``); returns the outcome and the savepoint to release next.
-        Raises only when the transaction as a whole is lost."""
+        self, cr: Any, job: jobstore.ClaimedJob, finished: list[tuple[int, Any, float]]
+    ) -> tuple:
+        """Run ``job`` in a savepoint of ``cr``'s transaction. A job that ends well is
+        added to ``finished``, to be marked done with the others; a failure is rolled
+        back to the savepoint and recorded. Raises only when the transaction as a whole
+        is lost."""
         self.current.value = job.id
         try:
-            return self._savepoint_run(cr, store, job, release)
-        finally:
-            self.current.value = 0  # the job's code is over, whatever happened
-
-    def _savepoint_run(
-        self, cr: Any, store: jobstore.JobStore, job: jobstore.ClaimedJob, release: str | None
-    ) -> tuple[tuple, str]:
-        savepoint = new_savepoint_name()
-        try:
-            began = store.begin_job(
-                cr, job.id, self.worker_id, savepoint=savepoint, release=release
-            )
-        except Exception as exc:
-            raise _NotBegun(job.uuid) from exc
-        if not began:
-            cr.rollback_to_savepoint(savepoint, cr.callback_marks())
-            return ("lost",), savepoint
-        marks = cr.callback_marks()
-        call = job.decoded_call()
-        env = Environment(cr, SUPERUSER_ID, {})
-        started = time.monotonic()
-        try:
-            result = call_job(job_environment(cr, call), call)
-            done = states.mark_done(
-                env, job.id, result, duration=time.monotonic() - started, worker_id=self.worker_id
-            )
-        except Exception as exc:
-            text = traceback.format_exc()
-            cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
+            marks = cr.callback_marks()
+            started = time.monotonic()
+            with cr.lazy_savepoint() as savepoint:
+                try:
+                    call = job.decoded_call()
+                    result = call_job(job_environment(cr, call), call)
+                except Exception as exc:
+                    failure, text = exc, traceback.format_exc()
+                    cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
+                else:
+                    finished.append((job.id, result, time.monotonic() - started))
+                    return ("done",)
             new_state = states.record_failure(
-                env,
+                Environment(cr, SUPERUSER_ID, {}),
                 job.id,
-                exc,
+                failure,
                 traceback=text,
                 worker_id=self.worker_id,
                 max_backoff=self.settings.max_backoff,
             )
-            self._log_failure(job, FailureReport.of(exc, text), new_state)
-            return ("failed", new_state), savepoint
-        if not done:  # cancelled, set by hand or reclaimed while it ran
-            cr.rollback_to_savepoint(savepoint, marks)
-            return ("lost",), savepoint
-        return ("done",), savepoint
+            self._log_failure(job, FailureReport.of(failure, text), new_state)
+            return ("failed", new_state)
+        finally:
+            self.current.value = 0  # the job's code is over, whatever happened
+
+    def _give_back(
+        self,
+        cr: Any,
+        outcomes: list[tuple[jobstore.ClaimedJob, tuple]],
+        finished: list[tuple[int, Any, float]],
+        marked: set[int],
+    ) -> list[tuple[jobstore.ClaimedJob, tuple]]:
+        """A job of the batch ran to its end, but was cancelled or set by hand before its
+        done state could be written: its writes are in the batch's transaction, so none
+        of the batch may commit. Roll back: that job is no longer ours; the others go
+        back to pending, uncounted, and run again."""
+        cr.rollback()
+        overtaken = {job_id for job_id, _result, _duration in finished} - marked
+        _logger.warning(
+            "%d job(s) of a batch changed state while it ran: the batch is rolled back and"
+            " its other jobs are given back",
+            len(overtaken),
+            extra={"event": "batch.rolled_back", "job_ids": sorted(overtaken)},
+        )
+        return [
+            (job, ("lost",) if job.id in overtaken or outcome[0] == "lost" else ("skipped",))
+            for job, outcome in outcomes
+        ]
 
     def _record_all(
         self, db_index: int, jobs: list[jobstore.ClaimedJob], report: FailureReport
