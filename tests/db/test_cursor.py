@@ -330,6 +330,53 @@ def test_a_lazy_savepoint_goes_with_the_statements_sent_together(registry, monke
     assert len(scripts) == 1 and b"SAVEPOINT" in scripts[0]  # one round trip
 
 
+def test_statements_run_and_commit_together(registry):
+    with registry.cursor() as cr:
+        results = cr.execute_and_commit(
+            [("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "one")), ("SELECT 2", ())]
+        )
+        assert results == [[], [(2,)]]
+        assert bodies(registry) == ["one"]  # committed: another transaction sees it
+
+
+def test_prepared_statements_give_the_same_rows_every_time(registry):
+    insert = "INSERT INTO note (id, body) VALUES (%s, %s) RETURNING id, body"
+    with registry.cursor() as cr:
+        for number in (1, 2, 3):
+            rows = cr.execute_together([(insert, (number, f"{number}% off"))], prepared=True)
+            assert rows == [[(number, f"{number}% off")]]
+        count = "SELECT count(*) FROM note WHERE body LIKE '%% off' AND id > %s"  # a literal %
+        assert cr.execute_together([(count, (1,))], prepared=True) == [[(2,)]]
+        assert cr.execute_together([(count, (2,))], prepared=True) == [[(1,)]]
+    assert bodies(registry) == ["1% off", "2% off", "3% off"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_failed_message_commits_nothing_and_its_statements_are_prepared_again(registry, db_url):
+    from job_worker.db import jobstore
+
+    session = jobstore.for_backend(registry.backend).session(role="executor")
+    insert = ("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "duplicate"))
+    try:
+        cr = session.cursor(registry)
+        cr.execute_and_commit([insert])
+        failing = ("SELECT count(*) FROM note WHERE id = %s", (1,))
+        with pytest.raises(Exception, match="duplicate key"):  # the COMMIT did not run
+            cr.execute_and_commit([insert, failing], prepared=True)
+        cr.rollback()
+        # the statement after the error was never prepared: it is prepared now, and
+        # whether a statement of a failed message was prepared or not, it runs again
+        assert cr.execute_together([failing], prepared=True) == [[(1,)]]
+        with pytest.raises(Exception, match="duplicate key"):
+            cr.execute_together([failing, insert], prepared=True)
+        cr.rollback()
+        assert cr.execute_together([failing, failing], prepared=True) == [[(1,)], [(1,)]]
+        cr.close()
+    finally:
+        session.close()
+    assert bodies(registry) == ["duplicate"]
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_cursor_on_an_autocommit_connection_opens_its_transaction_itself(registry, db_url):
     from job_worker.db import jobstore

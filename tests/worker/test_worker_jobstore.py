@@ -249,13 +249,37 @@ def test_a_claim_locks_no_more_candidates_than_it_wants(registry, store, claim, 
     enqueue(registry, "noop", count=30)
     from job_worker.db.postgres import PostgresCursor
 
-    real, plans = PostgresCursor._execute, []
+    real, plans = PostgresCursor._send, []
 
-    def spy(self, query, params):
-        if "json_to_recordset" in query:
-            plans.append(json.loads(params[0]))
-        return real(self, query, params)
+    def spy(self, statements):
+        plans.extend(json.loads(p[0]) for q, p, _prepared in statements if "json_to_recordset" in q)
+        return real(self, statements)
 
-    monkeypatch.setattr(PostgresCursor, "_execute", spy)
+    monkeypatch.setattr(PostgresCursor, "_send", spy)
     assert len(claim(wanted=2, default_limit=100).jobs) == 2
     assert plans == [[{"channel": "root", "free": 2}]]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
+def test_a_claim_takes_two_round_trips(registry, claim, monkeypatch):
+    enqueue(registry, "noop", count=5)
+    enqueue(registry, "noop", eta=timedelta(seconds=30))
+    claim(wanted=1)  # the connection is open and its statements prepared: count from here
+    sent = []
+    real_execute, real_commit = psycopg.Cursor.execute, psycopg.Connection.commit
+
+    def execute(self, query, *args, **kwargs):
+        sent.append(query)
+        return real_execute(self, query, *args, **kwargs)
+
+    def commit(self):
+        sent.append("commit()")
+        return real_commit(self)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    monkeypatch.setattr(psycopg.Connection, "commit", commit)
+    result = claim(wanted=10, default_limit=10)
+    assert len(result.jobs) == 4
+    assert len(sent) == 2 and sent[1].endswith(b"COMMIT")  # lock and state; pick and commit
+    # the channel came up short: the next job's due time came with the pick
+    assert result.retry_in is not None and 25 < result.retry_in <= 30

@@ -113,11 +113,12 @@ class Cursor:
         return self
 
     def execute_together(
-        self, statements: Sequence[tuple[str, Sequence[Any]]]
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
     ) -> list[list[tuple[Any, ...]]]:
         """Run ``statements`` in order and return the rows of each (none for a statement
         that returns no rows). A database behind a network sends them in one round trip
-        (:meth:`job_worker.db.postgres.PostgresCursor.execute_together`)."""
+        (:meth:`job_worker.db.postgres.PostgresCursor.execute_together`), where
+        ``prepared`` statements (those of the hot paths) are planned once."""
         results: list[list[tuple[Any, ...]]] = []
         for query, params in statements:
             self.execute(query, params)
@@ -178,6 +179,19 @@ class Cursor:
         self.precommit.run(swallow=False)
         self._savepoint_due = self._savepoint_open = None
         self._cnx.commit()
+        self._committed()
+
+    def execute_and_commit(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
+    ) -> list[list[tuple[Any, ...]]]:
+        """:meth:`execute_together`, then :meth:`commit`: in one round trip where the
+        database can (PostgreSQL, on the worker's own connections). If a statement
+        fails, nothing commits."""
+        results = self.execute_together(statements, prepared=prepared)
+        self.commit()
+        return results
+
+    def _committed(self) -> None:
         self.cache.clear()
         self.postrollback.clear()
         self.postcommit.run(swallow=True)

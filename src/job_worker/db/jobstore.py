@@ -194,6 +194,14 @@ def plan_channels(
     return plan
 
 
+def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
+    """Whether a channel with room gave fewer jobs than it could, with the claim
+    wanting more: it has no due job left, so when does its next one become due?
+    (Full channels wait for a job to end instead.)"""
+    taken = Counter(job.channel for job in jobs)
+    return len(jobs) < wanted and any(taken[name] < free for name, free in plan.free.items())
+
+
 @dataclass
 class Claim:
     """What a claim returned: the jobs, and when a new claim could find more."""
@@ -247,25 +255,36 @@ class JobStore(ABC):
             return Claim([])
         rows, now = self._lock_and_read(cr)
         plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
+        jobs, due = self._take_and_commit(cr, plan, wanted, worker_id, now)
+        retry_in = plan.retry_in
+        if due is not None and _short(plan, jobs, wanted):
+            wait = max((due - now).total_seconds(), 0.0)
+            retry_in = wait if retry_in is None else min(retry_in, wait)
+        jobs.sort(key=lambda job: (job.priority, _as_datetime(job.scheduled_at), job.id))
+        return Claim(jobs, retry_in)
+
+    def _take_and_commit(
+        self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    ) -> tuple[list[ClaimedJob], datetime | None]:
+        """Take the jobs of ``plan``, mark the starts in rate-limited channels, and
+        commit; with the jobs, when the next job of a channel that came up short
+        becomes due (None: no such job, or no channel came up short)."""
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
         for channel in {job.channel for job in jobs} & plan.rate_limited:
             cr.execute(MARK_RATE_LIMITED_START, (now, channel))
-        retry_in = plan.retry_in
-        # a channel with room that gave fewer jobs than it could has no due job left: when
-        # does its next one become due? (Full channels wait for a job to end instead.)
-        taken = Counter(job.channel for job in jobs)
-        short = [name for name, free in plan.free.items() if taken[name] < free]
-        if len(jobs) < wanted and short:
-            in_sql, params = self.backend.in_values("channel", short)
-            cr.execute(f"{self.next_scheduled_sql} AND {in_sql}", (now, *params))
+        due = None
+        if _short(plan, jobs, wanted):
+            cr.execute(*self._next_due(plan, now))
             row = cr.fetchone()
-            due = _as_datetime(row[0]) if row else None
-            if due is not None:
-                wait = max((due - now).total_seconds(), 0.0)
-                retry_in = wait if retry_in is None else min(retry_in, wait)
+            due = _as_datetime(row[0]) if row and row[0] is not None else None
         cr.commit()
-        jobs.sort(key=lambda job: (job.priority, _as_datetime(job.scheduled_at), job.id))
-        return Claim(jobs, retry_in)
+        return jobs, due
+
+    def _next_due(self, plan: ChannelPlan, now: datetime) -> tuple[str, Sequence[Any]]:
+        """The statement that reads when the next pending job of the plan's channels
+        that is not due yet becomes due."""
+        in_sql, params = self.backend.in_values("channel", list(plan.free))
+        return f"{self.next_scheduled_sql} AND {in_sql}", (now, *params)
 
     @abstractmethod
     def _lock_claims(self, cr: Cursor) -> None:
@@ -301,7 +320,7 @@ class JobStore(ABC):
         transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
         in_sql, params = self.backend.in_ids("id", job_ids)
         check = (f"{CHECK_JOBS} AND {in_sql}", (worker_id, *params))
-        rows = cr.execute_together([*self._run_locks(job_ids), check])[-1]
+        rows = cr.execute_together([*self._run_locks(job_ids), check], prepared=True)[-1]
         return {row[0] for row in rows}
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:

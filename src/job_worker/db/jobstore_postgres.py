@@ -136,13 +136,13 @@ class PostgresJobStore(JobStore):
         cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
 
     def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
-        # the lock goes with the BEGIN (on the worker's sessions); the clock comes with the
-        # channel state: clock_timestamp() is read while the statement runs, after its
-        # snapshot was taken
+        # one round trip: the BEGIN, the lock, then the channel state in a statement of its
+        # own (its snapshot is taken once the lock is held); the clock comes with the
+        # state: clock_timestamp() is read while the statement runs, after its snapshot
         assert isinstance(cr, PostgresCursor)
-        cr.execute_together([(LOCK_CLAIMS, (CLAIM_LOCK,))])
-        cr.execute(CHANNEL_STATE_AT, ())
-        rows = cr.fetchall()
+        _lock, rows = cr.execute_together(
+            [(LOCK_CLAIMS, (CLAIM_LOCK,)), (CHANNEL_STATE_AT, ())], prepared=True
+        )
         if not rows:
             return [], self.now(cr)
         return [row[:-1] for row in rows], rows[0][-1]
@@ -150,13 +150,33 @@ class PostgresJobStore(JobStore):
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
+        cr.execute(*self._take_statement(plan, wanted, worker_id, now))
+        return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+
+    def _take_and_commit(
+        self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    ) -> tuple[list[ClaimedJob], datetime | None]:
+        if not plan.free or plan.rate_limited:
+            return super()._take_and_commit(cr, plan, wanted, worker_id, now)
+        # one round trip: the jobs, when the channels' next job becomes due (read every
+        # time, used when a channel came up short), and the commit
+        assert isinstance(cr, PostgresCursor)
+        take, due = cr.execute_and_commit(
+            [self._take_statement(plan, wanted, worker_id, now), self._next_due(plan, now)],
+            prepared=True,
+        )
+        return [ClaimedJob.from_row(row) for row in take], due[0][0] if due else None
+
+    @staticmethod
+    def _take_statement(
+        plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    ) -> tuple[str, Sequence[Any]]:
         # the plan as one JSON text (far cheaper to send than two arrays); no channel needs
         # more candidates than the claim wants: each one is locked (FOR UPDATE)
         channels = json.dumps(
             [{"channel": c, "free": min(free, wanted)} for c, free in plan.free.items()]
         )
-        cr.execute(TAKE, (channels, now, wanted, worker_id, now, now, now))
-        return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+        return TAKE, (channels, now, wanted, worker_id, now, now, now)
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         return [(LOCK_JOBS, (list(job_ids),))]

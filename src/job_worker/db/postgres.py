@@ -6,9 +6,11 @@ coordination (row locks, ``SKIP LOCKED``, ``LISTEN/NOTIFY``, advisory locks).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -60,7 +62,7 @@ class PostgresCursor(Cursor):
         return self._cnx.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def execute_together(
-        self, statements: Sequence[tuple[str, Sequence[Any]]]
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
     ) -> list[list[tuple[Any, ...]]]:
         """Run ``statements`` in one round trip; return the rows of each.
 
@@ -68,26 +70,67 @@ class PostgresCursor(Cursor):
         parameters quoted as literals by psycopg (their text has no other ``%``).
         Each still is a statement of its own: under READ COMMITTED each takes a new
         snapshot, so one that follows a lock sees what the lock's previous holder
-        committed.
+        committed. With ``prepared``, each statement is prepared on the connection the
+        first time (in the same message) and executed by name from then on: planned
+        once, not at every call (its parameters take the types the statement gives
+        them).
         """
+        return self._send([(query, params, prepared) for query, params in statements])
+
+    def execute_and_commit(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
+    ) -> list[list[tuple[Any, ...]]]:
+        if not self._explicit_begin:  # psycopg keeps the transactions of its own connections
+            return super().execute_and_commit(statements, prepared=prepared)
+        self._check_not_owned("commit")
+        self.precommit.run(swallow=False)
+        # after an error the server skips the rest of the message: the COMMIT with it
+        results = self._send(
+            [*((query, params, prepared) for query, params in statements), ("COMMIT", (), False)]
+        )
+        self._savepoint_due = self._savepoint_open = None
+        self._committed()
+        return results[:-1]
+
+    def _send(self, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[Any]]:
         if self._closed:
             raise RuntimeError("cursor is closed")
-        # what the results do not show: a BEGIN, a lazy savepoint opened in the same message
+        # what the results do not show: a BEGIN, a lazy savepoint opened in the same message,
+        # the statements prepared the first time they come
         opening = self._take_due_savepoint() if self._savepoint_due is not None else []
         self.sql_count += len(opening) + len(statements)
         if self._explicit_begin and not self.in_transaction:
             opening.insert(0, ("BEGIN", ()))
-        statements = [*opening, *statements]
-        script = "; ".join(
-            query % tuple(self._literal(param) for param in params) if params else query
-            for query, params in statements
-        )
-        self._cur.execute(script.encode())
-        results: list[list[tuple[Any, ...]]] = []
+        parts = [self._inline(query, params) for query, params in opening]
+        names = _PREPARED.setdefault(self._cnx, {})
+        added: list[str] = []
+        shown: list[int] = []
+        for query, params, prepare in statements:
+            if prepare:
+                name = names.get(query)
+                if name is None:
+                    name = names[query] = f"job_worker_{next(_prepared_ids)}"
+                    added.append(query)
+                    parts.append(f"PREPARE {name} AS {_numbered(query)}")
+                args = ", ".join(self._literal(param) for param in params)
+                parts.append(f"EXECUTE {name}({args})" if params else f"EXECUTE {name}")
+            else:
+                parts.append(self._inline(query, params))
+            shown.append(len(parts) - 1)
+        try:
+            self._cur.execute("; ".join(parts).encode())
+        except Exception:
+            for query in added:  # prepared or not: prepared again, under a new name
+                del names[query]
+            raise
+        results: list[list[Any]] = []
         while True:
             results.append(self._cur.fetchall() if self._cur.description is not None else [])
             if not self._cur.nextset():
-                return results[len(opening) :]
+                return [results[index] for index in shown]
+
+    def _inline(self, query: str, params: Sequence[Any]) -> str:
+        return query % tuple(self._literal(param) for param in params) if params else query
 
     def _literal(self, value: Any) -> str:
         if type(value) is int:
@@ -104,6 +147,18 @@ class PostgresCursor(Cursor):
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
 _QUOTED: dict[str, str] = {}
+#: the statements prepared on each connection: query -> name
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+_prepared_ids = itertools.count(1)
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+def _numbered(query: str) -> str:
+    """``query`` with its ``%s`` placeholders numbered ``$1``, ``$2``… (``%%``: ``%``)."""
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(
+        lambda match: "%" if match.group() == "%%" else f"${next(numbers)}", query
+    )
 
 
 class PostgresBackend(Backend):

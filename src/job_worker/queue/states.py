@@ -113,7 +113,7 @@ def mark_done_many(
         env.cr.execute(*statements[0])
         results = [env.cr.fetchall()]
     else:
-        results = env.cr.execute_together(statements)
+        results = env.cr.execute_together(statements, prepared=True)
     marked = {}  # job id -> whether it has dependents
     for (job_id, _result, _duration), rows in zip(finished, results, strict=True):
         if rows:
