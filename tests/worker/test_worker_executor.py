@@ -347,3 +347,18 @@ def test_a_batch_takes_three_round_trips_and_one_more_per_job_that_talks_to_the_
     # the writing job opens its savepoint with its first statement: one round trip more
     assert sent == ["execute", "execute", "execute", "execute", "commit"]
     assert effects(registry) == ["one write"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server session to lose
+def test_a_batch_whose_connection_died_before_it_began_gives_every_job_back(registry, run):
+    ids = [*enqueue(registry, "record", "one"), *enqueue(registry, "record", "two")]
+    jobs = run.claim(ids)
+    run.executor.warm_up()
+    session_id = run.executor.sessions[0].session_id
+    assert session_id
+    query(registry, "SELECT pg_terminate_backend(%s)", (session_id,))
+    count, outcomes = run_together(run, ids, jobs)
+    assert (count, outcomes) == (2, [(ids[0], ("skipped",)), (ids[1], ("skipped",))])
+    rows = query(registry, "SELECT state, attempts FROM queue_job ORDER BY id")
+    assert rows == [("started", 0), ("started", 0)]  # the supervisor puts them back, uncounted
+    assert effects(registry) == []

@@ -483,7 +483,7 @@ def _die_with_parent() -> None:
 
 
 class _NotBegun(Exception):
-    """A job of a batch could not begin: the transaction was lost before it."""
+    """A batch could not begin: the connection was lost before its jobs began."""
 
 
 class _Current:
