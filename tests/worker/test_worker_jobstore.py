@@ -283,3 +283,7 @@ def test_a_claim_takes_two_round_trips(registry, claim, monkeypatch):
     assert len(sent) == 2 and sent[1].endswith(b"COMMIT")  # lock and state; pick and commit
     # the channel came up short: the next job's due time came with the pick
     assert result.retry_in is not None and 25 < result.retry_in <= 30
+    query(registry, "DELETE FROM queue_job")
+    sent.clear()
+    assert claim(wanted=10, default_limit=10).jobs == []  # nothing waits: the clock came
+    assert len(sent) == 2 and sent[1] == "commit()"  # with the state, and no pick is sent

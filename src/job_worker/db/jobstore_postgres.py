@@ -62,10 +62,12 @@ SELECT set_config('synchronous_commit', 'off', true),
 """
 
 # -- name: channel_state_at
-# The shared channel state query, and the clock read after its snapshot.
-CHANNEL_STATE_AT = (
-    f"SELECT s.*, timezone('UTC', clock_timestamp()) FROM ({CHANNEL_STATE.strip()}) s"
-)
+# The shared channel state query, and the clock read after its snapshot: one row
+# with the clock alone when no channel has pending jobs.
+CHANNEL_STATE_AT = f"""
+SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
+  LEFT JOIN ({CHANNEL_STATE.strip()}) s ON true
+"""
 
 # -- name: take
 # The best due jobs of each channel with room, at most `free` per channel, then
@@ -143,9 +145,7 @@ class PostgresJobStore(JobStore):
         _lock, rows = cr.execute_together(
             [(LOCK_CLAIMS, (CLAIM_LOCK,)), (CHANNEL_STATE_AT, ())], prepared=True
         )
-        if not rows:
-            return [], self.now(cr)
-        return [row[:-1] for row in rows], rows[0][-1]
+        return [row[:-1] for row in rows if row[0] is not None], rows[0][-1]
 
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
