@@ -330,6 +330,13 @@ def test_a_lazy_savepoint_goes_with_the_statements_sent_together(registry, monke
     assert len(scripts) == 1 and b"SAVEPOINT" in scripts[0]  # one round trip
 
 
+def test_no_statement_sent_together_sends_nothing(registry):
+    with registry.cursor() as cr:
+        before = cr.sql_count
+        assert cr.execute_together([]) == [] and cr.execute_together([], prepared=True) == []
+        assert cr.sql_count == before
+
+
 def test_statements_run_and_commit_together(registry):
     with registry.cursor() as cr:
         results = cr.execute_and_commit(

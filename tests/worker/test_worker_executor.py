@@ -167,6 +167,14 @@ def test_a_batch_commits_each_job_with_its_own_outcome(registry, run):
     ]
 
 
+def test_a_batch_whose_jobs_all_fail_records_each_failure(registry, run):
+    ids = [*enqueue(registry, "fail", "one"), *enqueue(registry, "fail", "two")]
+    count, outcomes = run_together(run, ids)
+    assert (count, outcomes) == (2, [(i, ("failed", "pending")) for i in ids])
+    rows = query(registry, "SELECT state, attempts, exc_message FROM queue_job ORDER BY id")
+    assert rows == [("pending", 1, "one"), ("pending", 1, "two")]
+
+
 def test_a_failed_job_of_a_batch_leaves_no_write_and_no_post_commit_action(registry, run, tmp_path):
     actions = tmp_path / "actions"
     ids = [

@@ -117,6 +117,8 @@ class PostgresCursor(Cursor):
             else:
                 parts.append(self._inline(query, params))
             shown.append(len(parts) - 1)
+        if not parts:
+            return []
         try:
             self._cur.execute("; ".join(parts).encode())
         except Exception:

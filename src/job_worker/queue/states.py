@@ -98,6 +98,8 @@ def mark_done_many(
     """started -> done for jobs that ran in one transaction, each ``(job_id, result,
     duration)``, in one round trip, with the cascade to their dependents. Returns the
     ids marked: a job no longer started (by ``worker_id``) is left alone."""
+    if not finished:
+        return set()
     now = Datetime.now()
     guard, params = _guard(worker_id)
     to_column = env["queue.job"]._fields["result"].to_column
