@@ -58,8 +58,22 @@ class _Refused(Exception):
         self.first_at = 0
 
 
-def _circular(value: list | tuple | dict) -> _Refused:
-    return _Refused(f"cannot store a {type(value).__name__} that contains itself in a job", value)
+def _enter(container: list | tuple | dict, active: set[int]) -> int:
+    """Note that ``container`` is being encoded; refuse it if it already is (a cycle)."""
+    ref = id(container)
+    if ref in active:
+        raise _Refused(
+            f"cannot store a {type(container).__name__} that contains itself in a job", container
+        )
+    active.add(ref)
+    return ref
+
+
+def _located(exc: _Refused, step: str, container: list | tuple | dict) -> None:
+    """A refusal leaving ``container`` through ``step`` learns that step of its path."""
+    exc.steps.append(step)
+    if exc.circular is container:
+        exc.first_at = len(exc.steps)
 
 
 #: the types stored as they are (their subclasses go through the checks below)
@@ -81,10 +95,7 @@ def _encode(value: Any, active: set[int]) -> Any:
     if isinstance(value, tuple):
         return {"$tuple": _encode_items(value, active)}
     if isinstance(value, dict):
-        ref = id(value)
-        if ref in active:
-            raise _circular(value)
-        active.add(ref)
+        ref = _enter(value, active)
         out = {}
         escaped = False  # a key starts with "$": the dict is wrapped, not taken for a type
         for key, item in value.items():
@@ -95,9 +106,7 @@ def _encode(value: Any, active: set[int]) -> Any:
             try:
                 out[key] = _encode(item, active)
             except _Refused as exc:
-                exc.steps.append(f"[{key!r}]")
-                if exc.circular is value:
-                    exc.first_at = len(exc.steps)
+                _located(exc, f"[{key!r}]", value)
                 raise
         active.discard(ref)
         return {"$dict": out} if escaped else out
@@ -115,18 +124,13 @@ def _encode(value: Any, active: set[int]) -> Any:
 
 
 def _encode_items(values: list | tuple, active: set[int]) -> list:
-    ref = id(values)
-    if ref in active:
-        raise _circular(values)
-    active.add(ref)
+    ref = _enter(values, active)
     out = []
     for i, item in enumerate(values):
         try:
             out.append(_encode(item, active))
         except _Refused as exc:
-            exc.steps.append(f"[{i}]")
-            if exc.circular is values:
-                exc.first_at = len(exc.steps)
+            _located(exc, f"[{i}]", values)
             raise
     active.discard(ref)
     return out
