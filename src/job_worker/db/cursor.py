@@ -11,13 +11,14 @@ import itertools
 import logging
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .backend import Backend
 
 _logger = logging.getLogger(__name__)
 _savepoint_ids = itertools.count(1)
+_T = TypeVar("_T")
 
 
 class TransactionOwnedError(RuntimeError):
@@ -175,11 +176,7 @@ class Cursor:
         raise NotImplementedError
 
     def commit(self) -> None:
-        self._check_not_owned("commit")
-        self.precommit.run(swallow=False)
-        self._savepoint_due = self._savepoint_open = None
-        self._cnx.commit()
-        self._committed()
+        self._commit(self._cnx.commit)
 
     def execute_and_commit(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
@@ -191,10 +188,17 @@ class Cursor:
         self.commit()
         return results
 
-    def _committed(self) -> None:
+    def _commit(self, send: Callable[[], _T]) -> _T:
+        """A commit whose last step, ``send``, ends the transaction on the server; returns
+        what ``send`` does."""
+        self._check_not_owned("commit")
+        self.precommit.run(swallow=False)
+        self._savepoint_due = self._savepoint_open = None
+        result = send()
         self.cache.clear()
         self.postrollback.clear()
         self.postcommit.run(swallow=True)
+        return result
 
     def rollback(self) -> None:
         self._check_not_owned("roll back")

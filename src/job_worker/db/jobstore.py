@@ -222,7 +222,6 @@ class JobStore(ABC):
     """The worker's operations on one database. Get one with :func:`for_backend`."""
 
     dialect: str
-    channel_state_sql = CHANNEL_STATE
     next_scheduled_sql = NEXT_SCHEDULED
 
     def __init__(self, backend: Backend):
@@ -287,19 +286,13 @@ class JobStore(ABC):
         return f"{self.next_scheduled_sql} AND {in_sql}", (now, *params)
 
     @abstractmethod
-    def _lock_claims(self, cr: Cursor) -> None:
-        """Serialise claimers until the claiming transaction ends."""
-
     def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
-        """Take the claim lock, then read the state of the channels, then the clock.
+        """Serialise claimers until the claiming transaction ends (the claim lock), then
+        read the state of the channels (``CHANNEL_STATE`` rows), then the clock.
 
         The clock is read after the channel state: every job that state saw finish
         finished before ``now``, so recorded start and end times agree with the limits.
         """
-        self._lock_claims(cr)
-        cr.execute(self.channel_state_sql, ())
-        rows = cr.fetchall()
-        return rows, self.now(cr)
 
     @abstractmethod
     def _take(

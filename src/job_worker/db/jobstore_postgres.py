@@ -134,9 +134,6 @@ class PostgresJobStore(JobStore):
         assert row is not None
         return row[0]
 
-    def _lock_claims(self, cr: Cursor) -> None:
-        cr.execute(LOCK_CLAIMS, (CLAIM_LOCK,))
-
     def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
         # one round trip: the BEGIN, the lock, then the channel state in a statement of its
         # own (its snapshot is taken once the lock is held); the clock comes with the

@@ -136,8 +136,11 @@ class SqliteJobStore(JobStore):
     def now(self, cr: Cursor) -> datetime:
         return Datetime.now()
 
-    def _lock_claims(self, cr: Cursor) -> None:
-        cr.execute("SELECT 1", ())  # BEGIN IMMEDIATE: the database's write lock
+    def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
+        # the first statement opens BEGIN IMMEDIATE: it holds the database's write lock
+        cr.execute(self.channel_state_sql, ())
+        rows = cr.fetchall()
+        return rows, self.now(cr)
 
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime

@@ -82,15 +82,9 @@ class PostgresCursor(Cursor):
     ) -> list[list[tuple[Any, ...]]]:
         if not self._explicit_begin:  # psycopg keeps the transactions of its own connections
             return super().execute_and_commit(statements, prepared=prepared)
-        self._check_not_owned("commit")
-        self.precommit.run(swallow=False)
         # after an error the server skips the rest of the message: the COMMIT with it
-        results = self._send(
-            [*((query, params, prepared) for query, params in statements), ("COMMIT", (), False)]
-        )
-        self._savepoint_due = self._savepoint_open = None
-        self._committed()
-        return results[:-1]
+        sent = [*((query, params, prepared) for query, params in statements), ("COMMIT", (), False)]
+        return self._commit(lambda: self._send(sent)[:-1])
 
     def _send(self, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[Any]]:
         if self._closed:
