@@ -171,10 +171,11 @@ def test_executor_dying_mid_batch_counts_the_attempt_of_the_job_it_was_running(
     assert rows[crash] == (2, "job_worker.exceptions.WorkerDiedJobError", "failed")
     for job_id in before + after:  # given back uncounted, then done once
         assert rows[job_id] == (0, None, "done")
-    # the jobs before the crash ran twice (their first run died uncommitted with the batch)
-    # and their effects were committed once
+    # the jobs before the crash ran at least twice (their first run died uncommitted with the
+    # batch; on a slow machine the crash's retry can be due again when they are given out, and
+    # die with them once more) and their effects were committed once
     uuids = [line.split()[0] for line in runs.read_text().splitlines()]
-    assert all(count == 2 for count in Counter(uuids).values()) and len(set(uuids)) == 2
+    assert all(count >= 2 for count in Counter(uuids).values()) and len(set(uuids)) == 2
     assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 2
     assert "job.died" in worker.log() or "died" in worker.log()
 
