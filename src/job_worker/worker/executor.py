@@ -495,7 +495,7 @@ def _die_with_parent() -> None:
         pass
     fork_server: Any = getattr(multiprocessing.forkserver, "_forkserver", None)
     alive_fd = getattr(fork_server, "_forkserver_alive_fd", None)
-    if alive_fd is not None:  # (only PR_SET_PDEATHSIG is set first: order matters)
+    if alive_fd is not None:  # after PR_SET_PDEATHSIG: the fork server may exit from now on
         os.close(alive_fd)
         fork_server._forkserver_alive_fd = None
     parent = multiprocessing.parent_process()
