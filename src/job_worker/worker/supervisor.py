@@ -12,7 +12,10 @@ can act at once when one dies (``WorkerDiedJobError``), times out
 
 Stopping: the first SIGTERM/SIGINT stops claiming and lets running jobs
 finish for ``grace`` seconds, then kills what still runs and returns those
-jobs to pending; a second signal does that at once. The exit code is 0.
+jobs to pending; a second signal does that at once. The exit code is 0. The
+signal may reach every process of the worker at once (systemd, supervisord, Ctrl-C
+send it to the process group): the fork server and the executors never act on it
+(``pool``), so the supervisor alone stops them, by message or by SIGKILL.
 """
 
 from __future__ import annotations
