@@ -106,8 +106,10 @@ def read_only_database(tmp_path) -> Iterator[Path]:
     assert invoke("init", "-d", f"sqlite:///{path}").exit_code == 0
     if os.geteuid() != 0:
         path.chmod(0o444)
-        yield path
-        path.chmod(0o644)
+        try:
+            yield path
+        finally:
+            path.chmod(0o644)
         return
     made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
     if made.returncode != 0:
