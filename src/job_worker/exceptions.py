@@ -44,3 +44,12 @@ class TimeoutJobError(JobError):
 
 class WorkerDiedJobError(JobError):
     """Recorded when the process running a job died (killed, out of memory, host lost)."""
+
+
+class DatabaseOpenError(Exception):
+    """Raised when a database cannot be opened: the SQLite file does not exist (and may
+    not be created here), sits in a folder that does not exist, is a folder or not a
+    database, or is read-only for a writing transaction; the PostgreSQL server does not
+    answer or refuses the connection (no such database, bad credentials); or the
+    database has no job_worker tables where they must exist already. The message is one
+    line: the server's own words where there are any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..orm.registry import load_modules
 from ..worker import WorkerSettings, logs, run_worker
 from .main import split_modules
 
@@ -128,11 +129,20 @@ def worker(
     log_format: str,
     log_level: str,
 ) -> None:
-    """Run jobs from one or more databases until SIGTERM/SIGINT."""
+    """Run jobs from one or more databases until SIGTERM/SIGINT.
+
+    Each database must exist and have been set up by ``job-worker init``; one that
+    cannot be opened when the worker starts is an error (exit 1), while one that
+    goes away later is waited for."""
+    modules = split_modules(load)
+    try:
+        load_modules(modules)  # a module that is missing now would be missing at every retry
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--load'") from exc
     try:
         settings = WorkerSettings(
             databases=tuple(databases),
-            modules=tuple(split_modules(load)),
+            modules=tuple(modules),
             concurrency=concurrency,
             batch=batch,
             default_limit=default_limit,

@@ -122,7 +122,6 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._install_signals()
         _logger.info(
             "worker %s starting: %d executor(s), %d database(s)",
             self.worker_id,
@@ -130,6 +129,14 @@ class Supervisor:
             len(self.producers),
             extra={"event": "worker.starting", "worker": self.worker_id, "version": __version__},
         )
+        for producer in self.producers:  # a database that cannot be opened now is an error
+            try:
+                producer.open()
+            except BaseException:
+                for opened in self.producers:
+                    opened.stop()
+                raise
+        self._install_signals()
         self.pool.start()
         try:
             while True:
