@@ -6,6 +6,7 @@ from uuid import UUID
 
 import pytest
 
+from job_worker.exceptions import MissingRecordsError
 from job_worker.orm.fields import Datetime
 
 
@@ -82,11 +83,12 @@ def test_ids_that_do_not_exist_are_accepted_and_fail_the_job_when_it_runs(qenv):
         "res.partner", "write", [999999], args=[{"name": "x"}], max_retries=1
     )
     assert job.state == "pending"
-    job.run_now()  # first attempt: retried, not raised
-    assert (
-        job.state == "pending"
-        and job.attempts == 1
-        and job.exc_name == "job_worker.exceptions.MissingError"
+    with pytest.raises(MissingRecordsError, match=r"res\.partner record\(s\) 999999"):
+        job.run_now()  # failed at once: the records will not come back
+    assert (job.state, job.attempts, job.exc_name) == (
+        "failed",
+        1,
+        "job_worker.exceptions.MissingRecordsError",
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import UnknownMethodError  # also imported from here by older code
 from .identity import identity_exact  # noqa: F401  (re-exported for users of this module)
 from .options import JobOptions, validate
 from .serialization import encode
@@ -28,10 +29,6 @@ PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "
 
 _sequence = itertools.count()
 _DEFAULT_OPTIONS = JobOptions()
-
-
-class UnknownMethodError(AttributeError, ValueError):
-    """The method to delay does not exist on the model, is not callable or is private."""
 
 
 def new_uuid() -> str:
