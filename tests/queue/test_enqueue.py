@@ -165,6 +165,24 @@ def test_eta_forms_are_stored_as_utc(qenv, partner):
     assert {j.state for j in in_hour | in_300 | fixed | aware} == {"pending"}
 
 
+@pytest.mark.parametrize(
+    ("eta", "scheduled_at"),
+    [(timedelta(seconds=10), 10), (10, 10.0), (90, timedelta(minutes=1, seconds=30))],
+)
+def test_eta_and_scheduled_at_agree_as_delays_of_the_same_length(qenv, partner, eta, scheduled_at):
+    before = Datetime.now()
+    job = partner.with_delay(eta=eta, scheduled_at=scheduled_at).record()
+    delay = (
+        timedelta(seconds=scheduled_at) if isinstance(scheduled_at, int | float) else scheduled_at
+    )
+    assert before + delay <= job.scheduled_at <= Datetime.now() + delay
+
+
+def test_eta_and_scheduled_at_as_delays_of_different_lengths_disagree(qenv, partner):
+    with pytest.raises(ValueError, match="disagree"):
+        partner.with_delay(eta=timedelta(seconds=10), scheduled_at=11).record()
+
+
 def test_eta_and_scheduled_at_may_agree(qenv, partner):
     job = partner.with_delay(eta=datetime(2030, 1, 1), scheduled_at=datetime(2030, 1, 1)).record()
     assert job.scheduled_at == datetime(2030, 1, 1)
