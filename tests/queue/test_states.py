@@ -157,6 +157,41 @@ def test_eta_and_retry_aliases(qenv, partner):
     job = partner.with_delay(max_retries=0).fail_then_write()
     job.run_now()
     assert job.eta == job.scheduled_at and job.retry == job.attempts == 1
+    assert job["eta"] == job.scheduled_at and job["retry"] == 1
+
+
+def test_eta_and_retry_aliases_are_searched_ordered_and_read_as_their_fields(qenv, partner):
+    from datetime import datetime
+
+    later = partner.with_delay(eta=datetime(2031, 1, 1)).record()
+    sooner = partner.with_delay(eta=datetime(2030, 1, 1), max_retries=0).fail_then_write()
+    qenv.cr.execute(
+        "UPDATE queue_job SET scheduled_at = %s WHERE id = %s", [Datetime.now(), sooner.id]
+    )
+    sooner.invalidate_recordset()
+    sooner.run_now()  # one failed attempt, retried
+    Job = qenv["queue.job"]
+    assert Job.search([("eta", "<", datetime(2030, 6, 1))]) == sooner
+    assert Job.search([("retry", ">=", 1)]) == sooner
+    assert Job.search_count([("retry", "=", 0), ("eta", ">", datetime(2030, 6, 1))]) == 1
+    assert Job.search([], order="eta desc").ids == [later.id, sooner.id]
+    assert Job.search([], order="retry desc, id").ids == [sooner.id, later.id]
+    [row] = later.read(["eta", "retry"])
+    assert row == {"id": later.id, "eta": datetime(2031, 1, 1), "retry": 0}
+    assert "eta" not in later.read()[0]  # reading every field does not repeat the targets
+
+
+def test_eta_alias_is_written_as_scheduled_at(qenv, partner):
+    from datetime import datetime
+
+    job = partner.with_delay().record()
+    job.eta = datetime(2032, 1, 1)
+    assert job.scheduled_at == datetime(2032, 1, 1)
+    job.write({"eta": datetime(2033, 1, 1), "scheduled_at": datetime(2033, 1, 1)})
+    assert job.scheduled_at == datetime(2033, 1, 1)
+    with pytest.raises(ValueError, match="scheduled_at is given twice, under an alias"):
+        job.write({"eta": datetime(2034, 1, 1), "scheduled_at": datetime(2035, 1, 1)})
+    assert job.scheduled_at == datetime(2033, 1, 1)  # nothing written
 
 
 def test_set_failed_appends_its_message_to_the_diagnoses(qenv, partner):

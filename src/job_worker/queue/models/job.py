@@ -103,17 +103,9 @@ class QueueJob(models.Model):
     dependency_ids = fields.One2many("queue.job.dependency", "job_id", "Depends on")
     dependent_ids = fields.One2many("queue.job.dependency", "parent_id", "Dependents")
 
-    # -- aliases of the seed ------------------------------------------------------------
-
-    @property
-    def eta(self) -> Any:
-        """Alias of ``scheduled_at``."""
-        return self.scheduled_at
-
-    @property
-    def retry(self) -> int:
-        """Alias of ``attempts``."""
-        return self.attempts
+    # -- aliases of the seed: read, written, searched and ordered by as their targets
+    eta = fields.Alias("scheduled_at", "Due at (eta)")
+    retry = fields.Alias("attempts", "Failed attempts (retry)")
 
     # -- creation -------------------------------------------------------------------
 
