@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from ...monitoring import stats
 from .. import auth
-from ..app import Ctx, flash, redirect, render, run
+from ..app import MAX_STORED_INT, Ctx, flash, redirect, render, run, to_float, to_int
 
 
 async def channel_list(request: Request) -> Response:
@@ -26,16 +26,6 @@ async def channel_list(request: Request) -> Response:
     return render(request, "channels.html", await run(request, work))
 
 
-def _number(value: Any, kind: type, name: str) -> Any:
-    try:
-        number = kind(str(value).strip() or "0")
-    except ValueError:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return number
-
-
 async def _set_limit(request: Request) -> Response:
     form = await request.form()
     auth.check_csrf(request, form)
@@ -44,8 +34,10 @@ async def _set_limit(request: Request) -> Response:
     def work(ctx: Ctx) -> tuple[bool, str]:
         auth.require_manager(ctx.user)
         try:
-            limit = _number(form.get("limit"), int, "limit")
-            rate = _number(form.get("rate_limit"), float, "rate limit")
+            limit = to_int(
+                str(form.get("limit", "")).strip() or "0", "limit", maximum=MAX_STORED_INT
+            )
+            rate = to_float(str(form.get("rate_limit", "")).strip() or "0", "rate limit")
             with ctx.cr.savepoint():
                 ctx.env["queue.limit"].set_limit(channel, limit, rate)
         except ValueError as exc:
