@@ -68,6 +68,7 @@ def test_a_session_ends_after_its_lifetime_however_active_it_is(client_for, scen
             {"expires_at": Datetime.now() - timedelta(seconds=1)}
         )
     assert client.get("/api/overview").status_code == 401
+    assert client.get("/login").status_code == 200  # the log-in page, not a redirect loop
 
 
 def test_a_password_change_or_a_disabled_user_ends_their_sessions(

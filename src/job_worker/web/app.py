@@ -201,6 +201,7 @@ def safe_next(target: str | None) -> str:
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
+    request.session.pop("sid", None)  # ended or expired: the log-in page must show
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": "login required"}, status_code=401)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
