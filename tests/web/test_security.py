@@ -373,3 +373,22 @@ def test_host_names_match_with_ports_ipv6_and_wildcards():
     assert host_allowed("a.jobs.example.com", ("*.example.com",))
     assert not host_allowed("example.com.evil", ("*.example.com",))
     assert host_allowed("anything", ("*",))
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("q=%C2%B2", 200),
+        (f"q={TOO_BIG}", 200),
+        ("finished=99999999999999d", 400),
+        ("finished=36501d", 400),
+        ("finished=%D9%A3h", 400),
+    ],
+)
+def test_a_search_or_time_span_out_of_range_answers_without_an_error(
+    manager, scenario, query, status
+):
+    response = manager.get(f"/jobs?{query}")
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert "time span" in response.text
