@@ -224,12 +224,14 @@ TOO_BIG = str(2**64)
         f"/jobs/{TOO_BIG}",
         f"/api/jobs/{TOO_BIG}",
         f"/api/jobs/{TOO_BIG}/graph",
+        f"/jobs/{2**31}",  # ids are 32-bit on PostgreSQL
+        f"/api/jobs/{2**63 - 1}",
     ],
 )
 def test_numbers_that_are_not_ids_answer_400_with_a_message(manager, scenario, path):
     response = manager.get(path)
     assert response.status_code == 400
-    assert "must be a whole number from 0 to 9223372036854775807" in response.text
+    assert "must be a whole number from 0 to 2147483647" in response.text
     assert response.headers["x-frame-options"] == "DENY"
 
 
@@ -240,10 +242,11 @@ def test_a_bad_number_answers_400_even_logged_out(client_for, scenario):
 
 def test_bad_numbers_in_forms_and_ids_answer_with_a_message(manager, scenario, ops_registry):
     token = csrf_of(manager.get("/jobs").text)
-    bulk = manager.post(
-        "/jobs/bulk", data={"action": "requeue", "ids": TOO_BIG, "csrf_token": token}
-    )
-    assert bulk.status_code == 400 and "ids must be a whole number" in bulk.text
+    for ids in (TOO_BIG, str(2**31), "\u00b2", "-1"):
+        bulk = manager.post(
+            "/jobs/bulk", data={"action": "requeue", "ids": ids, "csrf_token": token}
+        )
+        assert bulk.status_code == 400 and "ids must be a whole number" in bulk.text
     action = manager.post(
         f"/jobs/{TOO_BIG}/action", data={"action": "requeue", "csrf_token": token}
     )
@@ -270,6 +273,40 @@ def test_bad_numbers_in_forms_and_ids_answer_with_a_message(manager, scenario, o
         env = _env(cr)
         assert not env["queue.alert.rule"].search([("name", "=", "Bad")])
         assert not env["queue.limit"].search([("name", "=", "exports")])
+
+
+@pytest.mark.parametrize(
+    "path", ["/jobs?channel=%00", "/jobs?q=a%00b", "/charts?channel=%00", "/api/series?channel=%00"]
+)
+def test_a_nul_character_in_a_parameter_answers_400(manager, scenario, path):
+    response = manager.get(path)
+    assert response.status_code == 400 and "NUL character" in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_a_nul_character_in_a_form_answers_400_and_changes_nothing(
+    client_for, manager, scenario, ops_registry
+):
+    token = csrf_of(manager.get("/alerts").text)
+    for path, data in [
+        ("/alerts", {"name": "a\x00b", "kind": "failed_count"}),
+        ("/alerts", {"name": "n", "kind": "failed_count", "channel": "\x00"}),
+        ("/channels", {"name": "x\x00", "limit": "1"}),
+        ("/channels/x%00/delete", {}),
+        (f"/jobs/{scenario.failed}/action", {"action": "fail", "message": "\x00"}),
+    ]:
+        response = manager.post(path, data={**data, "csrf_token": token})
+        assert response.status_code == 400 and "NUL character" in response.text, path
+    anonymous = client_for(None)
+    token = csrf_of(anonymous.get("/login").text)
+    response = anonymous.post(
+        "/login", data={"login": "alice\x00", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 400
+    with ops_registry.cursor(readonly=True) as cr:
+        env = _env(cr)
+        assert not env["queue.alert.rule"].search([])
+        assert env["queue.job"].browse(scenario.failed).exc_message != "\x00"
 
 
 def test_a_non_ascii_csrf_token_is_refused_with_a_message(manager, scenario):

@@ -23,6 +23,7 @@ from jinja2 import Environment as JinjaEnvironment
 from jinja2 import FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -47,10 +48,9 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
-#: the largest id or count a query parameter may carry (a signed 64-bit integer)
-MAX_INT = 2**63 - 1
-#: the largest number a form may store in an integer column (32-bit on PostgreSQL)
-MAX_STORED_INT = 2**31 - 1
+#: the largest whole number a parameter, an id or a form value may carry: ids
+#: (SERIAL) and integer columns are 32-bit on PostgreSQL
+MAX_INT = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 #: the names a dashboard on loopback answers to (see Settings.allowed_hosts)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -162,6 +162,17 @@ def query_int(request: Request, name: str) -> int | None:
 def path_id(request: Request, name: str) -> int:
     """The path's ``{name:int}`` as an id, 400 when it does not fit a 64-bit integer."""
     return parse_int(request.path_params[name], name)
+
+
+async def read_form(request: Request) -> FormData:
+    """The POSTed form, once its CSRF token is checked (403) and no value holds a
+    NUL character (400: PostgreSQL text cannot store one)."""
+    form = await request.form()
+    auth.check_csrf(request, form)
+    for key, value in form.multi_items():
+        if isinstance(value, str) and "\x00" in value:
+            raise HTTPException(400, f"{key} cannot contain a NUL character")
+    return form
 
 
 def url(path: str, **params: Any) -> str:
@@ -303,6 +314,27 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
+class _RefuseNul:
+    """Answer 400 to a path or query string holding a NUL character (PostgreSQL
+    text cannot store one; no page needs it)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            response = Response(
+                "the path or a parameter holds a NUL character\n",
+                status_code=400,
+                media_type="text/plain",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class _AllowedHosts:
     """Answer 400 to a Host header that is not one of the dashboard's names."""
 
@@ -403,6 +435,7 @@ def create_app(registry: Registry, settings: Settings | None = None) -> Starlett
         middleware=[
             Middleware(_ProxyHeaders, trusted=settings.trusted_proxies),
             Middleware(_AllowedHosts, allowed=settings.allowed_hosts),
+            Middleware(_RefuseNul),
             Middleware(_Sessions, settings=settings),
         ],
         exception_handlers={

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from ...monitoring.models.alert import KINDS
 from .. import auth
-from ..app import MAX_STORED_INT, Ctx, flash, path_id, redirect, render, run, to_float, to_int
+from ..app import Ctx, flash, path_id, read_form, redirect, render, run, to_float, to_int
 
 _COLUMNS = (
     "id",
@@ -31,9 +31,9 @@ _COLUMNS = (
 )
 _NUMBERS: dict[str, Any] = {
     "threshold": to_float,
-    "window_minutes": lambda raw, key: to_int(raw, key, maximum=MAX_STORED_INT),
-    "interval_seconds": lambda raw, key: to_int(raw, key, maximum=MAX_STORED_INT),
-    "cooldown_minutes": lambda raw, key: to_int(raw, key, maximum=MAX_STORED_INT),
+    "window_minutes": lambda raw, key: to_int(raw, key),
+    "interval_seconds": lambda raw, key: to_int(raw, key),
+    "cooldown_minutes": lambda raw, key: to_int(raw, key),
 }
 
 
@@ -56,8 +56,7 @@ def _values(form: FormData) -> dict[str, Any]:
 
 async def alert_list(request: Request) -> Response:
     if request.method == "POST":
-        form = await request.form()
-        auth.check_csrf(request, form)
+        form = await read_form(request)
 
         def create(ctx: Ctx) -> tuple[bool, str]:
             auth.require_manager(ctx.user)
@@ -82,8 +81,7 @@ async def alert_list(request: Request) -> Response:
 
 
 async def alert_update(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     rule_id = path_id(request, "rule_id")
 
     def work(ctx: Ctx) -> tuple[bool, str]:
@@ -112,8 +110,7 @@ async def alert_update(request: Request) -> Response:
 
 
 async def alert_delete(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    await read_form(request)
     rule_id = path_id(request, "rule_id")
 
     def work(ctx: Ctx) -> str:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from ...monitoring import stats
 from .. import auth
-from ..app import MAX_STORED_INT, Ctx, flash, redirect, render, run, to_float, to_int
+from ..app import Ctx, flash, read_form, redirect, render, run, to_float, to_int
 
 
 async def channel_list(request: Request) -> Response:
@@ -27,16 +27,13 @@ async def channel_list(request: Request) -> Response:
 
 
 async def _set_limit(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     channel = str(form.get("name", "")).strip()
 
     def work(ctx: Ctx) -> tuple[bool, str]:
         auth.require_manager(ctx.user)
         try:
-            limit = to_int(
-                str(form.get("limit", "")).strip() or "0", "limit", maximum=MAX_STORED_INT
-            )
+            limit = to_int(str(form.get("limit", "")).strip() or "0", "limit")
             rate = to_float(str(form.get("rate_limit", "")).strip() or "0", "rate limit")
             with ctx.cr.savepoint():
                 ctx.env["queue.limit"].set_limit(channel, limit, rate)
@@ -51,8 +48,7 @@ async def _set_limit(request: Request) -> Response:
 
 
 async def channel_delete(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    await read_form(request)
     channel = request.path_params["name"]
 
     def work(ctx: Ctx) -> tuple[bool, str]:

@@ -12,7 +12,19 @@ from starlette.responses import JSONResponse, Response
 from ...monitoring import joblist, stats
 from ...queue.explain import explain
 from .. import auth
-from ..app import Ctx, flash, parse_int, path_id, query_int, redirect, render, run, safe_next, url
+from ..app import (
+    Ctx,
+    flash,
+    parse_int,
+    path_id,
+    query_int,
+    read_form,
+    redirect,
+    render,
+    run,
+    safe_next,
+    url,
+)
 
 #: action name -> (queue.job method, label, states it applies to)
 ACTIONS = {
@@ -125,8 +137,7 @@ def _apply(ctx: Ctx, action: str, ids: list[int], message: str | None = None) ->
 
 
 async def bulk_action(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     action = str(form.get("action", ""))
     ids = sorted({parse_int(value, "ids") for value in form.getlist("ids")})
     target = safe_next(str(form.get("next", "/jobs")))
@@ -139,8 +150,7 @@ async def bulk_action(request: Request) -> Response:
 
 
 async def job_action(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     job_id = path_id(request, "job_id")
     action = str(form.get("action", ""))
     ok, message = await run(

@@ -16,7 +16,7 @@ from ...monitoring.models.snapshot import ALL
 from ...monitoring.prometheus import collector_registry
 from ...orm.api import SUPERUSER_ID, Environment
 from .. import auth
-from ..app import Ctx, dashboard, flash, redirect, render, run, safe_next, url
+from ..app import Ctx, dashboard, flash, read_form, redirect, render, run, safe_next, url
 
 #: chart ranges: name -> (snapshot period, look-back)
 RANGES = {
@@ -35,8 +35,7 @@ async def login(request: Request) -> Response:
         if request.session.get("sid"):
             return redirect(target)
         return render(request, "login.html", {"next": target, "error": None})
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     login_name, password = str(form.get("login", "")), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
     address = request.client.host if request.client else "unknown"
@@ -78,8 +77,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     board = dashboard(request)
-    form = await request.form()
-    auth.check_csrf(request, form)
+    await read_form(request)
     token = request.session.get("sid")
 
     def close() -> None:
