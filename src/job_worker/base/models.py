@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -45,15 +46,15 @@ def check_password_policy(password: Any) -> str:
     return password
 
 
-_DUMMY_HASH: list[str] = []
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def spend_password_check(password: str) -> None:
     """Check ``password`` against a throw-away hash: what a log-in with an unknown
     login spends, so that it takes as long as one with a known login."""
-    if not _DUMMY_HASH:
-        _DUMMY_HASH.append(hash_password(secrets.token_urlsafe(16)))
-    check_password(password, _DUMMY_HASH[0])
+    check_password(password, _dummy_hash())
 
 
 def _with_hashed_password(vals: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ async def login(request: Request) -> Response:
     login_name, password = str(form.get("login", "")), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
     address = request.client.host if request.client else "unknown"
+    previous = request.session.get("sid")
 
     def check() -> tuple[str | None, int]:
         """(session token, 0) on success, (None, seconds to wait) when refused."""
@@ -53,12 +55,15 @@ async def login(request: Request) -> Response:
                 auth.record_failure(env, login_name, address, now)
                 return None, 0
             auth.forget_failures(env, login_name)
+            auth.close_session(env, previous)  # a log-in replaces the session it had
             return auth.open_session(env, user, board.settings.session_lifetime), 0
 
     token, wait = await run_in_threadpool(check)
     if token is None:
         error = (
-            f"too many failed log-ins: try again in {wait // 60 + 1} min" if wait else auth.REFUSED
+            f"too many failed log-ins: try again in {math.ceil(wait / 60)} min"
+            if wait
+            else auth.REFUSED
         )
         response = render(
             request,
