@@ -5,7 +5,9 @@ otherwise) it creates partners and exports, enqueues plain jobs, priorities,
 a scheduled job, deduplicated jobs, a flaky job that retries, a failing job,
 a chain, a group with a callback and a split, starts a real ``job-worker
 worker`` process, shows live progress per channel, stops the worker and
-prints a summary read back from the database.
+prints a summary read back from the database. On a database it created, it
+also makes a dashboard manager ``admin`` with a password generated for the run,
+and prints it; never on a database that existed before.
 """
 
 from __future__ import annotations
