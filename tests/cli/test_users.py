@@ -88,3 +88,14 @@ def test_dashboard_on_every_address_needs_its_allowed_hosts(cli, scenario):
     result = cli("dashboard", "--host", "0.0.0.0", "--secret", "s" * 20, "--port", "0")
     assert result.exit_code == 2
     assert "needs --allowed-host" in result.output
+
+
+def test_dashboard_on_a_schema_without_the_session_table_asks_for_init(cli, scenario, ops_registry):
+    with ops_registry.cursor() as cr:
+        cr.execute("DROP TABLE res_users_session")
+    result = cli("dashboard", "--port", "0")
+    assert result.exit_code == 1
+    assert "run `job-worker init` to upgrade it" in result.output
+    assert cli("init").exit_code == 0
+    with ops_registry.cursor(readonly=True) as cr:
+        assert "res_users_session" in ops_registry.backend.existing_tables(cr)
