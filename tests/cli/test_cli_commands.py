@@ -207,7 +207,7 @@ def test_users_add_hashes_the_password_and_refuses_duplicates(cli, scenario, ops
         assert user.password != "correct horse" and user.check_password("correct horse")
         assert user.has_group("queue_job.group_manager")
     assert cli("users", "add", "dave", "--password", "x").exit_code == 1
-    prompted = cli("users", "add", "erin", input="pw\npw\n")
+    prompted = cli("users", "add", "erin", input="pw-of-erin\npw-of-erin\n")
     assert prompted.exit_code == 0, prompted.output
     roles = {row["login"]: row["role"] for row in as_json(cli("users", "list", "--json"))}
     assert roles == {
