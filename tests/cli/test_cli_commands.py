@@ -221,6 +221,29 @@ def test_init_creates_the_schema_and_other_commands_ask_for_it(tmp_path):
     assert runner.invoke(main, ["jobs", "list", "-d", url]).exit_code == 0
 
 
+def test_init_says_created_upgraded_or_up_to_date(tmp_path):
+    from click.testing import CliRunner
+
+    from job_worker.cli import main
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    runner = CliRunner()
+
+    def init(*load: str) -> str:
+        result = runner.invoke(main, ["init", "-d", url, *[f"--load={m}" for m in load]])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "created the schema (" in init("crm")
+    assert "schema up to date (" in init("crm")
+    upgraded = init("crm", "crm_extra")
+    assert "upgraded the schema: installed modules crm_extra; added tables crm_campaign" in upgraded
+    assert "added columns res_partner.vip, res_partner.vip_reminders" in upgraded
+    assert "schema up to date (" in init("crm", "crm_extra")
+    data = json.loads(runner.invoke(main, ["init", "-d", url, "-l", "crm", "--json"]).output)
+    assert data["outcome"] == "up_to_date" and data["changes"]["created"] is False
+
+
 def test_users_add_hashes_the_password_and_refuses_duplicates(cli, scenario, ops_registry):
     result = cli("users", "add", "dave", "--role", "manager", "--password", "correct horse")
     assert result.exit_code == 0, result.output

@@ -8,13 +8,16 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import db
 from . import fields as _fields
 from . import relations
 from .api import SUPERUSER_ID, Environment
 from .models import BaseModel, MetaModel
+
+if TYPE_CHECKING:
+    from .schema import SchemaChanges
 
 _logger = logging.getLogger(__name__)
 
@@ -42,11 +45,13 @@ class Registry:
         #: (model, field) -> the fields showing the same rows from the other side
         self.inverses: relations.InverseMap = {}
         self._build_models()
+        #: what building the registry changed in the schema (None: ``init=False``)
+        self.schema_changes: SchemaChanges | None = None
         if init:
             from .schema import upgrade
 
             try:
-                upgrade(self)
+                self.schema_changes = upgrade(self)
             except BaseException:
                 self.backend.close()
                 raise
