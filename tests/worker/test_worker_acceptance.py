@@ -323,3 +323,45 @@ def test_json_logs_carry_event_keys(registry, start_worker):
     assert worker.wait(20) == 0
     events = [json.loads(line)["event"] for line in worker.log().splitlines() if line]
     assert {"worker.starting", "worker.stopping", "worker.stopped"} <= set(events)
+
+
+@pytest.mark.timeout(90)
+def test_logs_say_when_each_job_starts_and_ends_and_a_final_failure_is_an_error(
+    registry, start_worker
+):
+    import json
+
+    [batched] = enqueue(registry, "record", "quick")
+    [alone] = enqueue(registry, "sleep_then_record", "slow", 0.05, timeout=20)
+    [failing] = enqueue(registry, "fail", "always", max_retries=1)
+    [timed_out] = enqueue(registry, "sleep_then_record", "stuck", 30, timeout=1, max_retries=1)
+    worker = start_worker(
+        "--concurrency", "2", "--log-format", "json", "--log-level", "DEBUG", *FAST
+    )
+    wait_for(lambda: states(registry) == {"done": 2, "failed": 2}, 60, "two jobs done, two failed")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    uuids = dict(query(registry, "SELECT id, uuid FROM queue_job"))
+
+    def about(job_id: int) -> list[tuple[str, str]]:
+        entries = [e for e in lines if e.get("job_id") == job_id]
+        assert all(e["job_uuid"] == uuids[job_id] for e in entries)
+        return [(e["level"], e["event"]) for e in entries if e["event"] != "job.claimed"]
+
+    for job_id in (batched, alone):
+        assert about(job_id) == [("debug", "job.started"), ("info", "job.done")]
+        [done] = [e for e in lines if e.get("job_id") == job_id and e["event"] == "job.done"]
+        assert done["duration"] >= (0.05 if job_id == alone else 0)
+    assert about(failing) == [
+        ("debug", "job.started"),
+        ("warning", "job.retry"),
+        ("debug", "job.started"),
+        ("error", "job.failed"),
+    ]
+    assert about(timed_out) == [
+        ("debug", "job.started"),
+        ("warning", "job.timeout"),
+        ("debug", "job.started"),
+        ("error", "job.timeout"),
+    ]
