@@ -148,8 +148,9 @@ def _attempts(exc_info: str, enqueued: datetime) -> list[Event]:
             continue
         spent = float(ran)
         worker = where[3:] if where.startswith("on ") else None
-        # the header rounds the run time to the millisecond: never before the enqueue
-        began = max(at - timedelta(seconds=spent), enqueued)
+        # the header rounds the run time to the millisecond: an attempt never seems to
+        # begin before the enqueue or before the previous attempt failed
+        began = max(at - timedelta(seconds=spent), events[-1].at if events else enqueued)
         events.append(Event(began, f"attempt {number} started {_where(worker)}", "started"))
         events.append(
             Event(at, f"attempt {number} failed after {seconds_text(spent)}{raised}", "failed")

@@ -31,6 +31,9 @@ CATCH_UP = 288
 #: upper bounds (seconds) of the duration histogram
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 ALL = "*"
+#: at most this many 5-minute intervals are counted live for the charts (the current
+#: one, and the one before while the snapshot waits for its margin)
+LIVE_BUCKETS = 3
 
 
 def floor_time(moment: datetime, period: str) -> datetime:
@@ -236,6 +239,35 @@ class MetricSnapshot(models.Model):
         rows = self.env.cr.dictfetchall()
         for row in rows:
             row["bucket"] = stats.as_datetime(row["bucket"])
+        return rows
+
+    def _live_series(self, now: datetime, channel: str = ALL) -> list[dict[str, Any]]:
+        """The 5-minute intervals not snapshotted yet (the current one, and the one
+        before while its margin runs), counted live from the jobs, in the shape of
+        :meth:`_series` rows with ``live`` set: a chart shows work done minutes ago,
+        not only once the next snapshot is written. At most :data:`LIVE_BUCKETS`
+        intervals, each a bounded count (:func:`stats.window`)."""
+        current = floor_time(now, "5min")
+        start = max(self._watermark() or current, current - (LIVE_BUCKETS - 1) * PERIODS["5min"])
+        only = None if channel == ALL else channel
+        rows = []
+        bucket = start
+        while bucket <= current:
+            window = stats.window(self.env.cr, bucket, bucket + PERIODS["5min"], only)
+            rows.append(
+                {
+                    "bucket": bucket,
+                    "done_count": window.done,
+                    "failed_count": window.failed,
+                    "duration_avg": window.duration_avg,
+                    "duration_p95": window.duration_p95,
+                    "wait_avg": window.wait_avg,
+                    "pending_count": None,
+                    "running_count": None,
+                    "live": True,
+                }
+            )
+            bucket += PERIODS["5min"]
         return rows
 
 
