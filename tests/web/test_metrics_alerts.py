@@ -98,6 +98,28 @@ def test_charts_count_the_jobs_finished_since_the_last_snapshot_live(
     assert manager.get("/api/series?range=7d").json()["points"] == []  # hourly: roll-ups only
 
 
+def test_charts_show_jobs_finished_while_no_worker_took_snapshots(ops_registry, scenario, manager):
+    now = stats.now()
+    with ops_registry.cursor() as cr:  # a snapshot an hour ago, then the jobs, then no worker
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["queue.maintenance"]._run_maintenance({})
+        cr.execute(
+            "UPDATE queue_metric_snapshot SET bucket = %s",
+            [floor_time(now, "5min") - timedelta(hours=1)],
+        )
+        cr.execute(
+            "UPDATE queue_job SET write_date = %s WHERE id IN (%s, %s)",
+            [now - timedelta(minutes=20), scenario.done, scenario.failed],
+        )
+    points = manager.get("/api/series?range=6h").json()["points"]
+    live = [p for p in points if p["live"]]
+    busy = floor_time(now - timedelta(minutes=20), "5min").isoformat() + "Z"
+    assert [(p["done"], p["failed"]) for p in live if p["t"] == busy] == [(1, 1)]
+    assert sum(p["done"] + p["failed"] for p in live) == 2
+    assert len(live) == 12  # every 5 minutes since the snapshot, up to the current one
+    assert manager.get("/api/series?range=6h&channel=exports").json()["points"][-1]["live"]
+
+
 def test_metrics_need_no_login_and_add_the_live_tail(client_for, ops_registry, scenario):
     with ops_registry.cursor() as cr:
         api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})

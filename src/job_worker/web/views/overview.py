@@ -105,7 +105,7 @@ def _series(ctx: Ctx, range_name: str, channel: str) -> dict[str, Any]:
     snapshots = ctx.env["queue.metric.snapshot"]
     rows = snapshots._series(period, ctx.now - back, channel)
     if period == "5min":  # the intervals not snapshotted yet, counted live
-        rows += snapshots._live_series(ctx.now, channel)
+        rows += snapshots._live_series(ctx.now, ctx.now - back, channel)
     ctx.cr.execute(
         "SELECT DISTINCT channel FROM queue_metric_snapshot WHERE period = %s AND bucket >= %s",
         [period, ctx.now - back],
