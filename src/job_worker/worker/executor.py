@@ -233,6 +233,7 @@ class Executor:
         outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
         finished: list[tuple[int, Any, float]] = []  # ran to the end: marked done together
         running: jobstore.ClaimedJob | None = None
+        committed: list[tuple[int, Any, float]] = []
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
             try:
@@ -252,9 +253,7 @@ class Executor:
             marked = states.mark_done_many(env, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
                 cr.commit()
-                by_id = {job.id: job for job in batch}
-                for job_id, _result, duration in finished:
-                    _log_done(by_id[job_id], duration)
+                committed = finished
             else:
                 outcomes = self._give_back(cr, outcomes, finished, marked)
         except Exception as exc:
@@ -275,6 +274,9 @@ class Executor:
         finally:
             cr.close()
         self._send(("finished", db_index, [(job.id, outcome) for job, outcome in outcomes]))
+        by_id = {job.id: job for job in batch}
+        for job_id, _result, duration in committed:  # logged once the outcomes are sent
+            _log_done(by_id[job_id], duration)
         return len(outcomes)
 
     def _run_in_savepoint(
