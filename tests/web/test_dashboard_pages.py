@@ -78,6 +78,14 @@ def test_overview_shows_every_kpi_with_a_link(manager, scenario):
     assert cards["top_failure"]["href"] == "/jobs?state=failed&exc_name=ValueError&finished=24h"
 
 
+def test_sub_millisecond_durations_read_as_less_than_one_ms(manager, scenario, ops_registry):
+    with ops_registry.cursor() as cr:
+        cr.execute("UPDATE queue_job SET duration = 0.0004 WHERE state = 'done'")
+    cards = {card["key"]: card for card in manager.get("/api/overview").json()["cards"]}
+    assert cards["p95_duration_1h"]["display"] == "< 1 ms"
+    assert "<td>&lt; 1 ms</td>" in manager.get("/jobs?state=done").text
+
+
 def test_job_list_filters_and_pages(manager, scenario):
     failed = manager.get("/jobs?state=failed")
     assert f'href="/jobs/{scenario.failed}"' in failed.text
