@@ -22,6 +22,7 @@ from worker_helpers import (
 
 from job_worker import SUPERUSER_ID, api
 from job_worker.orm.fields import Datetime
+from job_worker.queue.explain import explain
 
 
 def _dt(value) -> datetime:
@@ -232,6 +233,11 @@ def test_sigterm_past_grace_returns_jobs_to_pending_without_an_attempt(registry,
     assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 0
     stopped = query(registry, "SELECT stopped_at FROM queue_worker WHERE pid = %s", (worker.pid,))
     assert stopped[0][0] is not None
+    job_id = query(registry, "SELECT MIN(id) FROM queue_job")[0][0]
+    with registry.cursor(readonly=True) as cr:  # explain knows the worker stopped, not died
+        reasons = explain(api.Environment(cr, SUPERUSER_ID, {}), job_id)
+    [no_worker] = [r.message for r in reasons if r.code == "no_worker"]
+    assert "no worker running: the last one" in no_worker and "stopped cleanly" in no_worker
 
 
 @pytest.mark.timeout(90)
