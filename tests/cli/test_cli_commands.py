@@ -98,6 +98,11 @@ def test_jobs_show_reads_like_the_dashboard_detail(cli, scenario):
     assert "ValueError: export target refused the file" in lines[lines.index("Error") + 1]
     for raw in ("record_ids", "exc_info", "write_date", "cascaded_from_id"):
         assert raw not in output
+    listed = cli("jobs", "list", "--state", "failed").output.splitlines()
+    assert re.search(r"\s2/2\s", listed[1]), (
+        listed
+    )  # 2 failed of 2 runs allowed, as on the dashboard
+    assert as_json(cli("jobs", "list", "--state", "failed", "--json"))["jobs"][0]["attempts"] == 2
     done = cli("jobs", "show", str(scenario.done)).output
     assert "env['res.partner'].browse([1, 2]).export('xlsx')" in done and "done after" in done
 
