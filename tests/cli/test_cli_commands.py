@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -70,10 +71,40 @@ def test_jobs_show_gives_call_traceback_and_explanation(cli, scenario):
     assert "Push to ERP" in result.output
     assert "ValueError: export target refused the file" in result.output
     assert "it will not run again unless requeued" in result.output
+    data = as_json(cli("jobs", "show", str(scenario.failed), "--json"))
+    assert (data["record_ids"], data["args"], data["attempts"]) == ([1], [], 2)  # the raw row
     data = as_json(cli("jobs", "show", str(scenario.chain_second), "--json"))
     assert data["depends_on"] == [{"id": scenario.chain_first, "kind": "done", "state": "pending"}]
     assert data["explain"][0]["code"] == "waiting_parents"
     assert data["identity_key"] is None
+
+
+def test_jobs_show_reads_like_the_dashboard_detail(cli, scenario):
+    output = cli("jobs", "show", str(scenario.failed)).output
+    lines = [line.strip() for line in output.splitlines()]
+    assert "call         env['res.partner'].browse([1]).explode()" in lines
+    assert "attempts     2 failed of 2 runs allowed (max_retries 1)" in lines
+    timeline = lines[lines.index("Timeline") + 1 : lines.index("Error")]
+    labels = [re.sub(r"^\S+ \S+\s+", "", line) for line in timeline if line]
+    labels = [re.sub(r"after [\d.<> ]+m?s", "after T", label) for label in labels]
+    assert labels == [
+        "enqueued",
+        "attempt 1 started in the calling process (run_now)",
+        "attempt 1 failed after T: ValueError",
+        "attempt 2 started in the calling process (run_now)",
+        "attempt 2 failed after T: ValueError",
+        "failed (final)",
+    ]
+    assert "ValueError: export target refused the file" in lines[lines.index("Error") + 1]
+    for raw in ("record_ids", "exc_info", "write_date", "cascaded_from_id"):
+        assert raw not in output
+    listed = cli("jobs", "list", "--state", "failed").output.splitlines()
+    assert re.search(r"\s2/2\s", listed[1]), (
+        listed
+    )  # 2 failed of 2 runs allowed, as on the dashboard
+    assert as_json(cli("jobs", "list", "--state", "failed", "--json"))["jobs"][0]["attempts"] == 2
+    done = cli("jobs", "show", str(scenario.done)).output
+    assert "env['res.partner'].browse([1, 2]).export('xlsx')" in done and "done after" in done
 
 
 def test_missing_job_exits_with_one(cli, scenario):
@@ -197,6 +228,29 @@ def test_init_creates_the_schema_and_other_commands_ask_for_it(tmp_path):
         data["tables"]
     )
     assert runner.invoke(main, ["jobs", "list", "-d", url]).exit_code == 0
+
+
+def test_init_says_created_upgraded_or_up_to_date(tmp_path):
+    from click.testing import CliRunner
+
+    from job_worker.cli import main
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    runner = CliRunner()
+
+    def init(*load: str) -> str:
+        result = runner.invoke(main, ["init", "-d", url, *[f"--load={m}" for m in load]])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "created the schema (" in init("crm")
+    assert "schema up to date (" in init("crm")
+    upgraded = init("crm", "crm_extra")
+    assert "upgraded the schema: installed modules crm_extra; added tables crm_campaign" in upgraded
+    assert "added columns res_partner.vip, res_partner.vip_reminders" in upgraded
+    assert "schema up to date (" in init("crm", "crm_extra")
+    data = json.loads(runner.invoke(main, ["init", "-d", url, "-l", "crm", "--json"]).output)
+    assert data["outcome"] == "up_to_date" and data["changes"]["created"] is False
 
 
 def test_users_add_hashes_the_password_and_refuses_duplicates(cli, scenario, ops_registry):

@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from opsapp.scenario import csrf_of
+from starlette.testclient import TestClient
 
 from job_worker import SUPERUSER_ID, Registry, api
+from job_worker.web import Settings, create_app
 
 
 @pytest.mark.timeout(120)
@@ -62,6 +65,13 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             assert scheduled.state == "done" and scheduled.started_at >= scheduled.scheduled_at
             assert len(dedup) == 1
             assert len(split) == 3 and len(chained) == 2 and callback.state == "done"
+        # the charts show the demo's jobs at once, though no snapshot covers them yet
+        with TestClient(create_app(registry, Settings(secret="demo-test-secret-0123"))) as web:
+            token = csrf_of(web.get("/login").text)
+            web.post("/login", data={"login": "admin", "password": "admin", "csrf_token": token})
+            points = web.get("/api/series?range=24h").json()["points"]
+        assert sum(p["done"] for p in points) == in_db["done"]
+        assert sum(p["failed"] for p in points) == in_db["failed"]
     finally:
         registry.close()
     assert "job-worker dashboard -d sqlite:///job_worker_demo.db" in result.stdout.replace("\n", "")

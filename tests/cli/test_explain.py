@@ -125,6 +125,18 @@ def test_no_live_worker_when_heartbeats_are_stale(ops_env, partner):
     assert "no_worker" not in codes(ops_env, job)
 
 
+def test_worker_that_stopped_cleanly_is_reported_stopped_not_silent(ops_env, partner):
+    live_worker(ops_env, age=4)
+    worker = ops_env["queue.worker"].search([])
+    stopped = stats.now() - timedelta(seconds=4)
+    worker.write({"stopped_at": stopped})
+    job = partner.with_delay().export()
+    text = message(ops_env, job, "no_worker")
+    assert text.startswith("no worker running: the last one")
+    assert f"stopped cleanly at {stopped:%Y-%m-%d %H:%M:%S}" in text
+    assert "heartbeat" not in text
+
+
 def test_no_live_worker_takes_the_channel(ops_env, partner):
     live_worker(ops_env, channels="mail,reports")
     job = partner.with_delay(channel="exports").export()

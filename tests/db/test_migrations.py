@@ -122,8 +122,14 @@ def test_an_upgrade_keeps_the_data_and_runs_each_step_once(make_registry, db_url
         assert order.product_id.sku == "CUP-2" and order.quantity == 3
         products[0].label = "edited by hand"
     assert migrations_of(registry) == (3, [(1, True), (2, False), (3, False)])
+    assert registry.schema_changes.migrated == [
+        "shop 2: code renamed to sku; active and category",
+        "shop 3: label",
+    ]
+    assert not registry.schema_changes.created
     again = make_registry(["shop"])  # nothing left to do: steps do not run twice
     assert migrations_of(again) == (3, [(1, True), (2, False), (3, False)])
+    assert not again.schema_changes.changed
     with again.environment() as env:
         assert env["shop.product"].search([("sku", "=", "CUP-2")]).label == "edited by hand"
 
@@ -131,6 +137,7 @@ def test_an_upgrade_keeps_the_data_and_runs_each_step_once(make_registry, db_url
 def test_a_fresh_database_records_every_migration_as_applied(make_registry):
     registry = make_registry(["shop"])
     assert migrations_of(registry) == (3, [(1, True), (2, True), (3, True)])
+    assert registry.schema_changes.created and not registry.schema_changes.migrated
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(make_registry, db_url, monkeypatch):

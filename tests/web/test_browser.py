@@ -8,6 +8,7 @@ Set ``JOB_WORKER_SCREENSHOTS=<folder>`` to keep screenshots of the main pages
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -197,3 +198,50 @@ def test_action_without_csrf_token_is_refused(site, browser):
         )
         == "failed"
     )
+
+
+LONG_EXC = "opsapp.errors.PartnerSynchronisationRefusedByTheRemoteSystemError"
+
+
+def test_charts_show_the_latest_jobs_with_readable_axes_and_a_long_failure_name_fits_its_card(
+    site, browser
+):
+    base, registry, _scenario, _url = site
+    with registry.cursor() as cr:  # the top failure type has a long name
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        partner = env["res.partner"].search([], limit=1)
+        jobs = [partner.with_delay(description="Sync").export() for _ in range(2)]
+        cr.execute(
+            "UPDATE queue_job SET state = 'failed', exc_name = %s, completed_at = write_date"
+            " WHERE id IN (%s, %s)",
+            [LONG_EXC, jobs[0].id, jobs[1].id],
+        )
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    log_in(page, base, "alice")
+    card = page.locator(".card[data-key=top_failure]")
+    value = card.locator(".value")
+    assert value.inner_text() == "PartnerSynchronisationRefusedByTheRemoteSystemError"
+    assert value.get_attribute("title") == LONG_EXC
+    card_box, value_box = card.bounding_box(), value.bounding_box()
+    assert value_box["x"] + value_box["width"] <= card_box["x"] + card_box["width"]
+    assert value_box["height"] < 45  # one line, shortened with an ellipsis, not broken up
+    page.wait_for_selector("[data-updated]:has-text('Updated')")
+    updated = page.locator("[data-updated]").inner_text()
+    assert re.fullmatch(r"Updated \d\d:\d\d:\d\d UTC\.", updated), updated
+
+    # no snapshot was taken yet: the jobs finished minutes ago are counted live
+    page.goto(f"{base}/charts")
+    page.wait_for_selector("[data-chart=done] svg rect")
+    for chart in ("done", "failed", "p95", "wait"):
+        box = page.locator(f"[data-chart={chart}]")
+        ticks = box.locator("text.tick").all_text_contents()
+        assert ticks and all(re.fullmatch(r"0|[\d,.]+( µs| ms| s)?", t) for t in ticks), ticks
+        dates = box.locator("text.date").all_text_contents()
+        assert dates and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d( UTC)?", d) for d in dates)
+    assert page.locator("[data-chart=done] .tick").first.text_content() == "0"
+    page.goto(f"{base}/charts?range=7d")  # hourly points come from roll-ups: none yet
+    page.wait_for_selector("[data-chart=done] text.empty")
+    assert (
+        page.locator("[data-chart=done] text.empty").text_content() == "no data in this range yet"
+    )
+    assert page.locator("[data-chart] text.tick").count() == 0

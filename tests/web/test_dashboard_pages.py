@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import timedelta
+
 import pytest
 from opsapp.scenario import csrf_of
 
 from job_worker import SUPERUSER_ID, api
+from job_worker.exceptions import TimeoutJobError
+from job_worker.orm.fields import Datetime
+from job_worker.queue import states
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -78,6 +85,14 @@ def test_overview_shows_every_kpi_with_a_link(manager, scenario):
     assert cards["top_failure"]["href"] == "/jobs?state=failed&exc_name=ValueError&finished=24h"
 
 
+def test_sub_millisecond_durations_read_as_less_than_one_ms(manager, scenario, ops_registry):
+    with ops_registry.cursor() as cr:
+        cr.execute("UPDATE queue_job SET duration = 0.0004 WHERE state = 'done'")
+    cards = {card["key"]: card for card in manager.get("/api/overview").json()["cards"]}
+    assert cards["p95_duration_1h"]["display"] == "< 1 ms"
+    assert "<td>&lt; 1 ms</td>" in manager.get("/jobs?state=done").text
+
+
 def test_job_list_filters_and_pages(manager, scenario):
     failed = manager.get("/jobs?state=failed")
     assert f'href="/jobs/{scenario.failed}"' in failed.text
@@ -93,9 +108,13 @@ def test_job_list_filters_and_pages(manager, scenario):
 def test_job_detail_shows_call_traceback_timeline_and_explanation(manager, scenario):
     page = manager.get(f"/jobs/{scenario.failed}")
     assert page.status_code == 200
-    assert "res.partner.browse([1]).explode" in page.text
+    assert "env[&#39;res.partner&#39;].browse([1]).explode()" in page.text
+    done = manager.get(f"/jobs/{scenario.done}")
+    assert ").export(&#39;xlsx&#39;)</pre>" in done.text and "**{" not in done.text
+    assert "started in the calling process (run_now)" in done.text
     assert "ValueError: export target refused the file" in page.text
     assert "attempt 1 failed" in page.text and "attempt 2 failed" in page.text
+    assert "2 failed of 2 runs allowed" in page.text
     assert "will not run again unless requeued" in page.text
     waiting = manager.get(f"/jobs/{scenario.chain_second}")
     assert "waiting_parents" in waiting.text and "data-graph" in waiting.text
@@ -104,6 +123,30 @@ def test_job_detail_shows_call_traceback_timeline_and_explanation(manager, scena
     assert graph["edges"] == [
         {"from": scenario.chain_first, "to": scenario.chain_second, "kind": "done"}
     ]
+
+
+def test_job_timeline_shows_where_each_attempt_ran_and_for_how_long(manager, ops_registry):
+    with ops_registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        job = env["res.partner"].create({"name": "Slow"}).with_delay(timeout=3).export()
+        states.mark_started(env, job.id, "host:7:abc")
+        cr.execute(  # the attempt began 3 s ago, then the worker killed it
+            "UPDATE queue_job SET started_at = %s WHERE id = %s",
+            [Datetime.now() - timedelta(seconds=3), job.id],
+        )
+        states.record_failure(env, job.id, TimeoutJobError("ran past 3 s"), worker_id="host:7:abc")
+    page = html.unescape(manager.get(f"/jobs/{job.id}").text)
+    assert "attempt 1 started on worker host:7:abc" in page
+    assert re.search(r"attempt 1 failed after 3\.0\d s: TimeoutJobError", page)
+    assert "caller" not in page and "ran 0 ms" not in page
+    with ops_registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        cr.execute("UPDATE queue_job SET scheduled_at = %s WHERE id = %s", [Datetime.now(), job.id])
+        states.mark_started(env, job.id, "host:8:def")
+        states.mark_done(env, job.id, None, duration=0.25, worker_id="host:8:def")
+    page = html.unescape(manager.get(f"/jobs/{job.id}").text)
+    assert "attempt 1 started on worker host:7:abc" in page
+    assert "started on worker host:8:def" in page and "done after 250 ms" in page
 
 
 def test_manager_requeues_a_failed_job(manager, scenario):
@@ -194,7 +237,7 @@ def test_workers_charts_and_alerts_pages_render(manager, user, scenario):
     assert "No worker has run" in manager.get("/workers").text
     assert manager.get("/charts?range=7d").status_code == 200
     assert manager.get("/charts?range=forever").status_code == 400
-    assert manager.get("/api/series?range=24h").json()["points"] == []
+    assert all(p["live"] for p in manager.get("/api/series?range=24h").json()["points"])
     assert "New rule" in manager.get("/alerts").text
     assert "New rule" not in user.get("/alerts").text
 

@@ -75,10 +75,49 @@ def test_snapshot_counts_the_jobs_finished_in_the_last_interval(ops_registry, sc
         assert row["pending_count"] == 3 and row["running_count"] == 0
         assert env["queue.maintenance"]._run_maintenance({})["snapshots"] == 0  # taken once
     series = manager.get("/api/series?range=6h").json()["points"]
-    assert [(p["done"], p["failed"]) for p in series] == [(1, 1)]
+    assert [(p["done"], p["failed"]) for p in series if not p["live"]] == [(1, 1)]
+    # the intervals after the snapshot are counted live: nothing finished there
+    assert {(p["done"], p["failed"]) for p in series if p["live"]} == {(0, 0)}
     body = manager.get("/metrics").text
     assert 'job_worker_jobs_done_total{channel="root"} 1.0' in body
     assert 'job_worker_jobs_failed_total{channel="root"} 1.0' in body
+
+
+def test_charts_count_the_jobs_finished_since_the_last_snapshot_live(
+    ops_registry, scenario, manager
+):
+    with ops_registry.cursor() as cr:  # the snapshot of the interval before, taken first
+        api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
+        api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(scenario.pending).run_now()
+    points = manager.get("/api/series?range=24h").json()["points"]
+    live = [p for p in points if p["live"]]
+    assert live and points[-len(live) :] == live  # the live tail comes last
+    assert live[-1]["t"] == floor_time(stats.now(), "5min").isoformat() + "Z"
+    assert sum(p["done"] for p in live) == 2 and sum(p["failed"] for p in live) == 1
+    assert live[-1]["p95"] is not None
+    assert manager.get("/api/series?range=7d").json()["points"] == []  # hourly: roll-ups only
+
+
+def test_charts_show_jobs_finished_while_no_worker_took_snapshots(ops_registry, scenario, manager):
+    now = stats.now()
+    with ops_registry.cursor() as cr:  # a snapshot an hour ago, then the jobs, then no worker
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["queue.maintenance"]._run_maintenance({})
+        cr.execute(
+            "UPDATE queue_metric_snapshot SET bucket = %s",
+            [floor_time(now, "5min") - timedelta(hours=1)],
+        )
+        cr.execute(
+            "UPDATE queue_job SET write_date = %s WHERE id IN (%s, %s)",
+            [now - timedelta(minutes=20), scenario.done, scenario.failed],
+        )
+    points = manager.get("/api/series?range=6h").json()["points"]
+    live = [p for p in points if p["live"]]
+    busy = floor_time(now - timedelta(minutes=20), "5min").isoformat() + "Z"
+    assert [(p["done"], p["failed"]) for p in live if p["t"] == busy] == [(1, 1)]
+    assert sum(p["done"] + p["failed"] for p in live) == 2
+    assert len(live) == 12  # every 5 minutes since the snapshot, up to the current one
+    assert manager.get("/api/series?range=6h&channel=exports").json()["points"][-1]["live"]
 
 
 def test_metrics_need_no_login_and_add_the_live_tail(client_for, ops_registry, scenario):

@@ -22,6 +22,7 @@ from worker_helpers import (
 
 from job_worker import SUPERUSER_ID, api
 from job_worker.orm.fields import Datetime
+from job_worker.queue.explain import explain
 
 
 def _dt(value) -> datetime:
@@ -233,6 +234,11 @@ def test_sigterm_past_grace_returns_jobs_to_pending_without_an_attempt(registry,
     assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 0
     stopped = query(registry, "SELECT stopped_at FROM queue_worker WHERE pid = %s", (worker.pid,))
     assert stopped[0][0] is not None
+    job_id = query(registry, "SELECT MIN(id) FROM queue_job")[0][0]
+    with registry.cursor(readonly=True) as cr:  # explain knows the worker stopped, not died
+        reasons = explain(api.Environment(cr, SUPERUSER_ID, {}), job_id)
+    [no_worker] = [r.message for r in reasons if r.code == "no_worker"]
+    assert "no worker running: the last one" in no_worker and "stopped cleanly" in no_worker
 
 
 @pytest.mark.timeout(90)
@@ -349,3 +355,46 @@ def test_worker_fails_jobs_on_deleted_records_or_of_a_deleted_user_at_once(regis
         (fine, "done", 0, None),
     ]
     assert [r[0] for r in query(registry, "SELECT name FROM workerapp_effect")] == ["fine"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_logs_say_when_each_job_starts_and_ends_and_a_final_failure_is_an_error(
+    registry, start_worker
+):
+    import json
+
+    [batched] = enqueue(registry, "record", "quick")
+    [alone] = enqueue(registry, "sleep_then_record", "slow", 0.05, timeout=20)
+    [failing] = enqueue(registry, "fail", "always", max_retries=1)
+    [timed_out] = enqueue(registry, "sleep_then_record", "stuck", 30, timeout=1, max_retries=1)
+    worker = start_worker(
+        "--concurrency", "2", "--log-format", "json", "--log-level", "DEBUG", *FAST
+    )
+    wait_for(lambda: states(registry) == {"done": 2, "failed": 2}, 60, "two jobs done, two failed")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    uuids = dict(query(registry, "SELECT id, uuid FROM queue_job"))
+
+    def about(job_id: int) -> list[tuple[str, str]]:
+        entries = [e for e in lines if e.get("job_id") == job_id]
+        assert all(e["job_uuid"] == uuids[job_id] for e in entries)
+        return [(e["level"], e["event"]) for e in entries if e["event"] != "job.claimed"]
+
+    for job_id in (batched, alone):
+        assert about(job_id) == [("debug", "job.started"), ("info", "job.done")]
+        [done] = [e for e in lines if e.get("job_id") == job_id and e["event"] == "job.done"]
+        assert done["duration"] >= (0.05 if job_id == alone else 0)
+    assert about(failing) == [
+        ("debug", "job.started"),
+        ("warning", "job.retry"),
+        ("debug", "job.started"),
+        ("error", "job.failed"),
+    ]
+    assert about(timed_out) == [
+        ("debug", "job.started"),
+        ("warning", "job.timeout"),
+        ("debug", "job.started"),
+        ("error", "job.timeout"),
+    ]

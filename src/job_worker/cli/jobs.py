@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 from ..monitoring import joblist, stats
 from ..orm import SUPERUSER_ID, Environment
+from ..queue import describe
 from ..queue.explain import STALE_SECONDS, explain
 from .main import database_options, fail, open_registry
-from .output import Output, default_limit_option, json_option, state_style
+from .output import Output, default_limit_option, json_option, state_style, text
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -81,7 +83,13 @@ def list_(
         )
         return
     rows = [
-        {**row, "call": _call(row), "created": row["create_date"], "exception": row["exc_name"]}
+        {
+            **row,
+            "call": _call(row),
+            "attempts": describe.attempts_text(row["attempts"], row["max_retries"], short=True),
+            "created": row["create_date"],
+            "exception": row["exc_name"],
+        }
         for row in page.rows
     ]
     out.table(rows, LIST_COLUMNS, styles={"state": state_style})
@@ -126,28 +134,62 @@ def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
             for dep in job.dependent_ids
         ]
         values["explain"] = [reason.as_dict() for reason in explain(env, job_id)]
+        events = describe.timeline(job)
+        user = f"{job.user_id.login} (id {job.user_id.id})" if job.user_id else None
+        company = job.company_id.name if job.company_id else None
     if as_json:
         out.json(values)
         return
-    traceback = values.pop("exc_info", None)
-    result = values.pop("result", None)
-    reasons = values.pop("explain")
-    depends, dependents = values.pop("depends_on"), values.pop("dependents")
-    values["depends_on"] = (
-        ", ".join(f"{d['id']} ({d['kind']}, {d['state']})" for d in depends) or None
-    )
-    values["dependents"] = (
-        ", ".join(f"{d['id']} ({d['kind']}, {d['state']})" for d in dependents) or None
-    )
-    out.fields(values, title=f"Job {job_id}")
+    _print_job(out, {**values, "user": user, "company": company}, events)
+
+
+def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -> None:
+    """The job as the dashboard's detail page shows it: call, state, timeline, error,
+    why it waits, then the diagnoses."""
+    fields: dict[str, Any] = {
+        "call": describe.call_text(
+            job["model_name"], job["method_name"], job["record_ids"], job["args"], job["kwargs"]
+        ),
+        "description": job["name"],
+        "state": job["state"],
+        "channel": job["channel"],
+        "priority": job["priority"],
+        "attempts": describe.attempts_text(job["attempts"], job["max_retries"]),
+        "timeout": f"{job['timeout']:g} s" if job["timeout"] else "none",
+        "uuid": job["uuid"],
+        "identity key": job["identity_key"],
+        "user": job["user"],
+        "company": job["company"],
+        "worker": job["worker_id"],
+        "graph": job["graph_uuid"],
+        "depends on": ", ".join(
+            f"{d['id']} ({d['kind']}, {d['state']})" for d in job["depends_on"]
+        ),
+        "dependents": ", ".join(
+            f"{d['id']} ({d['kind']}, {d['state']})" for d in job["dependents"]
+        ),
+        "context": json.dumps(job["context"], sort_keys=True) if job["context"] else None,
+    }
+    out.fields({k: v for k, v in fields.items() if v not in (None, "")}, title=f"Job {job['id']}")
     out.say("")
-    out.say("Why: " + " / ".join(r["message"] for r in reasons), "bold")
-    if result is not None:
-        out.say(f"Result: {result}")
-    if traceback:
+    out.say("Timeline", "bold")
+    for event in events:
+        out.say(f"  {text(event.at)}  {event.label}", state_style(event.state))
+    if job["state"] == "done":
         out.say("")
-        out.say("Diagnoses:", "bold")
-        click.echo(traceback)
+        out.say(f"Result: {json.dumps(job['result'], default=str)}")
+    if job["exc_name"]:
+        out.say("")
+        out.say("Error", "bold")
+        out.say(f"  {job['exc_name']}: {job['exc_message'] or ''}", "red")
+    out.say("")
+    out.say("Why", "bold")
+    for reason in job["explain"]:
+        out.say(f"  - {reason['message']}  [{reason['code']}]")
+    if job["exc_info"]:
+        out.say("")
+        out.say("Traceback and diagnoses", "bold")
+        click.echo(job["exc_info"])
 
 
 def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:

@@ -69,6 +69,8 @@ def _count(value: int, cap: int) -> str:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 0.001:
+        return "< 1 ms"
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:

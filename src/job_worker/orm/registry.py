@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import db
 from ..exceptions import DatabaseOpenError
@@ -16,6 +16,9 @@ from . import fields as _fields
 from . import relations
 from .api import SUPERUSER_ID, Environment
 from .models import BaseModel, MetaModel
+
+if TYPE_CHECKING:
+    from .schema import SchemaChanges
 
 _logger = logging.getLogger(__name__)
 
@@ -53,13 +56,15 @@ class Registry:
         #: (model, field) -> the fields showing the same rows from the other side
         self.inverses: relations.InverseMap = {}
         self._build_models()
+        #: what building the registry changed in the schema (None: ``init=False``)
+        self.schema_changes: SchemaChanges | None = None
         try:
             if not create:
                 self._check_initialised()
             if init:
                 from .schema import upgrade
 
-                upgrade(self)
+                self.schema_changes = upgrade(self)
         except BaseException:
             self.backend.close()
             raise

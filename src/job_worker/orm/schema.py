@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import TYPE_CHECKING, Any
 
 from ..db import Column, Cursor, Index
@@ -43,6 +44,33 @@ class Migration:
     description: str
     pre: Callable[[Cursor], Any] | None = None
     post: Callable[[Environment], Any] | None = None
+
+
+@dataclass
+class SchemaChanges:
+    """What :func:`upgrade` changed in the database (``job-worker init`` reports it)."""
+
+    #: the database had no job_worker tables before: the schema was created
+    created: bool = False
+    #: modules recorded for the first time
+    installed: list[str] = _field(default_factory=list)
+    #: migrations run, as ``"module N: description"``
+    migrated: list[str] = _field(default_factory=list)
+    #: tables and columns (``table.column``) created by the sync
+    tables: list[str] = _field(default_factory=list)
+    columns: list[str] = _field(default_factory=list)
+    indexes: list[str] = _field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.created
+            or self.installed
+            or self.migrated
+            or self.tables
+            or self.columns
+            or self.indexes
+        )
 
 
 _BOOKKEEPING = [
@@ -76,11 +104,14 @@ def installed_modules(cr: Cursor) -> dict[str, int]:
     return dict(cr.fetchall())
 
 
-def upgrade(registry: Registry) -> None:
-    """Create or upgrade the schema of every loaded module, then run their data hooks."""
+def upgrade(registry: Registry) -> SchemaChanges:
+    """Create or upgrade the schema of every loaded module, then run their data hooks;
+    return what changed."""
+    changes = SchemaChanges()
     with registry.cursor() as cr:
         backend = registry.backend
         backend.lock_schema(cr)
+        changes.created = "queue_job" not in backend.existing_tables(cr)
         for statement in _BOOKKEEPING:
             cr.execute(statement)
         installed = installed_modules(cr)
@@ -102,13 +133,14 @@ def upgrade(registry: Registry) -> None:
                         extra={"event": "schema.migrate"},
                     )
                     step.pre(cr)
-        sync_tables(registry, cr)
+        sync_tables(registry, cr, changes)
         now = _fields.Datetime.now()
         for name, steps in pending.items():
             for step in steps:
                 if step.post:
                     step.post(env)
                 _record(cr, name, step, now, fresh=False)
+                changes.migrated.append(f"{name} {step.version}: {step.description}")
             if steps:
                 cr.execute(
                     "UPDATE job_worker_module SET version = %s WHERE name = %s",
@@ -124,9 +156,11 @@ def upgrade(registry: Registry) -> None:
             )
             for step in steps:
                 _record(cr, module.__name__, step, now, fresh=True)
+            changes.installed.append(module.__name__)
             init = getattr(module, "init_data", None)
             if init is not None:
                 init(env)
+    return changes
 
 
 def _record(cr: Cursor, module: str, step: Migration, now: Any, *, fresh: bool) -> None:
@@ -168,8 +202,10 @@ def _fill_value(field: _fields.Field, model: BaseModel) -> Any:
     return field.to_column(field.to_cache(field.default, model))
 
 
-def sync_tables(registry: Registry, cr: Cursor) -> None:
-    """Create missing tables, columns and indexes; never drop anything."""
+def sync_tables(registry: Registry, cr: Cursor, changes: SchemaChanges | None = None) -> None:
+    """Create missing tables, columns and indexes; never drop anything. What is
+    created is listed in ``changes``."""
+    changes = changes if changes is not None else SchemaChanges()
     backend = registry.backend
     env = Environment(cr, SUPERUSER_ID, {})
     existing = backend.existing_tables(cr)
@@ -195,6 +231,7 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
             ]
             deferred.extend((table, c) for c in columns if c not in now)
             backend.create_table(cr, table, now)
+            changes.tables.append(table)
             existing.add(table)
             present: set[str] = set()
         else:
@@ -209,18 +246,21 @@ def sync_tables(registry: Registry, cr: Cursor) -> None:
                         extra={"event": "schema.add_column"},
                     )
                     backend.add_column(cr, table, column, _fill_value(field, model(env, ())))
+                    changes.columns.append(f"{table}.{column.name}")
             present = set(schema.indexes)
         missing_indexes.extend(i for i in table_indexes(model) if i.name not in present)
     for table, column in deferred:
         backend.add_column(cr, table, column)
     for index in missing_indexes:  # after the deferred columns they may cover
         backend.create_index(cr, index)
+        changes.indexes.append(index.name)
     for relation, field in relations.items():
         if relation in existing:
             continue
         model = registry[field.model_name]
         comodel = registry[field.comodel_name]
         assert field.column1 and field.column2
+        changes.tables.append(relation)
         backend.create_table(
             cr,
             relation,

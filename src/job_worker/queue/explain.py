@@ -17,8 +17,9 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``channel_paused`` (limit 0), ``channel_full`` (as many jobs running as the
   limit allows), ``rate_limited`` (the channel started as many jobs in the
   last second as its rate limit);
-- ``no_worker``: no worker heartbeat within the stale window, or no live
-  worker takes this channel;
+- ``no_worker``: no live worker (none ever ran, the last one stopped cleanly,
+  or the last one went silent: no heartbeat within the stale window), or no
+  live worker takes this channel;
 - ``queued_behind``: due jobs of the channel come first (priority, due time);
 - ``ready``: nothing holds it back; a worker picks it up at its next free slot.
 """
@@ -267,20 +268,7 @@ def _explain_pending(
 
     workers = live_workers(env, now, stale_seconds)
     if not workers:
-        cr.execute("SELECT MAX(heartbeat) FROM queue_worker")
-        last = _dt(cr.fetchone()[0])  # type: ignore[index]
-        seen = (
-            f"last heartbeat {_ago((now - last).total_seconds())} ago"
-            if last
-            else "no worker ever ran here"
-        )
-        reasons.append(
-            Reason(
-                "no_worker",
-                f"no live worker: none sent a heartbeat in the last {stale_seconds:.0f} s ({seen})",
-                {"workers": 0},
-            )
-        )
+        reasons.append(_no_worker(env, now, stale_seconds))
     elif not any(worker_serves(w["channels"], channel) for w in workers):
         reasons.append(
             Reason(
@@ -325,6 +313,35 @@ def _explain_pending(
             )
         )
     return reasons
+
+
+def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:
+    """No live worker: say whether the last one stopped cleanly or went silent."""
+    env.cr.execute(
+        "SELECT worker_id, heartbeat, stopped_at FROM queue_worker"
+        " ORDER BY COALESCE(stopped_at, heartbeat) DESC LIMIT 1"
+    )
+    last = env.cr.dictfetchone()
+    if last is None:
+        return Reason(
+            "no_worker", "no worker running: no worker ever ran here", {"workers": 0, "last": None}
+        )
+    stopped = _dt(last["stopped_at"])
+    if stopped is not None:
+        return Reason(
+            "no_worker",
+            f"no worker running: the last one ({last['worker_id']}) stopped cleanly"
+            f" at {_when(stopped, now)}",
+            {"workers": 0, "last": "stopped", "worker_id": last["worker_id"]},
+        )
+    heartbeat = _dt(last["heartbeat"])
+    seen = f"last heartbeat {_ago((now - heartbeat).total_seconds())} ago" if heartbeat else ""
+    return Reason(
+        "no_worker",
+        f"no live worker: the last one ({last['worker_id']}) went silent without stopping"
+        f" ({seen}; stale after {stale_seconds:.0f} s)",
+        {"workers": 0, "last": "silent", "worker_id": last["worker_id"]},
+    )
 
 
 def _rate_limited(

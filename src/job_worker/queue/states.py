@@ -12,9 +12,10 @@ States: ``waiting -> pending -> started -> done | failed``, and ``cancelled``.
 
 from __future__ import annotations
 
+import re
 import traceback as tb
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
@@ -51,6 +52,23 @@ def append_diagnosis(previous: str | None, text: str) -> str:
     head = MAX_EXC_INFO // 5
     tail = MAX_EXC_INFO - head - 100
     return f"{combined[:head]}\n[... {len(combined) - head - tail} characters dropped ...]\n{combined[-tail:]}"
+
+
+def attempt_header(number: int, at: datetime, ran: float | None, worker_id: str | None) -> str:
+    """The line that opens an attempt's diagnosis in ``exc_info``: when it failed, how
+    long it ran and where (``in process`` for ``run_now``). The dashboard's and the
+    CLI's timelines read it back with :data:`ATTEMPT_HEADER`."""
+    where = f"on {worker_id}" if worker_id else "in process"
+    spent = f"ran {ran:.3f} s " if ran is not None else ""
+    return f"--- attempt {number} at {at.isoformat(' ')} ({spent}{where}) ---"
+
+
+#: an attempt header of ``exc_info``: number, moment, and (older rows lack it) run time
+#: and place
+ATTEMPT_HEADER = re.compile(
+    r"^--- attempt (\d+) at (.+?)(?: \((?:ran ([0-9.]+) s )?(on .+?|in process)\))? ---$",
+    re.MULTILINE,
+)
 
 
 def _in(env: Environment, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
@@ -143,22 +161,21 @@ def record_failure(
     or None if the job was not in ``expected_state`` (someone else decided)."""
     guard, params = _guard(worker_id)
     env.cr.execute(
-        "SELECT attempts, max_retries, exc_info, started_at, has_dependents FROM queue_job"
+        "SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id FROM queue_job"
         f" WHERE id = %s AND state = %s{guard}",
         [job_id, expected_state, *params],
     )
     row = env.cr.fetchone()
     if row is None:
         return None
-    attempts, max_retries, exc_info, started_at, has_dependents = row
-    started_at = Datetime().from_column(started_at)
+    attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
+    started_at = Datetime().from_column(started_at) if started_at else None
     ignore = isinstance(exc, RetryableJobError) and exc.ignore_retry
     attempts = attempts if ignore else attempts + 1
     now = Datetime.now()
     text = traceback or "".join(tb.format_exception_only(type(exc), exc)).strip()
-    diagnosis = append_diagnosis(
-        exc_info, f"--- attempt {attempts} at {now.isoformat(' ')} ---\n{text}"
-    )
+    ran = (now - started_at).total_seconds() if started_at else None
+    diagnosis = append_diagnosis(exc_info, f"{attempt_header(attempts, now, ran, ran_on)}\n{text}")
     retry = (
         not final
         and not isinstance(exc, FailedJobError)
@@ -186,7 +203,7 @@ def record_failure(
             [
                 *common,
                 now,
-                (now - started_at).total_seconds() if started_at else None,
+                ran,
                 job_id,
                 expected_state,
                 *params,

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from ..monitoring import stats
+from ..queue import describe
 
-FILTERS = ("age", "when", "seconds", "pretty_json", "short_exc", "number")
+FILTERS = ("age", "when", "seconds", "pretty_json", "short_exc", "number", "attempts")
 
 
 def _span(seconds: float) -> str:
@@ -37,6 +38,8 @@ def when(value: datetime | None) -> str:
 def seconds(value: float | None) -> str:
     if value is None:
         return ""
+    if value < 0.001:
+        return "< 1 ms"
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
@@ -58,3 +61,8 @@ def number(value: Any) -> str:
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.2f}"
     return f"{int(value):,}"
+
+
+def attempts(job: dict[str, Any], long: bool = False) -> str:
+    """A job row's failed attempts against its runs allowed: "2/6" (or the long form)."""
+    return describe.attempts_text(job["attempts"] or 0, job["max_retries"] or 0, short=not long)

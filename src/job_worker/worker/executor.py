@@ -192,14 +192,16 @@ class Executor:
                 return ("lost",)
             if job.timeout > 0:  # the timeout runs from here, not from the dispatch
                 self._send(("begin", db_index, job.id))
+            _log_start(job)
             env = job_environment(cr, call)
             started = time.monotonic()
             result = call_job(env, call)
+            duration = time.monotonic() - started
             done = states.mark_done(
                 Environment(cr, SUPERUSER_ID, {}),
                 job.id,
                 result,
-                duration=time.monotonic() - started,
+                duration=duration,
                 worker_id=self.worker_id,
             )
             self.current.value = 0  # the job's code is over: only its commit is left
@@ -207,6 +209,7 @@ class Executor:
                 cr.rollback()
                 return ("lost",)
             cr.commit()
+            _log_done(job, duration)
             return ("done",)
         except Exception as exc:
             text = traceback.format_exc()
@@ -235,6 +238,7 @@ class Executor:
         outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
         finished: list[tuple[int, Any, float]] = []  # ran to the end: marked done together
         running: jobstore.ClaimedJob | None = None
+        committed: list[tuple[int, Any, float]] = []
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
             try:
@@ -254,6 +258,7 @@ class Executor:
             marked = states.mark_done_many(env, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
                 cr.commit()
+                committed = finished
             else:
                 outcomes = self._give_back(cr, outcomes, finished, marked)
         except Exception as exc:
@@ -274,6 +279,9 @@ class Executor:
         finally:
             cr.close()
         self._send(("finished", db_index, [(job.id, outcome) for job, outcome in outcomes]))
+        by_id = {job.id: job for job in batch}
+        for job_id, _result, duration in committed:  # logged once the outcomes are sent
+            _log_done(by_id[job_id], duration)
         return len(outcomes)
 
     def _run_in_savepoint(
@@ -284,6 +292,7 @@ class Executor:
         back to the savepoint and recorded. Raises only when the transaction as a whole
         is lost."""
         self.current.value = job.id
+        _log_start(job)
         try:
             marks = cr.callback_marks()
             started = time.monotonic()
@@ -398,13 +407,17 @@ class Executor:
     def _log_failure(
         job: jobstore.ClaimedJob, report: FailureReport, new_state: str | None
     ) -> None:
-        _logger.warning(
-            "job %s failed with %s: %s",
+        """A retry is a WARNING (``job.retry``), a final failure an ERROR (``job.failed``)."""
+        final = new_state == "failed"
+        _logger.log(
+            logging.ERROR if final else logging.WARNING,
+            "job %s failed with %s: %s%s",
             job.uuid,
             report.exc_qualname,
             report.message,
+            ", will be retried" if new_state == "pending" else "",
             extra={
-                "event": "job.failed",
+                "event": "job.failed" if final else "job.retry",
                 "job_id": job.id,
                 "job_uuid": job.uuid,
                 "state": new_state,
@@ -517,6 +530,39 @@ class _Current:
     """Stands in for the shared value when an executor runs outside a pool (tests)."""
 
     value = 0
+
+
+def _log_start(job: jobstore.ClaimedJob) -> None:
+    """DEBUG: one line per job begun would double the log of a busy worker; the
+    ``job.done`` line carries the duration."""
+    _logger.debug(
+        "job %s started: %s.%s",
+        job.uuid,
+        job.call["model_name"],
+        job.call["method_name"],
+        extra={
+            "event": "job.started",
+            "job_id": job.id,
+            "job_uuid": job.uuid,
+            "channel": job.channel,
+        },
+    )
+
+
+def _log_done(job: jobstore.ClaimedJob, duration: float) -> None:
+    _logger.info(
+        "job %s done in %.3f s: %s.%s",
+        job.uuid,
+        duration,
+        job.call["model_name"],
+        job.call["method_name"],
+        extra={
+            "event": "job.done",
+            "job_id": job.id,
+            "job_uuid": job.uuid,
+            "duration": round(duration, 6),
+        },
+    )
 
 
 def main(conn: Connection, settings: WorkerSettings, worker_id: str, current: Any = None) -> None:

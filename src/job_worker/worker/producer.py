@@ -396,8 +396,9 @@ class Producer:
                     worker_id=self.worker_id,
                     max_backoff=self.settings.max_backoff,
                 )
+        level = logging.ERROR if new_state == "failed" else logging.WARNING  # final, or retried
         _logger.log(
-            logging.INFO if change.kind == "stop" else logging.WARNING,
+            logging.INFO if change.kind == "stop" else level,
             "job %s (%s): %s, now %s",
             job.uuid,
             change.kind,

@@ -88,7 +88,8 @@ class QueueMaintenance(models.AbstractModel):
             )
             if new_state is not None:
                 reclaimed += 1
-                _logger.warning(
+                _logger.log(
+                    logging.ERROR if new_state == "failed" else logging.WARNING,
                     "reclaimed job %s of dead worker %s: now %s",
                     job.id,
                     job.worker_id,

@@ -47,10 +47,12 @@ function liveCards(section) {
       el.className = `card ${card.level}`;
       el.href = card.href;
       el.title = card.hint;
-      el.querySelector(".value").textContent = card.display;
+      const value = el.querySelector(".value");
+      value.textContent = card.display;
+      value.title = card.full || card.display;
       el.querySelector(".hint").textContent = card.hint;
     }
-    if (updated) updated.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    if (updated) updated.textContent = `Updated ${new Date().toISOString().slice(11, 19)} UTC.`;
   });
 }
 
@@ -160,47 +162,77 @@ async function drawGraph(box) {
 
 // -- charts: one SVG per series ------------------------------------------------------------
 
+// "2026-12-06T03:20:00Z" -> "2026-12-06 03:20" (UTC, like every time on the dashboard)
+function isoMinute(t) {
+  return t.replace("T", " ").slice(0, 16);
+}
+
+// an axis top that reads well: 1, 2, 4, 5, 6, 8 or 10 times a power of ten, at or above max
+function niceMax(max) {
+  if (!(max > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const m of [1, 2, 4, 5, 6, 8, 10]) if (m * power >= max * (1 - 1e-9)) return m * power;
+  return 10 * power;
+}
+
+function tickLabel(v, unit) {
+  if (v === 0) return "0";
+  if (unit === "s") {
+    if (v < 0.001) return `${Number((v * 1e6).toPrecision(3))} µs`;
+    if (v < 1) return `${Number((v * 1000).toPrecision(3))} ms`;
+    return `${Number(v.toPrecision(3))} s`;
+  }
+  return Number(v.toPrecision(3)).toLocaleString("en-US");
+}
+
 function drawChart(box, points) {
-  const key = box.dataset.chart, color = box.dataset.color || "#3949ab";
-  const W = 600, H = 180, L = 44, B = 22, T = 8;
+  const key = box.dataset.chart, color = box.dataset.color || "#3949ab", unit = box.dataset.unit || "";
+  const W = 600, H = 180, L = 52, B = 22, T = 8;
   const values = points.map((p) => (p[key] == null ? null : Number(p[key])));
-  const max = Math.max(1e-9, ...values.filter((v) => v != null));
+  const known = values.filter((v) => v != null);
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
                             "aria-label": key });
   svg("line", { x1: L, y1: H - B, x2: W, y2: H - B, class: "axis" }, root);
   svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }, root);
-  for (const frac of [0, 0.5, 1]) {
-    const t = svg("text", { x: L - 4, y: H - B - frac * (H - B - T) + 3, "text-anchor": "end" }, root);
-    const v = max * frac;
-    t.textContent = v >= 100 ? Math.round(v) : v.toPrecision(2);
-  }
-  if (!points.length) {
-    const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, root);
-    t.textContent = "no snapshot in this range yet";
+  if (!known.length) {
+    const t = svg("text", { x: (W + L) / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, root);
+    t.textContent = points.length ? "no data: no job finished in this range" : "no data in this range yet";
+    box.dataset.empty = "1";
     box.replaceChildren(root);
     return;
   }
+  // counts are whole numbers: a top of 1 gets no half tick
+  const max = unit === "s" ? niceMax(Math.max(...known)) : Math.max(1, niceMax(Math.max(...known)));
+  const ticks = unit !== "s" && max === 1 ? [0, 1] : [0, 0.5, 1];
+  for (const frac of ticks) {
+    const t = svg("text", { x: L - 4, y: H - B - frac * (H - B - T) + 3, "text-anchor": "end", class: "tick" }, root);
+    t.textContent = tickLabel(max * frac, unit);
+  }
   const step = (W - L) / points.length;
   const y = (v) => H - B - (v / max) * (H - B - T);
+  const label = (i, v) => `${isoMinute(points[i].t)}${points[i].live ? " (in progress)" : ""}: ${tickLabel(v, unit)}`;
   if (key === "done" || key === "failed") {
     values.forEach((v, i) => {
       if (!v) return;
       const bar = svg("rect", { x: L + i * step + step * 0.1, y: y(v), width: Math.max(1, step * 0.8),
-                                height: H - B - y(v), fill: color }, root);
-      svg("title", {}, bar).textContent = `${points[i].t}: ${v}`;
+                                height: H - B - y(v), fill: color, class: points[i].live ? "live" : "" }, root);
+      svg("title", {}, bar).textContent = label(i, v);
     });
   } else {
     let d = "";
     values.forEach((v, i) => {
       if (v == null) return;
-      d += `${d ? "L" : "M"} ${L + i * step + step / 2} ${y(v)} `;
+      const x = L + i * step + step / 2;
+      d += `${d ? "L" : "M"} ${x} ${y(v)} `;
+      const dot = svg("circle", { cx: x, cy: y(v), r: 2.5, fill: color }, root);
+      svg("title", {}, dot).textContent = label(i, v);
     });
     svg("path", { d, stroke: color, fill: "none", "stroke-width": 2 }, root);
   }
-  const first = svg("text", { x: L, y: H - 6 }, root);
-  first.textContent = new Date(points[0].t).toLocaleString();
-  const last = svg("text", { x: W, y: H - 6, "text-anchor": "end" }, root);
-  last.textContent = new Date(points[points.length - 1].t).toLocaleString();
+  const first = svg("text", { x: L, y: H - 6, class: "date" }, root);
+  first.textContent = isoMinute(points[0].t);
+  const last = svg("text", { x: W, y: H - 6, "text-anchor": "end", class: "date" }, root);
+  last.textContent = `${isoMinute(points[points.length - 1].t)} UTC`;
   box.replaceChildren(root);
 }
 

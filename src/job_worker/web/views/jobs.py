@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -10,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...monitoring import joblist, stats
+from ...queue import describe
 from ...queue.explain import explain
 from .. import auth
 from ..app import (
@@ -34,7 +34,6 @@ ACTIONS = {
     "fail": ("set_failed", "Set failed", ("waiting", "pending", "started", "done", "cancelled")),
 }
 GRAPH_CAP = 300
-_ATTEMPT = re.compile(r"^--- attempt (\d+) at (.+?) ---$", re.MULTILINE)
 _FILTER_KEYS = ("state", "channel", "model", "method", "exc_name", "graph", "q", "finished")
 _FLAG_KEYS = ("stuck", "aged", "exhausted")
 _DETAIL_FIELDS = (
@@ -184,43 +183,6 @@ def _value(record: Any, name: str) -> Any:
     return None if value is False and record._fields[name].type != "boolean" else value
 
 
-def _timeline(job: Any) -> list[dict[str, Any]]:
-    events = [
-        {
-            "at": job.create_date,
-            "label": "enqueued",
-            "state": "waiting" if job.dependency_ids else "pending",
-        }
-    ]
-    for number, moment in _ATTEMPT.findall(job.exc_info or ""):
-        events.append(
-            {
-                "at": stats.as_datetime(moment.strip()),
-                "label": f"attempt {number} failed",
-                "state": "failed",
-            }
-        )
-    if (
-        job.state in ("pending", "waiting")
-        and job.scheduled_at
-        and job.scheduled_at != job.create_date
-    ):
-        events.append({"at": job.scheduled_at, "label": "due", "state": "pending"})
-    if job.started_at:
-        events.append(
-            {
-                "at": job.started_at,
-                "label": f"started on {job.worker_id or 'the caller'}",
-                "state": "started",
-            }
-        )
-    if job.completed_at and job.state in ("done", "failed"):
-        events.append({"at": job.completed_at, "label": job.state, "state": job.state})
-    if job.cancelled_at and job.state == "cancelled":
-        events.append({"at": job.cancelled_at, "label": "cancelled", "state": "cancelled"})
-    return sorted((e for e in events if e["at"]), key=lambda e: e["at"])
-
-
 async def job_detail(request: Request) -> Response:
     job_id = path_id(request, "job_id")
 
@@ -240,13 +202,17 @@ async def job_detail(request: Request) -> Response:
         values = {name: _value(job, name) for name in _DETAIL_FIELDS}
         values["user"] = f"{job.user_id.login} (id {job.user_id.id})" if job.user_id else ""
         values["company"] = job.company_id.name if job.company_id else ""
+        values["call"] = describe.call_text(
+            job.model_name, job.method_name, job.record_ids, job.args, job.kwargs
+        )
+        values["attempts_text"] = describe.attempts_text(job.attempts, job.max_retries)
         return {
             "user": ctx.user,
             "job": values,
             "reasons": reasons,
             "deps": deps,
             "dependents": dependents,
-            "timeline": _timeline(job),
+            "timeline": describe.timeline(job),
             "actions": actions if ctx.user.manager else {},
             "now": ctx.now,
         }

@@ -102,7 +102,14 @@ def _overview(ctx: Ctx) -> dict[str, Any]:
     for kpi in figures:
         link = dict(kpi.link)
         page = link.pop("page", None)
-        cards.append({**kpi.as_dict(), "href": f"/{page}" if page else url("/jobs", **link)})
+        cards.append(
+            {
+                **kpi.as_dict(),
+                "href": f"/{page}" if page else url("/jobs", **link),
+                # the whole value, for the title of a card that shortens it (a long name)
+                "full": kpi.value if isinstance(kpi.value, str) else kpi.display,
+            }
+        )
     return {"user": ctx.user, "cards": cards, "now": ctx.now}
 
 
@@ -115,7 +122,7 @@ async def api_overview(request: Request) -> Response:
     return JSONResponse(
         {
             "cards": [
-                {k: c[k] for k in ("key", "display", "level", "hint", "href")}
+                {k: c[k] for k in ("key", "display", "full", "level", "hint", "href")}
                 for c in data["cards"]
             ],
             "now": data["now"].isoformat(),
@@ -125,7 +132,10 @@ async def api_overview(request: Request) -> Response:
 
 def _series(ctx: Ctx, range_name: str, channel: str) -> dict[str, Any]:
     period, back = RANGES[range_name]
-    rows = ctx.env["queue.metric.snapshot"]._series(period, ctx.now - back, channel)
+    snapshots = ctx.env["queue.metric.snapshot"]
+    rows = snapshots._series(period, ctx.now - back, channel)
+    if period == "5min":  # the intervals not snapshotted yet, counted live
+        rows += snapshots._live_series(ctx.now, ctx.now - back, channel)
     ctx.cr.execute(
         "SELECT DISTINCT channel FROM queue_metric_snapshot WHERE period = %s AND bucket >= %s",
         [period, ctx.now - back],
@@ -146,6 +156,7 @@ def _series(ctx: Ctx, range_name: str, channel: str) -> dict[str, Any]:
                 "wait": row["wait_avg"],
                 "pending": row["pending_count"],
                 "running": row["running_count"],
+                "live": row.get("live", False),
             }
             for row in rows
         ],
