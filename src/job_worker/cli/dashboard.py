@@ -7,9 +7,8 @@ import ipaddress
 import click
 
 from ..orm import SUPERUSER_ID, Environment
-from ..queue.explain import STALE_SECONDS
+from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import default_limit_option
 
 MIN_SECRET = 16
 
@@ -38,21 +37,14 @@ def is_loopback(host: str) -> bool:
     help="Key signing the session cookies (at least 16 characters); required off loopback."
     " Without it a random key is made at start (sessions end with the process).",
 )
-@default_limit_option
-@click.option(
-    "--stale-seconds",
-    default=STALE_SECONDS,
-    show_default=True,
-    help="A worker without a heartbeat for this long is dead.",
-)
+@moved_option("--default-limit", "default_limit")
+@moved_option("--stale-seconds", "stale_seconds")
 def dashboard(
     database: str,
     load: list[str],
     host: str,
     port: int,
     secret: str | None,
-    default_limit: int,
-    stale_seconds: float,
 ) -> None:
     """Serve the dashboard (log in with a user made by `job-worker users add`)."""
     if secret is not None and len(secret) < MIN_SECRET:
@@ -76,7 +68,7 @@ def dashboard(
             nobody = not any(
                 user.active for user in env["res.users"].search([]) if user.group_ids & groups
             )
-        settings = Settings(default_limit=default_limit, stale_seconds=stale_seconds)
+        settings = Settings()
         if secret:
             settings.secret = secret
         app = create_app(registry, settings)
