@@ -344,17 +344,20 @@ class Producer:
             self._use_settings(config.read(cr))
 
     def _use_settings(self, new: config.ClusterSettings, first: bool = False) -> None:
+        interval = self.heartbeat_interval()
         old, self.cluster = self.cluster, new
+        if self.heartbeat_interval() < interval:
+            self.next_heartbeat = 0.0  # a shorter stale window: the next one is due now
         if not first and new != old:
-            changes = {
-                key: (getattr(old, key), getattr(new, key))
-                for key in config.SETTINGS
+            changes = [
+                f"{key} {known.as_text(getattr(old, key))} -> {known.as_text(getattr(new, key))}"
+                for key, known in config.SETTINGS.items()
                 if getattr(old, key) != getattr(new, key)
-            }
+            ]
             _logger.info(
                 "database %s: cluster settings changed: %s",
                 self._name(),
-                ", ".join(f"{key} {was} -> {now}" for key, (was, now) in changes.items()),
+                ", ".join(changes),
                 extra={"event": "config.changed", "database": self._name()},
             )
             self.woken = True  # a higher default limit may let jobs start now
