@@ -189,3 +189,20 @@ def test_vacuum_applies_the_retention_setting(cli, ops_registry):
     assert cli("config", "set", "retention_days", "2").exit_code == 0
     result = as_json(cli(*vacuum))
     assert (result["jobs_deleted"], result["retention_days"]) == (1, 2)
+
+
+def test_queue_config_rows_are_checked_whatever_writes_them(ops_registry):
+    with committed(ops_registry) as env:
+        Config = env["queue.config"]
+        with pytest.raises(ValueError, match="default_limit: expected an integer >= 0"):
+            Config.create({"key": "default_limit", "value": "-1"})
+        with pytest.raises(ValueError, match="unknown setting 'limit'"):
+            Config.create({"key": "limit", "value": "1"})
+        row = Config.create({"key": "retention_days", "value": " FOREVER "})
+        assert row.value == "forever"
+        with pytest.raises(ValueError, match="retention_days: expected"):
+            row.write({"value": "0.5"})
+        with pytest.raises(ValueError, match="not renamed"):
+            row.write({"key": "default_limit"})
+        row.write({"value": "7"})
+        assert Config.get_settings().retention_days == 7

@@ -37,13 +37,16 @@ class QueueConfig(models.Model):
         return super().create([self._normalized(vals, None) for vals in vals_list])
 
     def write(self, vals: dict[str, Any]) -> bool:
-        if "value" in vals and "key" not in vals:
-            for record in self:
-                record._write_one(vals)
-            return True
-        return super().write(self._normalized(vals, None))
+        if "key" in vals and any(record.key != vals["key"] for record in self):
+            raise ValueError(
+                f"queue.config key {vals['key']!r}: a setting's key is not renamed,"
+                " unset the old one and set the new one"
+            )
+        for record in self:
+            record._write_checked(vals)
+        return True
 
-    def _write_one(self, vals: dict[str, Any]) -> None:
+    def _write_checked(self, vals: dict[str, Any]) -> None:
         super().write(self._normalized(vals, self.key))
 
     # -- the API of ``job-worker config`` -------------------------------------------------
