@@ -52,7 +52,7 @@ def ensure_data(url: str, rows: int) -> None:
 
 
 def login(app, login: str) -> TestClient:
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://localhost")  # an allowed host
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)  # type: ignore[union-attr]
     response = client.post("/login", data={"login": login, "password": login, "csrf_token": token})
     assert response.status_code == 200 and "Queue health" in response.text, "log-in failed"

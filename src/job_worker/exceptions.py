@@ -3,9 +3,13 @@
 ``JobError`` is the root of the errors that concern a job's execution; a job
 method raises ``RetryableJobError`` or ``FailedJobError`` to steer its own
 fate, and the worker records ``TimeoutJobError`` and ``WorkerDiedJobError``
-when it had to stop an executor. ``MissingError`` comes from the record
-runtime. Errors of bad input are the builtin ``TypeError``, ``ValueError`` and
-``KeyError``, with a message naming the bad value.
+when it had to stop an executor. The worker and ``run_now()`` fail a job at
+once, without retry, with ``MissingRecordsError`` or ``MissingUserError`` when
+what it runs on is gone. ``MissingError`` and ``TransactionOwnedError`` come
+from the record runtime, ``UnknownMethodError`` from describing a job. Errors
+of bad input are the builtin ``TypeError``, ``ValueError`` and ``KeyError``,
+with a message naming the bad value. Every class a caller may catch is
+importable from here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,15 @@ from __future__ import annotations
 
 class MissingError(ValueError):
     """A record was read or written that does not exist (any more) in the database."""
+
+
+class TransactionOwnedError(RuntimeError):
+    """Code tried to commit or roll back a transaction that is not its own to end
+    (a job's method, which commits with its done state)."""
+
+
+class UnknownMethodError(AttributeError, ValueError):
+    """The method to delay does not exist on the model, is not callable or is private."""
 
 
 class JobError(Exception):
@@ -44,3 +57,49 @@ class TimeoutJobError(JobError):
 
 class WorkerDiedJobError(JobError):
     """Recorded when the process running a job died (killed, out of memory, host lost)."""
+
+
+class DependencyFailedError(FailedJobError):
+    """Recorded on a job failed because a job it waits for (``on_done``) failed."""
+
+
+class MissingRecordsError(FailedJobError, MissingError):
+    """The records a job was to run on no longer exist (some or all of them).
+
+    The job fails at once, without retry: deleted records do not come back.
+    ``model_name`` and ``missing_ids`` say which.
+    """
+
+    def __init__(self, model_name: str, missing_ids: list[int]):
+        shown = ", ".join(map(str, missing_ids[:20]))
+        if len(missing_ids) > 20:
+            shown += f" and {len(missing_ids) - 20} more"
+        super().__init__(
+            f"{model_name} record(s) {shown} no longer exist: the job cannot run on them "
+            "and is not retried"
+        )
+        self.model_name = model_name
+        self.missing_ids = list(missing_ids)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.model_name, self.missing_ids))
+
+
+class MissingUserError(FailedJobError):
+    """The user who enqueued a job was deleted: the job fails at once rather than run
+    as another user (it never runs with more rights than its enqueuer had)."""
+
+
+class RetryLoopError(JobError):
+    """A job run at once (synchronous mode, ``trap_jobs().perform_enqueued_jobs()``)
+    asked to be retried again and again without spending its retries
+    (``RetryableJobError(ignore_retry=True)``); it is left ``pending``."""
+
+
+class DatabaseOpenError(Exception):
+    """Raised when a database cannot be opened: the SQLite file does not exist (and may
+    not be created here), sits in a folder that does not exist, is a folder or not a
+    database, or is read-only for a writing transaction; the PostgreSQL server does not
+    answer or refuses the connection (no such database, bad credentials); or the
+    database has no job_worker tables where they must exist already. The message is one
+    line: the server's own words where there are any."""

@@ -90,21 +90,21 @@ class JobTrap:
     def perform_enqueued_jobs(self) -> None:
         """Run the trapped jobs now, in dependency order, as the worker would
         (a retry is recorded and the job runs again at once, whatever its eta),
-        until none is pending."""
+        until none is pending. A job that keeps asking to be retried without
+        spending its retries raises :class:`~job_worker.exceptions.RetryLoopError`
+        after :data:`~job_worker.queue.execution.MAX_RUNS_AT_ONCE` runs."""
+        from .queue.execution import run_until_settled
+
         Job = self.env["queue.job"]
-        while True:
-            pending = Job.search(
+
+        def next_job() -> Any:
+            return Job.search(
                 [("id", ">", self._since), ("state", "=", "pending")],
                 order="priority, scheduled_at, id",
                 limit=1,
             )
-            if not pending:
-                return
-            from .queue.execution import run_in_transaction
 
-            state = run_in_transaction(self.env, pending.id, raise_final=False)
-            if state == "pending" and pending.attempts > 100:
-                raise AssertionError(f"{pending!r} keeps being retried")
+        run_until_settled(self.env, next_job, raise_failure=False)
 
 
 def _job_value(job: Any, key: str) -> Any:

@@ -184,10 +184,14 @@ def test_init_creates_the_schema_and_other_commands_ask_for_it(tmp_path):
 
     from job_worker.cli import main
 
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    path = tmp_path / "fresh.db"
+    url = f"sqlite:///{path}"
     runner = CliRunner()
     missing = runner.invoke(main, ["jobs", "list", "-d", url])
-    assert missing.exit_code == 1 and "run `job-worker init` first" in missing.output
+    assert missing.exit_code == 1 and "(`job-worker init` creates it)" in missing.output
+    path.touch()
+    empty = runner.invoke(main, ["jobs", "list", "-d", url])
+    assert empty.exit_code == 1 and "run `job-worker init` first" in empty.output
     data = json.loads(runner.invoke(main, ["init", "-d", url, "--json"]).output)
     assert {"queue_job", "queue_limit", "queue_metric_snapshot", "queue_alert_rule"} <= set(
         data["tables"]
@@ -203,7 +207,7 @@ def test_users_add_hashes_the_password_and_refuses_duplicates(cli, scenario, ops
         assert user.password != "correct horse" and user.check_password("correct horse")
         assert user.has_group("queue_job.group_manager")
     assert cli("users", "add", "dave", "--password", "x").exit_code == 1
-    prompted = cli("users", "add", "erin", input="pw\npw\n")
+    prompted = cli("users", "add", "erin", input="pw-of-erin\npw-of-erin\n")
     assert prompted.exit_code == 0, prompted.output
     roles = {row["login"]: row["role"] for row in as_json(cli("users", "list", "--json"))}
     assert roles == {

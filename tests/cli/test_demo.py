@@ -29,6 +29,9 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
         result.stdout,
     )
     assert row, result.stdout
+    printed_login = re.search(r"login admin, password (\S{12})\)", result.stdout)
+    assert printed_login, result.stdout
+    password = printed_login.group(1)
     printed = dict(
         zip(
             ["waiting", "pending", "started", "done", "failed", "cancelled"],
@@ -50,7 +53,9 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             split = jobs.filtered(lambda j: "(split" in j.name)
             chained = jobs.filtered(lambda j: "nightly export" in j.name)
             callback = jobs.filtered(lambda j: j.method_name == "notify_done")
-            assert env_["res.users"].search([("login", "=", "admin")]).check_password("admin")
+            admin = env_["res.users"].search([("login", "=", "admin")])
+            assert admin.has_group("queue_job.group_manager") and not admin.check_password("admin")
+            assert password and admin.check_password(password)
             assert printed == {state: in_db.get(state, 0) for state in printed}
             assert in_db == {"done": len(jobs) - 1, "failed": 1}
             assert (flaky.state, flaky.attempts) == ("done", 1)
@@ -74,3 +79,26 @@ def test_demo_starts_from_a_fresh_file_each_time(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Removed the previous demo database" in result.stdout
+
+
+def test_demo_makes_no_admin_on_a_database_it_did_not_create(tmp_path):
+    url = f"sqlite:///{tmp_path / 'existing.db'}"
+    Registry(url, ["job_worker.demo"]).close()  # a database made before the demo ran
+    result = subprocess.run(
+        [sys.executable, "-m", "job_worker", "demo", "--database", url, "--timeout", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JOB_WORKER_")},
+    )
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "log in as a manager of this database" in result.stdout.replace("\n", " ")
+    assert "password" not in result.stdout
+    registry = Registry(url, ["job_worker.demo"])
+    try:
+        with registry.cursor(readonly=True) as cr:
+            users = api.Environment(cr, SUPERUSER_ID, {})["res.users"]
+            assert not users.search([("login", "=", "admin")])
+    finally:
+        registry.close()

@@ -42,8 +42,11 @@ def test_a_users_password_is_stored_hashed_and_checked(env):
     assert not user.check_password("S3cret")
     user.write({"password": "changed"})
     assert user.check_password("changed") and not user.check_password("s3cret")
-    user.set_password("again")
-    assert user.check_password("again")
+    user.set_password("again-and-again")
+    assert user.check_password("again-and-again")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        user.set_password("short")
+    assert user.check_password("again-and-again")
 
 
 def test_the_same_password_hashes_differently_each_time():

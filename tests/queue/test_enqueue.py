@@ -6,6 +6,7 @@ from uuid import UUID
 
 import pytest
 
+from job_worker.exceptions import MissingRecordsError
 from job_worker.orm.fields import Datetime
 
 
@@ -82,11 +83,12 @@ def test_ids_that_do_not_exist_are_accepted_and_fail_the_job_when_it_runs(qenv):
         "res.partner", "write", [999999], args=[{"name": "x"}], max_retries=1
     )
     assert job.state == "pending"
-    job.run_now()  # first attempt: retried, not raised
-    assert (
-        job.state == "pending"
-        and job.attempts == 1
-        and job.exc_name == "job_worker.exceptions.MissingError"
+    with pytest.raises(MissingRecordsError, match=r"res\.partner record\(s\) 999999"):
+        job.run_now()  # failed at once: the records will not come back
+    assert (job.state, job.attempts, job.exc_name) == (
+        "failed",
+        1,
+        "job_worker.exceptions.MissingRecordsError",
     )
 
 
@@ -161,6 +163,24 @@ def test_eta_forms_are_stored_as_utc(qenv, partner):
     assert fixed.scheduled_at == datetime(2025, 6, 1, 9, 0)
     assert aware.scheduled_at == datetime(2025, 6, 1, 11, 0)
     assert {j.state for j in in_hour | in_300 | fixed | aware} == {"pending"}
+
+
+@pytest.mark.parametrize(
+    ("eta", "scheduled_at"),
+    [(timedelta(seconds=10), 10), (10, 10.0), (90, timedelta(minutes=1, seconds=30))],
+)
+def test_eta_and_scheduled_at_agree_as_delays_of_the_same_length(qenv, partner, eta, scheduled_at):
+    before = Datetime.now()
+    job = partner.with_delay(eta=eta, scheduled_at=scheduled_at).record()
+    delay = (
+        timedelta(seconds=scheduled_at) if isinstance(scheduled_at, int | float) else scheduled_at
+    )
+    assert before + delay <= job.scheduled_at <= Datetime.now() + delay
+
+
+def test_eta_and_scheduled_at_as_delays_of_different_lengths_disagree(qenv, partner):
+    with pytest.raises(ValueError, match="disagree"):
+        partner.with_delay(eta=timedelta(seconds=10), scheduled_at=11).record()
 
 
 def test_eta_and_scheduled_at_may_agree(qenv, partner):

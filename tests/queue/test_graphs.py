@@ -174,3 +174,57 @@ def test_a_graph_node_matching_an_active_identity_reuses_that_job(qenv, partner)
     assert b._job.state == "waiting"
     existing.run_now()
     assert b._job.state == "pending"
+
+
+def parents_of(env, delayable):
+    edges = env["queue.job.dependency"].search([("job_id", "=", delayable._job.id)])
+    return sorted((e.parent_id.id, e.kind) for e in edges)
+
+
+def test_dependents_attached_before_a_split_wait_for_the_whole_group(qenv):
+    partners = qenv["res.partner"].create([{"name": f"P{i}"} for i in range(5)])
+    chunked = partners.delayable().record("chunk")
+    after, rescue = node(partners[0], "after"), node(partners[0], "rescue")
+    chunked.on_done(after)
+    chunked.on_error(rescue)
+    jobs = chunked.split(2).delay()
+    assert len(jobs) == 3 and states(after, rescue) == ["waiting", "waiting"]
+    assert parents_of(qenv, after) == [(j.id, "done") for j in jobs]
+    assert parents_of(qenv, rescue) == [(j.id, "error") for j in jobs]
+    for job in jobs[:2]:
+        job.run_now()
+    assert states(after) == ["waiting"]  # not before the last chunk
+    jobs[2].run_now()
+    assert states(after, rescue) == ["pending", "cancelled"]
+
+
+def test_dependents_attached_before_a_chained_split_follow_its_last_link(qenv):
+    partners = qenv["res.partner"].create([{"name": f"P{i}"} for i in range(4)])
+    chunked = partners.delayable(max_retries=0).fail_hard()
+    after, rescue = node(partners[0], "after"), node(partners[0], "rescue")
+    chunked.on_done(after).on_error(rescue)
+    jobs = chunked.split(2, chain=True).delay()
+    assert parents_of(qenv, after) == [(jobs[1].id, "done")]
+    assert parents_of(qenv, rescue) == [(jobs[1].id, "error")]
+    with pytest.raises(FailedJobError):
+        jobs[0].run_now()  # the first link fails: the chain fails, the rescue runs
+    assert jobs.mapped("state") == ["failed", "failed"]
+    assert states(after, rescue) == ["failed", "pending"]
+
+
+def test_a_split_takes_the_place_of_the_delayable_in_its_graph(qenv):
+    partners = qenv["res.partner"].create([{"name": f"P{i}"} for i in range(4)])
+    first, last = node(partners[0], "first"), node(partners[0], "last")
+    chunked = partners.delayable().record("chunk")
+    chain(first, chunked, last)
+    chunks = chunked.split(2)
+    jobs = first.delay()
+    assert qenv["queue.job"].search_count([]) == 4  # the unsplit call is not enqueued
+    for chunk in chunks.delayables():
+        assert parents_of(qenv, chunk) == [(jobs.id, "done")]
+    assert parents_of(qenv, last) == sorted((d._job.id, "done") for d in chunks.delayables())
+
+
+def test_splitting_an_empty_recordset_is_refused_clearly(qenv):
+    with pytest.raises(ValueError, match=r"cannot split .* it has no records"):
+        qenv["res.partner"].browse([]).delayable().record().split(2)

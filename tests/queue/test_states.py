@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from job_worker.exceptions import RetryableJobError
+from job_worker.exceptions import FailedJobError, RetryableJobError
 from job_worker.orm.fields import Datetime
 from job_worker.queue.states import backoff
 
@@ -157,3 +157,85 @@ def test_eta_and_retry_aliases(qenv, partner):
     job = partner.with_delay(max_retries=0).fail_then_write()
     job.run_now()
     assert job.eta == job.scheduled_at and job.retry == job.attempts == 1
+    assert job["eta"] == job.scheduled_at and job["retry"] == 1
+
+
+def test_eta_and_retry_aliases_are_searched_ordered_and_read_as_their_fields(qenv, partner):
+    from datetime import datetime
+
+    later = partner.with_delay(eta=datetime(2031, 1, 1)).record()
+    sooner = partner.with_delay(eta=datetime(2030, 1, 1), max_retries=0).fail_then_write()
+    qenv.cr.execute(
+        "UPDATE queue_job SET scheduled_at = %s WHERE id = %s", [Datetime.now(), sooner.id]
+    )
+    sooner.invalidate_recordset()
+    sooner.run_now()  # one failed attempt, retried
+    Job = qenv["queue.job"]
+    assert Job.search([("eta", "<", datetime(2030, 6, 1))]) == sooner
+    assert Job.search([("retry", ">=", 1)]) == sooner
+    assert Job.search_count([("retry", "=", 0), ("eta", ">", datetime(2030, 6, 1))]) == 1
+    assert Job.search([], order="eta desc").ids == [later.id, sooner.id]
+    assert Job.search([], order="retry desc, id").ids == [sooner.id, later.id]
+    [row] = later.read(["eta", "retry"])
+    assert row == {"id": later.id, "eta": datetime(2031, 1, 1), "retry": 0}
+    assert "eta" not in later.read()[0]  # reading every field does not repeat the targets
+
+
+def test_eta_alias_is_written_as_scheduled_at(qenv, partner):
+    from datetime import datetime
+
+    job = partner.with_delay().record()
+    job.eta = datetime(2032, 1, 1)
+    assert job.scheduled_at == datetime(2032, 1, 1)
+    job.write({"eta": datetime(2033, 1, 1), "scheduled_at": datetime(2033, 1, 1)})
+    assert job.scheduled_at == datetime(2033, 1, 1)
+    with pytest.raises(ValueError, match="scheduled_at is given twice, under an alias"):
+        job.write({"eta": datetime(2034, 1, 1), "scheduled_at": datetime(2035, 1, 1)})
+    assert job.scheduled_at == datetime(2033, 1, 1)  # nothing written
+
+
+def test_set_failed_appends_its_message_to_the_diagnoses(qenv, partner):
+    job = partner.with_delay(max_retries=0).fail_then_write("first")
+    job.run_now()  # retried forever: pending, one diagnosis
+    job.set_failed("given up by hand")
+    assert job.state == "failed" and job.exc_message == "given up by hand"
+    assert "RuntimeError: first" in job.exc_info  # appended, never overwritten
+    assert job.exc_info.index("RuntimeError: first") < job.exc_info.index("--- set failed at")
+    assert job.exc_info.endswith("given up by hand")
+
+
+def test_a_dependent_failed_by_its_parent_records_an_error_class_that_exists(qenv, partner):
+    import importlib
+
+    parent, child = partner.delayable().record("p"), partner.delayable().record("c")
+    parent.on_done(child).delay()
+    parent._job.set_failed()
+    job = child._job
+    assert (job.state, job.exc_message) == ("failed", f"parent job {parent._job.id} failed")
+    module, _, name = job.exc_name.rpartition(".")
+    error = getattr(importlib.import_module(module), name)
+    assert issubclass(error, FailedJobError) and name == "DependencyFailedError"
+    assert f"DependencyFailedError: parent job {parent._job.id} failed" in job.exc_info
+
+
+def test_every_error_a_caller_may_catch_is_importable_from_job_worker_exceptions():
+    from job_worker import exceptions
+    from job_worker.db import TransactionOwnedError
+    from job_worker.db.cursor import TransactionOwnedError as FromCursor
+    from job_worker.queue.delayable import UnknownMethodError
+
+    assert TransactionOwnedError is FromCursor is exceptions.TransactionOwnedError
+    assert UnknownMethodError is exceptions.UnknownMethodError
+    for name in (
+        "MissingError",
+        "JobError",
+        "RetryableJobError",
+        "FailedJobError",
+        "TimeoutJobError",
+        "WorkerDiedJobError",
+        "DependencyFailedError",
+        "MissingRecordsError",
+        "MissingUserError",
+        "RetryLoopError",
+    ):
+        assert issubclass(getattr(exceptions, name), Exception)

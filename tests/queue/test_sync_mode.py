@@ -3,6 +3,7 @@
 import pytest
 
 from job_worker.delay import chain, group
+from job_worker.exceptions import FailedJobError, RetryableJobError, RetryLoopError
 
 
 @pytest.fixture
@@ -44,3 +45,52 @@ def test_failures_raise_to_the_caller(qenv, partner):
         records.with_delay(max_retries=5).fail_then_write()
     job = qenv["queue.job"].search([])
     assert job.state == "failed"
+
+
+def test_a_failed_job_releases_its_on_error_handlers_before_the_failure_is_raised(qenv, partner):
+    eager = partner.with_context(queue_job__no_delay=True)
+    failing = eager.delayable(max_retries=3).fail_hard()
+    after, rescue = eager.delayable().record("after"), eager.delayable().record("rescue")
+    failing.on_done(after)
+    failing.on_error(rescue)
+    with pytest.raises(FailedJobError, match="no point retrying"):
+        failing.delay()
+    # the states a worker leaves (PRODUCT.md 4): on_done failed, on_error run
+    assert [d._job.state for d in (failing, after, rescue)] == ["failed", "failed", "done"]
+    assert qenv["job.log"].search([]).mapped("name") == ["rescue"]
+
+
+def test_a_failure_in_a_group_fails_the_dependents_and_runs_the_rest(qenv, partner):
+    eager = partner.with_context(queue_job__no_delay=True)
+    good, bad = eager.delayable().record("good"), eager.delayable().fail_hard()
+    then, rescue = eager.delayable().record("then"), eager.delayable().record("rescue")
+    group(good, bad).on_done(then).on_error(rescue)
+    with pytest.raises(FailedJobError):
+        then.delay()
+    assert [d._job.state for d in (good, bad, then, rescue)] == ["done", "failed", "failed", "done"]
+    assert sorted(qenv["job.log"].search([]).mapped("name")) == ["good", "rescue"]
+
+
+def test_a_retry_is_recorded_and_the_job_runs_again_at_once(qenv, partner):
+    eager = partner.with_context(queue_job__no_delay=True)
+    job = eager.with_delay(max_retries=2).retry_first_attempt("second try")
+    assert (job.state, job.attempts) == ("done", 1)
+    assert "RetryableJobError: not yet" in job.exc_info
+    assert qenv["job.log"].search([]).mapped("name") == ["second try"]
+
+
+def test_a_job_that_keeps_asking_for_a_retry_fails_once_its_retries_are_spent(qenv, partner):
+    eager = partner.with_context(queue_job__no_delay=True)
+    with pytest.raises(RetryableJobError, match="not yet"):
+        eager.with_delay(max_retries=2).retry_later(seconds=60)
+    job = qenv["queue.job"].search([])
+    assert (job.state, job.attempts) == ("failed", 3)  # max_retries + 1 runs, as a worker
+
+
+@pytest.mark.timeout(60)
+def test_a_job_retried_forever_without_counting_stops_with_a_clear_error(qenv, partner):
+    eager = partner.with_context(queue_job__no_delay=True)
+    with pytest.raises(RetryLoopError, match=r"ran 100 times at once and still asks to be retried"):
+        eager.with_delay().retry_later(ignore_retry=True)
+    job = qenv["queue.job"].search([])
+    assert (job.state, job.attempts) == ("pending", 0)  # left for a worker, nothing lost

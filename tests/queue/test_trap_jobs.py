@@ -45,3 +45,14 @@ def test_perform_runs_graphs_in_order_and_retries(qenv, partner):
         trap.perform_enqueued_jobs()
     assert qenv["job.log"].search([]).mapped("name") == ["1", "2"]
     assert (flaky.state, flaky.attempts) == ("failed", 3)
+
+
+@pytest.mark.timeout(60)
+def test_perform_stops_on_a_job_retried_forever_without_counting(qenv, partner):
+    from job_worker.exceptions import RetryLoopError
+
+    with trap_jobs(qenv) as trap:
+        job = partner.with_delay().retry_later(ignore_retry=True)
+        with pytest.raises(RetryLoopError, match=f"queue.job {job.id} .*ran 100 times"):
+            trap.perform_enqueued_jobs()
+    assert (job.state, job.attempts) == ("pending", 0)

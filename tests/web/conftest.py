@@ -32,7 +32,7 @@ def client_for(
     clients: list[TestClient] = []
 
     def make(login: str | None) -> TestClient:
-        client = TestClient(app, follow_redirects=False)
+        client = TestClient(app, base_url="http://localhost", follow_redirects=False)
         clients.append(client)
         if login:
             token = csrf_of(client.get("/login").text)

@@ -9,8 +9,10 @@ import re
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from job_worker import SUPERUSER_ID, api
+from job_worker.cli import main
 from job_worker.monitoring import stats
 from job_worker.queue import states
 
@@ -82,3 +84,12 @@ def test_channels_page_and_metrics_show_the_default_limit_set_in_the_database(
     assert "A channel without a limit runs 4 job(s) at once" in page
     assert metric(manager.get("/metrics").text, limit) == 4
     assert metric(manager.get("/metrics").text, "job_worker_workers_alive") == 1
+
+
+def test_dashboard_on_a_schema_without_the_settings_table_asks_for_init(ops_registry, db_url):
+    with ops_registry.cursor() as cr:
+        cr.execute("DROP TABLE queue_config")
+    runner = CliRunner(env={"JOB_WORKER_DATABASE_URL": db_url, "JOB_WORKER_LOAD": "opsapp"})
+    result = runner.invoke(main, ["dashboard", "--port", "0"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "(no table queue_config): run `job-worker init` to upgrade it" in result.output

@@ -18,7 +18,9 @@ def test_pages_need_a_login(client_for, scenario):
     assert anonymous.get("/api/overview").status_code == 401
 
 
-def test_wrong_password_and_user_without_role_are_refused(client_for, scenario, ops_registry):
+def test_wrong_password_unknown_login_and_user_without_role_get_one_message(
+    client_for, scenario, ops_registry
+):
     client = client_for(None)
     token = csrf_of(client.get("/login").text)
     wrong = client.post("/login", data={"login": "alice", "password": "nope", "csrf_token": token})
@@ -30,7 +32,12 @@ def test_wrong_password_and_user_without_role_are_refused(client_for, scenario, 
     refused = client.post(
         "/login", data={"login": "eve", "password": "pw-of-eve", "csrf_token": token}
     )
-    assert refused.status_code == 401 and "no dashboard role" in refused.text
+    assert refused.status_code == 401 and "wrong login or password" in refused.text
+    assert "no dashboard role" not in refused.text
+    unknown = client.post(
+        "/login", data={"login": "nobody", "password": "pw-of-eve", "csrf_token": token}
+    )
+    assert unknown.status_code == 401 and "wrong login or password" in unknown.text
 
 
 def test_login_redirects_only_inside_the_dashboard(client_for, scenario):
@@ -173,7 +180,9 @@ def test_manager_edits_channel_limits_and_user_cannot(manager, user, scenario, o
     bad = manager.post(
         "/channels", data={"name": "exports", "limit": "-2", "csrf_token": csrf_of(page.text)}
     )
-    assert bad.status_code == 303 and "limit must be a number" in manager.get("/channels").text
+    assert (
+        bad.status_code == 303 and "limit must be a whole number" in manager.get("/channels").text
+    )
     with ops_registry.cursor() as cr:
         limit = api.Environment(cr, SUPERUSER_ID, {})["queue.limit"].search(
             [("name", "=", "exports")]

@@ -27,8 +27,9 @@ def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
     """Start real workers on the test's database; every one is killed at the end."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, url: str | None = None) -> WorkerProcess:
-        worker = WorkerProcess(url or db_url, list(args), tmp_path / f"worker-{len(started)}.log")
+    def start(*args: str, url: str | None = None, new_session: bool = False) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess(url or db_url, list(args), log, new_session)
         started.append(worker)
         return worker
 

@@ -171,10 +171,11 @@ def test_executor_dying_mid_batch_counts_the_attempt_of_the_job_it_was_running(
     assert rows[crash] == (2, "job_worker.exceptions.WorkerDiedJobError", "failed")
     for job_id in before + after:  # given back uncounted, then done once
         assert rows[job_id] == (0, None, "done")
-    # the jobs before the crash ran twice (their first run died uncommitted with the batch)
-    # and their effects were committed once
+    # the jobs before the crash ran at least twice (their first run died uncommitted with the
+    # batch; on a slow machine the crash's retry can be due again when they are given out, and
+    # die with them once more) and their effects were committed once
     uuids = [line.split()[0] for line in runs.read_text().splitlines()]
-    assert all(count == 2 for count in Counter(uuids).values()) and len(set(uuids)) == 2
+    assert all(count >= 2 for count in Counter(uuids).values()) and len(set(uuids)) == 2
     assert query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] == 2
     assert "job.died" in worker.log() or "died" in worker.log()
 
@@ -323,3 +324,28 @@ def test_json_logs_carry_event_keys(registry, start_worker):
     assert worker.wait(20) == 0
     events = [json.loads(line)["event"] for line in worker.log().splitlines() if line]
     assert {"worker.starting", "worker.stopping", "worker.stopped"} <= set(events)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_worker_fails_jobs_on_deleted_records_or_of_a_deleted_user_at_once(registry, start_worker):
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        user = env["res.users"].create({"name": "Ann", "login": "ann"})
+        partner = env["res.partner"].create({"name": "Acme"})
+        on_gone = partner.with_delay(max_retries=5).exists().id
+        of_gone_user = env["workerapp.task"].with_user(user).with_delay(max_retries=5)
+        of_gone_user = of_gone_user.whoami("as-ann").id
+        fine = env["workerapp.task"].with_delay().record("fine").id
+        partner.unlink()
+        user.unlink()
+    start_worker("--concurrency", "2", *FAST)
+    wait_for(lambda: states(registry).get("done", 0) == 1, 60, "the job that can run")
+    wait_for(lambda: states(registry).get("failed", 0) == 2, 30, "the two that cannot")
+    rows = query(registry, "SELECT id, state, attempts, exc_name FROM queue_job ORDER BY id", ())
+    assert rows == [
+        (on_gone, "failed", 1, "job_worker.exceptions.MissingRecordsError"),
+        (of_gone_user, "failed", 1, "job_worker.exceptions.MissingUserError"),
+        (fine, "done", 0, None),
+    ]
+    assert [r[0] for r in query(registry, "SELECT name FROM workerapp_effect")] == ["fine"]

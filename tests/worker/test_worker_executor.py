@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from worker_helpers import enqueue, query, set_limit
 
+from job_worker import SUPERUSER_ID, api
 from job_worker.db import TransactionOwnedError, jobstore
 from job_worker.exceptions import FailedJobError, RetryableJobError
 from job_worker.queue import states
@@ -133,6 +134,65 @@ def test_job_runs_as_its_user_and_company(registry, run):
     [job_id] = enqueue(registry, "whoami", "ctx")
     assert run(job_id) == ("done",)
     assert effects(registry) == ["ctx:1:1:None"]
+
+
+def enqueue_as(registry, uid: int, model: str, ids: list[int], method: str, *args) -> int:
+    with registry.cursor() as cr:
+        env = api.Environment(cr, uid, {})
+        return getattr(env[model].browse(ids).with_delay(max_retries=5), method)(*args).id
+
+
+def test_job_on_records_that_no_longer_exist_fails_at_once(registry, run):
+    job_id = enqueue_as(registry, SUPERUSER_ID, "res.partner", [999999], "exists")
+    assert run(job_id) == ("failed", "failed")
+    [(state, attempts, exc_name, message)] = query(
+        registry, "SELECT state, attempts, exc_name, exc_message FROM queue_job"
+    )
+    assert (state, attempts, exc_name) == ("failed", 1, "job_worker.exceptions.MissingRecordsError")
+    assert "res.partner record(s) 999999 no longer exist" in message
+
+
+def test_job_of_a_batch_on_records_that_no_longer_exist_fails_at_once(registry, run):
+    ids = [
+        *enqueue(registry, "record", "before"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [999998, 999999], "exists"),
+        *enqueue(registry, "record", "after"),
+    ]
+    _count, outcomes = run_together(run, ids)
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("failed", "failed")), (ids[2], ("done",))]
+    assert effects(registry) == ["before", "after"]
+    [(exc_name, message)] = query(
+        registry, "SELECT exc_name, exc_message FROM queue_job WHERE id = %s", (ids[1],)
+    )
+    assert exc_name == "job_worker.exceptions.MissingRecordsError"
+    assert "999998, 999999" in message
+
+
+def test_job_of_a_deleted_user_fails_instead_of_running_as_the_superuser(registry, run):
+    with registry.cursor() as cr:
+        uid = (
+            api.Environment(cr, SUPERUSER_ID, {})["res.users"]
+            .create({"name": "Ann", "login": "ann"})
+            .id
+        )
+    solo = enqueue_as(registry, uid, "workerapp.task", [], "whoami", "solo")
+    batched = [
+        enqueue_as(registry, uid, "workerapp.task", [], "whoami", "batched"),
+        *enqueue(registry, "record", "other"),
+    ]
+    with registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["res.users"].browse(uid).unlink()
+    jobs = run.claim([solo, *batched])
+    assert run.executor.run(0, jobs[0]) == ("failed", "failed")
+    _count, outcomes = run_together(run, batched, jobs[1:])
+    assert outcomes == [(batched[0], ("failed", "failed")), (batched[1], ("done",))]
+    assert effects(registry) == ["other"]  # neither job ran, as anyone
+    rows = query(
+        registry,
+        "SELECT state, attempts, exc_name FROM queue_job WHERE id IN (%s, %s) ORDER BY id",
+        (solo, batched[0]),
+    )
+    assert rows == [("failed", 1, "job_worker.exceptions.MissingUserError")] * 2
 
 
 def test_failure_report_rebuilds_an_equivalent_exception():

@@ -85,10 +85,13 @@ def states(registry: Registry) -> dict[str, int]:
 
 
 class WorkerProcess:
-    """A ``job-worker worker`` subprocess."""
+    """A ``job-worker worker`` subprocess; with ``new_session``, the leader of a session
+    and process group of its own, which receives a signal the way systemd, supervisord
+    (``stopasgroup``) and Ctrl-C send it: to every process of the worker at once."""
 
-    def __init__(self, url: str, args: list[str], log: Path):
+    def __init__(self, url: str, args: list[str], log: Path, new_session: bool = False):
         self.log_path = log
+        self.new_session = new_session
         self._log = log.open("wb")
         env = {
             **os.environ,
@@ -112,12 +115,18 @@ class WorkerProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
         self.pid = self.proc.pid
 
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
             os.kill(self.pid, signum)
+
+    def signal_group(self, signum: int) -> None:
+        """``signum`` to every process of its process group (it leads it: pgid = pid)."""
+        assert self.new_session, "only a worker started in a session of its own"
+        os.killpg(self.pid, signum)
 
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
@@ -129,14 +138,38 @@ class WorkerProcess:
             pids.extend(_children(child))
         return pids
 
+    def fork_server(self) -> int | None:
+        """The process its executors are forked from."""
+        for child in _children(self.pid):
+            try:
+                if b"multiprocessing.forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+            except OSError:
+                pass
+        return None
+
+    def descendants(self) -> list[int]:
+        """Every process it started, and theirs (fork server, executors, resource tracker)."""
+        found, todo = [], [self.pid]
+        while todo:
+            children = _children(todo.pop())
+            found.extend(children)
+            todo.extend(children)
+        return found
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
+        if self.new_session:
+            try:  # whatever is left of its group, the leader included
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        self.proc.wait(10)
         self._log.close()
 
 
@@ -146,6 +179,27 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def signal_dispositions(pid: int) -> dict[str, set[int]]:
+    """The signals process ``pid`` blocks (``SigBlk``), ignores (``SigIgn``) and catches
+    (``SigCgt``), as the kernel reports them."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigBlk", "SigIgn", "SigCgt"):
+            bits = int(value, 16)
+            found[key] = {n for n in range(1, 65) if bits >> (n - 1) & 1}
+    return found
 
 
 def enqueue(

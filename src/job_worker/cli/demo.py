@@ -5,12 +5,15 @@ otherwise) it creates partners and exports, enqueues plain jobs, priorities,
 a scheduled job, deduplicated jobs, a flaky job that retries, a failing job,
 a chain, a group with a callback and a split, starts a real ``job-worker
 worker`` process, shows live progress per channel, stops the worker and
-prints a summary read back from the database.
+prints a summary read back from the database. On a database it created, it
+also makes a dashboard manager ``admin`` with a password generated for the run,
+and prints it; never on a database that existed before.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -51,6 +54,38 @@ def _fresh_sqlite(url: str, console: Console) -> None:
             existed = True
     if existed:
         console.print(f"[dim]Removed the previous demo database {path}[/dim]")
+
+
+def _make_admin(env: Environment) -> str:
+    """A manager ``admin`` with a password made for this run; returns the password."""
+    password = secrets.token_urlsafe(9)  # 12 characters
+    manager = env["res.groups"].search([("key", "=", "queue_job.group_manager")])
+    user = env["res.groups"].search([("key", "=", "queue_job.group_user")])
+    env["res.users"].create(
+        {
+            "name": "Demo admin",
+            "login": "admin",
+            "password": password,
+            "group_ids": [(6, 0, (manager | user).ids)],
+        }
+    )
+    return password
+
+
+def _open_demo_database(database: str, load: list[str]) -> tuple[Registry, bool]:
+    """The registry of ``database`` with its schema up to date, and whether the
+    demo created that schema (only then does it make its own admin)."""
+    from ..orm.schema import upgrade
+
+    registry = Registry(database, load, init=False)
+    try:
+        with registry.cursor(readonly=True) as cr:
+            created = "res_users" not in registry.backend.existing_tables(cr)
+        upgrade(registry)
+    except BaseException:
+        registry.close()
+        raise
+    return registry, created
 
 
 def enqueue_demo_work(env: Environment) -> dict[str, Any]:
@@ -220,18 +255,16 @@ def demo(database: str, load: list[str], timeout: float) -> None:
     if database == DEFAULT_URL:
         _fresh_sqlite(database, console)
     load = [DEMO_MODULE, *[m for m in load if m != DEMO_MODULE]]
-    registry = Registry(database, load)
+    registry, created = _open_demo_database(database, load)
     worker: subprocess.Popen | None = None
+    password = None
     try:
         with registry.cursor() as cr:
             env = Environment(cr, SUPERUSER_ID, {})
             enqueue_demo_work(env)
-            if not env["res.users"].search([("login", "=", "admin")]):
-                admin = env["res.users"].create(
-                    {"name": "Demo admin", "login": "admin", "password": "admin"}
-                )
-                manager = env["res.groups"].search([("key", "=", "queue_job.group_manager")])
-                admin.write({"group_ids": [(4, manager.id)]})
+            if created:
+                # never on a database that existed before: no known password there
+                password = _make_admin(env)
         counts = _channel_counts(registry)
         console.print(
             f"Enqueued {sum(sum(s.values()) for s in counts.values())} jobs in "
@@ -246,9 +279,15 @@ def demo(database: str, load: list[str], timeout: float) -> None:
         if not finished:
             console.print(f"[red]Some jobs were not finished after {timeout:.0f} s.[/red]")
         load_args = " ".join(f"-l {m}" for m in load)
+        login = (
+            f"login [bold]admin[/bold], password [bold]{password}[/bold]"
+            if password
+            else "log in as a manager of this database (job-worker users add LOGIN --role manager)"
+        )
         console.print(
             f"\nOpen the dashboard: [bold]job-worker dashboard -d {database} {load_args}[/bold] "
-            "then http://127.0.0.1:8080/ (login admin / password admin)"
+            f"then http://127.0.0.1:8080/ ({login})",
+            soft_wrap=True,
         )
         if not finished:
             raise SystemExit(1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -11,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
+from ..exceptions import DatabaseOpenError
 from ..orm import Registry
 
 
@@ -35,11 +38,31 @@ class LazyGroup(click.Group):
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a database that cannot be opened is one line on stderr
+        (exit 1), not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except DatabaseOpenError as exc:
+            fail(str(exc))
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="job-worker")
 def main() -> None:
     """job_worker: background jobs in your application's own database."""
+    import_from_current_folder()
+
+
+def import_from_current_folder() -> None:
+    """Put the current folder first on the import path, as ``python -m`` does, so that
+    ``--load crm`` finds ``crm.py`` where the command runs (the ``job-worker`` script
+    itself only has its own folder there). ``python -P`` / PYTHONSAFEPATH opts out."""
+    if sys.flags.safe_path:
+        return
+    cwd = os.getcwd()
+    if not any(entry in ("", ".", cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
 
 
 def split_modules(values: tuple[str, ...]) -> list[str]:
@@ -85,18 +108,15 @@ def database_options(
 
 @contextmanager
 def open_registry(database: str, load: list[str], *, init: bool = False) -> Iterator[Registry]:
-    """The registry of ``database``; without ``init`` the schema must exist already
-    (``job-worker init`` creates it), so read commands never change a database."""
+    """The registry of ``database``. Only ``init`` creates a database (a SQLite file)
+    and its schema; without it the database and its tables must exist already
+    (``job-worker init`` creates them), so other commands never create or change a
+    schema: on a mistyped path they say that the file does not exist."""
     try:
-        registry = Registry(database, load, init=init)
+        registry = Registry(database, load, init=init, create=init)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--database' / '--load'") from exc
     try:
-        if not init:
-            with registry.cursor(readonly=True) as cr:
-                tables = registry.backend.existing_tables(cr)
-            if "queue_job" not in tables:
-                fail(f"no job_worker tables in {database}: run `job-worker init` first")
         yield registry
     finally:
         registry.close()

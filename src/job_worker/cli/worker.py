@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..orm.registry import load_modules
 from ..worker import WorkerSettings, logs, run_worker
 from .config import moved_option
 from .main import split_modules
@@ -112,11 +113,18 @@ def worker(
 
     The default limit, stale window and retention are cluster settings kept in each
     database (`job-worker config`); a running worker reads them every few seconds.
-    """
+    Each database must exist and have been set up by ``job-worker init``; one that
+    cannot be opened when the worker starts is an error (exit 1), while one that
+    goes away later is waited for."""
+    modules = split_modules(load)
+    try:
+        load_modules(modules)  # a module that is missing now would be missing at every retry
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--load'") from exc
     try:
         settings = WorkerSettings(
             databases=tuple(databases),
-            modules=tuple(split_modules(load)),
+            modules=tuple(modules),
             concurrency=concurrency,
             batch=batch,
             channels=tuple(channels),

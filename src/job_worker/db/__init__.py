@@ -16,12 +16,16 @@ __all__ = [
 ]
 
 
-def connect(url: str) -> Backend:
+def connect(url: str, *, create: bool = True) -> Backend:
     """Open the backend for a database URL.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
     is refused (each connection would see its own empty database), and
     ``postgresql://user@host:port/db`` or anything else libpq accepts.
+
+    Connections are made when first needed. Without ``create`` a SQLite file that
+    does not exist is refused (:class:`~job_worker.exceptions.DatabaseOpenError`)
+    instead of being created; job_worker never creates PostgreSQL databases.
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"database URL must be a non-empty string, got {url!r}")
@@ -38,7 +42,7 @@ def connect(url: str) -> Backend:
                 "sqlite:///:memory: is not supported: every connection would see its own "
                 "empty database; use a file"
             )
-        return SqliteBackend(url, path)
+        return SqliteBackend(url, path, create=create)
     if url.startswith(("postgresql:", "postgres:")):
         from .postgres import PostgresBackend
 

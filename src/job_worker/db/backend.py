@@ -63,6 +63,11 @@ class Backend(ABC):
     #: ``RETURNING`` (SQLite spends a fixed ~60 µs on every statement with RETURNING)
     rowid_inserts: bool = False
 
+    @property
+    def name(self) -> str:
+        """The database as messages name it, without credentials."""
+        return self.url
+
     # -- connections ----------------------------------------------------------
 
     @abstractmethod

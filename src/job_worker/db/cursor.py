@@ -13,16 +13,14 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..exceptions import TransactionOwnedError
+
 if TYPE_CHECKING:
     from .backend import Backend
 
 _logger = logging.getLogger(__name__)
 _savepoint_ids = itertools.count(1)
 _T = TypeVar("_T")
-
-
-class TransactionOwnedError(RuntimeError):
-    """Code tried to commit or roll back a transaction that is not its own to end."""
 
 
 def new_savepoint_name() -> str:

@@ -17,8 +17,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
+from ..exceptions import DatabaseOpenError
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor
 
@@ -34,6 +36,10 @@ _TYPES = {
     "json": "JSONB",
     "fk": "INTEGER",
 }
+
+#: seconds the first connection of a process may take when the URL sets no
+#: ``connect_timeout`` (libpq waits for as long as TCP does)
+CONNECT_TIMEOUT = 5
 
 _ONDELETE = {"a": "no action", "r": "restrict", "c": "cascade", "n": "set null", "d": "set default"}
 
@@ -175,6 +181,8 @@ class PostgresBackend(Backend):
                 # A forked child must not touch its parent's sockets: it opens its own pool
                 # and leaves the inherited one alone.
                 self._pid = os.getpid()
+                self._pool = None
+                self.probe()
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,
@@ -184,6 +192,30 @@ class PostgresBackend(Backend):
                     name=f"job_worker-{os.getpid()}",
                 )
             return self._pool
+
+    @property
+    def name(self) -> str:
+        try:
+            dbname = conninfo_to_dict(self.url).get("dbname")
+        except psycopg.Error:
+            dbname = None
+        return f'PostgreSQL database "{dbname}"' if dbname else "the PostgreSQL database"
+
+    def probe(self) -> None:
+        """Connect once, directly: a database that cannot be reached or refuses us raises
+        :class:`DatabaseOpenError` with the server's message at once. (The pool would
+        retry in the background and give up only after its timeout, 30 s, with a warning
+        at every attempt and no word of the reason.)"""
+        try:
+            conninfo = self.url
+            if "connect_timeout" not in conninfo_to_dict(conninfo):
+                conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT)
+            psycopg.connect(conninfo).close()
+        except psycopg.Error as exc:
+            lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+            message = "; ".join(line for line in lines if line)  # libpq's lines, on one
+            message = message.removeprefix("connection failed: ")
+            raise DatabaseOpenError(f"cannot connect to PostgreSQL: {message}") from exc
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         """A dedicated connection outside the pool (LISTEN, session advisory locks)."""

@@ -26,6 +26,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
+from ..exceptions import DatabaseOpenError
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor
 
@@ -99,28 +100,70 @@ class SqliteBackend(Backend):
     lock_rows = ""  # a read-write transaction already holds the database's write lock
     rowid_inserts = True
 
-    def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0):
+    def __init__(self, url: str, path: str, *, busy_timeout: float = 30.0, create: bool = True):
         self.url = url
         self.path = path
         self.busy_timeout = busy_timeout
+        #: a missing file is created on first use; without, it is an error
+        self.create = create
+        #: the file cannot be written (permissions, read-only mount): seen at each new
+        #: connection, so that a writing transaction fails with a clear error at its start
+        self.read_only = False
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
+    @property
+    def name(self) -> str:
+        return self.path
+
     def connect(self) -> sqlite3.Connection:
         """A new connection with this backend's settings (WAL, busy timeout, foreign keys);
-        the pool and the worker's dedicated sessions both open theirs here."""
-        cnx = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout,
-            isolation_level=None,  # we send BEGIN ourselves
-            check_same_thread=False,
-        )
-        self._use_wal(cnx)
-        cnx.execute("PRAGMA synchronous=NORMAL")
-        cnx.execute("PRAGMA foreign_keys=ON")
-        cnx.execute("PRAGMA case_sensitive_like=ON")
+        the pool and the worker's dedicated sessions both open theirs here. A file that
+        cannot be opened raises :class:`DatabaseOpenError` naming the reason."""
+        if not self.create and not os.path.exists(self.path):
+            raise DatabaseOpenError(
+                f"database file {self.path} does not exist (`job-worker init` creates it)"
+            )
+        try:
+            cnx = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # we send BEGIN ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._open_error(exc) from exc
+        try:
+            self.read_only = not os.access(self.path, os.W_OK)
+            self._use_wal(cnx)  # the first read of the file: a file of another kind fails here
+            cnx.execute("PRAGMA synchronous=NORMAL")
+            cnx.execute("PRAGMA foreign_keys=ON")
+            cnx.execute("PRAGMA case_sensitive_like=ON")
+        except sqlite3.DatabaseError as exc:
+            cnx.close()
+            if "locked" in str(exc):  # contention, not a file that cannot be opened
+                raise
+            raise self._open_error(exc) from exc
         return cnx
+
+    def _open_error(self, exc: sqlite3.DatabaseError) -> DatabaseOpenError:
+        """What is wrong with the file, in one line (SQLite only says "unable to open")."""
+        path = self.path
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            return DatabaseOpenError(f"database path {path} is a folder, not a database file")
+        if not os.path.isdir(folder):
+            return DatabaseOpenError(
+                f"cannot open database file {path}: folder {folder} does not exist"
+            )
+        if "not a database" in str(exc):
+            return DatabaseOpenError(f"{path} is not an SQLite database file")
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            return DatabaseOpenError(f"cannot write database file {path}: it is read-only")
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            return DatabaseOpenError(f"cannot open database file {path}: permission denied")
+        return DatabaseOpenError(f"cannot open database file {path}: {exc}")
 
     def _use_wal(self, cnx: sqlite3.Connection) -> None:
         """Put the file in WAL mode (it stays so). Switching waits for no busy handler:
@@ -132,8 +175,8 @@ class SqliteBackend(Backend):
         while True:
             try:
                 mode = cnx.execute("PRAGMA journal_mode").fetchone()
-                if mode and str(mode[0]).lower() == "wal":
-                    return
+                if self.read_only or (mode and str(mode[0]).lower() == "wal"):
+                    return  # a file we cannot write is read as it is
                 cnx.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
@@ -160,7 +203,11 @@ class SqliteBackend(Backend):
         cnx.close()
 
     def cursor(self, *, readonly: bool = False) -> Cursor:
-        return SqliteCursor(self, self._acquire(), self._release, readonly)
+        cnx = self._acquire()
+        if self.read_only and not readonly:
+            self._release(cnx, True)
+            raise DatabaseOpenError(f"cannot write database file {self.path}: it is read-only")
+        return SqliteCursor(self, cnx, self._release, readonly)
 
     def close(self) -> None:
         with self._lock:

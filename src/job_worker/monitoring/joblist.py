@@ -44,8 +44,11 @@ COLUMNS = (
 )
 _DATETIMES = ("create_date", "scheduled_at", "started_at", "completed_at", "cancelled_at")
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
-_WITHIN = re.compile(r"^(\d+)([mhd])$")
+_WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
+#: the longest "finished within" span, and the largest number searched as an id
+MAX_WITHIN = timedelta(days=36500)
+MAX_ID = 2**63 - 1
 
 
 def parse_within(text: str | None) -> timedelta | None:
@@ -56,7 +59,10 @@ def parse_within(text: str | None) -> timedelta | None:
     if not match:
         raise ValueError(f"a time span looks like 15m, 1h or 7d, got {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    span = timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    if span > MAX_WITHIN:
+        raise ValueError(f"a time span is at most {MAX_WITHIN.days}d, got {text!r}")
+    return span
 
 
 @dataclass
@@ -123,7 +129,7 @@ class JobFilter:
                 params.extend(extra)
         query = (self.q or "").strip()
         if query:
-            if query.isdigit():
+            if query.isascii() and query.isdigit() and int(query) <= MAX_ID:
                 conds.append("id = %s")
                 params.append(int(query))
             elif _UUID.match(query):

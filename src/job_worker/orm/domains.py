@@ -109,6 +109,8 @@ def _field(model: BaseModel, name: str) -> fields.Field:
     field = model._fields.get(name)
     if field is None:
         raise ValueError(f"unknown field {name!r} on model {model._name!r} in domain")
+    if isinstance(field, fields.Alias):
+        return field.resolve(model)
     return field
 
 
@@ -138,7 +140,7 @@ def _term(model: BaseModel, alias: str, path: str, operator: str, value: Any) ->
         return _relational_in(model, alias, field, sub, sub_params)
     if isinstance(field, fields._X2many):
         return _x2many_term(model, alias, field, operator, value)
-    return _column_term(model, field, f'"{alias}"."{name}"', operator, value)
+    return _column_term(model, field, f'"{alias}"."{field.name}"', operator, value)
 
 
 def _records_value(operator: str, value: Any) -> tuple[str, Any]:
@@ -299,6 +301,9 @@ def parse_order(model: BaseModel, order: str | None) -> str:
         name, *modifiers = words
         if name != "id":
             field = model._fields.get(name)
+            if isinstance(field, fields.Alias):
+                field = field.resolve(model)
+                name = field.name
             if field is None or field.column_kind is None:
                 raise ValueError(f"cannot order {model._name} by {name!r}: not a stored field")
         mods = " ".join(m.upper() for m in modifiers)

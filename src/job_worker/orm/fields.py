@@ -549,6 +549,42 @@ class Many2many(_X2many):
         self.column2 = self.column2 or f"{table2}_id"
 
 
+class Alias(Field):
+    """Another name of a field of the same model: ``eta = fields.Alias("scheduled_at")``.
+
+    It has no column of its own. Reading, assigning, ``read()``, ``create()``,
+    ``write()``, domains and ``order`` all take the alias for its target; giving
+    both with different values is refused.
+    """
+
+    options = {**Field.options, "target": ""}
+
+    def __init__(self, target: str = "", string: str | None = None, **kwargs: Any):
+        if not isinstance(target, str) or not target:
+            raise TypeError(f"Alias() needs the name of the field it stands for, got {target!r}")
+        super().__init__(string, target=target, **kwargs)
+        self.target: str = target
+
+    def setup(self, name: str, model: builtins.type[BaseModel]) -> None:
+        super().setup(name, model)
+        target = model._fields.get(self.target)
+        if target is None or isinstance(target, Alias | Id):
+            raise KeyError(f"{self!r}: {model._name} has no field {self.target!r} to stand for")
+        self.type = target.type
+
+    def resolve(self, model: BaseModel) -> Field:
+        """The field this alias stands for."""
+        return model._fields[self.target]
+
+    def __get__(self, record: BaseModel | None, owner: builtins.type) -> Any:
+        if record is None:
+            return self
+        return record._fields[self.target].__get__(record, owner)
+
+    def __set__(self, record: BaseModel, value: Any) -> None:
+        record.write({self.target: value})
+
+
 class Id(Field):
     type = "integer"
 

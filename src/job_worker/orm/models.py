@@ -373,13 +373,21 @@ class BaseModel(metaclass=MetaModel):
 
     def read(self, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """The records as dicts: Many2one as ``(id, display name)``, x2many as id lists."""
-        names = fields or [n for n in self._fields if n != "id"]
+        # without names: every field but the aliases (they repeat their targets)
+        names = fields or [
+            n for n, f in self._fields.items() if n != "id" and not isinstance(f, ofields.Alias)
+        ]
         selected = []
+        aliases = {}  # alias name -> its target's name
         for name in names:
-            if name not in self._fields:
+            field = self._fields.get(name)
+            if field is None:
                 raise ValueError(f"{self._name} has no field {name!r}")
+            if isinstance(field, ofields.Alias):
+                field = field.resolve(self)
+                aliases[name] = field.name
             if name != "id":
-                selected.append(self._fields[name])
+                selected.append(field)
         cache = self._cache()
         rows = []
         for rec in self:
@@ -403,6 +411,8 @@ class BaseModel(metaclass=MetaModel):
                     )
                 else:
                     row[field.name] = field.to_read(value, rec)
+            for alias, target in aliases.items():
+                row[alias] = row.pop(target) if target not in names else row[target]
             result.append(row)
         return result
 
@@ -468,12 +478,20 @@ class BaseModel(metaclass=MetaModel):
                 raise ValueError(f"{self._name} has no field {name!r}")
             if name == "id":
                 raise ValueError(f"{self._name}: the id of a record is not written")
+            if isinstance(field, ofields.Alias):
+                field = field.resolve(self)
+                name = field.name
             if isinstance(field, ofields._X2many):
                 x2many[name] = field.commands(value, self)
             else:
                 cached = field.to_cache(value, self)
                 if field.required and cached is None:
                     raise ValueError(f"{self._name}.{name} is required, got {value!r}")
+                if name in columns and columns[name] != cached:  # a field and its alias
+                    raise ValueError(
+                        f"{self._name}.{name} is given twice, under an alias, with different"
+                        f" values: {columns[name]!r} and {cached!r}; give one of them"
+                    )
                 columns[name] = cached
         return columns, x2many
 

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from .. import db
+from ..exceptions import DatabaseOpenError
 from . import fields as _fields
 from . import relations
 from .api import SUPERUSER_ID, Environment
@@ -28,28 +29,48 @@ class Registry:
     Building it imports the modules, composes one class per model (every
     definition of the model in load order, so that ``super()`` chains through
     all of them) and brings the database schema up to date.
+
+    With ``create=False`` the database must exist already and hold job_worker's
+    tables (``job-worker init`` makes them); otherwise, and when the database cannot
+    be opened at all, :class:`~job_worker.exceptions.DatabaseOpenError` is raised
+    with a one-line reason. ``init=False`` leaves the schema as it is.
     """
 
     def __init__(
-        self, database_url: str, modules: list[str] | tuple[str, ...] = (), *, init: bool = True
+        self,
+        database_url: str,
+        modules: list[str] | tuple[str, ...] = (),
+        *,
+        init: bool = True,
+        create: bool = True,
     ):
         if isinstance(modules, str):
             raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
         self.database_url = database_url
-        self.backend = db.connect(database_url)
-        self.modules: list[ModuleType] = _load_modules([*BUILTIN_MODULES, *modules])
+        self.backend = db.connect(database_url, create=create)
+        self.modules: list[ModuleType] = load_modules([*BUILTIN_MODULES, *modules])
         self.models: dict[str, type[BaseModel]] = {}
         #: (model, field) -> the fields showing the same rows from the other side
         self.inverses: relations.InverseMap = {}
         self._build_models()
-        if init:
-            from .schema import upgrade
+        try:
+            if not create:
+                self._check_initialised()
+            if init:
+                from .schema import upgrade
 
-            try:
                 upgrade(self)
-            except BaseException:
-                self.backend.close()
-                raise
+        except BaseException:
+            self.backend.close()
+            raise
+
+    def _check_initialised(self) -> None:
+        with self.cursor(readonly=True) as cr:
+            tables = self.backend.existing_tables(cr)
+        if "queue_job" not in tables:
+            raise DatabaseOpenError(
+                f"no job_worker tables in {self.backend.name}: run `job-worker init` first"
+            )
 
     def __repr__(self) -> str:
         return f"<Registry {self.database_url} modules={[m.__name__ for m in self.modules]}>"
@@ -212,8 +233,11 @@ def _has_field(cls: type, name: str) -> bool:
     return any(isinstance(vars(k).get(name), _fields.Field) for k in cls.__mro__)
 
 
-def _load_modules(names: list[str]) -> list[ModuleType]:
-    """Import modules and their ``DEPENDS`` first, each once, in dependency order."""
+def load_modules(names: list[str] | tuple[str, ...]) -> list[ModuleType]:
+    """Import modules and their ``DEPENDS`` first, each once, in dependency order.
+
+    A module that does not exist raises ``ValueError`` ("no such Python module");
+    an error inside a module that exists is raised as it is."""
     loaded: dict[str, ModuleType] = {}
 
     def load(name: str, chain: tuple[str, ...]) -> None:

@@ -70,6 +70,12 @@ def migrations_of(module: Any) -> list[Migration]:
     return steps
 
 
+def installed_modules(cr: Cursor) -> dict[str, int]:
+    """The modules the database has been set up for, with the version each reached."""
+    cr.execute("SELECT name, version FROM job_worker_module", ())
+    return dict(cr.fetchall())
+
+
 def upgrade(registry: Registry) -> None:
     """Create or upgrade the schema of every loaded module, then run their data hooks."""
     with registry.cursor() as cr:
@@ -77,8 +83,7 @@ def upgrade(registry: Registry) -> None:
         backend.lock_schema(cr)
         for statement in _BOOKKEEPING:
             cr.execute(statement)
-        cr.execute("SELECT name, version FROM job_worker_module", ())
-        installed = dict(cr.fetchall())
+        installed = installed_modules(cr)
         env = Environment(cr, SUPERUSER_ID, {})
         pending: dict[str, list[Migration]] = {}
         for module in registry.modules:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import UnknownMethodError  # also imported from here by older code
 from .identity import identity_exact  # noqa: F401  (re-exported for users of this module)
 from .options import JobOptions, validate
 from .serialization import encode
@@ -28,10 +29,6 @@ PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "
 
 _sequence = itertools.count()
 _DEFAULT_OPTIONS = JobOptions()
-
-
-class UnknownMethodError(AttributeError, ValueError):
-    """The method to delay does not exist on the model, is not callable or is private."""
 
 
 def new_uuid() -> str:
@@ -100,6 +97,21 @@ class Node:
             self._on_error.append(node)
             self._link(node)
         return self
+
+    def _replace_with(self, other: Node) -> None:
+        """Put ``other`` in this node's place in its graph: its dependents (``on_done``,
+        ``on_error``) follow ``other``, the nodes it depended on and the groups and
+        chains it belonged to take ``other`` instead; this node is left alone."""
+        other._on_done.extend(self._on_done)
+        other._on_error.extend(self._on_error)
+        for node in self._links:
+            node._links = [other if n is self else n for n in node._links]
+            node._on_done = [other if n is self else n for n in node._on_done]
+            node._on_error = [other if n is self else n for n in node._on_error]
+            if isinstance(node, _Container):
+                node.nodes = [other if n is self else n for n in node.nodes]
+        other._links.extend(self._links)
+        self._on_done, self._on_error, self._links = [], [], []
 
     def heads(self) -> list[Delayable]:
         """The jobs that start this node."""
@@ -196,12 +208,20 @@ class Delayable(Node):
 
     def split(self, size: int, chain: bool = False) -> DelayableGroup | DelayableChain:
         """The same call over consecutive chunks of at most ``size`` records: a group
-        (parallel) or, with ``chain=True``, a chain (sequential)."""
+        (parallel) or, with ``chain=True``, a chain (sequential). The split takes this
+        delayable's place in its graph: dependents attached before the split wait for
+        the whole group, or for the chain's last link."""
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"split size must be an int >= 1, got {size!r}")
         if self.method_name is None:
             raise ValueError(f"{self!r} has no call to split: call a method on it first")
+        if self._job is not None:
+            raise ValueError(f"{self!r} is already enqueued as {self._job!r}: it cannot be split")
         records = self.recordset
+        if not records:
+            raise ValueError(
+                f"cannot split {self!r}: it has no records ({records._name} recordset is empty)"
+            )
         chunks = [records[i : i + size] for i in range(0, len(records), size)]
         total = len(chunks)
         base = self.options.description or f"{self.model_name}.{self.method_name}"
@@ -215,7 +235,9 @@ class Delayable(Node):
             node.options = replace(self.options, **options)  # valid: made of valid options
             node._capture(self.method_name, self.args, self.kwargs)
             nodes.append(node)
-        return DelayableChain(*nodes) if chain else DelayableGroup(*nodes)
+        split = DelayableChain(*nodes) if chain else DelayableGroup(*nodes)
+        self._replace_with(split)
+        return split
 
     def job_values(self, company_ids: dict[int, int], now: datetime) -> dict[str, Any]:
         """The values of this job's row (before the model's store hook), enqueued at

@@ -117,11 +117,14 @@ def explain(
     now: datetime | None = None,
     stale_seconds: float | None = None,
     default_limit: int | None = None,
+    only_user_id: int | None = None,
 ) -> list[Reason]:
     """Every reason that holds for job ``job_id``, most decisive first.
 
     ``stale_seconds`` and ``default_limit`` are the cluster settings unless given.
-    Raises ``KeyError`` when the job does not exist.
+    With ``only_user_id``, other jobs (parents) of another user are told
+    without their id or description. Raises ``KeyError`` when the job does not
+    exist.
     """
     now = now or Datetime.now()
     cr = env.cr
@@ -151,7 +154,7 @@ def explain(
     if state == "started":
         return _explain_started(job, now, stale_seconds)
     if state == "waiting":
-        return _explain_waiting(env, job)
+        return _explain_waiting(env, job, only_user_id)
     return _explain_pending(env, job, now, stale_seconds, default_limit)
 
 
@@ -180,9 +183,12 @@ def _explain_started(job: dict[str, Any], now: datetime, stale_seconds: float) -
     return reasons
 
 
-def _explain_waiting(env: Environment, job: dict[str, Any]) -> list[Reason]:
+def _explain_waiting(
+    env: Environment, job: dict[str, Any], only_user_id: int | None
+) -> list[Reason]:
     env.cr.execute(
-        "SELECT p.id, p.state, p.name, p.model_name, p.method_name, d.kind FROM queue_job_dependency d"
+        "SELECT p.id, p.state, p.name, p.model_name, p.method_name, p.user_id, d.kind"
+        " FROM queue_job_dependency d"
         " JOIN queue_job p ON p.id = d.parent_id WHERE d.job_id = %s ORDER BY p.id",
         [job["id"]],
     )
@@ -198,15 +204,20 @@ def _explain_waiting(env: Environment, job: dict[str, Any]) -> list[Reason]:
             )
         ]
     parts = []
+    shown = []
     for parent in unfinished:
-        label = parent["name"] or f"{parent['model_name']}.{parent['method_name']}"
         need = "to fail" if parent["kind"] == "error" else "to be done"
+        if only_user_id is not None and parent["user_id"] != only_user_id:
+            parts.append(f"a job of another user ({parent['state']}) {need}")
+            continue
+        label = parent["name"] or f"{parent['model_name']}.{parent['method_name']}"
         parts.append(f"job {parent['id']} ({label}, {parent['state']}) {need}")
+        shown.append(parent["id"])
     return [
         Reason(
             "waiting_parents",
             f"job {job['id']} is waiting on {len(unfinished)} parent(s): " + "; ".join(parts),
-            {"parents": [p["id"] for p in unfinished]},
+            {"parents": shown},
         )
     ]
 

@@ -49,7 +49,14 @@ def validate(options: dict[str, Any]) -> dict[str, Any]:
         eta = resolve_eta(options.get("eta"), "eta")
         scheduled_at = resolve_eta(options.get("scheduled_at"), "scheduled_at")
         both = "eta" in options and "scheduled_at" in options and None not in (eta, scheduled_at)
-        if both and options["eta"] != options["scheduled_at"] and eta != scheduled_at:
+        # two delays from now agree when they are as long (each was added to its own now)
+        delays = [
+            v if isinstance(v, timedelta) else timedelta(seconds=v)
+            for v in (options.get("eta"), options.get("scheduled_at"))
+            if isinstance(v, timedelta | int | float) and not isinstance(v, bool)
+        ]
+        agree = delays[0] == delays[1] if len(delays) == 2 else eta == scheduled_at
+        if both and options["eta"] != options["scheduled_at"] and not agree:
             raise ValueError(
                 f"eta={options['eta']!r} and scheduled_at={options['scheduled_at']!r} disagree: "
                 "scheduled_at is an alias of eta, give one of them"

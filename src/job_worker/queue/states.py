@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import FailedJobError, RetryableJobError
+from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import Datetime
 from .serialization import encode_result
 
@@ -29,8 +29,6 @@ TERMINAL = ("done", "failed", "cancelled")
 DEFAULT_MAX_BACKOFF = 3600
 #: exc_info keeps at most this many characters: the first attempts and the latest
 MAX_EXC_INFO = 100_000
-
-DEPENDENCY_FAILED = "job_worker.exceptions.DependencyFailed"
 
 
 def backoff(attempt: int, max_backoff: float = DEFAULT_MAX_BACKOFF) -> float:
@@ -61,6 +59,10 @@ def _in(env: Environment, column: str, ids: Sequence[int]) -> tuple[str, list[An
 
 def _guard(worker_id: str | None) -> tuple[str, list[Any]]:
     return (" AND worker_id = %s", [worker_id]) if worker_id is not None else ("", [])
+
+
+#: the exc_name of a job failed because a job it waits for failed
+DEPENDENCY_FAILED = exception_name(DependencyFailedError())
 
 
 # -- starting and finishing ------------------------------------------------------
@@ -225,6 +227,8 @@ def force_state(
 ) -> None:
     """Set ``state`` (done, failed or cancelled) by hand, then cascade."""
     now = Datetime.now()
+    if state == "failed":
+        _append_diagnoses(env, job_ids, f"--- set failed at {now.isoformat(' ')} ---\n{message}")
     sql, params = _in(env, "id", job_ids)
     stamp = {"done": "completed_at", "failed": "completed_at", "cancelled": "cancelled_at"}[state]
     extra = ", exc_name = COALESCE(exc_name, %s), exc_message = %s" if state == "failed" else ""
@@ -237,6 +241,17 @@ def force_state(
     parents = [r[0] for r in env.cr.fetchall() if r[1]]
     env["queue.job"].browse(job_ids).invalidate_recordset()
     cascade(env, parents)
+
+
+def _append_diagnoses(env: Environment, job_ids: Sequence[int], text: str) -> None:
+    """Append ``text`` to the ``exc_info`` of jobs (a manual action: one row at a time)."""
+    sql, params = _in(env, "id", job_ids)
+    env.cr.execute(f"SELECT id, exc_info FROM queue_job WHERE {sql}", params)
+    for job_id, exc_info in env.cr.fetchall():
+        env.cr.execute(
+            "UPDATE queue_job SET exc_info = %s WHERE id = %s",
+            [append_diagnosis(exc_info, text), job_id],
+        )
 
 
 def requeue(env: Environment, job_ids: Sequence[int]) -> None:
@@ -391,11 +406,22 @@ def _apply(
         sql, params = _in(env, "id", ids)
         if state == "failed":
             message = f"parent job {parent} failed"
+            diagnosis = f"--- failed at {now.isoformat(' ')} ---\n{DEPENDENCY_FAILED}: {message}"
             cr.execute(
                 "UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s,"
+                " exc_info = COALESCE(exc_info || %s, %s),"
                 " completed_at = %s, write_date = %s, cascaded_from_id = %s"
                 f" WHERE {sql} AND state IN ('waiting', 'pending')",
-                [DEPENDENCY_FAILED, message, now, now, parent, *params],
+                [
+                    DEPENDENCY_FAILED,
+                    message,
+                    f"\n{diagnosis}",
+                    diagnosis,
+                    now,
+                    now,
+                    parent,
+                    *params,
+                ],
             )
         else:
             cr.execute(

@@ -8,10 +8,13 @@ that is logged in.
 
 from __future__ import annotations
 
+import html
+import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -20,11 +23,12 @@ from jinja2 import Environment as JinjaEnvironment
 from jinja2 import FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -43,6 +47,12 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+#: the largest whole number a parameter, an id or a form value may carry: ids
+#: (SERIAL) and integer columns are 32-bit on PostgreSQL
+MAX_INT = 2**31 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+#: the names a dashboard on loopback answers to (see Settings.allowed_hosts)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -52,7 +62,19 @@ class Settings:
 
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     refresh_seconds: float = 5.0
+    #: absolute lifetime of a session, from log-in
     session_hours: float = 12.0
+    #: served over HTTPS: the session cookie is always ``Secure``
+    https: bool = False
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    trusted_proxies: tuple[str, ...] = ()
+    #: the Host header values answered ("*" any; "*.example.com" its subdomains);
+    #: others get 400, which defeats DNS rebinding
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.session_hours)
 
 
 @dataclass
@@ -80,19 +102,75 @@ def dashboard(request: Request) -> Any:
 async def run(request: Request, work: Callable[[Ctx], T], *, write: bool = False) -> T:
     """Run ``work`` in the thread pool, in one transaction, as the logged-in user."""
     board = dashboard(request)
-    uid = request.session.get("uid")
+    token = request.session.get("sid")
+    if not token:
+        raise LoginRequired()
 
     def in_thread() -> T:
         with board.registry.cursor(readonly=not write) as cr:
-            user = auth.load_user(Environment(cr, SUPERUSER_ID, {}), uid)
+            now = stats.now()
+            user = auth.session_user(Environment(cr, SUPERUSER_ID, {}), token, now)
             if user is None:
                 raise LoginRequired()
             # the queue's own tables are read as the superuser; what a user may
             # see is decided by the handlers (user.only_user_id)
             env = Environment(cr, SUPERUSER_ID, {"dashboard_uid": user.id})
-            return work(Ctx(env, user, stats.now(), board.settings))
+            return work(Ctx(env, user, now, board.settings))
 
     return await run_in_threadpool(in_thread)
+
+
+def to_int(value: Any, name: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """``value`` (ASCII digits) as an int from ``minimum`` to ``maximum``, else
+    ValueError naming ``name``."""
+    text = str(value).strip()
+    if not _DIGITS.fullmatch(text) or not minimum <= int(text) <= maximum:
+        raise ValueError(
+            f"{name} must be a whole number from {minimum} to {maximum}, got {text[:40]!r}"
+        )
+    return int(text)
+
+
+def to_float(value: Any, name: str) -> float:
+    """``value`` as a finite number >= 0, else ValueError naming ``name``."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {text[:40]!r}")
+    return number
+
+
+def parse_int(value: Any, name: str) -> int:
+    """``value`` as an id or count (0 to :data:`MAX_INT`), else 400."""
+    try:
+        return to_int(value, name)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def query_int(request: Request, name: str) -> int | None:
+    """The query parameter ``name`` as an id or count (None when absent), else 400."""
+    value = request.query_params.get(name)
+    return parse_int(value, name) if value else None
+
+
+def path_id(request: Request, name: str) -> int:
+    """The path's ``{name:int}`` as an id, 400 when it does not fit a 64-bit integer."""
+    return parse_int(request.path_params[name], name)
+
+
+async def read_form(request: Request) -> FormData:
+    """The POSTed form, once its CSRF token is checked (403) and no value holds a
+    NUL character (400: PostgreSQL text cannot store one)."""
+    form = await request.form()
+    auth.check_csrf(request, form)
+    for key, value in form.multi_items():
+        if isinstance(value, str) and "\x00" in value:
+            raise HTTPException(400, f"{key} cannot contain a NUL character")
+    return form
 
 
 def url(path: str, **params: Any) -> str:
@@ -132,6 +210,7 @@ def safe_next(target: str | None) -> str:
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
+    request.session.pop("sid", None)  # ended or expired: the log-in page must show
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": "login required"}, status_code=401)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -150,8 +229,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """A 500 page without details (the error itself goes to the server's log)."""
+    detail = "internal error: the dashboard logged it"
+    if request.url.path.startswith("/api/") or request.url.path == "/metrics":
+        return JSONResponse({"error": detail}, status_code=500)
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>500 · job_worker'
+        '</title><link rel="stylesheet" href="/static/app.css"></head><body><main>'
+        f'<h1>500</h1><p class="error">{html.escape(detail)}</p>'
+        '<p><a href="/">Back to the overview</a></p></main></body></html>'
+    )
+    return HTMLResponse(body, status_code=500)
+
+
 class _SecurityHeaders:
-    """Headers that keep the pages out of frames and scripts to our own files."""
+    """Headers that keep the pages out of frames and scripts to our own files.
+
+    It wraps the whole application, error pages included."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -172,9 +267,117 @@ class _SecurityHeaders:
                         (b"referrer-policy", b"same-origin"),
                     ]
                 )
+                if scope.get("scheme") == "https":
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class _ProxyHeaders:
+    """Behind a trusted proxy, the client address and scheme are the ones it forwards."""
+
+    def __init__(self, app: Any, trusted: tuple[str, ...]):
+        self.app = app
+        self.trusted = set(trusted)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and client[0] in self.trusted:
+            headers = dict(scope["headers"])
+            proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").strip().lower()
+            if proto in ("http", "https"):
+                scope = {**scope, "scheme": proto}
+            forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
+            # the last address is the one the trusted proxy saw
+            address = forwarded.rsplit(",", 1)[-1].strip()
+            if address:
+                scope = {**scope, "client": (address, 0)}
+        await self.app(scope, receive, send)
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a Host header value (with or without port) names an allowed host."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:8080
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    for pattern in allowed:
+        pattern = pattern.lower()
+        if pattern == "*" or name == pattern:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+class _RefuseNul:
+    """Answer 400 to a path or query string holding a NUL character (PostgreSQL
+    text cannot store one; no page needs it)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            response = Response(
+                "the path or a parameter holds a NUL character\n",
+                status_code=400,
+                media_type="text/plain",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _AllowedHosts:
+    """Answer 400 to a Host header that is not one of the dashboard's names."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not host_allowed(host, self.allowed):
+                response = Response(
+                    f"unknown host {host[:100]!r}: not in the dashboard's allowed hosts\n",
+                    status_code=400,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _Sessions:
+    """Starlette's signed session cookie, ``Secure`` when the request came over HTTPS."""
+
+    def __init__(self, app: Any, settings: Settings):
+        options = {
+            "secret_key": settings.secret,
+            "session_cookie": "job_worker_session",
+            "max_age": int(settings.session_hours * 3600),
+            "same_site": "strict",
+        }
+        self.secure = SessionMiddleware(app, https_only=True, **options)  # type: ignore[arg-type]
+        self.plain = self.secure
+        if not settings.https:
+            self.plain = SessionMiddleware(app, https_only=False, **options)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        https = scope.get("scheme") in ("https", "wss")
+        await (self.secure if https else self.plain)(scope, receive, send)
+
+
+class _App(Starlette):
+    def build_middleware_stack(self) -> Any:
+        # outside Starlette's error middleware, so that a 500 page gets the headers too
+        return _SecurityHeaders(super().build_middleware_stack())
 
 
 class Dashboard:
@@ -225,19 +428,19 @@ def create_app(registry: Registry, settings: Settings | None = None) -> Starlett
         Route("/alerts/{rule_id:int}/delete", alerts.alert_delete, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(
+    app = _App(
         routes=routes,
         middleware=[
-            Middleware(_SecurityHeaders),
-            Middleware(
-                SessionMiddleware,
-                secret_key=settings.secret,
-                session_cookie="job_worker_session",
-                max_age=int(settings.session_hours * 3600),
-                same_site="strict",
-            ),
+            Middleware(_ProxyHeaders, trusted=settings.trusted_proxies),
+            Middleware(_AllowedHosts, allowed=settings.allowed_hosts),
+            Middleware(_RefuseNul),
+            Middleware(_Sessions, settings=settings),
         ],
-        exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},
+        exception_handlers={
+            LoginRequired: _login_required,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
     )
     app.state.dashboard = Dashboard(registry, settings)
     return app

@@ -34,6 +34,7 @@ import ctypes
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import threading
@@ -57,6 +58,10 @@ _logger = logging.getLogger(__name__)
 
 #: exit status of an executor whose supervisor died
 ORPHANED = 70
+#: the signals that stop a worker. systemd (by default), supervisord (``stopasgroup``)
+#: and Ctrl-C send them to every process of the worker: the supervisor alone acts on
+#: them; its fork server and executors never see them (blocked, then ignored)
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 #: seconds an executor waits for an unreachable database before it gives a job back
 CONNECT_PATIENCE = 60.0
 #: age (seconds) at which a transaction shared by a batch of jobs commits before the
@@ -463,14 +468,36 @@ class Executor:
             session.close()
 
 
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM, then unblock them: the fork server forks an executor with
+    them blocked (see ``ExecutorPool.spawn``), so one sent to the group at any moment is
+    either still pending here (and dropped by ``SIG_IGN``) or arrives once ignored."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _die_with_parent() -> None:
     """An executor never outlives its supervisor: a job it runs could otherwise overlap
-    the same job reclaimed elsewhere."""
+    the same job reclaimed elsewhere.
+
+    Two ways, so that one holds when the other cannot. A thread watches the
+    supervisor's sentinel and exits the process; it needs the GIL, which a job busy in
+    C code may hold for long. So the kernel kills the executor too when its parent, the
+    fork server, exits (``PR_SET_PDEATHSIG``); and the fork server exits as soon as
+    the supervisor dies, since it serves until every holder of its "alive" pipe is
+    gone: the supervisor, and each executor it forked with a copy, which the executor
+    closes here (it starts no process through that fork server)."""
     try:  # the kernel's way (Linux): SIGKILL when the parent (the fork server) exits
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    fork_server: Any = getattr(multiprocessing.forkserver, "_forkserver", None)
+    alive_fd = getattr(fork_server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:  # after PR_SET_PDEATHSIG: the fork server may exit from now on
+        os.close(alive_fd)
+        fork_server._forkserver_alive_fd = None
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -496,8 +523,7 @@ def main(conn: Connection, settings: WorkerSettings, worker_id: str, current: An
     """Entry point of an executor process."""
     # The supervisor alone decides when an executor stops: a Ctrl-C or a SIGTERM sent
     # to the whole process group must not kill jobs behind its back.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stop_signals()
     _die_with_parent()
     logs.configure(settings.log_format, settings.log_level)
     executor = Executor(settings, worker_id, conn, current)

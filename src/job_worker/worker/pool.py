@@ -5,6 +5,13 @@ job modules imported, that forks each executor. Forking the supervisor
 itself would copy its connections and threads into the child; spawning a
 fresh interpreter per executor would cost a second each time one is
 replaced. A forked executor opens its own database connections.
+
+A stop signal sent to the worker's whole process group (systemd, supervisord,
+Ctrl-C) reaches the fork server and the executors too; only the supervisor acts on
+it. The fork server is born with SIGINT/SIGTERM blocked and keeps them so (it is
+started while the supervisor blocks them), and forks every executor with them
+blocked; the executor ignores them before it unblocks them. The supervisor stops
+executors itself: a message, or SIGKILL by pid.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -98,7 +106,16 @@ class ExecutorPool:
             args=(child_end, self.settings, self.worker_id, current),
             name=f"job-worker-executor-{slot}",
         )
-        process.start()
+        # The first start launches the fork server, as does any start after it died: it
+        # inherits this thread's signal mask across its exec (see the module's docstring).
+        # CPython's resource tracker, launched first when it does not run, unblocks
+        # SIGINT/SIGTERM in this thread once launched: so it is made to run before.
+        resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, executor.STOP_SIGNALS)
+        try:
+            process.start()
+        finally:  # a signal that came meanwhile is delivered to the supervisor now
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child_end.close()
         child = Child(slot, process, parent_end, current=current)
         self.children[slot] = child

@@ -27,6 +27,7 @@ from ..db import jobstore
 from ..exceptions import TimeoutJobError, WorkerDiedJobError
 from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
+from ..orm.schema import installed_modules
 from ..queue import config, states
 from .executor import FailureReport
 from .settings import WorkerSettings
@@ -151,15 +152,44 @@ class Producer:
             return False
         return self.guarded(now, "start", self._start) is True
 
+    def open(self) -> None:
+        """Build the registry and bring the schema up to date, once, as the worker starts.
+
+        The database must exist and have been set up by ``job-worker init``: one that
+        cannot be opened now raises (``DatabaseOpenError``) and stops the worker, as a
+        mistake of configuration; failures after this are outages, retried."""
+        # updates the schema, never creates one
+        registry = Registry(self.url, list(self.settings.modules), create=False)
+        try:
+            self._warn_missing_modules(registry)
+        finally:
+            registry.backend.close()  # the supervisor works on sessions of its own
+        self.registry = registry
+        self.store = jobstore.for_backend(registry.backend)
+        self.session = self.store.session(role="supervisor")
+        self.listener = self.store.listener()
+        self.listener_poll = self.listener.poll_interval
+
+    def _warn_missing_modules(self, registry: Registry) -> None:
+        """The database was set up with modules this worker does not load: jobs on their
+        models would fail with "unknown model" (a worker started without ``--load``)."""
+        with registry.cursor(readonly=True) as cr:
+            installed = installed_modules(cr)
+        loaded = {module.__name__ for module in registry.modules}
+        missing = sorted(set(installed) - loaded)
+        if missing:
+            _logger.warning(
+                "database %s has module(s) %s installed that this worker does not load:"
+                " their jobs will fail; start it with --load %s",
+                self._name(),
+                ", ".join(missing),
+                ",".join(missing),
+                extra={"event": "worker.modules_missing", "database": self._name()},
+            )
+
     def _start(self) -> bool:
         if self.registry is None:
-            registry = Registry(self.url, list(self.settings.modules))  # creates/updates the schema
-            registry.backend.close()  # the supervisor works on sessions of its own
-            self.registry = registry
-            self.store = jobstore.for_backend(registry.backend)
-            self.session = self.store.session(role="supervisor")
-            self.listener = self.store.listener()
-            self.listener_poll = self.listener.poll_interval
+            self.open()
         assert self.store is not None and self.listener is not None
         self.listener.open()
         with self.cursor() as cr:

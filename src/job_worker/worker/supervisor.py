@@ -12,7 +12,10 @@ can act at once when one dies (``WorkerDiedJobError``), times out
 
 Stopping: the first SIGTERM/SIGINT stops claiming and lets running jobs
 finish for ``grace`` seconds, then kills what still runs and returns those
-jobs to pending; a second signal does that at once. The exit code is 0.
+jobs to pending; a second signal does that at once. The exit code is 0. The
+signal may reach every process of the worker at once (systemd, supervisord, Ctrl-C
+send it to the process group): the fork server and the executors never act on it
+(``pool``), so the supervisor alone stops them, by message or by SIGKILL.
 """
 
 from __future__ import annotations
@@ -119,7 +122,6 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._install_signals()
         _logger.info(
             "worker %s starting: %d executor(s), %d database(s)",
             self.worker_id,
@@ -127,6 +129,14 @@ class Supervisor:
             len(self.producers),
             extra={"event": "worker.starting", "worker": self.worker_id, "version": __version__},
         )
+        for producer in self.producers:  # a database that cannot be opened now is an error
+            try:
+                producer.open()
+            except BaseException:
+                for opened in self.producers:
+                    opened.stop()
+                raise
+        self._install_signals()
         self.pool.start()
         try:
             while True:

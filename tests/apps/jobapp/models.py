@@ -45,6 +45,13 @@ class Partner(models.Model):
     def retry_later(self, seconds=None, ignore_retry=False):
         raise RetryableJobError("not yet", seconds=seconds, ignore_retry=ignore_retry)
 
+    def retry_first_attempt(self, name="after-retry"):
+        """Asks to be retried on its first attempt, then records ``name``."""
+        job = self.env["queue.job"].search([("uuid", "=", self.env.context.get("job_uuid"))])
+        if not job.attempts:
+            raise RetryableJobError("not yet")
+        return self.record(name)
+
     def big_result(self, size):
         return "x" * size
 

@@ -1,3 +1,4 @@
+import ctypes
 import os
 import time
 from pathlib import Path
@@ -72,6 +73,12 @@ class Task(models.AbstractModel):
             time.sleep(120)
         self._effect(name, time.time())
         return name
+
+    def hold_gil(self, marker, seconds):
+        """Writes its pid to ``marker``, then sleeps in C without releasing the GIL, as a
+        long computation in an extension module does: no thread of its process runs."""
+        Path(marker).write_text(str(os.getpid()))
+        ctypes.PyDLL(None).sleep(int(seconds))
 
     def whoami(self, name):
         """Records the user, company and context the job runs with."""

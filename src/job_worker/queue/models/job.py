@@ -71,7 +71,14 @@ class QueueJob(models.Model):
     attempts = fields.Integer(default=0, readonly=True, help="Failed attempts so far.")
     timeout = fields.Float(default=0.0, help="Seconds before the worker kills the job; 0 = none.")
     identity_key = fields.Char(readonly=True)
-    user_id = fields.Many2one("res.users", "User", readonly=True, ondelete="set null")
+    user_id = fields.Many2one(
+        "res.users",
+        "User",
+        readonly=True,
+        ondelete="set null",
+        default=lambda self: self.env.uid,
+        help="The job runs as this user; a job whose user was deleted fails instead.",
+    )
     company_id = fields.Many2one("res.company", "Company", readonly=True, ondelete="set null")
     context = fields.Json(readonly=True, default=dict)
     result = fields.Json(readonly=True)
@@ -96,17 +103,9 @@ class QueueJob(models.Model):
     dependency_ids = fields.One2many("queue.job.dependency", "job_id", "Depends on")
     dependent_ids = fields.One2many("queue.job.dependency", "parent_id", "Dependents")
 
-    # -- aliases of the seed ------------------------------------------------------------
-
-    @property
-    def eta(self) -> Any:
-        """Alias of ``scheduled_at``."""
-        return self.scheduled_at
-
-    @property
-    def retry(self) -> int:
-        """Alias of ``attempts``."""
-        return self.attempts
+    # -- aliases of the seed: read, written, searched and ordered by as their targets
+    eta = fields.Alias("scheduled_at", "Due at (eta)")
+    retry = fields.Alias("attempts", "Failed attempts (retry)")
 
     # -- creation -------------------------------------------------------------------
 
@@ -255,21 +254,25 @@ class QueueJob(models.Model):
         return True
 
     def _run_graph_now(self) -> None:
-        """Synchronous mode: run these jobs and the ones they release, in
-        dependency order, until none is pending; failures raise."""
+        """Synchronous mode: run these jobs and the ones they release, in dependency
+        order, as a worker would, until none is pending (retries run again at once);
+        then the first failure raises."""
         graph = set(self._ids)
-        while True:
+
+        def next_job() -> Any:
             pending = self.search(
                 [("id", "in", list(graph)), ("state", "=", "pending")],
                 order="priority, id",
                 limit=1,
             )
-            if not pending:
-                return
-            execution.run_in_transaction(self.env, pending.id, sync=True)
             graph.update(pending._released_ids())
+            return pending
+
+        execution.run_until_settled(self.env, next_job)
 
     def _released_ids(self) -> list[int]:
+        if not self:
+            return []
         self.env.cr.execute(
             "SELECT job_id FROM queue_job_dependency WHERE parent_id = %s", [self.id]
         )

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...monitoring import stats
 from ...queue import config
 from .. import auth
-from ..app import Ctx, flash, redirect, render, run
+from ..app import Ctx, flash, read_form, redirect, render, run, to_float, to_int
 
 
 async def channel_list(request: Request) -> Response:
@@ -28,26 +28,15 @@ async def channel_list(request: Request) -> Response:
     return render(request, "channels.html", await run(request, work))
 
 
-def _number(value: Any, kind: type, name: str) -> Any:
-    try:
-        number = kind(str(value).strip() or "0")
-    except ValueError:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return number
-
-
 async def _set_limit(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     channel = str(form.get("name", "")).strip()
 
     def work(ctx: Ctx) -> tuple[bool, str]:
         auth.require_manager(ctx.user)
         try:
-            limit = _number(form.get("limit"), int, "limit")
-            rate = _number(form.get("rate_limit"), float, "rate limit")
+            limit = to_int(str(form.get("limit", "")).strip() or "0", "limit")
+            rate = to_float(str(form.get("rate_limit", "")).strip() or "0", "rate limit")
             with ctx.cr.savepoint():
                 ctx.env["queue.limit"].set_limit(channel, limit, rate)
         except ValueError as exc:
@@ -61,8 +50,7 @@ async def _set_limit(request: Request) -> Response:
 
 
 async def channel_delete(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    await read_form(request)
     channel = request.path_params["name"]
 
     def work(ctx: Ctx) -> tuple[bool, str]:

@@ -12,7 +12,19 @@ from starlette.responses import JSONResponse, Response
 from ...monitoring import joblist, stats
 from ...queue.explain import explain
 from .. import auth
-from ..app import Ctx, flash, redirect, render, run, safe_next, url
+from ..app import (
+    Ctx,
+    flash,
+    parse_int,
+    path_id,
+    query_int,
+    read_form,
+    redirect,
+    render,
+    run,
+    safe_next,
+    url,
+)
 
 #: action name -> (queue.job method, label, states it applies to)
 ACTIONS = {
@@ -66,27 +78,16 @@ def _parse_filter(request: Request, user: auth.User) -> joblist.JobFilter:
     if user.only_user_id is not None:
         values["user_id"] = user.only_user_id
     elif user_param:
-        if not user_param.isdigit():
-            raise HTTPException(400, f"user_id must be a number, got {user_param!r}")
-        values["user_id"] = int(user_param)
+        values["user_id"] = parse_int(user_param, "user_id")
     try:
         return joblist.JobFilter(**values)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
 
 
-def _int_param(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    if not value.isdigit():
-        raise HTTPException(400, f"{name} must be a number, got {value!r}")
-    return int(value)
-
-
 async def job_list(request: Request) -> Response:
-    before, after = _int_param(request, "before"), _int_param(request, "after")
-    limit = _int_param(request, "limit") or 50
+    before, after = query_int(request, "before"), query_int(request, "after")
+    limit = query_int(request, "limit") or 50
 
     def work(ctx: Ctx) -> dict[str, Any]:
         flt = _parse_filter(request, ctx.user)
@@ -136,13 +137,9 @@ def _apply(ctx: Ctx, action: str, ids: list[int], message: str | None = None) ->
 
 
 async def bulk_action(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     action = str(form.get("action", ""))
-    try:
-        ids = sorted({int(str(value)) for value in form.getlist("ids")})
-    except ValueError as exc:
-        raise HTTPException(400, "ids must be numbers") from exc
+    ids = sorted({parse_int(value, "ids") for value in form.getlist("ids")})
     target = safe_next(str(form.get("next", "/jobs")))
     if not ids:
         flash(request, "select at least one job", "warn")
@@ -153,9 +150,8 @@ async def bulk_action(request: Request) -> Response:
 
 
 async def job_action(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
-    job_id = request.path_params["job_id"]
+    form = await read_form(request)
+    job_id = path_id(request, "job_id")
     action = str(form.get("action", ""))
     ok, message = await run(
         request,
@@ -172,6 +168,14 @@ def _visible_job(ctx: Ctx, job_id: int) -> Any:
     if not job or (ctx.user.only_user_id is not None and job.user_id.id != ctx.user.only_user_id):
         raise HTTPException(404, f"no job {job_id}")
     return job
+
+
+def _linked(ctx: Ctx, other: Any, kind: str) -> dict[str, Any]:
+    """A parent or dependent job as the viewer may see it: another user's job
+    shows its state only (no id, no description)."""
+    if ctx.user.only_user_id is not None and other.user_id.id != ctx.user.only_user_id:
+        return {"id": None, "kind": kind, "state": other.state, "name": "a job of another user"}
+    return {"id": other.id, "kind": kind, "state": other.state, "name": other.name}
 
 
 def _value(record: Any, name: str) -> Any:
@@ -218,24 +222,13 @@ def _timeline(job: Any) -> list[dict[str, Any]]:
 
 
 async def job_detail(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = path_id(request, "job_id")
 
     def work(ctx: Ctx) -> dict[str, Any]:
         job = _visible_job(ctx, job_id)
-        reasons = explain(ctx.env, job_id, now=ctx.now)
-        deps = [
-            {
-                "id": d.parent_id.id,
-                "kind": d.kind,
-                "state": d.parent_id.state,
-                "name": d.parent_id.name,
-            }
-            for d in job.dependency_ids
-        ]
-        dependents = [
-            {"id": d.job_id.id, "kind": d.kind, "state": d.job_id.state, "name": d.job_id.name}
-            for d in job.dependent_ids
-        ]
+        reasons = explain(ctx.env, job_id, now=ctx.now, only_user_id=ctx.user.only_user_id)
+        deps = [_linked(ctx, d.parent_id, d.kind) for d in job.dependency_ids]
+        dependents = [_linked(ctx, d.job_id, d.kind) for d in job.dependent_ids]
         actions = {k: label for k, (_m, label, states) in ACTIONS.items() if job.state in states}
         values = {name: _value(job, name) for name in _DETAIL_FIELDS}
         values["user"] = f"{job.user_id.login} (id {job.user_id.id})" if job.user_id else ""
@@ -255,7 +248,7 @@ async def job_detail(request: Request) -> Response:
 
 
 async def api_job(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = path_id(request, "job_id")
 
     def work(ctx: Ctx) -> dict[str, Any]:
         job = _visible_job(ctx, job_id)
@@ -271,7 +264,7 @@ async def api_job(request: Request) -> Response:
 
 async def api_graph(request: Request) -> Response:
     """Nodes and edges of the job's graph (at most :data:`GRAPH_CAP` jobs), for the SVG."""
-    job_id = request.path_params["job_id"]
+    job_id = path_id(request, "job_id")
 
     def work(ctx: Ctx) -> dict[str, Any]:
         job = _visible_job(ctx, job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from ...monitoring.models.snapshot import ALL
 from ...monitoring.prometheus import collector_registry
 from ...orm.api import SUPERUSER_ID, Environment
 from .. import auth
-from ..app import Ctx, dashboard, flash, redirect, render, run, safe_next, url
+from ..app import Ctx, dashboard, flash, read_form, redirect, render, run, safe_next, url
 
 #: chart ranges: name -> (snapshot period, look-back)
 RANGES = {
@@ -32,35 +33,64 @@ async def login(request: Request) -> Response:
     board = dashboard(request)
     target = safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        if request.session.get("uid"):
+        if request.session.get("sid"):
             return redirect(target)
         return render(request, "login.html", {"next": target, "error": None})
-    form = await request.form()
-    auth.check_csrf(request, form)
+    form = await read_form(request)
     login_name, password = str(form.get("login", "")), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
+    address = request.client.host if request.client else "unknown"
+    previous = request.session.get("sid")
 
-    def check() -> tuple[auth.User | None, str]:
-        with board.registry.cursor(readonly=True) as cr:
-            return auth.authenticate(Environment(cr, SUPERUSER_ID, {}), login_name, password)
+    def check() -> tuple[str | None, int]:
+        """(session token, 0) on success, (None, seconds to wait) when refused."""
+        with board.registry.cursor() as cr:
+            env = Environment(cr, SUPERUSER_ID, {})
+            now = stats.now()
+            wait = auth.throttled(env, login_name, address, now)
+            if wait:
+                return None, wait
+            user = auth.authenticate(env, login_name, password)
+            if user is None:
+                auth.record_failure(env, login_name, address, now)
+                return None, 0
+            auth.forget_failures(env, login_name)
+            auth.close_session(env, previous)  # a log-in replaces the session it had
+            return auth.open_session(env, user, board.settings.session_lifetime), 0
 
-    user, error = await run_in_threadpool(check)
-    if user is None:
-        return render(
+    token, wait = await run_in_threadpool(check)
+    if token is None:
+        error = (
+            f"too many failed log-ins: try again in {math.ceil(wait / 60)} min"
+            if wait
+            else auth.REFUSED
+        )
+        response = render(
             request,
             "login.html",
             {"next": target, "error": error, "login": login_name},
-            status_code=401,
+            status_code=429 if wait else 401,
         )
+        if wait:
+            response.headers["Retry-After"] = str(wait)
+        return response
     request.session.clear()  # a new session on log-in: no fixation
-    request.session["uid"] = user.id
+    request.session["sid"] = token
     auth.csrf_token(request)
     return redirect(target)
 
 
 async def logout(request: Request) -> Response:
-    form = await request.form()
-    auth.check_csrf(request, form)
+    board = dashboard(request)
+    await read_form(request)
+    token = request.session.get("sid")
+
+    def close() -> None:
+        with board.registry.cursor() as cr:
+            auth.close_session(Environment(cr, SUPERUSER_ID, {}), token)
+
+    if token:
+        await run_in_threadpool(close)
     request.session.clear()
     flash(request, "logged out")
     return redirect("/login")
