@@ -145,7 +145,13 @@ def baseline(registry: Registry, url: str, jobs: int, processes: int) -> float:
 # -- the worker -------------------------------------------------------------------------------
 
 
-def start_worker(url: str, concurrency: int, limit: int | None = None) -> subprocess.Popen:
+def set_default_limit(registry: Registry, limit: int) -> None:
+    """The cluster's default limit (channels without a queue.limit row)."""
+    with registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["queue.config"].set_value("default_limit", limit)
+
+
+def start_worker(url: str, concurrency: int) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -156,8 +162,6 @@ def start_worker(url: str, concurrency: int, limit: int | None = None) -> subpro
             url,
             "--concurrency",
             str(concurrency),
-            "--default-limit",
-            str(limit or concurrency),
             "--log-level",
             "WARNING",
         ],
@@ -195,7 +199,8 @@ def drain(
     """Jobs/s from the first start to the last completion; ``limit``: the channel's."""
     reset(registry)
     enqueue_noops(registry, jobs)
-    process = start_worker(url, concurrency, limit)
+    set_default_limit(registry, limit or concurrency)
+    process = start_worker(url, concurrency)
     try:
         wait(lambda: count_state(registry, "done") == jobs, 600, "the drain")
         memory = rss_of_tree(process.pid)
@@ -212,6 +217,7 @@ def latency(
 ) -> list[float]:
     """Milliseconds from an enqueue's commit to its claim, on an idle worker."""
     reset(registry)
+    set_default_limit(registry, concurrency)
     process = start_worker(url, concurrency)
     try:
         wait(lambda: _worker_up(registry), 60, "the worker")

@@ -8,15 +8,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from worker_helpers import WorkerProcess
+from worker_helpers import FAST_STALE_SECONDS, WorkerProcess, set_config
 
 from job_worker import Registry
 
 
 @pytest.fixture
 def registry(make_registry) -> Registry:
-    """The worker test app; the suite's ``env`` fixture runs on it."""
-    return make_registry(["workerapp"])
+    """The worker test app, with a short stale window; the suite's ``env`` fixture runs
+    on it."""
+    registry = make_registry(["workerapp"])
+    set_config(registry, "stale_seconds", FAST_STALE_SECONDS)
+    return registry
 
 
 @pytest.fixture

@@ -16,12 +16,11 @@ from job_worker import SUPERUSER_ID, Registry, api
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
-#: fast heartbeats and reclaim, short backoffs: the guarantees, not the defaults, are tested
+#: fast heartbeats, short backoffs: the guarantees, not the defaults, are tested (the
+#: fast reclaim is the database's stale window: :data:`FAST_STALE_SECONDS`)
 FAST = [
     "--heartbeat-interval",
     "0.5",
-    "--stale-after",
-    "3",
     "--maintenance-interval",
     "0.5",
     "--max-backoff",
@@ -61,6 +60,16 @@ def sample_until(
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)  # the sampling rate, not a synchronisation
     return samples
+
+
+#: the stale window of the worker tests' databases (a cluster setting, see ``set_config``)
+FAST_STALE_SECONDS = 3
+
+
+def set_config(registry: Registry, key: str, value: Any) -> None:
+    """Set a cluster setting (what ``job-worker config set`` does)."""
+    with registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["queue.config"].set_value(key, value)
 
 
 def query(registry: Registry, sql: str, params: Any = ()) -> list[tuple]:

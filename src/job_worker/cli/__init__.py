@@ -5,6 +5,7 @@ from __future__ import annotations
 from .main import main
 
 COMMANDS = {
+    "config": "config:config",
     "dashboard": "dashboard:dashboard",
     "demo": "demo:demo",
     "enqueue": "enqueue:enqueue",

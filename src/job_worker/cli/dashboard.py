@@ -7,9 +7,8 @@ import ipaddress
 import click
 
 from ..orm import SUPERUSER_ID, Environment
-from ..queue.explain import STALE_SECONDS
+from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import default_limit_option
 
 MIN_SECRET = 16
 
@@ -38,7 +37,7 @@ def is_loopback(host: str) -> bool:
     help="Key signing the session cookies (at least 16 characters); required off loopback."
     " Without it a random key is made at start (sessions end with the process).",
 )
-@default_limit_option
+@moved_option("--default-limit", "default_limit")
 @click.option(
     "--allowed-host",
     "allowed_hosts",
@@ -69,24 +68,17 @@ def is_loopback(host: str) -> bool:
     type=click.FloatRange(min=0, min_open=True),
     help="Absolute lifetime of a dashboard session, from log-in.",
 )
-@click.option(
-    "--stale-seconds",
-    default=STALE_SECONDS,
-    show_default=True,
-    help="A worker without a heartbeat for this long is dead.",
-)
+@moved_option("--stale-seconds", "stale_seconds")
 def dashboard(
     database: str,
     load: list[str],
     host: str,
     port: int,
     secret: str | None,
-    default_limit: int,
     allowed_hosts: tuple[str, ...],
     https: bool,
     trusted_proxies: tuple[str, ...],
     session_hours: float,
-    stale_seconds: float,
 ) -> None:
     """Serve the dashboard (log in with a user made by `job-worker users add`)."""
     if secret is not None and len(secret) < MIN_SECRET:
@@ -118,10 +110,12 @@ def dashboard(
 
     with open_registry(database, load) as registry:
         with registry.cursor(readonly=True) as cr:
-            if "res_users_session" not in registry.backend.existing_tables(cr):
+            tables = registry.backend.existing_tables(cr)
+            missing = [t for t in ("res_users_session", "queue_config") if t not in tables]
+            if missing:
                 fail(
-                    f"the schema of {database} is older than this job-worker (no session"
-                    " table): run `job-worker init` to upgrade it"
+                    f"the schema of {database} is older than this job-worker (no table"
+                    f" {', '.join(missing)}): run `job-worker init` to upgrade it"
                 )
             env = Environment(cr, SUPERUSER_ID, {})
             groups = env["res.groups"].search([("key", "like", "queue_job.%")])
@@ -129,8 +123,6 @@ def dashboard(
                 user.active for user in env["res.users"].search([]) if user.group_ids & groups
             )
         settings = Settings(
-            default_limit=default_limit,
-            stale_seconds=stale_seconds,
             session_hours=session_hours,
             https=https,
             trusted_proxies=trusted_proxies,

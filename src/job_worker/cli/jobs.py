@@ -10,9 +10,10 @@ import click
 from ..monitoring import joblist, stats
 from ..orm import SUPERUSER_ID, Environment
 from ..queue import describe
-from ..queue.explain import STALE_SECONDS, explain
+from ..queue.explain import explain
+from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import Output, default_limit_option, json_option, state_style, text
+from .output import Output, json_option, state_style, text
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -250,34 +251,16 @@ jobs.add_command(
 @jobs.command("explain")
 @database_options()
 @click.argument("job_id", type=int)
-@click.option(
-    "--stale-seconds",
-    default=STALE_SECONDS,
-    show_default=True,
-    help="A worker without a heartbeat for this long is dead.",
-)
-@default_limit_option
+@moved_option("--stale-seconds", "stale_seconds")
+@moved_option("--default-limit", "default_limit")
 @json_option
-def explain_(
-    database: str,
-    load: list[str],
-    job_id: int,
-    stale_seconds: float,
-    default_limit: int,
-    as_json: bool,
-) -> None:
+def explain_(database: str, load: list[str], job_id: int, as_json: bool) -> None:
     """Say in words why a job is not running (or that nothing holds it back)."""
     out = Output(as_json)
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
         env = Environment(cr, SUPERUSER_ID, {})
         try:
-            reasons = explain(
-                env,
-                job_id,
-                stale_seconds=stale_seconds,
-                default_limit=default_limit,
-                now=stats.now(),
-            )
+            reasons = explain(env, job_id, now=stats.now())
         except KeyError:
             fail(f"no job with id {job_id}")
     if as_json:

@@ -6,8 +6,9 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment
+from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import Output, default_limit_option, json_option
+from .output import Output, json_option
 
 COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
 
@@ -19,12 +20,13 @@ def limits() -> None:
 
 @limits.command("list")
 @database_options()
-@default_limit_option
+@moved_option("--default-limit", "default_limit")
 @json_option
-def list_(database: str, load: list[str], default_limit: int, as_json: bool) -> None:
-    """Every channel with a limit or with active jobs."""
+def list_(database: str, load: list[str], as_json: bool) -> None:
+    """Every channel with a limit or with active jobs (others run `default_limit` jobs
+    at once: see `job-worker config`)."""
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
-        rows = stats.channel_rows(cr, default_limit)
+        rows = stats.channel_rows(cr)
     for row in rows:
         row["channel"] = row["name"]
         row["configured"] = "yes" if row["configured"] else "default"

@@ -13,8 +13,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT
-
 STATE_STYLES = {
     "waiting": "magenta",
     "pending": "yellow",
@@ -25,15 +23,6 @@ STATE_STYLES = {
 }
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-
-#: the limit the workers give a channel without a queue.limit row, for what the
-#: command reports (``jobs explain``, ``limits list``, ``stats``, the dashboard)
-default_limit_option = click.option(
-    "--default-limit",
-    default=DEFAULT_CHANNEL_LIMIT,
-    show_default=True,
-    help="Limit of a channel that has no queue.limit row (the workers' setting).",
-)
 
 
 def _default(value: Any) -> Any:

@@ -7,22 +7,23 @@ from datetime import timedelta
 import click
 
 from ..monitoring import kpis, stats
+from .config import moved_option
 from .main import database_options, open_registry
-from .output import Output, default_limit_option, json_option
+from .output import Output, json_option
 
 LEVEL_STYLES = {"ok": "green", "warn": "yellow", "crit": "bold red", "info": ""}
 
 
 @click.command("stats")
 @database_options()
-@default_limit_option
+@moved_option("--default-limit", "default_limit")
 @json_option
-def stats_(database: str, load: list[str], default_limit: int, as_json: bool) -> None:
+def stats_(database: str, load: list[str], as_json: bool) -> None:
     """KPIs with their thresholds, channels and workers."""
     now = stats.now()
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
         figures = kpis.compute(cr, now)
-        channels = stats.channel_rows(cr, default_limit)
+        channels = stats.channel_rows(cr)
         workers = stats.workers(cr, now)
         failures = stats.top_failures(cr, now - timedelta(hours=24))
     out = Output(as_json)

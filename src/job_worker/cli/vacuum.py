@@ -9,6 +9,7 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment, Registry
+from ..queue import config
 from .main import database_options, open_registry
 from .output import Output, json_option
 
@@ -17,10 +18,10 @@ from .output import Output, json_option
 @database_options()
 @click.option(
     "--retention-days",
-    default=30.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0),
-    help="Delete done, failed and cancelled jobs last changed before this many days (0 keeps all).",
+    help="Delete done, failed and cancelled jobs last changed before this many days, for"
+    " this run only (0 keeps all) [default: the retention_days setting, see job-worker config].",
 )
 @click.option(
     "--batch",
@@ -34,7 +35,7 @@ from .output import Output, json_option
 def vacuum(
     database: str,
     load: list[str],
-    retention_days: float,
+    retention_days: float | None,
     batch: int,
     no_reclaim: bool,
     as_json: bool,
@@ -43,6 +44,9 @@ def vacuum(
     started = time.monotonic()
     purged = 0
     with open_registry(database, load) as registry:
+        if retention_days is None:
+            with registry.cursor(readonly=True) as cr:
+                retention_days = config.read(cr).retention_days or 0
         while True:
             with registry.cursor() as cr:
                 deleted = Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._purge_old_jobs(
@@ -56,6 +60,7 @@ def vacuum(
         if not no_reclaim:
             _reclaim(registry)
     result = {
+        "retention_days": retention_days or config.FOREVER,
         "jobs_deleted": purged,
         "snapshots_deleted": pruned,
         "reclaimed": not no_reclaim,

@@ -6,6 +6,7 @@ import click
 
 from ..orm.registry import load_modules
 from ..worker import WorkerSettings, logs, run_worker
+from .config import moved_option
 from .main import split_modules
 
 
@@ -42,13 +43,7 @@ from .main import split_modules
     type=click.IntRange(min=1),
     help="Jobs an executor holds at once under a backlog of short jobs (sharing its transactions).",
 )
-@click.option(
-    "--default-limit",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Jobs running at once in a channel without a queue.limit row (0 pauses).",
-)
+@moved_option("--default-limit", "default_limit")
 @click.option(
     "--channel",
     "channels",
@@ -69,13 +64,7 @@ from .main import split_modules
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between heartbeats.",
 )
-@click.option(
-    "--stale-after",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds without heartbeat after which a dead worker's jobs are reclaimed.",
-)
+@moved_option("--stale-after", "stale_seconds")
 @click.option(
     "--poll-interval",
     default=None,
@@ -96,13 +85,7 @@ from .main import split_modules
     type=click.FloatRange(min=0),
     help="Longest wait before a retry, in seconds.",
 )
-@click.option(
-    "--retention-days",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Days finished jobs are kept (0 keeps them).",
-)
+@moved_option("--retention-days", "retention_days")
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -117,20 +100,19 @@ def worker(
     load: tuple[str, ...],
     concurrency: int,
     batch: int,
-    default_limit: int,
     channels: tuple[str, ...],
     grace: float,
     heartbeat_interval: float,
-    stale_after: float,
     poll_interval: float | None,
     maintenance_interval: float,
     max_backoff: float,
-    retention_days: float,
     log_format: str,
     log_level: str,
 ) -> None:
     """Run jobs from one or more databases until SIGTERM/SIGINT.
 
+    The default limit, stale window and retention are cluster settings kept in each
+    database (`job-worker config`); a running worker reads them every few seconds.
     Each database must exist and have been set up by ``job-worker init``; one that
     cannot be opened when the worker starts is an error (exit 1), while one that
     goes away later is waited for."""
@@ -145,15 +127,12 @@ def worker(
             modules=tuple(modules),
             concurrency=concurrency,
             batch=batch,
-            default_limit=default_limit,
             channels=tuple(channels),
             grace=grace,
             heartbeat_interval=heartbeat_interval,
-            stale_after=stale_after,
             poll_interval=poll_interval,
             maintenance_interval=maintenance_interval,
             max_backoff=max_backoff,
-            retention_days=retention_days,
             log_format=log_format,
             log_level=log_level.upper(),
         )

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..queue import config
 from . import stats
 
 STATES = ("waiting", "pending", "started", "done", "failed", "cancelled")
@@ -117,12 +118,13 @@ class JobFilter:
                 conds.append("state IN ('done', 'failed', 'cancelled')")
             conds.append("write_date >= %s")
             params.append(now - within)
-        for flag, (sql, extra) in (
-            ("stuck", stats.stuck_where(now)),
-            ("aged", stats.aged_where(now)),
-            ("exhausted", stats.exhausted_where()),
+        for flag, condition in (
+            ("stuck", lambda: stats.stuck_where(now, config.read(cr).stale_seconds)),
+            ("aged", lambda: stats.aged_where(now)),
+            ("exhausted", stats.exhausted_where),
         ):
             if getattr(self, flag):
+                sql, extra = condition()
                 conds.append(sql)
                 params.extend(extra)
         query = (self.q or "").strip()

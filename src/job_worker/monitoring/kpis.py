@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..queue import config
 from . import stats
 
 #: key -> (warning, critical, direction): "above" warns when value >= warning
@@ -85,8 +86,12 @@ def compute(
     user_id: int | None = None,
     thresholds: dict[str, tuple[float, float, str]] | None = None,
 ) -> list[Kpi]:
-    """The ten KPIs, over every job or (``user_id``) over one user's jobs."""
+    """The ten KPIs, over every job or (``user_id``) over one user's jobs.
+
+    Live workers and stuck jobs are judged by the ``stale_seconds`` cluster setting.
+    """
     now = now or stats.now()
+    stale = config.read(cr).stale_seconds
     mine, mine_params = (" AND user_id = %s", [user_id]) if user_id is not None else ("", [])
     cap = stats.COUNT_CAP
     hour = now - timedelta(hours=1)
@@ -115,7 +120,7 @@ def compute(
         )
 
     depth = count("state = 'pending' AND scheduled_at <= %s", [now])
-    workers = stats.live_worker_count(cr, now)
+    workers = stats.live_worker_count(cr, now, stale)
     failed = count("state = 'failed'", [])
     if user_id is None:
         win = stats.window(cr, hour)
@@ -126,7 +131,7 @@ def compute(
         )
         win.duration_p95 = None
     rate = win.failure_rate
-    stuck = count(*stats.stuck_where(now))
+    stuck = count(*stats.stuck_where(now, stale))
     aged = count(*stats.aged_where(now))
     exhausted = count(*stats.exhausted_where())
     cr.execute(
@@ -152,7 +157,7 @@ def compute(
             workers,
             str(workers),
             {"page": "workers"},
-            f"heartbeat within {stats.STALE_SECONDS:.0f} s",
+            f"heartbeat within {stale:g} s",
         ),
         kpi(
             "failed_jobs",
@@ -192,7 +197,7 @@ def compute(
             stuck,
             _count(stuck, cap),
             {"stuck": "1"},
-            f"started, no heartbeat for {stats.STALE_SECONDS:.0f} s",
+            f"started, no heartbeat for {stale:g} s",
         ),
         kpi(
             "aged_pending",

@@ -33,18 +33,11 @@ if TYPE_CHECKING:
 
 
 class QueueCollector(Collector):
-    """Collects the queue's metrics from one database."""
+    """Collects the queue's metrics from one database (the default limit and the stale
+    window are the database's cluster settings, read at each scrape)."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        *,
-        stale_seconds: float = stats.STALE_SECONDS,
-        default_limit: int = 1,
-    ):
+    def __init__(self, registry: Registry):
         self.registry = registry
-        self.stale_seconds = stale_seconds
-        self.default_limit = default_limit
 
     def collect(self) -> Iterator[Metric]:
         with self.registry.cursor(readonly=True) as cr:
@@ -66,7 +59,7 @@ class QueueCollector(Collector):
         limits = GaugeMetricFamily(
             "job_worker_channel_limit", "Jobs a channel may run at once.", labels=["channel"]
         )
-        for row in stats.channel_rows(cr, self.default_limit):
+        for row in stats.channel_rows(cr):
             for state in ("waiting", "pending"):
                 jobs.add_metric([row["name"], state], row[state])
             jobs.add_metric([row["name"], "started"], row["running"])
@@ -103,7 +96,7 @@ class QueueCollector(Collector):
         )
 
     def _workers(self, cr: Any, now: Any) -> Iterator[Metric]:
-        rows = stats.workers(cr, now, self.stale_seconds)
+        rows = stats.workers(cr, now)
         alive = GaugeMetricFamily(
             "job_worker_workers_alive", "Workers with a heartbeat within the stale window."
         )
@@ -119,8 +112,8 @@ class QueueCollector(Collector):
         yield from (alive, age)
 
 
-def collector_registry(registry: Registry, **options: Any) -> CollectorRegistry:
+def collector_registry(registry: Registry) -> CollectorRegistry:
     """A prometheus_client registry holding only this database's collector."""
     out = CollectorRegistry(auto_describe=False)
-    out.register(QueueCollector(registry, **options))
+    out.register(QueueCollector(registry))
     return out

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..db import Cursor
 from ..orm.fields import Datetime
-from ..queue.explain import STALE_SECONDS
+from ..queue import config
 
 ACTIVE_STATES = ("waiting", "pending", "started")
 #: counts of possibly huge sets stop here; shown as "100000+"
@@ -146,13 +146,20 @@ def top_failures(cr: Cursor, since: datetime, limit: int = 5) -> list[tuple[str,
     return [(name, int(count)) for name, count in cr.fetchall()]
 
 
+def _stale_seconds(cr: Cursor, stale_seconds: float | None) -> float:
+    """``stale_seconds``, or the cluster setting when None."""
+    return config.read(cr).stale_seconds if stale_seconds is None else stale_seconds
+
+
 def workers(
     cr: Cursor,
     now: datetime,
-    stale_seconds: float = STALE_SECONDS,
+    stale_seconds: float | None = None,
     keep: timedelta = timedelta(days=1),
 ) -> list[dict[str, Any]]:
-    """Workers seen within ``keep``: alive or not, heartbeat age, jobs running."""
+    """Workers seen within ``keep``: alive or not (a heartbeat within the stale window,
+    the cluster setting unless given), heartbeat age, jobs running."""
+    stale_seconds = _stale_seconds(cr, stale_seconds)
     cr.execute(
         "SELECT worker_id, hostname, pid, concurrency, channels, started_at, heartbeat, stopped_at, version"
         " FROM queue_worker WHERE heartbeat >= %s OR stopped_at IS NULL ORDER BY heartbeat DESC",
@@ -173,9 +180,10 @@ def workers(
     return rows
 
 
-def stale_workers(cr: Cursor, now: datetime, stale_seconds: float = STALE_SECONDS) -> int:
+def stale_workers(cr: Cursor, now: datetime, stale_seconds: float | None = None) -> int:
     """Workers not stopped cleanly whose last heartbeat is older than the stale
     window (but within a day: older ones are long gone)."""
+    stale_seconds = _stale_seconds(cr, stale_seconds)
     cr.execute(
         "SELECT COUNT(*) FROM queue_worker WHERE stopped_at IS NULL AND heartbeat < %s AND heartbeat >= %s",
         [now - timedelta(seconds=stale_seconds), now - timedelta(days=1)],
@@ -183,7 +191,9 @@ def stale_workers(cr: Cursor, now: datetime, stale_seconds: float = STALE_SECOND
     return int(cr.fetchone()[0])  # type: ignore[index]
 
 
-def live_worker_count(cr: Cursor, now: datetime, stale_seconds: float = STALE_SECONDS) -> int:
+def live_worker_count(cr: Cursor, now: datetime, stale_seconds: float | None = None) -> int:
+    """Workers not stopped with a heartbeat within the stale window."""
+    stale_seconds = _stale_seconds(cr, stale_seconds)
     cr.execute(
         "SELECT COUNT(*) FROM queue_worker WHERE stopped_at IS NULL AND heartbeat >= %s",
         [now - timedelta(seconds=stale_seconds)],
@@ -191,7 +201,7 @@ def live_worker_count(cr: Cursor, now: datetime, stale_seconds: float = STALE_SE
     return int(cr.fetchone()[0])  # type: ignore[index]
 
 
-def stuck_where(now: datetime, stale_seconds: float = STALE_SECONDS) -> tuple[str, list[Any]]:
+def stuck_where(now: datetime, stale_seconds: float) -> tuple[str, list[Any]]:
     """Started jobs whose heartbeat is older than the stale window."""
     return (
         "state = 'started' AND (heartbeat IS NULL OR heartbeat < %s)",
@@ -209,8 +219,11 @@ def exhausted_where() -> tuple[str, list[Any]]:
     return "state = 'failed' AND max_retries > 0 AND attempts > max_retries", []
 
 
-def channel_rows(cr: Cursor, default_limit: int = 1) -> list[dict[str, Any]]:
-    """Every channel with a limit or with active jobs: limits, depth, utilisation."""
+def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str, Any]]:
+    """Every channel with a limit or with active jobs: limits (a channel without a row
+    has the default limit, the cluster setting unless given), depth, utilisation."""
+    if default_limit is None:
+        default_limit = config.read(cr).default_limit
     counts = depth(cr)
     cr.execute('SELECT id, name, "limit", rate_limit FROM queue_limit ORDER BY name')
     limits = {name: (id_, limit, rate) for id_, name, limit, rate in cr.fetchall()}

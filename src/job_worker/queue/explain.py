@@ -31,14 +31,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..orm.fields import Datetime
+from . import config
 
 if TYPE_CHECKING:
     from ..orm.api import Environment
 
-#: a worker without a heartbeat for this long is considered dead (PRODUCT.md 6)
-STALE_SECONDS = 30.0
-#: a channel without a queue.limit row runs this many jobs at once (PRODUCT.md 6)
-DEFAULT_CHANNEL_LIMIT = 1
 #: "N jobs ahead" is counted up to this many (a bounded count, never the whole queue)
 AHEAD_CAP = 1000
 
@@ -79,20 +76,26 @@ def _when(moment: datetime, now: datetime) -> str:
 
 
 def channel_limit(
-    env: Environment, channel: str, default_limit: int = DEFAULT_CHANNEL_LIMIT
+    env: Environment, channel: str, default_limit: int | None = None
 ) -> tuple[int, float, bool]:
-    """(limit, rate_limit, configured) of ``channel``: its queue.limit row or the default."""
+    """(limit, rate_limit, configured) of ``channel``: its queue.limit row or the default
+    limit (the ``default_limit`` cluster setting unless given)."""
     env.cr.execute('SELECT "limit", rate_limit FROM queue_limit WHERE name = %s', [channel])
     row = env.cr.fetchone()
     if row is None:
+        if default_limit is None:
+            default_limit = config.read(env.cr).default_limit
         return default_limit, 0.0, False
     return int(row[0]), float(row[1] or 0.0), True
 
 
 def live_workers(
-    env: Environment, now: datetime, stale_seconds: float = STALE_SECONDS
+    env: Environment, now: datetime, stale_seconds: float | None = None
 ) -> list[dict[str, Any]]:
-    """Workers that are not stopped and sent a heartbeat within the stale window."""
+    """Workers that are not stopped and sent a heartbeat within the stale window (the
+    ``stale_seconds`` cluster setting unless given)."""
+    if stale_seconds is None:
+        stale_seconds = config.read(env.cr).stale_seconds
     env.cr.execute(
         "SELECT worker_id, channels, heartbeat FROM queue_worker"
         " WHERE stopped_at IS NULL AND heartbeat >= %s ORDER BY heartbeat DESC",
@@ -113,18 +116,23 @@ def explain(
     job_id: int,
     *,
     now: datetime | None = None,
-    stale_seconds: float = STALE_SECONDS,
-    default_limit: int = DEFAULT_CHANNEL_LIMIT,
+    stale_seconds: float | None = None,
+    default_limit: int | None = None,
     only_user_id: int | None = None,
 ) -> list[Reason]:
     """Every reason that holds for job ``job_id``, most decisive first.
 
+    ``stale_seconds`` and ``default_limit`` are the cluster settings unless given.
     With ``only_user_id``, other jobs (parents) of another user are told
     without their id or description. Raises ``KeyError`` when the job does not
     exist.
     """
     now = now or Datetime.now()
     cr = env.cr
+    if stale_seconds is None or default_limit is None:
+        settings = config.read(cr)
+        stale_seconds = settings.stale_seconds if stale_seconds is None else stale_seconds
+        default_limit = settings.default_limit if default_limit is None else default_limit
     cr.execute(
         "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
         " worker_id, heartbeat, started_at, completed_at, cancelled_at FROM queue_job WHERE id = %s",

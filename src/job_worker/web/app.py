@@ -35,7 +35,6 @@ from starlette.templating import Jinja2Templates
 
 from ..monitoring import stats
 from ..orm.api import SUPERUSER_ID, Environment
-from ..queue.explain import DEFAULT_CHANNEL_LIMIT, STALE_SECONDS
 from . import auth
 
 if TYPE_CHECKING:
@@ -58,11 +57,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 @dataclass
 class Settings:
-    """How the dashboard reads the queue."""
+    """How the dashboard runs (the queue's own settings, such as the default limit and
+    the stale window, are read from the database: :mod:`job_worker.queue.config`)."""
 
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    default_limit: int = DEFAULT_CHANNEL_LIMIT
-    stale_seconds: float = STALE_SECONDS
     refresh_seconds: float = 5.0
     #: absolute lifetime of a session, from log-in
     session_hours: float = 12.0

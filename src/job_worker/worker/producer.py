@@ -6,6 +6,10 @@ restarting, or (SQLite) another process may hold the write lock. A failure
 logs once, backs off (0.1 s doubling to 5 s) and the operation is tried again
 later; nothing the producer owes the database is dropped meanwhile
 (:class:`PendingChange` stays queued until it commits).
+
+The cluster settings (default limit, stale window, retention) are read from the
+database at start and again every ``config.REFRESH_SECONDS``: a change made with
+``job-worker config set`` reaches the claims and the maintenance within that time.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..exceptions import TimeoutJobError, WorkerDiedJobError
 from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
 from ..orm.schema import installed_modules
-from ..queue import states
+from ..queue import config, states
 from .executor import FailureReport
 from .settings import WorkerSettings
 
@@ -84,6 +88,9 @@ class Producer:
         self.next_heartbeat = 0.0
         self.next_cancel_check = 0.0
         self.next_maintenance = 0.0
+        self.next_settings_read = 0.0
+        #: the cluster settings of this database, as last read
+        self.cluster = config.ClusterSettings()
         self.registered = False
 
     # -- guarded database work ----------------------------------------------------
@@ -197,6 +204,11 @@ class Producer:
                     "version": __version__,
                 },
             )
+            env = Environment(cr, SUPERUSER_ID, {})
+            env["queue.worker"].search([("worker_id", "=", self.worker_id)]).write(
+                {"heartbeat_interval": self.settings.heartbeat_interval}
+            )
+            self._use_settings(config.read(cr), first=True)
         self.registered = True
         _logger.info(
             "serving database %s",
@@ -260,7 +272,7 @@ class Producer:
                     cr,
                     worker_id=self.worker_id,
                     wanted=wanted,
-                    default_limit=self.settings.default_limit,
+                    default_limit=self.cluster.default_limit,
                     channels=self.settings.channels or None,
                 )
             finally:
@@ -298,7 +310,10 @@ class Producer:
 
             if self.guarded(now, "heartbeat", heartbeat) is FAILED:
                 return set()
-            self.next_heartbeat = now + self.settings.heartbeat_interval
+            self.next_heartbeat = now + self.heartbeat_interval()
+        if now >= self.next_settings_read:
+            self.next_settings_read = now + config.REFRESH_SECONDS
+            self.guarded(now, "settings", self._read_settings)
         taken: set[int] = set()
         if running and now >= self.next_cancel_check:
 
@@ -319,7 +334,7 @@ class Producer:
         """When :meth:`tick` (or a poll, with idle slots) next has something to do."""
         if not self.registered or not self.available(now):
             return max(self.down_until, now + 0.05)
-        timers = [self.next_heartbeat, self.next_maintenance]
+        timers = [self.next_heartbeat, self.next_maintenance, self.next_settings_read]
         if idle_slots:
             timers.append(self.next_fallback)
             if self.due_at is not None:
@@ -338,13 +353,55 @@ class Producer:
         with self.cursor() as cr:
             env = Environment(cr, SUPERUSER_ID, {})
             counters = env["queue.maintenance"]._run_maintenance(
-                self.settings.maintenance_settings()
+                {**self.settings.maintenance_settings(), **self.cluster.maintenance_settings()}
             )
         if any(counters.values()):
             _logger.info(
                 "maintenance: %s",
                 counters,
                 extra={"event": "maintenance.run", "database": self._name(), **counters},
+            )
+
+    # -- cluster settings -------------------------------------------------------------------
+
+    def heartbeat_interval(self) -> float:
+        """``--heartbeat-interval``, or half the stale window when that is shorter: a
+        live worker's jobs never look abandoned."""
+        return min(self.settings.heartbeat_interval, self.cluster.stale_seconds / 2)
+
+    def _read_settings(self) -> None:
+        with self.cursor(readonly=True) as cr:
+            self._use_settings(config.read(cr))
+
+    def _use_settings(self, new: config.ClusterSettings, first: bool = False) -> None:
+        interval = self.heartbeat_interval()
+        old, self.cluster = self.cluster, new
+        if self.heartbeat_interval() < interval:
+            self.next_heartbeat = 0.0  # a shorter stale window: the next one is due now
+        if not first and new != old:
+            changes = [
+                f"{key} {known.as_text(getattr(old, key))} -> {known.as_text(getattr(new, key))}"
+                for key, known in config.SETTINGS.items()
+                if getattr(old, key) != getattr(new, key)
+            ]
+            _logger.info(
+                "database %s: cluster settings changed: %s",
+                self._name(),
+                ", ".join(changes),
+                extra={"event": "config.changed", "database": self._name()},
+            )
+            self.woken = True  # a higher default limit may let jobs start now
+        if (first or new.stale_seconds != old.stale_seconds) and (
+            self.settings.heartbeat_interval >= new.stale_seconds
+        ):
+            _logger.warning(
+                "database %s: stale_seconds %g is not above --heartbeat-interval %g:"
+                " heart-beating every %g s instead",
+                self._name(),
+                new.stale_seconds,
+                self.settings.heartbeat_interval,
+                self.heartbeat_interval(),
+                extra={"event": "config.conflict", "database": self._name()},
             )
 
     # -- changes owed for lost executors ------------------------------------------------------

@@ -1,4 +1,7 @@
-"""What a worker is told on its command line, with the defaults of PRODUCT.md 6."""
+"""What a worker is told on its command line, with the defaults of PRODUCT.md 6.
+
+The settings every worker of a database must share (default limit, stale window,
+retention) are not here: they live in the database (:mod:`job_worker.queue.config`)."""
 
 from __future__ import annotations
 
@@ -16,16 +19,12 @@ class WorkerSettings:
     #: jobs an executor holds at once while short jobs are due in a backlog (they share
     #: its transactions, a savepoint each; see docs/worker.md)
     batch: int = 8
-    #: limit of channels without a queue.limit row (0 would pause them)
-    default_limit: int = 1
     #: only take jobs of these channels (empty: every channel)
     channels: tuple[str, ...] = ()
     #: seconds running jobs get to finish after SIGTERM/SIGINT
     grace: float = 30.0
     #: seconds between heartbeats of the worker and of its running jobs
     heartbeat_interval: float = 5.0
-    #: a started job whose heartbeat is older than this is reclaimed (its executor gone)
-    stale_after: float = 30.0
     #: seconds between checks that running jobs were not cancelled meanwhile
     cancel_check_interval: float = 1.0
     #: seconds between claims when nothing wakes the worker (None: the database's default)
@@ -34,8 +33,6 @@ class WorkerSettings:
     maintenance_interval: float = 5.0
     #: cap of the retry backoff, in seconds
     max_backoff: float = 3600.0
-    #: days done/failed/cancelled jobs are kept (0 keeps them)
-    retention_days: float = 30.0
     log_format: str = "text"
     log_level: str = "INFO"
     extra: dict[str, object] = field(default_factory=dict)
@@ -45,19 +42,12 @@ class WorkerSettings:
             ("databases", bool(self.databases), "at least one database URL"),
             ("concurrency", self.concurrency >= 1, "an int >= 1"),
             ("batch", self.batch >= 1, "an int >= 1"),
-            ("default_limit", self.default_limit >= 0, "an int >= 0"),
             ("grace", self.grace >= 0, "seconds >= 0"),
             ("heartbeat_interval", self.heartbeat_interval > 0, "seconds > 0"),
-            (
-                "stale_after",
-                self.stale_after > self.heartbeat_interval,
-                "seconds > heartbeat_interval",
-            ),
             ("cancel_check_interval", self.cancel_check_interval > 0, "seconds > 0"),
             ("poll_interval", self.poll_interval is None or self.poll_interval > 0, "seconds > 0"),
             ("maintenance_interval", self.maintenance_interval > 0, "seconds > 0"),
             ("max_backoff", self.max_backoff >= 0, "seconds >= 0"),
-            ("retention_days", self.retention_days >= 0, "days >= 0"),
             ("log_format", self.log_format in ("text", "json"), "text or json"),
         ]
         for name, ok, accepted in checks:
@@ -67,10 +57,6 @@ class WorkerSettings:
                 )
 
     def maintenance_settings(self) -> dict[str, object]:
-        """What ``queue.maintenance._run_maintenance`` receives."""
-        return {
-            "retention_days": self.retention_days,
-            "stale_after": self.stale_after,
-            "max_backoff": self.max_backoff,
-            **self.extra,
-        }
+        """What ``queue.maintenance._run_maintenance`` receives of them (the cluster
+        settings add ``stale_after`` and ``retention_days``)."""
+        return {"max_backoff": self.max_backoff, **self.extra}

@@ -15,11 +15,9 @@ from typing import Any
 from ...db import jobstore
 from ...exceptions import WorkerDiedJobError
 from ...orm import fields, models
-from .. import states
+from .. import config, states
 
 _logger = logging.getLogger(__name__)
-
-DEFAULT_STALE_AFTER = 30.0
 
 
 class QueueJob(models.Model):
@@ -62,10 +60,11 @@ class QueueMaintenance(models.AbstractModel):
     _inherit = "queue.maintenance"
 
     def _run_maintenance(self, settings: dict[str, Any]) -> dict[str, int]:
-        """Adds ``jobs_reclaimed``; settings ``stale_after`` (30 s) and ``max_backoff``."""
+        """Adds ``jobs_reclaimed``; settings ``stale_after`` (the ``stale_seconds`` cluster
+        setting) and ``max_backoff``."""
         counters = super()._run_maintenance(settings)  # type: ignore[misc]
         counters["jobs_reclaimed"] = self._reclaim_stale_jobs(
-            settings.get("stale_after", DEFAULT_STALE_AFTER),
+            settings.get("stale_after", config.STALE_SECONDS),
             settings.get("max_backoff", states.DEFAULT_MAX_BACKOFF),
         )
         return counters

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from ...orm import fields, models
+from .. import config
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -23,11 +24,13 @@ class QueueMaintenance(models.AbstractModel):
     def _run_maintenance(self, settings: dict[str, Any]) -> dict[str, int]:
         """Run the periodic tasks; return counters of what was done.
 
-        ``settings``: ``retention_days`` (30), ``retention_batch`` (1000).
+        ``settings``: ``retention_days`` (the cluster setting of that name; 0 keeps
+        every job), ``retention_batch`` (1000).
         """
         return {
             "jobs_purged": self._purge_old_jobs(
-                settings.get("retention_days", 30), settings.get("retention_batch", 1000)
+                settings.get("retention_days", config.RETENTION_DAYS),
+                settings.get("retention_batch", 1000),
             )
         }
 

@@ -21,5 +21,8 @@ class QueueWorker(models.Model):
     channels = fields.Char(help="Channels this worker takes jobs from (empty: all).")
     started_at = fields.Datetime()
     heartbeat = fields.Datetime(index=True, help="Last sign of life; stale after the stale window.")
+    heartbeat_interval = fields.Float(
+        help="Seconds between its heartbeats: the stale window (stale_seconds) must exceed it."
+    )
     stopped_at = fields.Datetime(help="Set when the worker stopped cleanly.")
     version = fields.Char()

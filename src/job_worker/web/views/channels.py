@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...monitoring import stats
+from ...queue import config
 from .. import auth
 from ..app import Ctx, flash, read_form, redirect, render, run, to_float, to_int
 
@@ -17,10 +18,11 @@ async def channel_list(request: Request) -> Response:
         return await _set_limit(request)
 
     def work(ctx: Ctx) -> dict[str, Any]:
+        default_limit = config.read(ctx.cr).default_limit
         return {
             "user": ctx.user,
-            "channels": stats.channel_rows(ctx.cr, ctx.settings.default_limit),
-            "default_limit": ctx.settings.default_limit,
+            "channels": stats.channel_rows(ctx.cr, default_limit),
+            "default_limit": default_limit,
         }
 
     return render(request, "channels.html", await run(request, work))
@@ -66,11 +68,12 @@ async def channel_delete(request: Request) -> Response:
 
 async def worker_list(request: Request) -> Response:
     def work(ctx: Ctx) -> dict[str, Any]:
-        rows = stats.workers(ctx.cr, ctx.now, ctx.settings.stale_seconds)
+        stale_seconds = config.read(ctx.cr).stale_seconds
+        rows = stats.workers(ctx.cr, ctx.now, stale_seconds)
         return {
             "user": ctx.user,
             "workers": rows,
-            "stale_seconds": ctx.settings.stale_seconds,
+            "stale_seconds": stale_seconds,
             "alive": sum(1 for row in rows if row["alive"]),
         }
 

@@ -94,7 +94,7 @@ async def job_list(request: Request) -> Response:
         params = flt.as_params()
         if ctx.user.only_user_id is not None:
             params.pop("user_id", None)
-        channels = [row["name"] for row in stats.channel_rows(ctx.cr, ctx.settings.default_limit)]
+        channels = [row["name"] for row in stats.channel_rows(ctx.cr)]
         return {
             "user": ctx.user,
             "page": page,
@@ -188,14 +188,7 @@ async def job_detail(request: Request) -> Response:
 
     def work(ctx: Ctx) -> dict[str, Any]:
         job = _visible_job(ctx, job_id)
-        reasons = explain(
-            ctx.env,
-            job_id,
-            now=ctx.now,
-            stale_seconds=ctx.settings.stale_seconds,
-            default_limit=ctx.settings.default_limit,
-            only_user_id=ctx.user.only_user_id,
-        )
+        reasons = explain(ctx.env, job_id, now=ctx.now, only_user_id=ctx.user.only_user_id)
         deps = [_linked(ctx, d.parent_id, d.kind) for d in job.dependency_ids]
         dependents = [_linked(ctx, d.job_id, d.kind) for d in job.dependent_ids]
         actions = {k: label for k, (_m, label, states) in ACTIONS.items() if job.state in states}

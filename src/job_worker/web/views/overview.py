@@ -186,11 +186,7 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format; no log-in (read-only figures, no job content)."""
     board = dashboard(request)
     if not hasattr(board, "collectors"):
-        board.collectors = collector_registry(
-            board.registry,
-            stale_seconds=board.settings.stale_seconds,
-            default_limit=board.settings.default_limit,
-        )
+        board.collectors = collector_registry(board.registry)
     body = await run_in_threadpool(generate_latest, board.collectors)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -200,6 +196,6 @@ async def healthz(request: Request) -> Response:
 
     def ping() -> int:
         with board.registry.cursor(readonly=True) as cr:
-            return stats.live_worker_count(cr, stats.now(), board.settings.stale_seconds)
+            return stats.live_worker_count(cr, stats.now())
 
     return JSONResponse({"status": "ok", "workers_alive": await run_in_threadpool(ping)})
