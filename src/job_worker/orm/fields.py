@@ -168,9 +168,7 @@ class Field:
     def _bad(
         self, value: Any, expected: str, error: builtins.type[Exception] = TypeError
     ) -> Exception:
-        return error(
-            f"{self.model_name}.{self.name}: expected {expected}, got {short_repr(value)}"
-        )
+        return error(f"{self.model_name}.{self.name}: expected {expected}, got {short_repr(value)}")
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
         """Validate a value given by user code; return its cache form."""

@@ -99,8 +99,7 @@ def _enter(container: list | tuple | dict, active: set[int]) -> int:
     ref = id(container)
     if len(active) >= MAX_DEPTH:  # ``active`` holds the containers around this one
         raise _Refused(
-            f"lists, tuples and dicts nested more than {MAX_DEPTH} deep cannot be stored "
-            "in a job",
+            f"lists, tuples and dicts nested more than {MAX_DEPTH} deep cannot be stored in a job",
             error=ValueError,
         )
     if ref in active:
