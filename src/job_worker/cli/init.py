@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..db import redact_url
 from .main import database_options, open_registry
 from .output import Output, json_option
 
@@ -18,9 +19,9 @@ def init(database: str, load: list[str], as_json: bool) -> None:
         modules = [module.__name__ for module in registry.modules]
     out = Output(as_json)
     if as_json:
-        out.json({"database": database, "modules": modules, "tables": tables})
+        out.json({"database": redact_url(database), "modules": modules, "tables": tables})
         return
     out.say(
-        f"{database}: schema up to date ({len(tables)} tables; modules {', '.join(modules)})",
+        f"{redact_url(database)}: schema up to date ({len(tables)} tables; modules {', '.join(modules)})",
         "green",
     )

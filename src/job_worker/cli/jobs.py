@@ -8,9 +8,10 @@ import click
 
 from ..monitoring import joblist, stats
 from ..orm import SUPERUSER_ID, Environment
+from ..orm.fields import INT_MAX
 from ..queue.explain import STALE_SECONDS, explain
 from .main import database_options, fail, open_registry
-from .output import Output, default_limit_option, json_option, state_style
+from .output import RECORD_ID, Output, default_limit_option, json_option, state_style
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -28,7 +29,9 @@ def _call(row: dict[str, Any]) -> str:
 def _user_id(env: Environment, user: str | None) -> int | None:
     if not user:
         return None
-    if user.isdigit():
+    if user.isascii() and user.isdigit():
+        if int(user) > INT_MAX:
+            fail(f"no user with id {user}")
         return int(user)
     found = env["res.users"].search([("login", "=", user)], limit=1)
     if not found:
@@ -53,8 +56,10 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 @click.option("--aged", is_flag=True, help="Pending jobs due for more than 10 minutes.")
 @click.option("--exhausted", is_flag=True, help="Failed jobs that spent their retries.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, joblist.MAX_PAGE))
-@click.option("--before", type=int, help="Page of jobs older than this id (keyset pagination).")
-@click.option("--after", type=int, help="Page of jobs newer than this id.")
+@click.option(
+    "--before", type=RECORD_ID, help="Page of jobs older than this id (keyset pagination)."
+)
+@click.option("--after", type=RECORD_ID, help="Page of jobs newer than this id.")
 @json_option
 def list_(
     database: str,
@@ -100,7 +105,7 @@ def _load_job(env: Environment, job_id: int) -> Any:
 
 @jobs.command()
 @database_options()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @json_option
 def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
     """Everything about one job: call, state, timeline, error, dependencies, why it waits."""
@@ -147,12 +152,12 @@ def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
     if traceback:
         out.say("")
         out.say("Diagnoses:", "bold")
-        click.echo(traceback)
+        out.block(traceback)
 
 
 def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:
     @database_options()
-    @click.argument("job_ids", type=int, nargs=-1, required=True)
+    @click.argument("job_ids", type=RECORD_ID, nargs=-1, required=True)
     @json_option
     def command(
         database: str, load: list[str], job_ids: tuple[int, ...], as_json: bool, **kwargs: Any
@@ -207,7 +212,7 @@ jobs.add_command(
 
 @jobs.command("explain")
 @database_options()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @click.option(
     "--stale-seconds",
     default=STALE_SECONDS,

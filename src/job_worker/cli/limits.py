@@ -6,8 +6,9 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment
+from ..orm.fields import INT_MAX
 from .main import database_options, fail, open_registry
-from .output import Output, default_limit_option, json_option
+from .output import FiniteFloat, Output, default_limit_option, json_option
 
 COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
 
@@ -34,10 +35,8 @@ def list_(database: str, load: list[str], default_limit: int, as_json: bool) -> 
 @limits.command("set")
 @database_options()
 @click.argument("channel")
-@click.argument("limit", type=click.IntRange(min=0))
-@click.option(
-    "--rate", "rate_limit", type=click.FloatRange(min=0), help="Starts per second (0 = none)."
-)
+@click.argument("limit", type=click.IntRange(0, INT_MAX))
+@click.option("--rate", "rate_limit", type=FiniteFloat(min=0), help="Starts per second (0 = none).")
 @json_option
 def set_(
     database: str,
@@ -53,7 +52,7 @@ def set_(
         try:
             record = env["queue.limit"].set_limit(channel, limit, rate_limit)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="CHANNEL") from exc
+            raise click.UsageError(str(exc)) from exc
         values = {"channel": record.name, "limit": record.limit, "rate_limit": record.rate_limit}
     out = Output(as_json)
     if as_json:

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
+from ..db import redact_url
 from ..orm import Registry
 
 
@@ -96,7 +97,7 @@ def open_registry(database: str, load: list[str], *, init: bool = False) -> Iter
             with registry.cursor(readonly=True) as cr:
                 tables = registry.backend.existing_tables(cr)
             if "queue_job" not in tables:
-                fail(f"no job_worker tables in {database}: run `job-worker init` first")
+                fail(f"no job_worker tables in {redact_url(database)}: run `job-worker init` first")
         yield registry
     finally:
         registry.close()

@@ -1,9 +1,16 @@
 """How commands print: rich tables and colours on a terminal, aligned plain text
-when piped, JSON with ``--json``."""
+when piped, JSON with ``--json``.
+
+Job text (descriptions, arguments, results, exception messages) is printed
+through :func:`job_worker.printable.printable`: an escape sequence or a newline
+in it shows as ``\x1b`` or ``\n`` instead of acting on the terminal or
+splitting a row.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -13,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..orm.fields import INT_MAX
+from ..printable import printable
 from ..queue.explain import DEFAULT_CHANNEL_LIMIT
 
 STATE_STYLES = {
@@ -36,6 +45,22 @@ default_limit_option = click.option(
 )
 
 
+#: a record id: what an INTEGER id column holds (a larger one is refused with one line)
+RECORD_ID = click.IntRange(1, INT_MAX)
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that refuses ``nan`` and ``inf`` (FloatRange lets NaN through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="seconds")
@@ -45,14 +70,14 @@ def _default(value: Any) -> Any:
 
 
 def text(value: Any) -> str:
-    """A cell as plain text."""
+    """A cell as plain text, on one line."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".")
-    return str(value)
+    return printable(str(value))
 
 
 class Output:
@@ -123,10 +148,19 @@ class Output:
         """A line for people (not printed with ``--json``)."""
         if self.as_json:
             return
+        message = printable(message)
         if self.rich and style:
             self.console.print(Text(message, style=style))
         else:
             click.echo(message)
+
+    def block(self, message: str) -> None:
+        """Lines for people under a heading, such as a traceback, indented so that
+        none of them passes for a line of the command's own (not printed with
+        ``--json``)."""
+        if not self.as_json:
+            for line in printable(message, keep_newlines=True).splitlines():
+                click.echo(f"    {line}".rstrip())
 
 
 def state_style(state: Any) -> str:

@@ -9,8 +9,9 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment, Registry
+from ..orm.fields import INT_MAX
 from .main import database_options, open_registry
-from .output import Output, json_option
+from .output import FiniteFloat, Output, json_option
 
 
 @click.command()
@@ -19,14 +20,14 @@ from .output import Output, json_option
     "--retention-days",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=36_500),
     help="Delete done, failed and cancelled jobs last changed before this many days (0 keeps all).",
 )
 @click.option(
     "--batch",
     default=5000,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, INT_MAX),
     help="Jobs deleted per transaction.",
 )
 @click.option("--no-reclaim", is_flag=True, help="Skip VACUUM (reclaiming disk space).")

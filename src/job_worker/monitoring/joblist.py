@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..orm.fields import INT_MAX
 from . import stats
 
 STATES = ("waiting", "pending", "started", "done", "failed", "cancelled")
@@ -45,6 +46,7 @@ _DATETIMES = ("create_date", "scheduled_at", "started_at", "completed_at", "canc
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 _WITHIN = re.compile(r"^(\d+)([mhd])$")
 MAX_PAGE = 500
+_MAX_WITHIN = timedelta(days=36_500)
 
 
 def parse_within(text: str | None) -> timedelta | None:
@@ -55,7 +57,10 @@ def parse_within(text: str | None) -> timedelta | None:
     if not match:
         raise ValueError(f"a time span looks like 15m, 1h or 7d, got {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
+    if amount > _MAX_WITHIN // timedelta(**{unit_name: 1}):
+        raise ValueError(f"a time span of at most {_MAX_WITHIN.days}d, got {text!r}")
+    return timedelta(**{unit_name: amount})
 
 
 @dataclass
@@ -121,7 +126,7 @@ class JobFilter:
                 params.extend(extra)
         query = (self.q or "").strip()
         if query:
-            if query.isdigit():
+            if query.isascii() and query.isdigit() and int(query) <= INT_MAX:
                 conds.append("id = %s")
                 params.append(int(query))
             elif _UUID.match(query):
