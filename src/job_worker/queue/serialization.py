@@ -35,7 +35,7 @@ ACCEPTED = (
 )
 
 
-#: the deepest nesting of lists, tuples and dicts in a job's arguments
+#: the deepest nesting of lists, tuples and dicts in one argument of a job
 MAX_DEPTH = 100
 
 #: the longest JSON text (as stored: compact, non-ASCII characters escaped) of a
@@ -97,7 +97,9 @@ class _Refused(Exception):
 def _enter(container: list | tuple | dict, active: set[int]) -> int:
     """Note that ``container`` is being encoded; refuse it if it already is (a cycle)."""
     ref = id(container)
-    if len(active) >= MAX_DEPTH:  # ``active`` holds the containers around this one
+    # ``active`` holds the containers around this one, the args list or kwargs dict
+    # first: an argument holds containers MAX_DEPTH deep
+    if len(active) > MAX_DEPTH:
         raise _Refused(
             f"lists, tuples and dicts nested more than {MAX_DEPTH} deep cannot be stored in a job",
             error=ValueError,
