@@ -58,6 +58,8 @@ def _json_text() -> Callable[[Any], str]:
 
 
 _to_json_text = _json_text()
+#: the text a Json column stores for a value in cache form (compact, ASCII)
+json_text = _to_json_text
 
 #: the range of an INTEGER column (32 bits on PostgreSQL): Integer fields and record ids
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ..orm.fields import _to_json_text, short_repr, unstorable_char
+from ..orm.fields import json_text, short_repr, unstorable_char
 from ..orm.models import BaseModel
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def encode(value: Any, path: str, max_chars: int | None = MAX_ARGUMENT_CHARS) ->
             raise TypeError(f"{where}: {exc}; it is {first} again (circular reference)") from None
         raise exc.error(f"{where}: {exc}") from None
     if max_chars is not None:
-        size = len(_to_json_text(encoded))
+        size = len(json_text(encoded))
         if size > max_chars:
             raise ValueError(
                 f"{path}: {size:,} characters of JSON, more than the {max_chars:,} a job "
