@@ -141,6 +141,18 @@ BAD_CALLS = [
         id="lone surrogate in a Text",
     ),
     pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "data": {"note": ["a\x00"]}}),
+        ValueError,
+        r"crm\.lead\.data: JSON with a NUL character cannot be stored",
+        id="NUL character in a Json value",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "data": {"\udc00": 1}}),
+        ValueError,
+        r"crm\.lead\.data: JSON with a lone surrogate '\\udc00' cannot be stored",
+        id="lone surrogate in a Json key",
+    ),
+    pytest.param(
         lambda env, p: p.write({"name": "renamed", "reminders_sent": 2**31}),
         ValueError,
         r"res\.partner\.reminders_sent: expected an int from -2147483648 to 2147483647",
@@ -175,6 +187,11 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(
     assert env.cr.fetchone() == name_before
     # the transaction is still usable
     assert env["res.partner"].create({"name": "After"}).exists()
+
+
+def test_json_may_hold_a_backslash_followed_by_u0000(env):
+    lead = env["crm.lead"].create({"name": "L", "data": {"path": "C:\\u0000"}})
+    assert lead.data == {"path": "C:\\u0000"}
 
 
 def test_a_huge_int_is_named_without_printing_it(env):

@@ -79,6 +79,11 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+#: ``\u0000`` in JSON text, not preceded by an odd number of backslashes (an
+#: escaped backslash followed by ``u0000`` is harmless text)
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def unstorable_char(value: str) -> str | None:
     """What in ``value`` a database cannot store as text (a NUL character, a lone
     surrogate), said in words; None when there is nothing."""
@@ -377,10 +382,17 @@ class Json(Field):
         if value is None:
             return None
         try:
-            # a round trip gives the form the database would give back
-            return json.loads(json.dumps(value))
+            text = json.dumps(value, ensure_ascii=False)  # NUL escaped, surrogates kept
         except (TypeError, ValueError) as exc:
             raise self._bad(value, f"a JSON value ({exc})") from None
+        problem = unstorable_char(text)
+        if problem is None and "\\u0000" in text and _JSON_NUL.search(text):
+            problem = "a NUL character"
+        if problem:
+            where = problem.partition(" at index ")[0]  # an index in the JSON text would mislead
+            raise ValueError(f"{self.model_name}.{self.name}: JSON with {where} cannot be stored")
+        # a round trip gives the form the database would give back
+        return json.loads(text)
 
     def to_record(self, value: Any, record: BaseModel) -> Any:
         return value
