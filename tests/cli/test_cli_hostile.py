@@ -120,6 +120,10 @@ def test_a_text_log_line_escapes_job_text_and_indents_tracebacks():
         ("enqueue", "res.partner", "export", "--channel", "a\n"),
         ("enqueue", "res.partner", "export", "--args", '["\\u0000"]'),
         ("enqueue", "res.partner", "export", "--description", "\udc80"),
+        # bytes of a command line that are not UTF-8 come as lone surrogates
+        ("jobs", "list", "--channel", "x\udcff"),
+        ("jobs", "list", "-q", "\udcff"),
+        ("jobs", "fail", "1", "--message", "a\udcff"),
         ("vacuum", "--retention-days", "nan"),
         ("vacuum", "--batch", str(2**70)),
     ],

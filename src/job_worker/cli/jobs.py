@@ -11,7 +11,7 @@ from ..orm import SUPERUSER_ID, Environment
 from ..orm.fields import INT_MAX
 from ..queue.explain import STALE_SECONDS, explain
 from .main import database_options, fail, open_registry
-from .output import RECORD_ID, Output, default_limit_option, json_option, state_style
+from .output import RECORD_ID, TEXT, Output, default_limit_option, json_option, state_style
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -42,14 +42,20 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 @jobs.command("list")
 @database_options()
 @click.option("--state", type=click.Choice(joblist.STATES), help="Only jobs in this state.")
-@click.option("--channel", help="Only jobs of this channel.")
-@click.option("--model", help="Only jobs on this model.")
-@click.option("--method", help="Only jobs calling this method.")
-@click.option("--user", help="Only jobs of this user (login or id).")
-@click.option("--exception", "exc_name", help="Only jobs whose last exception has this name.")
-@click.option("--graph", help="Only jobs of this graph (graph_uuid).")
+@click.option("--channel", type=TEXT, help="Only jobs of this channel.")
+@click.option("--model", type=TEXT, help="Only jobs on this model.")
+@click.option("--method", type=TEXT, help="Only jobs calling this method.")
+@click.option("--user", type=TEXT, help="Only jobs of this user (login or id).")
 @click.option(
-    "--search", "-q", "q", help="Id, uuid, or text in the description, model, method or exception."
+    "--exception", "exc_name", type=TEXT, help="Only jobs whose last exception has this name."
+)
+@click.option("--graph", type=TEXT, help="Only jobs of this graph (graph_uuid).")
+@click.option(
+    "--search",
+    "-q",
+    "q",
+    type=TEXT,
+    help="Id, uuid, or text in the description, model, method or exception.",
 )
 @click.option("--finished", help="Only jobs finished within this span: 15m, 1h, 7d.")
 @click.option("--stuck", is_flag=True, help="Started jobs whose worker went silent.")
@@ -184,6 +190,7 @@ def _action(name: str, method: str, help_text: str, message: bool = False) -> cl
     if message:
         command = click.option(
             "--message",
+            type=TEXT,
             default="set failed by hand",
             show_default=True,
             help="Recorded as the job's exception message.",

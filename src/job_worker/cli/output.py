@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..orm.fields import INT_MAX
+from ..orm.fields import INT_MAX, short_repr, unstorable_char
 from ..printable import printable
 from ..queue.explain import DEFAULT_CHANNEL_LIMIT
 
@@ -59,6 +59,25 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class StorableText(click.ParamType):
+    """Text a database can take: no NUL character, no lone surrogate (what Python
+    makes of bytes of a command line that are not UTF-8)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        problem = unstorable_char(value) if isinstance(value, str) else None
+        if problem:
+            self.fail(
+                f"{short_repr(value)} holds {problem}: not valid text (not UTF-8?)", param, ctx
+            )
+        return value
+
+
+#: a text option that reaches the database
+TEXT = StorableText()
 
 
 def _default(value: Any) -> Any:
