@@ -8,7 +8,7 @@ from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment
 from ..orm.fields import INT_MAX
 from .main import database_options, fail, open_registry
-from .output import FiniteFloat, Output, default_limit_option, json_option
+from .output import TEXT, FiniteFloat, Output, default_limit_option, json_option
 
 COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
 
@@ -34,7 +34,7 @@ def list_(database: str, load: list[str], default_limit: int, as_json: bool) -> 
 
 @limits.command("set")
 @database_options()
-@click.argument("channel")
+@click.argument("channel", type=TEXT)
 @click.argument("limit", type=click.IntRange(0, INT_MAX))
 @click.option("--rate", "rate_limit", type=FiniteFloat(min=0), help="Starts per second (0 = none).")
 @json_option
@@ -65,7 +65,7 @@ def set_(
 
 @limits.command()
 @database_options()
-@click.argument("channel")
+@click.argument("channel", type=TEXT)
 @json_option
 def delete(database: str, load: list[str], channel: str, as_json: bool) -> None:
     """Remove CHANNEL's limit: it runs with the default limit again."""

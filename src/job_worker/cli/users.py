@@ -7,7 +7,7 @@ import click
 from ..orm import SUPERUSER_ID, Environment
 from ..queue import GROUPS
 from .main import database_options, fail, open_registry
-from .output import Output, json_option
+from .output import TEXT, Output, json_option
 
 ROLES = {"user": "queue_job.group_user", "manager": "queue_job.group_manager"}
 
@@ -19,7 +19,7 @@ def users() -> None:
 
 @users.command()
 @database_options()
-@click.argument("login")
+@click.argument("login", type=TEXT)
 @click.option("--name", help="Display name (default: the login).")
 @click.option(
     "--role",
