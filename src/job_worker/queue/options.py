@@ -181,25 +181,30 @@ def resolve_eta(value: Any, name: str = "eta") -> datetime | None:
     """An eta as naive UTC: a datetime (naive = UTC), a timedelta or seconds from now."""
     if value is None:
         return None
+    if isinstance(value, datetime):
+        return to_naive_utc(value)
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError(f"{name} must not be a negative delay, got {value!r}")
+        return _from_now(value, name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < math.inf:  # also refuses NaN, which compares false
+            raise ValueError(
+                f"{name} must be a finite number of seconds >= 0 from now, got {short_repr(value)}"
+            )
+        return _from_now(value, name)
+    raise TypeError(
+        f"{name} must be a datetime, a timedelta or a number of seconds from now, got {value!r}"
+    )
+
+
+def _from_now(delay: timedelta | float, name: str) -> datetime:
+    """Now plus ``delay`` (a timedelta or seconds), refused past the last datetime."""
     try:
-        if isinstance(value, datetime):
-            return to_naive_utc(value)
-        if isinstance(value, timedelta):
-            if value < timedelta(0):
-                raise ValueError(f"{name} must not be a negative delay, got {value!r}")
-            return Datetime.now() + value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not 0 <= value < math.inf:  # also refuses NaN, which compares false
-                raise ValueError(
-                    f"{name} must be a finite number of seconds >= 0 from now, "
-                    f"got {short_repr(value)}"
-                )
-            return Datetime.now() + timedelta(seconds=value)
+        return Datetime.now() + (
+            delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        )
     except OverflowError:
         raise ValueError(
-            f"{name} {short_repr(value)} is out of range: the latest date is {datetime.max:%Y-%m-%d}"
+            f"{name} {short_repr(delay)} is out of range: the latest date is {datetime.max:%Y-%m-%d}"
         ) from None
-    raise TypeError(
-        f"{name} must be a datetime, a timedelta or a number of seconds from now, "
-        f"got {short_repr(value)}"
-    )
