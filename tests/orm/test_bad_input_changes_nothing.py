@@ -126,6 +126,50 @@ BAD_CALLS = [
         r"res\.partner\.name is required",
         id="required field emptied",
     ),
+    # what the database would refuse, refused before it is sent: on PostgreSQL a
+    # refusal by the server would abort the whole transaction
+    pytest.param(
+        lambda env, p: env["res.partner"].create([{"name": "ok"}, {"name": "a\x00b"}]),
+        ValueError,
+        r"res\.partner\.name: text with a NUL character at index 1 cannot be stored",
+        id="NUL character in a Char",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "description": "x\ud83d"}),
+        ValueError,
+        r"crm\.lead\.description: text with a lone surrogate '\\ud83d' at index 1",
+        id="lone surrogate in a Text",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "data": {"note": ["a\x00"]}}),
+        ValueError,
+        r"crm\.lead\.data: JSON with a NUL character cannot be stored",
+        id="NUL character in a Json value",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "data": {"\udc00": 1}}),
+        ValueError,
+        r"crm\.lead\.data: JSON with a lone surrogate '\\udc00' cannot be stored",
+        id="lone surrogate in a Json key",
+    ),
+    pytest.param(
+        lambda env, p: p.write({"name": "renamed", "reminders_sent": 2**31}),
+        ValueError,
+        r"res\.partner\.reminders_sent: expected an int from -2147483648 to 2147483647",
+        id="int past the INTEGER column",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "priority": -(2**63) - 1}),
+        ValueError,
+        r"crm\.lead\.priority: expected an int from",
+        id="int past 64 bits",
+    ),
+    pytest.param(
+        lambda env, p: env["crm.lead"].create({"name": "L", "partner_id": 2**40}),
+        ValueError,
+        r"crm\.lead\.partner_id: expected a res\.partner id from 1 to 2147483647",
+        id="record id past the INTEGER column",
+    ),
 ]
 
 
@@ -143,3 +187,15 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(
     assert env.cr.fetchone() == name_before
     # the transaction is still usable
     assert env["res.partner"].create({"name": "After"}).exists()
+
+
+def test_json_may_hold_a_backslash_followed_by_u0000(env):
+    lead = env["crm.lead"].create({"name": "L", "data": {"path": "C:\\u0000"}})
+    assert lead.data == {"path": "C:\\u0000"}
+
+
+def test_a_huge_int_is_named_without_printing_it(env):
+    with pytest.raises(
+        ValueError, match=r"reminders_sent: expected an int .*, got <int of \d+ bits>"
+    ):
+        env["res.partner"].create({"name": "N", "reminders_sent": 10**5000})

@@ -1,9 +1,12 @@
 """Every rejected option, call and argument fails at enqueue time, naming the
 problem, and leaves nothing in the database."""
 
+import os
 from datetime import datetime, timedelta
 
 import pytest
+
+from job_worker.queue.serialization import MAX_ARGUMENT_CHARS, MAX_DEPTH
 
 
 @pytest.fixture
@@ -39,6 +42,24 @@ BAD_OPTIONS = [
     ({"timeout": -1}, ValueError, "timeout"),
     ({"timeout": "10"}, TypeError, "timeout"),
     ({"colour": "red"}, TypeError, "unknown job option"),
+    # values the database would refuse (on PostgreSQL, aborting the caller's transaction)
+    ({"priority": 2**31}, ValueError, "priority must be an int from -2147483648 to 2147483647"),
+    ({"priority": -(2**31) - 1}, ValueError, "priority must be an int from"),
+    ({"priority": 2**70}, ValueError, "priority must be an int from"),
+    ({"max_retries": 2**64}, ValueError, "max_retries must be an int from 0 to 2147483647"),
+    ({"eta": float("nan")}, ValueError, "eta must be a finite number"),
+    ({"eta": float("inf")}, ValueError, "eta must be a finite number"),
+    ({"scheduled_at": 1e300}, ValueError, r"scheduled_at 1e\+300 is out of range"),
+    ({"eta": timedelta(days=999_999_999)}, ValueError, "eta .* is out of range"),
+    ({"timeout": float("nan")}, ValueError, "timeout must be a finite number"),
+    ({"timeout": float("inf")}, ValueError, "timeout must be a finite number"),
+    ({"channel": "a" * 65}, ValueError, "channel must be 1 to 64 letters"),
+    ({"channel": "root\n"}, ValueError, r"channel must be .*, got 'root\\n'"),
+    ({"description": "nul\x00here"}, ValueError, "description .* holds a NUL character at index 3"),
+    ({"description": "half \ud83d"}, ValueError, r"description .* lone surrogate '\\ud83d'"),
+    ({"identity_key": "k\x00"}, ValueError, "identity_key .* holds a NUL character"),
+    ({"identity_key": "k\udc00"}, ValueError, "identity_key .* holds a lone surrogate"),
+    ({"identity_key": "k" * 501}, ValueError, "identity_key must be at most 500 characters"),
 ]
 
 
@@ -248,3 +269,187 @@ def test_queue_limit_values_are_checked(qenv):
         with pytest.raises(ValueError, match=r"queue.limit"):
             Limit.create(vals)
     assert Limit.search_count([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "path"),
+    [
+        (("a\x00b",), {}, r"args\[0\]: text with a NUL character at index 1"),
+        (([1, "\ud800"],), {}, r"args\[0\]\[1\]: text with a lone surrogate '\\ud800'"),
+        ((), {"d": {"ok": ["x\udfff"]}}, r"kwargs\['d'\]\['ok'\]\[0\]: text with a lone surrogate"),
+        (({"k\x00": 1},), {}, r"args\[0\]: dict key 'k\\x00' holds a NUL character"),
+        ((), {"k": {"\ud800": 1}}, r"kwargs\['k'\]: dict key '\\ud800' holds a lone surrogate"),
+        (([10**5000],), {}, r"args\[0\]\[0\]: ints of more than 4300 digits"),
+    ],
+    ids=["NUL", "surrogate", "surrogate-deep", "NUL-key", "surrogate-key", "huge-int"],
+)
+def test_text_the_database_cannot_hold_is_refused_naming_its_path(
+    qenv, partner, args, kwargs, path
+):
+    with pytest.raises(ValueError, match=path):
+        partner.with_delay().echo(*args, **kwargs)
+    with pytest.raises(ValueError, match=path):
+        qenv["queue.job"].enqueue("res.partner", "echo", [partner.id], list(args), kwargs)
+    assert _nothing_left(qenv)
+
+
+def _nested(depth):
+    value = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_arguments_nested_deeper_than_the_limit_are_refused(qenv, partner):
+    job = partner.with_delay().echo(_nested(MAX_DEPTH))
+    job.run_now()
+    assert job.state == "done"
+    with pytest.raises(
+        ValueError, match=rf"args\[0\](\[0\])+: .* nested more than {MAX_DEPTH} deep"
+    ):
+        partner.with_delay().echo(_nested(MAX_DEPTH + 1))
+    with pytest.raises(ValueError, match=f"nested more than {MAX_DEPTH} deep"):
+        partner.with_delay().echo(x=_nested(100_000))  # no RecursionError
+    qenv.cr.execute("SELECT COUNT(*) FROM queue_job")
+    assert qenv.cr.fetchone()[0] == 1
+
+
+def test_arguments_larger_than_the_limit_are_refused(qenv, partner):
+    fits = "x" * (MAX_ARGUMENT_CHARS - len('[""]'))
+    job = partner.with_delay().echo(fits)
+    assert len(job.args[0]) == len(fits)
+    with pytest.raises(
+        ValueError, match=r"args: 1,048,577 characters of JSON, more than the 1,048,576"
+    ):
+        partner.with_delay().echo(fits + "x")
+    with pytest.raises(ValueError, match=r"kwargs: 52,428,\d+ characters of JSON"):
+        partner.with_delay().echo(blob="y" * 50 * 1024 * 1024)
+    qenv.cr.execute("SELECT COUNT(*) FROM queue_job")
+    assert qenv.cr.fetchone()[0] == 1
+
+
+def test_a_result_too_deep_to_store_is_kept_as_text():
+    from job_worker.queue.serialization import encode_result
+
+    assert encode_result(_nested(50_000)).startswith("<list that cannot be stored>")
+    assert encode_result(_nested(MAX_DEPTH + 5)).startswith("[[[[")
+
+
+@pytest.mark.parametrize(
+    "ids", [[-1], [0], [1, 2**31], [2**70]], ids=["negative", "zero", "past-int32", "past-int64"]
+)
+def test_record_ids_a_table_cannot_hold_are_refused(qenv, partner, ids):
+    with pytest.raises(ValueError, match="record ids must be from 1 to 2147483647"):
+        qenv["queue.job"].enqueue("res.partner", "record", ids)
+    with pytest.raises(ValueError, match="record ids must be from 1 to 2147483647"):
+        qenv["res.partner"].browse(ids).with_delay().record()
+    assert _nothing_left(qenv)
+
+
+def test_an_identity_function_returning_bad_text_is_refused(qenv, partner):
+    with pytest.raises(ValueError, match=r"identity_key .* holds a NUL character"):
+        partner.with_delay(identity_key=lambda d: "key\x00").record()
+    with pytest.raises(ValueError, match="identity_key must be at most 500 characters"):
+        partner.with_delay(identity_key=lambda d: "k" * 600).record()
+    assert _nothing_left(qenv)
+
+
+@pytest.mark.parametrize(
+    ("values", "error", "words"),
+    [
+        ({"channel": "bad channel!"}, ValueError, r"set channel: channel must be"),
+        ({"channel": "c" * 65}, ValueError, r"set channel: channel must be 1 to 64"),
+        ({"max_retries": -7}, ValueError, r"set max_retries: max_retries must be an int from 0"),
+        ({"priority": 2**40}, ValueError, r"set priority: priority must be an int from"),
+        ({"priority": "high"}, TypeError, r"set priority: priority must be an int"),
+        ({"timeout": float("nan")}, ValueError, r"set timeout: timeout must be a finite number"),
+        ({"name": "forged\x00"}, ValueError, r"set name: description .* holds a NUL character"),
+        (
+            {"identity_key": "k" * 501},
+            ValueError,
+            r"set identity_key: identity_key must be at most",
+        ),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+def test_options_set_by_the_store_hook_are_checked_like_options(qenv, values, error, words):
+    lead = qenv["crm.lead"].create({"name": "L"})
+    with pytest.raises(error, match=r"crm\.lead\._job_store_values\(\) " + words):
+        lead.with_context(store_values=values).with_delay().qualify()
+    assert _nothing_left(qenv)
+
+
+def test_good_options_set_by_the_store_hook_are_stored(qenv):
+    lead = qenv["crm.lead"].create({"name": "L"})
+    values = {"channel": "leads.vip", "max_retries": 0, "priority": -3, "name": "Qualify"}
+    job = lead.with_context(store_values=values).with_delay().qualify()
+    assert (job.channel, job.max_retries, job.priority, job.name) == ("leads.vip", 0, -3, "Qualify")
+
+
+HOSTILE_ENQUEUES = [
+    pytest.param(lambda p: p.with_delay().echo("a\x00b"), id="NUL argument"),
+    pytest.param(lambda p: p.with_delay().echo(["\ud800"]), id="lone surrogate argument"),
+    pytest.param(lambda p: p.with_delay().echo({"k\x00": 1}), id="NUL in a dict key"),
+    pytest.param(lambda p: p.with_delay(priority=2**40).record(), id="priority past int32"),
+    pytest.param(lambda p: p.with_delay(max_retries=2**63).record(), id="max_retries past int64"),
+    pytest.param(
+        lambda p: p.with_delay(identity_key=os.urandom(2000).hex()).record(),
+        id="identity key too long to index",
+    ),
+    pytest.param(
+        lambda p: p.env["queue.job"].enqueue("res.partner", "record", [2**40]),
+        id="record id past int32",
+    ),
+    pytest.param(
+        lambda p: (
+            p.env["crm.lead"]
+            .create({"name": "L"})
+            .with_context(store_values={"priority": 2**40})
+            .with_delay()
+            .qualify()
+        ),
+        id="store hook priority past int32",
+    ),
+]
+
+
+@pytest.mark.parametrize("call", HOSTILE_ENQUEUES)
+def test_a_refused_enqueue_keeps_the_callers_records_and_transaction(qregistry, call):
+    """On PostgreSQL a value refused by the server aborts the whole transaction:
+    the records made before the enqueue would be lost. Refused up front, they stay."""
+    from job_worker import SUPERUSER_ID, api
+
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        before = env["res.partner"].create({"name": "Made before the enqueue"})
+        with pytest.raises((TypeError, ValueError)):
+            call(before)
+        after = env["res.partner"].create({"name": "Made after the enqueue"})
+        cr.commit()
+    with qregistry.cursor() as cr:
+        cr.execute(
+            "SELECT name FROM res_partner WHERE id IN (%s, %s) ORDER BY id", [before.id, after.id]
+        )
+        assert [row[0] for row in cr.fetchall()] == [
+            "Made before the enqueue",
+            "Made after the enqueue",
+        ]
+        cr.execute("SELECT COUNT(*) FROM queue_job")
+        assert cr.fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "vals",
+    [
+        {"name": "c", "rate_limit": float("nan")},
+        {"name": "c", "rate_limit": float("inf")},
+        {"name": "c", "limit": 2**31},
+        {"name": "c" * 65, "limit": 1},
+        {"name": "c\n", "limit": 1},
+    ],
+    ids=["rate-nan", "rate-inf", "limit-past-int32", "long-name", "newline-name"],
+)
+def test_queue_limit_refuses_values_past_what_it_can_hold(qenv, vals):
+    with pytest.raises(ValueError, match=r"queue.limit"):
+        qenv["queue.limit"].create(vals)
+    assert qenv["queue.limit"].search_count([]) == 0

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..db import redact_url
 from ..orm import SUPERUSER_ID, Environment, Registry
 from .main import database_options
 
@@ -162,8 +163,6 @@ def _start_worker(database: str, load: list[str]) -> subprocess.Popen:
         "-m",
         "job_worker",
         "worker",
-        "--database",
-        database,
         "--concurrency",
         "3",
         "--poll-interval",
@@ -175,7 +174,9 @@ def _start_worker(database: str, load: list[str]) -> subprocess.Popen:
     ]
     for module in load:
         command += ["--load", module]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    # the URL goes in the environment: a command line, password and all, is public (ps)
+    environ = {**os.environ, "JOB_WORKER_DATABASE_URL": database}
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, env=environ)
 
 
 def _show_progress(registry: Registry, console: Console, timeout: float) -> bool:
@@ -268,7 +269,7 @@ def demo(database: str, load: list[str], timeout: float) -> None:
         counts = _channel_counts(registry)
         console.print(
             f"Enqueued {sum(sum(s.values()) for s in counts.values())} jobs in "
-            f"{len(counts)} channels on {database}; starting a worker (3 processes)."
+            f"{len(counts)} channels on {redact_url(database)}; starting a worker (3 processes)."
         )
         worker = _start_worker(database, load)
         finished = _show_progress(registry, console, timeout)
@@ -285,7 +286,7 @@ def demo(database: str, load: list[str], timeout: float) -> None:
             else "log in as a manager of this database (job-worker users add LOGIN --role manager)"
         )
         console.print(
-            f"\nOpen the dashboard: [bold]job-worker dashboard -d {database} {load_args}[/bold] "
+            f"\nOpen the dashboard: [bold]job-worker dashboard -d {redact_url(database)} {load_args}[/bold] "
             f"then http://127.0.0.1:8080/ ({login})",
             soft_wrap=True,
         )

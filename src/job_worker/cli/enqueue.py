@@ -10,7 +10,7 @@ import click
 
 from ..orm import SUPERUSER_ID, Environment
 from .main import database_options, open_registry
-from .output import Output, json_option
+from .output import TEXT, Output, json_option
 
 
 def _json(value: str | None, param: str, kind: type) -> Any:
@@ -71,7 +71,9 @@ def _eta(value: str | None) -> Any:
 @click.option("--description", help="The job's description.")
 @click.option("--identity-key", help="Do not enqueue when an active job has this key.")
 @click.option("--timeout", type=float, help="Seconds before the worker kills the job (0 = none).")
-@click.option("--user", "user_login", help="Run as this user (login); default the superuser.")
+@click.option(
+    "--user", "user_login", type=TEXT, help="Run as this user (login); default the superuser."
+)
 @json_option
 def enqueue(
     database: str,

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 
 from ..orm.schema import SchemaChanges
+from ..db import redact_url
 from .main import database_options, open_registry
 from .output import Output, json_option
 
@@ -24,7 +25,7 @@ def init(database: str, load: list[str], as_json: bool) -> None:
     if as_json:
         out.json(
             {
-                "database": database,
+                "database": redact_url(database),
                 "modules": modules,
                 "tables": tables,
                 "outcome": _outcome(changes),
@@ -32,7 +33,7 @@ def init(database: str, load: list[str], as_json: bool) -> None:
             }
         )
         return
-    out.say(_summary(database, changes, tables, modules), "green")
+    out.say(_summary(redact_url(database), changes, tables, modules), "green")
 
 
 def _outcome(changes: SchemaChanges) -> str:

@@ -9,11 +9,12 @@ import click
 
 from ..monitoring import joblist, stats
 from ..orm import SUPERUSER_ID, Environment
+from ..orm.fields import INT_MAX
 from ..queue import describe
 from ..queue.explain import explain
 from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import Output, json_option, state_style, text
+from .output import RECORD_ID, TEXT, Output, json_option, state_style, text
 
 LIST_COLUMNS = ("id", "state", "channel", "priority", "call", "attempts", "created", "exception")
 
@@ -31,7 +32,9 @@ def _call(row: dict[str, Any]) -> str:
 def _user_id(env: Environment, user: str | None) -> int | None:
     if not user:
         return None
-    if user.isdigit():
+    if user.isascii() and user.isdigit():
+        if int(user) > INT_MAX:
+            fail(f"no user with id {user}")
         return int(user)
     found = env["res.users"].search([("login", "=", user)], limit=1)
     if not found:
@@ -42,22 +45,30 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 @jobs.command("list")
 @database_options()
 @click.option("--state", type=click.Choice(joblist.STATES), help="Only jobs in this state.")
-@click.option("--channel", help="Only jobs of this channel.")
-@click.option("--model", help="Only jobs on this model.")
-@click.option("--method", help="Only jobs calling this method.")
-@click.option("--user", help="Only jobs of this user (login or id).")
-@click.option("--exception", "exc_name", help="Only jobs whose last exception has this name.")
-@click.option("--graph", help="Only jobs of this graph (graph_uuid).")
+@click.option("--channel", type=TEXT, help="Only jobs of this channel.")
+@click.option("--model", type=TEXT, help="Only jobs on this model.")
+@click.option("--method", type=TEXT, help="Only jobs calling this method.")
+@click.option("--user", type=TEXT, help="Only jobs of this user (login or id).")
 @click.option(
-    "--search", "-q", "q", help="Id, uuid, or text in the description, model, method or exception."
+    "--exception", "exc_name", type=TEXT, help="Only jobs whose last exception has this name."
+)
+@click.option("--graph", type=TEXT, help="Only jobs of this graph (graph_uuid).")
+@click.option(
+    "--search",
+    "-q",
+    "q",
+    type=TEXT,
+    help="Id, uuid, or text in the description, model, method or exception.",
 )
 @click.option("--finished", help="Only jobs finished within this span: 15m, 1h, 7d.")
 @click.option("--stuck", is_flag=True, help="Started jobs whose worker went silent.")
 @click.option("--aged", is_flag=True, help="Pending jobs due for more than 10 minutes.")
 @click.option("--exhausted", is_flag=True, help="Failed jobs that spent their retries.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, joblist.MAX_PAGE))
-@click.option("--before", type=int, help="Page of jobs older than this id (keyset pagination).")
-@click.option("--after", type=int, help="Page of jobs newer than this id.")
+@click.option(
+    "--before", type=RECORD_ID, help="Page of jobs older than this id (keyset pagination)."
+)
+@click.option("--after", type=RECORD_ID, help="Page of jobs newer than this id.")
 @json_option
 def list_(
     database: str,
@@ -109,7 +120,7 @@ def _load_job(env: Environment, job_id: int) -> Any:
 
 @jobs.command()
 @database_options()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @json_option
 def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
     """Everything about one job: call, state, timeline, error, dependencies, why it waits."""
@@ -190,12 +201,12 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
     if job["exc_info"]:
         out.say("")
         out.say("Traceback and diagnoses", "bold")
-        click.echo(job["exc_info"])
+        out.block(job["exc_info"])
 
 
 def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:
     @database_options()
-    @click.argument("job_ids", type=int, nargs=-1, required=True)
+    @click.argument("job_ids", type=RECORD_ID, nargs=-1, required=True)
     @json_option
     def command(
         database: str, load: list[str], job_ids: tuple[int, ...], as_json: bool, **kwargs: Any
@@ -222,6 +233,7 @@ def _action(name: str, method: str, help_text: str, message: bool = False) -> cl
     if message:
         command = click.option(
             "--message",
+            type=TEXT,
             default="set failed by hand",
             show_default=True,
             help="Recorded as the job's exception message.",
@@ -250,7 +262,7 @@ jobs.add_command(
 
 @jobs.command("explain")
 @database_options()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @moved_option("--stale-seconds", "stale_seconds")
 @moved_option("--default-limit", "default_limit")
 @json_option

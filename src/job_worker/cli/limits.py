@@ -6,9 +6,10 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment
+from ..orm.fields import INT_MAX
 from .config import moved_option
 from .main import database_options, fail, open_registry
-from .output import Output, json_option
+from .output import TEXT, FiniteFloat, Output, json_option
 
 COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
 
@@ -35,11 +36,9 @@ def list_(database: str, load: list[str], as_json: bool) -> None:
 
 @limits.command("set")
 @database_options()
-@click.argument("channel")
-@click.argument("limit", type=click.IntRange(min=0))
-@click.option(
-    "--rate", "rate_limit", type=click.FloatRange(min=0), help="Starts per second (0 = none)."
-)
+@click.argument("channel", type=TEXT)
+@click.argument("limit", type=click.IntRange(0, INT_MAX))
+@click.option("--rate", "rate_limit", type=FiniteFloat(min=0), help="Starts per second (0 = none).")
 @json_option
 def set_(
     database: str,
@@ -55,7 +54,7 @@ def set_(
         try:
             record = env["queue.limit"].set_limit(channel, limit, rate_limit)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="CHANNEL") from exc
+            raise click.UsageError(str(exc)) from exc
         values = {"channel": record.name, "limit": record.limit, "rate_limit": record.rate_limit}
     out = Output(as_json)
     if as_json:
@@ -68,7 +67,7 @@ def set_(
 
 @limits.command()
 @database_options()
-@click.argument("channel")
+@click.argument("channel", type=TEXT)
 @json_option
 def delete(database: str, load: list[str], channel: str, as_json: bool) -> None:
     """Remove CHANNEL's limit: it runs with the default limit again."""

@@ -14,6 +14,7 @@ import click
 
 from .. import __version__
 from ..exceptions import DatabaseOpenError
+from ..db import redact_url
 from ..orm import Registry
 
 

@@ -1,9 +1,16 @@
 """How commands print: rich tables and colours on a terminal, aligned plain text
-when piped, JSON with ``--json``."""
+when piped, JSON with ``--json``.
+
+Job text (descriptions, arguments, results, exception messages) is printed
+through :func:`job_worker.printable.printable`: an escape sequence or a newline
+in it shows as ``\x1b`` or ``\n`` instead of acting on the terminal or
+splitting a row.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -12,6 +19,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from ..orm.fields import INT_MAX, short_repr, unstorable_char
+from ..printable import printable
 
 STATE_STYLES = {
     "waiting": "magenta",
@@ -25,6 +35,41 @@ STATE_STYLES = {
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 
+#: a record id: what an INTEGER id column holds (a larger one is refused with one line)
+RECORD_ID = click.IntRange(1, INT_MAX)
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that refuses ``nan`` and ``inf`` (FloatRange lets NaN through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class StorableText(click.ParamType):
+    """Text a database can take: no NUL character, no lone surrogate (what Python
+    makes of bytes of a command line that are not UTF-8)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        problem = unstorable_char(value) if isinstance(value, str) else None
+        if problem:
+            self.fail(
+                f"{short_repr(value)} holds {problem}: not valid text (not UTF-8?)", param, ctx
+            )
+        return value
+
+
+#: a text option that reaches the database
+TEXT = StorableText()
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="seconds")
@@ -34,14 +79,14 @@ def _default(value: Any) -> Any:
 
 
 def text(value: Any) -> str:
-    """A cell as plain text."""
+    """A cell as plain text, on one line."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".")
-    return str(value)
+    return printable(str(value))
 
 
 class Output:
@@ -112,10 +157,19 @@ class Output:
         """A line for people (not printed with ``--json``)."""
         if self.as_json:
             return
+        message = printable(message)
         if self.rich and style:
             self.console.print(Text(message, style=style))
         else:
             click.echo(message)
+
+    def block(self, message: str) -> None:
+        """Lines for people under a heading, such as a traceback, indented so that
+        none of them passes for a line of the command's own (not printed with
+        ``--json``)."""
+        if not self.as_json:
+            for line in printable(message, keep_newlines=True).splitlines():
+                click.echo(f"    {line}".rstrip())
 
 
 def state_style(state: Any) -> str:

@@ -11,7 +11,7 @@ from ..base.models import check_password_policy
 from ..orm import SUPERUSER_ID, Environment
 from ..queue import GROUPS
 from .main import database_options, fail, open_registry
-from .output import Output, json_option
+from .output import TEXT, Output, json_option
 
 ROLES = {"user": "queue_job.group_user", "manager": "queue_job.group_manager"}
 
@@ -62,7 +62,7 @@ def _exists(database: str, load: list[str], login: str) -> bool:
 
 @users.command()
 @database_options()
-@click.argument("login")
+@click.argument("login", type=TEXT)
 @click.option("--name", help="Display name (default: the login).")
 @click.option(
     "--role",

@@ -10,8 +10,9 @@ import click
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment, Registry
 from ..queue import config
+from ..orm.fields import INT_MAX
 from .main import database_options, open_registry
-from .output import Output, json_option
+from .output import FiniteFloat, Output, json_option
 
 
 @click.command()
@@ -19,7 +20,7 @@ from .output import Output, json_option
 @click.option(
     "--retention-days",
     default=None,
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=36_500),
     help="Delete done, failed and cancelled jobs last changed before this many days, for"
     " this run only (0 keeps all) [default: the retention_days setting, see job-worker config].",
 )
@@ -27,7 +28,7 @@ from .output import Output, json_option
     "--batch",
     default=5000,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, INT_MAX),
     help="Jobs deleted per transaction.",
 )
 @click.option("--no-reclaim", is_flag=True, help="Skip VACUUM (reclaiming disk space).")

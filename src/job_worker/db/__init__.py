@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .backend import Backend, Column, Index, TableSchema
 from .cursor import Cursor, TransactionOwnedError
 
@@ -13,7 +15,26 @@ __all__ = [
     "TableSchema",
     "TransactionOwnedError",
     "connect",
+    "redact_url",
 ]
+
+#: a password given as a query parameter (``?password=...``)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: what error messages, logs and
+    ``--help`` may show of a database URL. The credentials are everything up to
+    the last ``@`` before the query, so a password holding ``@`` or ``/`` that was
+    not percent-encoded is hidden whole."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        before_query, query_sep, query = rest.partition("?")
+        credentials, at, host = before_query.rpartition("@")
+        if at and ":" in credentials:
+            user = credentials.split(":", 1)[0]
+            rest = f"{user}:***@{host}{query_sep}{query}"
+    return _QUERY_PASSWORD.sub(r"\1***", scheme + sep + rest)
 
 
 def connect(url: str, *, create: bool = True) -> Backend:
@@ -29,12 +50,13 @@ def connect(url: str, *, create: bool = True) -> Backend:
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"database URL must be a non-empty string, got {url!r}")
+    shown = redact_url(url)
     if url.startswith("sqlite:"):
         from .sqlite import SqliteBackend
 
         if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
             raise ValueError(
-                f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
+                f"bad SQLite URL {shown!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
             )
         path = url[len("sqlite:///") :]
         if path == ":memory:":
@@ -48,5 +70,5 @@ def connect(url: str, *, create: bool = True) -> Backend:
 
         return PostgresBackend(url)
     raise ValueError(
-        f"unsupported database URL {url!r}: expected sqlite:///path.db or postgresql://..."
+        f"unsupported database URL {shown!r}: expected sqlite:///path.db or postgresql://..."
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..db import Cursor
 from ..queue import config
+from ..orm.fields import INT_MAX
 from . import stats
 
 STATES = ("waiting", "pending", "started", "done", "failed", "cancelled")
@@ -46,9 +47,8 @@ _DATETIMES = ("create_date", "scheduled_at", "started_at", "completed_at", "canc
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 _WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
-#: the longest "finished within" span, and the largest number searched as an id
-MAX_WITHIN = timedelta(days=36500)
-MAX_ID = 2**63 - 1
+#: the longest "finished within" span
+MAX_WITHIN = timedelta(days=36_500)
 
 
 def parse_within(text: str | None) -> timedelta | None:
@@ -59,10 +59,10 @@ def parse_within(text: str | None) -> timedelta | None:
     if not match:
         raise ValueError(f"a time span looks like 15m, 1h or 7d, got {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
-    span = timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
-    if span > MAX_WITHIN:
-        raise ValueError(f"a time span is at most {MAX_WITHIN.days}d, got {text!r}")
-    return span
+    unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
+    if amount > MAX_WITHIN // timedelta(**{unit_name: 1}):
+        raise ValueError(f"a time span of at most {MAX_WITHIN.days}d, got {text!r}")
+    return timedelta(**{unit_name: amount})
 
 
 @dataclass
@@ -129,7 +129,7 @@ class JobFilter:
                 params.extend(extra)
         query = (self.q or "").strip()
         if query:
-            if query.isascii() and query.isdigit() and int(query) <= MAX_ID:
+            if query.isascii() and query.isdigit() and int(query) <= INT_MAX:
                 conds.append("id = %s")
                 params.append(int(query))
             elif _UUID.match(query):

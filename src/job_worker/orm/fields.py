@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +58,43 @@ def _json_text() -> Callable[[Any], str]:
 
 
 _to_json_text = _json_text()
+#: the text a Json column stores for a value in cache form (compact, ASCII)
+json_text = _to_json_text
+
+#: the range of an INTEGER column (32 bits on PostgreSQL): Integer fields and record ids
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+#: what no text column can hold: NUL (PostgreSQL refuses it) and lone surrogates
+#: (halves of UTF-16 pairs, which have no UTF-8 form)
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages: a refused
+    value may be megabytes long, or an int too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        return f"<int of {value.bit_length()} bits>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+#: ``\u0000`` in JSON text, not preceded by an odd number of backslashes (an
+#: escaped backslash followed by ``u0000`` is harmless text)
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def unstorable_char(value: str) -> str | None:
+    """What in ``value`` a database cannot store as text (a NUL character, a lone
+    surrogate), said in words; None when there is nothing."""
+    if value.isascii():  # the common case, checked in C
+        return None if "\x00" not in value else f"a NUL character at index {value.index(chr(0))}"
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    what = "a NUL character" if char == "\x00" else f"a lone surrogate {char!r}"
+    return f"{what} at index {found.start()}"
 
 
 class Field:
@@ -137,7 +175,7 @@ class Field:
     def _bad(
         self, value: Any, expected: str, error: builtins.type[Exception] = TypeError
     ) -> Exception:
-        return error(f"{self.model_name}.{self.name}: expected {expected}, got {value!r}")
+        return error(f"{self.model_name}.{self.name}: expected {expected}, got {short_repr(value)}")
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
         """Validate a value given by user code; return its cache form."""
@@ -179,6 +217,9 @@ class Char(Field):
             return None
         if not isinstance(value, str):
             raise self._bad(value, "a string")
+        problem = unstorable_char(value)
+        if problem:
+            raise ValueError(f"{self.model_name}.{self.name}: text with {problem} cannot be stored")
         return value
 
 
@@ -196,6 +237,8 @@ class Integer(Field):
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(value, "an int")
+        if not INT_MIN <= value <= INT_MAX:
+            raise self._bad(value, f"an int from {INT_MIN} to {INT_MAX}", ValueError)
         return value
 
     def to_record(self, value: Any, record: BaseModel) -> Any:
@@ -339,10 +382,17 @@ class Json(Field):
         if value is None:
             return None
         try:
-            # a round trip gives the form the database would give back
-            return json.loads(json.dumps(value))
+            text = json.dumps(value, ensure_ascii=False)  # NUL escaped, surrogates kept
         except (TypeError, ValueError) as exc:
             raise self._bad(value, f"a JSON value ({exc})") from None
+        problem = unstorable_char(text)
+        if problem is None and "\\u0000" in text and _JSON_NUL.search(text):
+            problem = "a NUL character"
+        if problem:
+            where = problem.partition(" at index ")[0]  # an index in the JSON text would mislead
+            raise ValueError(f"{self.model_name}.{self.name}: JSON with {where} cannot be stored")
+        # a round trip gives the form the database would give back
+        return json.loads(text)
 
     def to_record(self, value: Any, record: BaseModel) -> Any:
         return value
@@ -409,6 +459,8 @@ class Many2one(_Relational):
             return value._ids[0] if value._ids else None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(value, f"a {self.comodel_name} record or id")
+        if not 0 < value <= INT_MAX:
+            raise self._bad(value, f"a {self.comodel_name} id from 1 to {INT_MAX}", ValueError)
         return value
 
     def to_record(self, value: Any, record: BaseModel) -> Any:

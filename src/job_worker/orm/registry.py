@@ -78,7 +78,7 @@ class Registry:
             )
 
     def __repr__(self) -> str:
-        return f"<Registry {self.database_url} modules={[m.__name__ for m in self.modules]}>"
+        return f"<Registry {db.redact_url(self.database_url)} modules={[m.__name__ for m in self.modules]}>"
 
     # -- models -------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..db.jobstore import notify_jobs_enqueued
-from ..orm.fields import Datetime
+from ..orm.fields import INT_MAX, Datetime, short_repr
 from .delayable import PROTECTED_KEYS, Delayable, Node, _Container, new_uuid, sync_mode
+from .options import STORED_CHECKS, check_identity_key, check_text
 
 
 def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayable, str]]]:
@@ -48,8 +49,24 @@ def _check_acyclic(
         raise ValueError(f"the job graph has a cycle through {stuck!r}")
 
 
+def _check_values(values: dict[str, Any]) -> None:
+    """Refuse what the options did not check: record ids a table cannot hold, the
+    result of an identity key function, text of the caller's context."""
+    ids = values["record_ids"]
+    if ids and not (min(ids) > 0 and max(ids) <= INT_MAX):
+        bad = next(i for i in ids if not 0 < i <= INT_MAX)
+        raise ValueError(f"record ids must be from 1 to {INT_MAX}, got {short_repr(bad)}")
+    if values["identity_key"] is not None:
+        check_identity_key(values["identity_key"])
+    context = values["context"]
+    for name in ("lang", "tz"):
+        if isinstance(context.get(name), str):
+            check_text(context[name], f"context {name}")
+
+
 def _store_values(delayable: Delayable, values: dict[str, Any]) -> dict[str, Any]:
-    """Apply the target model's ``_job_store_values`` hook, refusing changes to the call."""
+    """Apply the target model's ``_job_store_values`` hook, refusing changes to the
+    call; the options it sets are checked like options."""
     records = delayable.recordset
     if records._job_store_values_is_default():
         return values  # stored as they are
@@ -62,6 +79,12 @@ def _store_values(delayable: Delayable, values: dict[str, Any]) -> dict[str, Any
             f"{records._name}._job_store_values() may not change {', '.join(changed)}: "
             "they define the call the job makes"
         )
+    for key, check in STORED_CHECKS.items():
+        if key in result and result[key] is not values.get(key):
+            try:
+                check(result[key])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{records._name}._job_store_values() set {key}: {exc}") from None
     return result
 
 
@@ -90,6 +113,7 @@ def enqueue_graph(root: Node) -> Any:
         values["state"] = "waiting" if id(delayable) in has_parents else "pending"
         values["graph_uuid"] = graph_uuid
         values["has_dependents"] = id(delayable) in has_dependents
+        _check_values(values)
         built.append(values)
         vals_list.append(_store_values(delayable, values))
     Job = env["queue.job"]

@@ -22,8 +22,9 @@ def identity_exact(delayable: Delayable) -> str:
             delayable.model_name,
             delayable.method_name,
             sorted(delayable.recordset._ids),
-            encode(list(delayable.args), "args"),
-            encode(dict(delayable.kwargs), "kwargs"),
+            # checked when the call was captured: no need to measure them again
+            encode(list(delayable.args), "args", max_chars=None),
+            encode(dict(delayable.kwargs), "kwargs", max_chars=None),
         ]
     )
     return hashlib.sha1(payload.encode()).hexdigest()

@@ -6,15 +6,22 @@ worker, with the option, the bad value and what would be accepted.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..orm.fields import Datetime, to_naive_utc
+from ..orm.fields import INT_MAX, INT_MIN, Datetime, short_repr, to_naive_utc, unstorable_char
 
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: the longest channel name
+MAX_CHANNEL_LENGTH = 64
+#: a channel name, whole (``\Z``: ``$`` would let a trailing newline through)
+CHANNEL_RE = re.compile(rf"\A[A-Za-z0-9._-]{{1,{MAX_CHANNEL_LENGTH}}}\Z")
+#: the longest identity key: a unique index holds it (PostgreSQL caps an index
+#: entry at 2,704 bytes; 500 characters are at most 2,000 bytes of UTF-8)
+MAX_IDENTITY_KEY_LENGTH = 500
 
 _UNSET: Any = object()
 
@@ -72,46 +79,100 @@ def validate(options: dict[str, Any]) -> dict[str, Any]:
 def _channel(value: Any) -> str:
     if not isinstance(value, str) or not CHANNEL_RE.match(value):
         raise ValueError(
-            f"channel must be a non-empty string of letters, digits, '.', '_' or '-', got {value!r}"
+            f"channel must be 1 to {MAX_CHANNEL_LENGTH} letters, digits, '.', '_' or '-', "
+            f"got {short_repr(value)}"
         )
     return value
 
 
 def _priority(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"priority must be an int (lower runs first), got {value!r}")
+        raise TypeError(f"priority must be an int (lower runs first), got {short_repr(value)}")
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(
+            f"priority must be an int from {INT_MIN} to {INT_MAX} (lower runs first), "
+            f"got {short_repr(value)}"
+        )
     return value
 
 
 def _max_retries(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_retries must be an int >= 0 (0 = retry forever), got {value!r}")
-    if value < 0:
-        raise ValueError(f"max_retries must be >= 0 (0 = retry forever), got {value!r}")
+        raise TypeError(
+            f"max_retries must be an int >= 0 (0 = retry forever), got {short_repr(value)}"
+        )
+    if not 0 <= value <= INT_MAX:
+        raise ValueError(
+            f"max_retries must be an int from 0 to {INT_MAX} (0 = retry forever), "
+            f"got {short_repr(value)}"
+        )
+    return value
+
+
+def check_text(value: str, name: str) -> str:
+    """``value`` if a database can store it as text, else ``ValueError`` naming ``name``."""
+    problem = unstorable_char(value)
+    if problem:
+        raise ValueError(f"{name} {short_repr(value)} holds {problem}, which cannot be stored")
     return value
 
 
 def _description(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise TypeError(f"description must be a string, got {value!r}")
-    return value or None
+        raise TypeError(f"description must be a string, got {short_repr(value)}")
+    if not value:
+        return None
+    return check_text(value, "description")
+
+
+def check_identity_key(value: str, name: str = "identity_key") -> str:
+    """A string identity key, refused if a database cannot store or index it."""
+    if len(value) > MAX_IDENTITY_KEY_LENGTH:
+        raise ValueError(
+            f"{name} must be at most {MAX_IDENTITY_KEY_LENGTH} characters, got {len(value):,}: "
+            "use a digest of the data (hashlib.sha1) for a long key"
+        )
+    return check_text(value, name)
 
 
 def _identity_key(value: Any) -> Any:
     if value is None or value == "":
         return None
-    if isinstance(value, str) or callable(value):
+    if isinstance(value, str):
+        return check_identity_key(value)
+    if callable(value):
         return value
-    raise TypeError(f"identity_key must be a string or a callable(Delayable) -> str, got {value!r}")
+    raise TypeError(
+        f"identity_key must be a string or a callable(Delayable) -> str, got {short_repr(value)}"
+    )
 
 
 def _timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"timeout must be a number of seconds >= 0 (0 = none), got {value!r}")
-    if value < 0:
-        raise ValueError(f"timeout must be >= 0 seconds (0 = none), got {value!r}")
+        raise TypeError(
+            f"timeout must be a number of seconds >= 0 (0 = none), got {short_repr(value)}"
+        )
+    if not 0 <= value < math.inf:  # also refuses NaN, which compares false
+        raise ValueError(
+            f"timeout must be a finite number of seconds >= 0 (0 = none), got {short_repr(value)}"
+        )
     return value
 
+
+def _stored_identity_key(value: Any) -> Any:
+    return check_identity_key(value) if isinstance(value, str) and value else value
+
+
+#: job columns that hold an option, with the option's check: what a model's
+#: ``_job_store_values`` puts there is checked like the option
+STORED_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "channel": _channel,
+    "priority": _priority,
+    "max_retries": _max_retries,
+    "name": _description,
+    "identity_key": _stored_identity_key,
+    "timeout": _timeout,
+}
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "channel": _channel,
@@ -132,11 +193,25 @@ def resolve_eta(value: Any, name: str = "eta") -> datetime | None:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError(f"{name} must not be a negative delay, got {value!r}")
-        return Datetime.now() + value
+        return _from_now(value, name)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0 seconds from now, got {value!r}")
-        return Datetime.now() + timedelta(seconds=value)
+        if not 0 <= value < math.inf:  # also refuses NaN, which compares false
+            raise ValueError(
+                f"{name} must be a finite number of seconds >= 0 from now, got {short_repr(value)}"
+            )
+        return _from_now(value, name)
     raise TypeError(
         f"{name} must be a datetime, a timedelta or a number of seconds from now, got {value!r}"
     )
+
+
+def _from_now(delay: timedelta | float, name: str) -> datetime:
+    """Now plus ``delay`` (a timedelta or seconds), refused past the last datetime."""
+    try:
+        return Datetime.now() + (
+            delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        )
+    except OverflowError:
+        raise ValueError(
+            f"{name} {short_repr(delay)} is out of range: the latest date is {datetime.max:%Y-%m-%d}"
+        ) from None

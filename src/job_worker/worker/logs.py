@@ -1,5 +1,10 @@
 """Structured logs: every record carries a stable ``event`` key, and a job's id and uuid
-when it is about a job. ``--log-format json`` prints one JSON object per line."""
+when it is about a job. ``--log-format json`` prints one JSON object per line.
+
+In the text format one record is one line: control characters in the message and
+the extras (a job's description or exception message may hold any) are escaped
+(``\n``, ``\x1b``), and the lines of a traceback that follows are indented, so
+text from a job can neither forge a log line nor act on a terminal."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from ..printable import printable
 
 #: attributes of a LogRecord that are not extras given by the caller
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -42,8 +49,10 @@ class TextFormatter(logging.Formatter):
         text = f"{stamp} {record.levelname:<7} [{record.process}] {event}: {record.getMessage()}"
         if pairs:
             text += f" ({pairs})"
+        text = printable(text)
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            trace = printable(self.formatException(record.exc_info), keep_newlines=True)
+            text += "\n" + "\n".join(f"    {line}" for line in trace.splitlines())
         return text
 
 

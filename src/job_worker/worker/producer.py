@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .. import __version__
-from ..db import jobstore
+from ..db import jobstore, redact_url
 from ..exceptions import TimeoutJobError, WorkerDiedJobError
 from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
@@ -137,7 +137,7 @@ class Producer:
         return result
 
     def _name(self) -> str:
-        return self.url.split("@")[-1] if "@" in self.url else self.url
+        return redact_url(self.url.split("@")[-1])  # no user, no password
 
     def cursor(self, *, readonly: bool = False) -> Any:
         assert self.session is not None

@@ -87,6 +87,7 @@ class Lead(models.Model):
             values["method_name"] = "unlink"
         elif self.env.context.get("store_hook") == "extra":
             values["origin"] = "lead-hook"
+        values.update(self.env.context.get("store_values", {}))
         return values
 
     def qualify(self):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ...orm import fields, models
-from ..options import CHANNEL_RE
+from ...orm.fields import INT_MAX, short_repr
+from ..options import CHANNEL_RE, MAX_CHANNEL_LENGTH
 
 
 class QueueLimit(models.Model):
@@ -28,16 +30,24 @@ class QueueLimit(models.Model):
         name = vals.get("name")
         if "name" in vals and (not isinstance(name, str) or not CHANNEL_RE.match(name)):
             raise ValueError(
-                f"queue.limit name must be a channel name (letters, digits, ._-), got {name!r}"
+                f"queue.limit name must be a channel name (1 to {MAX_CHANNEL_LENGTH} letters, "
+                f"digits, '.', '_' or '-'), got {short_repr(name)}"
             )
         for key in ("limit", "rate_limit"):
             value = vals.get(key)
             if key in vals and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < math.inf  # also refuses NaN, which compares false
             ):
-                raise ValueError(f"queue.limit {key} must be a number >= 0, got {value!r}")
-        if "limit" in vals and not isinstance(vals["limit"], int):
-            raise ValueError(f"queue.limit limit must be an int >= 0, got {vals['limit']!r}")
+                raise ValueError(
+                    f"queue.limit {key} must be a finite number >= 0, got {short_repr(value)}"
+                )
+        if "limit" in vals and not (isinstance(vals["limit"], int) and vals["limit"] <= INT_MAX):
+            raise ValueError(
+                f"queue.limit limit must be an int from 0 to {INT_MAX}, "
+                f"got {short_repr(vals['limit'])}"
+            )
 
     def create(self, vals_list: Any) -> Any:
         for vals in [vals_list] if isinstance(vals_list, dict) else vals_list:
