@@ -37,6 +37,18 @@ def test_failure_rolls_back_the_jobs_writes_and_schedules_a_retry(qenv, partner)
     assert qenv["job.log"].search_count([]) == 0  # the job's write was rolled back
 
 
+def test_an_error_message_no_column_can_hold_is_recorded_escaped(qenv, partner):
+    job = partner.with_delay(max_retries=3).fail_with_unstorable_text()
+    job.run_now()  # retried: the failure is recorded, not lost with the transaction
+    assert job.state == "pending" and job.attempts == 1
+    assert job.exc_message == "nul \\x00 and lone surrogate \\ud800"
+    assert "RuntimeError: nul \\x00 and lone surrogate \\ud800" in job.exc_info
+    job.set_failed("by hand \x00")
+    assert job.state == "failed" and job.exc_message == "by hand \\x00"
+    assert job.exc_info.endswith("by hand \\x00")
+    qenv.cr.commit()  # nothing the database refuses was sent
+
+
 def test_a_job_runs_at_most_max_retries_plus_one_times(qenv, partner):
     job = partner.with_delay(max_retries=2).fail_then_write()
     job.run_now()

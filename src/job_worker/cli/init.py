@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 import click
 
-from ..orm.schema import SchemaChanges
 from ..db import redact_url
+from ..orm.schema import SchemaChanges
 from .main import database_options, open_registry
 from .output import Output, json_option
 

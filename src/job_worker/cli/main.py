@@ -14,7 +14,6 @@ import click
 
 from .. import __version__
 from ..exceptions import DatabaseOpenError
-from ..db import redact_url
 from ..orm import Registry
 
 

@@ -9,8 +9,8 @@ import click
 
 from ..monitoring import stats
 from ..orm import SUPERUSER_ID, Environment, Registry
-from ..queue import config
 from ..orm.fields import INT_MAX
+from ..queue import config
 from .main import database_options, open_registry
 from .output import FiniteFloat, Output, json_option
 

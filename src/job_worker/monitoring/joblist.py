@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
-from ..queue import config
 from ..orm.fields import INT_MAX
+from ..queue import config
 from . import stats
 
 STATES = ("waiting", "pending", "started", "done", "failed", "cancelled")

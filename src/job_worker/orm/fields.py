@@ -97,6 +97,16 @@ def unstorable_char(value: str) -> str | None:
     return f"{what} at index {found.start()}"
 
 
+def storable_text(value: str) -> str:
+    """``value`` with what a database cannot store as text (NUL characters, lone
+    surrogates) written as escapes (``\\x00``, ``\\ud800``): for text the engine stores
+    without having chosen it, such as an exception's message, where refusing it would
+    lose the failure."""
+    if unstorable_char(value) is None:
+        return value
+    return _UNSTORABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), value)
+
+
 class Field:
     """Base class of every field type."""
 

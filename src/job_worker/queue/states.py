@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
-from ..orm.fields import Datetime
+from ..orm.fields import Datetime, storable_text
 from .serialization import encode_result
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def exception_name(exc: BaseException) -> str:
 
 def append_diagnosis(previous: str | None, text: str) -> str:
     """exc_info grows by appending; past MAX_EXC_INFO the middle is dropped."""
+    text = storable_text(text)
     combined = f"{previous}\n{text}" if previous else text
     if len(combined) <= MAX_EXC_INFO:
         return combined
@@ -181,7 +182,7 @@ def record_failure(
         and not isinstance(exc, FailedJobError)
         and (ignore or max_retries == 0 or attempts <= max_retries)
     )
-    common = [exception_name(exc), str(exc), diagnosis, attempts, now]
+    common = [exception_name(exc), storable_text(str(exc)), diagnosis, attempts, now]
     if retry:
         seconds = (
             exc.seconds
@@ -249,7 +250,11 @@ def force_state(
     sql, params = _in(env, "id", job_ids)
     stamp = {"done": "completed_at", "failed": "completed_at", "cancelled": "cancelled_at"}[state]
     extra = ", exc_name = COALESCE(exc_name, %s), exc_message = %s" if state == "failed" else ""
-    extra_params = [exception_name(FailedJobError()), message] if state == "failed" else []
+    extra_params = (
+        [exception_name(FailedJobError()), message and storable_text(message)]
+        if state == "failed"
+        else []
+    )
     env.cr.execute(
         f"UPDATE queue_job SET state = %s, {stamp} = %s, write_date = %s{extra}, cascaded_from_id = NULL"
         f" WHERE {sql} RETURNING id, has_dependents",

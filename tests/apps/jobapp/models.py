@@ -39,6 +39,10 @@ class Partner(models.Model):
         self.env["job.log"].create({"name": "before-failure"})
         raise RuntimeError(error)
 
+    def fail_with_unstorable_text(self):
+        """Raises an error whose message no database column can hold as it is."""
+        raise RuntimeError("nul \x00 and lone surrogate \ud800")
+
     def fail_hard(self):
         raise FailedJobError("no point retrying")
 
