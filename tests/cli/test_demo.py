@@ -66,7 +66,10 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             assert len(dedup) == 1
             assert len(split) == 3 and len(chained) == 2 and callback.state == "done"
         # the charts show the demo's jobs at once, though no snapshot covers them yet
-        with TestClient(create_app(registry, Settings(secret="demo-test-secret-0123"))) as web:
+        with TestClient(
+            create_app(registry, Settings(secret="demo-test-secret-0123")),
+            base_url="http://localhost",
+        ) as web:
             token = csrf_of(web.get("/login").text)
             web.post("/login", data={"login": "admin", "password": "admin", "csrf_token": token})
             points = web.get("/api/series?range=24h").json()["points"]

@@ -43,9 +43,15 @@ def test_fork_server_and_executors_never_act_on_stop_signals_from_their_first_in
     assert signal_dispositions(fork_server)["SigBlk"] >= STOP
     executors = worker.executor_pids()
     assert len(executors) == 2
-    for pid in executors:
+
+    def settled(pid: int) -> bool:
+        """At every moment deaf to them (blocked, ignored or both); in the end ignored and
+        no longer blocked (an executor may still be starting when the worker is ready)."""
         dispositions = signal_dispositions(pid)
-        assert dispositions["SigIgn"] >= STOP and not STOP & dispositions["SigBlk"]
+        assert dispositions["SigIgn"] | dispositions["SigBlk"] >= STOP
+        return dispositions["SigIgn"] >= STOP and not STOP & dispositions["SigBlk"]
+
+    wait_for(lambda: all(settled(pid) for pid in executors), 10, "executors ignoring them")
     assert signal_dispositions(worker.pid)["SigCgt"] >= STOP  # the supervisor's to handle
 
 
