@@ -71,7 +71,7 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             base_url="http://localhost",
         ) as web:
             token = csrf_of(web.get("/login").text)
-            web.post("/login", data={"login": "admin", "password": "admin", "csrf_token": token})
+            web.post("/login", data={"login": "admin", "password": password, "csrf_token": token})
             points = web.get("/api/series?range=24h").json()["points"]
         assert sum(p["done"] for p in points) == in_db["done"]
         assert sum(p["failed"] for p in points) == in_db["failed"]
