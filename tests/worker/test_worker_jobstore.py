@@ -426,3 +426,42 @@ def test_a_claim_locks_only_the_jobs_each_channel_may_give(registry, claim):
         "SELECT count(*) FROM queue_job WHERE state = 'pending' AND xmax::text <> '0'",
     )
     assert locked == [(0,)]
+
+
+@POSTGRESQL
+def test_postgres_claims_survive_a_rollback_after_repeated_statements(registry, store):
+    # psycopg prepares a statement run 5 times by itself, and answers the next rollback
+    # with DEALLOCATE ALL: that must not take the claim's own prepared statements along
+    enqueue(registry, "noop", count=4)
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr = session.cursor(registry)
+        for _ in range(6):
+            store.heartbeat(cr, "w1")
+        cr.rollback()
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr.close()
+    finally:
+        session.close()
+
+
+@POSTGRESQL
+def test_postgres_claims_prepare_again_after_their_statements_are_gone(registry, store):
+    enqueue(registry, "noop", count=4)
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr = session.cursor(registry)
+        cr.execute("DEALLOCATE ALL")  # as a pooler or a DISCARD ALL would
+        cr.commit()
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            store.claim(cr, worker_id="w1", wanted=1, default_limit=4)
+        cr.rollback()
+        # the next claim (the supervisor's next turn) prepares them again
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr.close()
+    finally:
+        session.close()

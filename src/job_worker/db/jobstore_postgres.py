@@ -272,6 +272,9 @@ class PostgresSession(Session):
                 autocommit=True,  # the cursors send BEGIN themselves, with a statement if they can
                 connect_timeout=5,
                 application_name=f"job_worker {self.role}",
+                # the hot statements are prepared by name (execute_together): psycopg's own
+                # would make it deallocate them all at the next rollback
+                prepare_threshold=None,
             )
             settings = [SESSION_SETTINGS, *ROLE_SETTINGS.get(self.role, ())]
             cnx.execute("; ".join(settings))  # no parameters: one message, one round trip
