@@ -465,3 +465,30 @@ def test_postgres_claims_prepare_again_after_their_statements_are_gone(registry,
         cr.close()
     finally:
         session.close()
+
+
+@POSTGRESQL
+def test_postgres_heartbeat_never_waits_for_a_job_its_executor_is_writing(registry, store, claim):
+    # an executor marking its batch done locks the batch's rows one by one: a heartbeat
+    # that waited on one of them while holding another would deadlock with it
+    first, second = enqueue(registry, "noop", count=2)
+    set_limit(registry, "root", 2)
+    assert len(claim(wanted=2, default_limit=2).jobs) == 2
+    executor = store.session(role="executor")
+    supervisor = store.session(role="supervisor")
+    try:
+        writing = executor.cursor(registry)
+        writing.execute("UPDATE queue_job SET write_date = write_date WHERE id = %s", (second,))
+        beat = supervisor.cursor(registry)
+        beat.execute("SET LOCAL lock_timeout = 5000")  # waiting would fail the test, not hang it
+        store.heartbeat(beat, "w1")  # the job being written is skipped: its executor lives
+        beat.commit()
+        writing.execute("UPDATE queue_job SET write_date = write_date WHERE id = %s", (first,))
+        writing.commit()
+        heartbeats = dict(query(registry, "SELECT id, heartbeat FROM queue_job"))
+        assert heartbeats[first] > heartbeats[second]
+        beat.close()
+        writing.close()
+    finally:
+        executor.close()
+        supervisor.close()

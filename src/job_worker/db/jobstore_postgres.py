@@ -145,6 +145,16 @@ def _power_of_two(count: int) -> int:
     return 1 << max(count - 1, 0).bit_length()
 
 
+# -- name: heartbeat_jobs
+# A job whose row its executor is writing (marking a batch done) is passed over: its
+# executor lives, and waiting for that row while holding another job's row would
+# deadlock with the executor, which locks the rows of its batch in its own order.
+HEARTBEAT_JOBS = """
+UPDATE queue_job SET heartbeat = %s
+ WHERE id IN (SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s
+              FOR UPDATE SKIP LOCKED)
+"""
+
 # -- name: lock_jobs
 # Held by the jobs' transaction until it ends (see the module docstring).
 LOCK_JOBS = """
@@ -170,6 +180,7 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 class PostgresJobStore(JobStore):
     dialect = "postgresql"
     backend: PostgresBackend
+    heartbeat_jobs_sql = HEARTBEAT_JOBS
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
