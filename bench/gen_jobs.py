@@ -8,10 +8,12 @@ rows take seconds. What they look like (a month of a busy queue):
 - created over the last 30 days, newest ids last; 1 % of them in the last hour;
 - 90 % done, 3 % failed (half of them with their retries spent), 1 % cancelled,
   4 % pending (a tenth of those scheduled in the future), 2 % waiting, and a
-  handful started;
+  handful started; ``--pending-percent`` moves done rows to pending;
 - channels root (60 %), exports, mail, reports; 10 users, user 2 is "bench"
   (a Queue Job Manager, password "bench") and user 3 "viewer" (a Queue Job User);
-- failed jobs carry an exception name, a message and a traceback.
+- failed jobs carry an exception name, a message and a traceback;
+- with ``--runnable``, pending and waiting jobs call ``res.partner.exists()`` on
+  no records (a no-op a worker can run), so the rows can serve as a backlog.
 
 The database is dropped and created again when ``--recreate`` is given.
 """
@@ -34,9 +36,14 @@ SELECT
     gen_random_uuid()::text,
     (ARRAY['Export partners', 'Send reminder', 'Sync stock', 'Push invoice', 'Rebuild index'])[1 + g %% 5]
         || ' #' || g,
-    (ARRAY['res.partner', 'res.partner', 'sale.order', 'account.move', 'stock.picking'])[1 + g %% 5],
-    (ARRAY['export', 'send_reminder', 'sync', 'push', 'reindex'])[1 + g %% 5],
-    jsonb_build_array(g %% 1000 + 1), '[]'::jsonb, '{}'::jsonb,
+    CASE WHEN %(runnable)s AND s.state IN ('pending', 'waiting') THEN 'res.partner' ELSE
+        (ARRAY['res.partner', 'res.partner', 'sale.order', 'account.move', 'stock.picking'])[1 + g %% 5]
+    END,
+    CASE WHEN %(runnable)s AND s.state IN ('pending', 'waiting') THEN 'exists' ELSE
+        (ARRAY['export', 'send_reminder', 'sync', 'push', 'reindex'])[1 + g %% 5]
+    END,
+    CASE WHEN %(runnable)s AND s.state IN ('pending', 'waiting') THEN '[]'::jsonb
+         ELSE jsonb_build_array(g %% 1000 + 1) END, '[]'::jsonb, '{}'::jsonb,
     s.state, 5 + g %% 11,
     CASE WHEN g %% 10 < 6 THEN 'root' WHEN g %% 10 < 8 THEN 'exports' WHEN g %% 10 < 9 THEN 'mail' ELSE 'reports' END,
     s.created + CASE WHEN s.state = 'pending' AND g %% 10 = 0 THEN interval '2 hours' ELSE interval '0' END,
@@ -59,8 +66,9 @@ SELECT
          WHEN s.state = 'cancelled' THEN s.created + interval '1 minute' ELSE s.created END
 FROM generate_series(1, %(rows)s) AS g
 CROSS JOIN LATERAL (SELECT
-    CASE WHEN g %% 100 < 90 THEN 'done' WHEN g %% 100 < 93 THEN 'failed' WHEN g %% 100 < 94 THEN 'cancelled'
-         WHEN g %% 100 < 98 THEN 'pending' ELSE 'waiting' END AS state,
+    CASE WHEN g %% 100 < 94 - %(pending)s THEN 'done' WHEN g %% 100 < 97 - %(pending)s THEN 'failed'
+         WHEN g %% 100 < 98 - %(pending)s THEN 'cancelled' WHEN g %% 100 < 98 THEN 'pending'
+         ELSE 'waiting' END AS state,
     CASE WHEN g > %(rows)s * 0.99
          THEN now() at time zone 'utc' - interval '1 hour' * (%(rows)s - g) / (%(rows)s * 0.01)
          ELSE now() at time zone 'utc' - interval '30 days' + interval '30 days' * g / %(rows)s - interval '1 hour'
@@ -70,22 +78,11 @@ CROSS JOIN LATERAL (SELECT
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--database", default="postgresql://127.0.0.1:5432/job_worker_bench")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument(
-        "--recreate", action="store_true", help="drop and create the database first"
-    )
-    args = parser.parse_args()
-    if args.recreate:
-        base, name = args.database.rsplit("/", 1)
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
-    registry = Registry(args.database)
+def generate(database: str, rows: int, *, pending_percent: int = 4, runnable: bool = False) -> int:
+    """Add ``rows`` job rows (and the users) to ``database``; returns the rows in the table."""
+    if not 0 <= pending_percent <= 94:
+        raise ValueError(f"pending percent {pending_percent!r}: expected 0 to 94")
+    registry = Registry(database)
     try:
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
@@ -106,10 +103,9 @@ def main() -> None:
             for i in range(4, 11):
                 if not env["res.users"].search([("login", "=", f"user{i}")]):
                     env["res.users"].create({"name": f"User {i}", "login": f"user{i}"})
-        started = time.perf_counter()
-        with psycopg.connect(args.database, autocommit=True) as cnx:
+        with psycopg.connect(database, autocommit=True) as cnx:
             cnx.execute("ALTER TABLE queue_job DISABLE TRIGGER ALL")
-            cnx.execute(INSERT, {"rows": args.rows})
+            cnx.execute(INSERT, {"rows": rows, "pending": pending_percent, "runnable": runnable})
             cnx.execute("ALTER TABLE queue_job ENABLE TRIGGER ALL")
             cnx.execute(
                 "INSERT INTO queue_job_dependency (job_id, parent_id, kind)"
@@ -122,12 +118,40 @@ def main() -> None:
             cnx.execute("VACUUM ANALYZE queue_job")
             cnx.execute("VACUUM ANALYZE queue_job_dependency")
             count = cnx.execute("SELECT count(*) FROM queue_job").fetchone()[0]  # type: ignore[index]
-        inserted = time.perf_counter() - started
         with registry.cursor() as cr:  # a snapshot, as the maintenance worker would take
             api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
-        print(f"{count:,} job rows in {args.database} ({inserted:.1f} s to insert and analyze)")
+        return int(count)
     finally:
         registry.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database", default="postgresql://127.0.0.1:5432/job_worker_bench")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--pending-percent", type=int, default=4, help="share of pending rows, 0 to 94 (4)"
+    )
+    parser.add_argument(
+        "--runnable", action="store_true", help="pending and waiting jobs are no-ops a worker runs"
+    )
+    parser.add_argument(
+        "--recreate", action="store_true", help="drop and create the database first"
+    )
+    args = parser.parse_args()
+    if args.recreate:
+        base, name = args.database.rsplit("/", 1)
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    started = time.perf_counter()
+    count = generate(
+        args.database, args.rows, pending_percent=args.pending_percent, runnable=args.runnable
+    )
+    took = time.perf_counter() - started
+    print(f"{count:,} job rows in {args.database} ({took:.1f} s to insert, analyze, snapshot)")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 from worker_helpers import enqueue, query, set_limit
 
 from job_worker.db import jobstore
+from job_worker.db.postgres import PostgresBackend
 from job_worker.orm.fields import Datetime
 
 pytestmark = pytest.mark.timeout(60)
@@ -287,3 +291,204 @@ def test_a_claim_takes_two_round_trips(registry, claim, monkeypatch):
     sent.clear()
     assert claim(wanted=10, default_limit=10).jobs == []  # nothing waits: the clock came
     assert len(sent) == 2 and sent[1] == "commit()"  # with the state, and no pick is sent
+
+
+# -- PostgreSQL: a claim costs the same whatever the backlog ------------------------------
+
+POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
+def _with_options(url: str, options: str) -> str:
+    """``url`` whose connections also start with the server ``options`` given."""
+    parts = urlsplit(url)
+    params = parse_qs(parts.query)
+    params["options"] = [" ".join([*params.get("options", []), options])]
+    return urlunsplit(parts._replace(query=urlencode(params, doseq=True, quote_via=quote)))
+
+
+def _prepared_take(cr) -> tuple[str, str]:
+    """The name and the PREPARE command of the claim's pick on ``cr``'s connection (it was
+    prepared in the message that first ran it: ``PREPARE name AS ...; EXECUTE name(...)``)."""
+    cr.execute("SELECT statement FROM pg_prepared_statements")
+    found = {
+        match.group(1): match.group(0)
+        for (message,) in cr.fetchall()
+        for match in re.finditer(
+            r"PREPARE (\w+) AS\s+WITH plan AS .*?(?=; EXECUTE \1\()", message, re.S
+        )
+    }
+    assert len(found) == 1, found
+    [(name, prepare)] = found.items()
+    return name, prepare
+
+
+def _execute_take(name: str, channels: dict[str, int], wanted: int) -> str:
+    now = Datetime.now()
+    plan = json.dumps([{"channel": c, "free": free} for c, free in channels.items()])
+    args = [plan, now, wanted, "w1", now, now, now]
+    literals = sql.SQL(", ").join(sql.Literal(arg) for arg in args).as_string()
+    return f"EXECUTE {name}({literals})"
+
+
+def _grow_backlog(registry, jobs: int) -> None:
+    """``jobs`` copies of the one pending job, then fresh statistics."""
+    columns = [
+        row[0]
+        for row in query(
+            registry,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+            " current_schema() AND table_name = 'queue_job' AND column_name NOT IN ('id', 'uuid')",
+        )
+    ]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    query(
+        registry,
+        f"INSERT INTO queue_job (uuid, {listed}) SELECT md5(g::text), {listed}"
+        " FROM queue_job, generate_series(1, %s) AS g",
+        (jobs,),
+    )
+    query(registry, "ANALYZE queue_job")
+
+
+@POSTGRESQL
+def test_postgres_worker_sessions_never_jit_compile_a_claim(registry, db_url):
+    # this database's connections start with JIT on for any statement that costs anything
+    eager = _with_options(db_url, "-cjit=on -cjit_above_cost=0")
+    store = jobstore.for_backend(PostgresBackend(eager))
+    enqueue(registry, "noop", count=3)
+    for role in ("supervisor", "maintenance"):
+        session = store.session(role=role)
+        try:
+            cr = session.cursor(registry)
+            cr.execute("SHOW jit_above_cost")
+            assert cr.fetchone()[0] == "0"  # the connection did start with the options
+            cr.execute("SHOW jit")
+            assert cr.fetchone()[0] == "off", role
+            cr.rollback()
+            cr.close()
+        finally:
+            session.close()
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=2, default_limit=2).jobs) == 2
+        name, prepare = _prepared_take(cr)
+        execute = _execute_take(name, {"root": 1}, 1)
+        cr.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}")
+        [worker_plan] = cr.fetchone()[0]
+        cr.rollback()
+        cr.close()
+    finally:
+        session.close()
+    assert "JIT" not in worker_plan
+    # the same statement on a connection of its own, with the database's settings: compiled
+    with psycopg.connect(eager, autocommit=True) as cnx:
+        if cnx.execute("SELECT pg_jit_available()").fetchone()[0]:  # type: ignore[index]
+            cnx.execute(prepare)
+            with cnx.transaction(force_rollback=True):
+                plan = cnx.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}").fetchone()
+            assert "JIT" in plan[0][0]  # type: ignore[index]
+
+
+@POSTGRESQL
+def test_postgres_claim_estimate_does_not_grow_with_the_backlog(registry, store):
+    enqueue(registry, "noop")
+    _grow_backlog(registry, 20_000)
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=2, default_limit=2).jobs) == 2
+        name, _prepare = _prepared_take(cr)
+        cr.execute("SET LOCAL plan_cache_mode = force_generic_plan")  # as a claim runs it
+        cr.execute(f"EXPLAIN (FORMAT JSON) {_execute_take(name, {'root': 2}, 2)}")
+        [plan] = cr.fetchone()[0]
+        cr.rollback()
+        cr.close()
+    finally:
+        session.close()
+    # a few index pages per channel: far below any JIT threshold (100,000 by default),
+    # where the row counts guessed from 20,000 pending jobs would cost ~100 times more
+    assert plan["Plan"]["Total Cost"] < 1_000, plan["Plan"]["Total Cost"]
+
+
+@POSTGRESQL
+def test_a_claim_locks_only_the_jobs_each_channel_may_give(registry, claim):
+    # channel "one" may give 1 job, "three" 3: the claim wants all 4, so the statement is
+    # made for 4 jobs per channel, and "one" must still lock a single job
+    set_limit(registry, "one", 1)
+    set_limit(registry, "three", 3)
+    enqueue(registry, "noop", count=5, channel="one")
+    enqueue(registry, "noop", count=5, channel="three")
+    assert len(claim(wanted=4).jobs) == 4
+    # a row locked FOR UPDATE keeps the locker's transaction id in xmax after the commit
+    locked = query(
+        registry,
+        "SELECT count(*) FROM queue_job WHERE state = 'pending' AND xmax::text <> '0'",
+    )
+    assert locked == [(0,)]
+
+
+@POSTGRESQL
+def test_postgres_claims_survive_a_rollback_after_repeated_statements(registry, store):
+    # psycopg prepares a statement run 5 times by itself, and answers the next rollback
+    # with DEALLOCATE ALL: that must not take the claim's own prepared statements along
+    enqueue(registry, "noop", count=4)
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr = session.cursor(registry)
+        for _ in range(6):
+            store.heartbeat(cr, "w1")
+        cr.rollback()
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr.close()
+    finally:
+        session.close()
+
+
+@POSTGRESQL
+def test_postgres_claims_prepare_again_after_their_statements_are_gone(registry, store):
+    enqueue(registry, "noop", count=4)
+    session = store.session(role="supervisor")
+    try:
+        cr = session.cursor(registry)
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr = session.cursor(registry)
+        cr.execute("DEALLOCATE ALL")  # as a pooler or a DISCARD ALL would
+        cr.commit()
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            store.claim(cr, worker_id="w1", wanted=1, default_limit=4)
+        cr.rollback()
+        # the next claim (the supervisor's next turn) prepares them again
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr.close()
+    finally:
+        session.close()
+
+
+@POSTGRESQL
+def test_postgres_heartbeat_never_waits_for_a_job_its_executor_is_writing(registry, store, claim):
+    # an executor marking its batch done locks the batch's rows one by one: a heartbeat
+    # that waited on one of them while holding another would deadlock with it
+    first, second = enqueue(registry, "noop", count=2)
+    set_limit(registry, "root", 2)
+    assert len(claim(wanted=2, default_limit=2).jobs) == 2
+    executor = store.session(role="executor")
+    supervisor = store.session(role="supervisor")
+    try:
+        writing = executor.cursor(registry)
+        writing.execute("UPDATE queue_job SET write_date = write_date WHERE id = %s", (second,))
+        beat = supervisor.cursor(registry)
+        beat.execute("SET LOCAL lock_timeout = 5000")  # waiting would fail the test, not hang it
+        store.heartbeat(beat, "w1")  # the job being written is skipped: its executor lives
+        beat.commit()
+        writing.execute("UPDATE queue_job SET write_date = write_date WHERE id = %s", (first,))
+        writing.commit()
+        heartbeats = dict(query(registry, "SELECT id, heartbeat FROM queue_job"))
+        assert heartbeats[first] > heartbeats[second]
+        beat.close()
+        writing.close()
+    finally:
+        executor.close()
+        supervisor.close()

@@ -223,6 +223,7 @@ class JobStore(ABC):
 
     dialect: str
     next_scheduled_sql = NEXT_SCHEDULED
+    heartbeat_jobs_sql = HEARTBEAT_JOBS
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -353,7 +354,7 @@ class JobStore(ABC):
     def heartbeat(self, cr: Cursor, worker_id: str) -> None:
         now = self.now(cr)
         cr.execute(HEARTBEAT_WORKER, (now, worker_id))
-        cr.execute(HEARTBEAT_JOBS, (now, worker_id))
+        cr.execute(self.heartbeat_jobs_sql, (now, worker_id))
 
     def stop_worker(self, cr: Cursor, worker_id: str) -> None:
         now = self.now(cr)

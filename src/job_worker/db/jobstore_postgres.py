@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -46,6 +46,23 @@ NOTIFY_CHANNEL = "job_worker"
 #: second key of the advisory locks taken on behalf of the whole queue (first key: the schema)
 CLAIM_LOCK = 0
 MAINTENANCE_LOCK = -1
+
+# -- name: session_settings
+# Every session of the worker: a backend whose client died mid-query notices
+# within a second.
+SESSION_SETTINGS = "SET client_connection_check_interval = 1000"
+
+# -- name: role_settings
+# The worker's own sessions (not the executors', where jobs run their own queries)
+# never compile their statements to machine code: each is short (milliseconds at
+# most), JIT compiling one costs far more (~100 ms), and a prepared generic plan
+# whose estimated cost passes jit_above_cost is compiled again at every execution.
+# The supervisor never waits long on a row another transaction holds: it retries on
+# its next turn instead of freezing its event loop.
+ROLE_SETTINGS = {
+    "supervisor": ("SET jit = off", "SET lock_timeout = 2000"),
+    "maintenance": ("SET jit = off",),
+}
 
 # -- name: now
 NOW = "SELECT timezone('UTC', statement_timestamp())"
@@ -73,17 +90,30 @@ SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
 # The best due jobs of each channel with room, at most `free` per channel, then
 # the best `wanted` of those, marked started. SKIP LOCKED passes over jobs that
 # another transaction is changing (a cancel, a requeue).
+#
+# The plan is generic (see lock_claims), made without the parameters' values. Left
+# to guess, the planner would count 100 channels (any function's default) of 10 % of
+# their due jobs each (a LIMIT it cannot evaluate): an estimate that grows with the
+# backlog (1.3 M for 400,000 pending jobs, for a claim that reads a few index pages).
+# Two constants written into the text bound it by the claim's real work, without
+# ever cutting: {channels}, a power of two at least the channels in the plan, and
+# {rows}, a power of two at least the most jobs one channel may give. A channel's
+# jobs come up one at a time through the lock to `LIMIT plan.free`, which stops
+# the index scan, and the locking, at `free` jobs (no ORDER BY at that level: it
+# would sort, and so lock, all {rows} first; the level below gives them in order).
 TAKE = f"""
 WITH plan AS (
-    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int)
+    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int) LIMIT {{channels}}
 ), candidates AS (
     SELECT j.id, j.priority, j.scheduled_at
       FROM plan, LATERAL (
-        SELECT id, priority, scheduled_at FROM queue_job
-         WHERE state = 'pending' AND channel = plan.channel AND scheduled_at <= %s
-         ORDER BY priority, scheduled_at, id
-         LIMIT plan.free
-         FOR UPDATE SKIP LOCKED) j
+        SELECT * FROM (
+            SELECT id, priority, scheduled_at FROM queue_job
+             WHERE state = 'pending' AND channel = plan.channel AND scheduled_at <= %s
+             ORDER BY priority, scheduled_at, id
+             LIMIT {{rows}}
+             FOR UPDATE SKIP LOCKED) best
+         LIMIT plan.free) j
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
 )
@@ -97,6 +127,32 @@ RETURNING {
         for c in CLAIM_COLUMNS
     )
 }
+"""
+
+
+def _take_sql(channels: int, rows: int) -> str:
+    """TAKE for a plan of ``channels`` channels giving at most ``rows`` jobs each, both
+    rounded up to a power of two: a few statements, each prepared once."""
+    return _take_text(_power_of_two(channels), _power_of_two(rows))
+
+
+@lru_cache(maxsize=64)
+def _take_text(channels: int, rows: int) -> str:
+    return TAKE.format(channels=channels, rows=rows)
+
+
+def _power_of_two(count: int) -> int:
+    return 1 << max(count - 1, 0).bit_length()
+
+
+# -- name: heartbeat_jobs
+# A job whose row its executor is writing (marking a batch done) is passed over: its
+# executor lives, and waiting for that row while holding another job's row would
+# deadlock with the executor, which locks the rows of its batch in its own order.
+HEARTBEAT_JOBS = """
+UPDATE queue_job SET heartbeat = %s
+ WHERE id IN (SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s
+              FOR UPDATE SKIP LOCKED)
 """
 
 # -- name: lock_jobs
@@ -124,6 +180,7 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 class PostgresJobStore(JobStore):
     dialect = "postgresql"
     backend: PostgresBackend
+    heartbeat_jobs_sql = HEARTBEAT_JOBS
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -170,10 +227,10 @@ class PostgresJobStore(JobStore):
     ) -> tuple[str, Sequence[Any]]:
         # the plan as one JSON text (far cheaper to send than two arrays); no channel needs
         # more candidates than the claim wants: each one is locked (FOR UPDATE)
-        channels = json.dumps(
-            [{"channel": c, "free": min(free, wanted)} for c, free in plan.free.items()]
-        )
-        return TAKE, (channels, now, wanted, worker_id, now, now, now)
+        free = {channel: min(count, wanted) for channel, count in plan.free.items()}
+        channels = json.dumps([{"channel": c, "free": count} for c, count in free.items()])
+        sql = _take_sql(len(free), max(free.values()))
+        return sql, (channels, now, wanted, worker_id, now, now, now)
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         return [(LOCK_JOBS, (list(job_ids),))]
@@ -226,13 +283,12 @@ class PostgresSession(Session):
                 autocommit=True,  # the cursors send BEGIN themselves, with a statement if they can
                 connect_timeout=5,
                 application_name=f"job_worker {self.role}",
+                # the hot statements are prepared by name (execute_together): psycopg's own
+                # would make it deallocate them all at the next rollback
+                prepare_threshold=None,
             )
-            # a backend whose client died mid-query notices within a second
-            cnx.execute("SET client_connection_check_interval = 1000")
-            if self.role == "supervisor":
-                # the supervisor never waits long on a row another transaction holds:
-                # it retries on its next turn instead of freezing its event loop
-                cnx.execute("SET lock_timeout = 2000")
+            settings = [SESSION_SETTINGS, *ROLE_SETTINGS.get(self.role, ())]
+            cnx.execute("; ".join(settings))  # no parameters: one message, one round trip
             self._cnx = cnx
             self.session_id = cnx.info.backend_pid
         return self._cnx

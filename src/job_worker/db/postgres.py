@@ -79,7 +79,10 @@ class PostgresCursor(Cursor):
         committed. With ``prepared``, each statement is prepared on the connection the
         first time (in the same message) and executed by name from then on: planned
         once, not at every call (its parameters take the types the statement gives
-        them).
+        them). The connection must not let psycopg prepare statements of its own
+        (``prepare_threshold=None``): psycopg answers a rollback by deallocating every
+        prepared statement of the connection, ours too. Should they be gone anyway,
+        the statement fails once and they are all prepared again the next time.
         """
         return self._send([(query, params, prepared) for query, params in statements])
 
@@ -121,6 +124,11 @@ class PostgresCursor(Cursor):
             return []
         try:
             self._cur.execute("; ".join(parts).encode())
+        except psycopg.errors.InvalidSqlStatementName:
+            # our statements were deallocated (DEALLOCATE ALL, DISCARD ALL): all of them
+            # are prepared again, under new names, the next time they come
+            names.clear()
+            raise
         except Exception:
             for query in added:  # prepared or not: prepared again, under a new name
                 del names[query]

@@ -1,5 +1,6 @@
 """The supervisor's side of one database: claims, heartbeats, cancellation checks,
-state changes on behalf of killed executors, and the elected maintenance.
+state changes on behalf of killed executors; it starts and stops the elected
+maintenance, which runs beside the event loop (:mod:`.maintenance`).
 
 Every database operation here is short and may fail: the database may be
 restarting, or (SQLite) another process may hold the write lock. A failure
@@ -30,6 +31,7 @@ from ..orm.registry import Registry
 from ..orm.schema import installed_modules
 from ..queue import config, states
 from .executor import FailureReport
+from .maintenance import Maintenance
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Producer:
         self.store: jobstore.JobStore | None = None
         self.session: jobstore.Session | None = None
         self.listener: jobstore.Listener | None = None
+        self.maintenance: Maintenance | None = None
         #: seconds between claims when nothing woke the worker
         self.fallback_interval = settings.poll_interval or 1.0
         #: seconds between looks at the listener, if it must be polled (SQLite)
@@ -87,7 +90,6 @@ class Producer:
         self.failing_since: float | None = None
         self.next_heartbeat = 0.0
         self.next_cancel_check = 0.0
-        self.next_maintenance = 0.0
         self.next_settings_read = 0.0
         #: the cluster settings of this database, as last read
         self.cluster = config.ClusterSettings()
@@ -169,6 +171,14 @@ class Producer:
         self.session = self.store.session(role="supervisor")
         self.listener = self.store.listener()
         self.listener_poll = self.listener.poll_interval
+        self.maintenance = Maintenance(
+            self.store,
+            registry,
+            self.settings,
+            self.worker_id,
+            self._name(),
+            cluster=lambda: self.cluster,
+        )
 
     def _warn_missing_modules(self, registry: Registry) -> None:
         """The database was set up with modules this worker does not load: jobs on their
@@ -218,6 +228,8 @@ class Producer:
         return True
 
     def stop(self) -> None:
+        if self.maintenance is not None:
+            self.maintenance.stop()
         if self.registered and self.store is not None:
             store = self.store
 
@@ -291,11 +303,13 @@ class Producer:
     # -- periodic bookkeeping ------------------------------------------------------------
 
     def tick(self, now: float, running: Sequence[jobstore.ClaimedJob]) -> set[int]:
-        """Heartbeats, maintenance and owed changes; returns the ids of running jobs that
-        were cancelled (or otherwise taken away) meanwhile."""
+        """Heartbeats and owed changes (and the maintenance thread started); returns the
+        ids of running jobs that were cancelled (or otherwise taken away) meanwhile."""
         if not self.registered or not self.available(now):
             return set()
         assert self.store is not None and self.listener is not None
+        assert self.maintenance is not None
+        self.maintenance.start()  # once; again if its thread ever ended
         store = self.store
         if (
             self.listener.fileno() is None
@@ -325,16 +339,13 @@ class Producer:
             taken = set() if isinstance(checked, Failed) else checked
             self.next_cancel_check = now + self.settings.cancel_check_interval
         self.apply_pending(now)
-        if now >= self.next_maintenance:
-            self.next_maintenance = now + self.settings.maintenance_interval
-            self.guarded(now, "maintenance", self._maintenance)
         return taken
 
     def next_timer(self, now: float, idle_slots: bool) -> float:
         """When :meth:`tick` (or a poll, with idle slots) next has something to do."""
         if not self.registered or not self.available(now):
             return max(self.down_until, now + 0.05)
-        timers = [self.next_heartbeat, self.next_maintenance, self.next_settings_read]
+        timers = [self.next_heartbeat, self.next_settings_read]
         if idle_slots:
             timers.append(self.next_fallback)
             if self.due_at is not None:
@@ -344,23 +355,6 @@ class Producer:
         if self.pending:
             timers.append(now + 0.1)
         return min(timers)
-
-    def _maintenance(self) -> None:
-        assert self.store is not None and self.session is not None
-        interval = self.settings.maintenance_interval
-        if not self.store.elect(self.session, "maintenance", self.worker_id, ttl=3 * interval):
-            return
-        with self.cursor() as cr:
-            env = Environment(cr, SUPERUSER_ID, {})
-            counters = env["queue.maintenance"]._run_maintenance(
-                {**self.settings.maintenance_settings(), **self.cluster.maintenance_settings()}
-            )
-        if any(counters.values()):
-            _logger.info(
-                "maintenance: %s",
-                counters,
-                extra={"event": "maintenance.run", "database": self._name(), **counters},
-            )
 
     # -- cluster settings -------------------------------------------------------------------
 

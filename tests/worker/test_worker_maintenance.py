@@ -1,0 +1,92 @@
+"""The elected maintenance runs beside the supervisor's loop: claims never wait for it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from worker_helpers import enqueue, query, wait_for
+
+from job_worker.queue.models.maintenance import QueueMaintenance
+from job_worker.worker.producer import Producer
+from job_worker.worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.timeout(90)
+
+#: how long the slowed maintenance waits to be released (the test releases it far sooner)
+HELD_AT_MOST = 30.0
+
+
+@pytest.fixture
+def slow_maintenance(monkeypatch):
+    """Maintenance that waits at its first step, before any SQL, until released."""
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    purge = QueueMaintenance._purge_old_jobs
+
+    def held(self, *args):
+        entered.set()
+        release.wait(HELD_AT_MOST)
+        try:
+            return purge(self, *args)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(QueueMaintenance, "_purge_old_jobs", held)
+    yield entered, release, finished
+    release.set()
+
+
+@pytest.fixture
+def producer(db_url, registry):
+    settings = WorkerSettings(databases=(db_url,), modules=("workerapp",), default_limit=5)
+    producer = Producer(0, db_url, settings, "maintainer:1:a")
+    yield producer
+    producer.stop()
+
+
+def test_claims_go_on_while_maintenance_runs(registry, producer, slow_maintenance):
+    entered, release, finished = slow_maintenance
+    ids = enqueue(registry, "noop", count=3)
+    assert producer.ensure_started(time.monotonic())
+    producer.tick(time.monotonic(), [])  # maintenance is due at once
+    assert entered.wait(10), "maintenance did not begin"
+    claimed = producer.claim(time.monotonic(), 3)
+    assert not finished.is_set(), "the claim waited for the maintenance run to end"
+    assert sorted(job.id for job in claimed) == ids
+    release.set()
+    assert finished.wait(10)
+    wait_for(
+        lambda: (
+            query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")[0][0] == 3
+        ),
+        10,
+        "the claimed jobs to stay started",
+    )
+
+
+def test_maintenance_keeps_one_holder_per_database(registry, producer, db_url, slow_maintenance):
+    _entered, release, finished = slow_maintenance
+    release.set()  # no slowing here: the election is what is tested
+    other = Producer(0, db_url, producer.settings, "maintainer:2:b")
+    try:
+        assert producer.ensure_started(time.monotonic())
+        producer.tick(time.monotonic(), [])
+        assert finished.wait(10), "the first worker did not run maintenance"
+        assert other.ensure_started(time.monotonic())
+        assert other.maintenance is not None
+        session = other.store.session(role="maintenance")  # type: ignore[union-attr]
+        try:
+            assert other.maintenance.run_once(session) is None  # not elected: nothing done
+        finally:
+            session.close()
+        producer.stop()  # the holder goes away: the role is free again
+        session = other.store.session(role="maintenance")  # type: ignore[union-attr]
+        try:
+            if db_url.startswith("sqlite"):  # a lease: free once it expires
+                query(registry, "UPDATE queue_lease SET expires_at = '2000-01-01 00:00:00'")
+            assert other.maintenance.run_once(session) is not None
+        finally:
+            session.close()
+    finally:
+        other.stop()
