@@ -33,7 +33,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 import psycopg
-from bench_worker import machine, start_worker, stop_worker, wait
+from bench_worker import machine, set_default_limit, start_worker, stop_worker, wait
 from gen_jobs import generate
 
 from job_worker import SUPERUSER_ID, Registry, api
@@ -130,7 +130,8 @@ def drain(registry: Registry, url: str, jobs: int, concurrency: int, limit: int)
     """Jobs/s of a worker that runs ``jobs`` jobs, from the first start to the last end;
     the jobs it ran go back to pending afterwards (the table stays as it was)."""
     since = db_now(registry)
-    process = start_worker(url, concurrency, limit)
+    set_default_limit(registry, limit)
+    process = start_worker(url, concurrency)
     try:
         wait(lambda: done_since(registry, since) >= jobs, 3600, "the drain")
     finally:
