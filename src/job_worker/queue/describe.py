@@ -88,16 +88,19 @@ def attempts_text(attempts: int, max_retries: int, *, short: bool = False) -> st
 
 
 def seconds_text(value: float) -> str:
-    """A run time: "240 ms", "3.02 s", "4 min"."""
+    """A run time, for the CLI and the dashboard alike: "< 1 ms", "240 ms", "3.02 s",
+    "4 min", "2.5 h", "3 d"."""
     if value < 0.001:
         return "< 1 ms"
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
         return f"{value:.2f} s"
-    if value < 7200:
+    if value < 3600:
         return f"{value / 60:.0f} min"
-    return f"{value / 3600:.1f} h"
+    if value < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.0f} d"
 
 
 @dataclass(frozen=True)

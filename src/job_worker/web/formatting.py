@@ -36,15 +36,7 @@ def when(value: datetime | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 0.001:
-        return "< 1 ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.2f} s"
-    return _span(value)
+    return "" if value is None else describe.seconds_text(value)
 
 
 def pretty_json(value: Any) -> str:
