@@ -183,7 +183,7 @@ def test_commands_never_print_the_database_password(pg_url, tmp_path):
         result = runner.invoke(main, list(args), catch_exceptions=False)
         outputs.append(result.output)
     assert "no job_worker tables" in outputs[0]  # the first command saw an empty schema
-    assert "schema up to date" in outputs[1]
+    assert "created the schema" in outputs[1]
     assert "***" in outputs[1] and "***" in outputs[3]
     for output in outputs:
         assert "Sup3rS3cret" not in output

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from worker_helpers import enqueue, query, wait_for
+from worker_helpers import enqueue, query, set_config, wait_for
 
 from job_worker.queue.models.maintenance import QueueMaintenance
 from job_worker.worker.producer import Producer
@@ -39,7 +39,8 @@ def slow_maintenance(monkeypatch):
 
 @pytest.fixture
 def producer(db_url, registry):
-    settings = WorkerSettings(databases=(db_url,), modules=("workerapp",), default_limit=5)
+    set_config(registry, "default_limit", 5)
+    settings = WorkerSettings(databases=(db_url,), modules=("workerapp",))
     producer = Producer(0, db_url, settings, "maintainer:1:a")
     yield producer
     producer.stop()
