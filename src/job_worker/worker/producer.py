@@ -30,6 +30,7 @@ from ..orm.registry import Registry
 from ..orm.schema import installed_modules
 from ..queue import config, states
 from .executor import FailureReport
+from .scheduler import Scheduler
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class Producer:
         #: the cluster settings of this database, as last read
         self.cluster = config.ClusterSettings()
         self.registered = False
+        #: periodic jobs: enqueues their occurrences on time
+        self.scheduler = Scheduler(self._name())
 
     # -- guarded database work ----------------------------------------------------
 
@@ -242,6 +245,7 @@ class Producer:
         assert self.listener is not None
         if self.listener.woken():
             self.woken = True
+            self.scheduler.changed()
 
     def wants_to_claim(self, now: float) -> bool:
         """Whether a claim could find jobs: woken up, a scheduled job or a rate-limited
@@ -259,6 +263,8 @@ class Producer:
             assert self.listener is not None
             self.next_poll = now + self.listener_poll
             self.woken = self.guarded(now, "poll", self.listener.woken) is True
+            if self.woken:
+                self.scheduler.changed()
         return self.woken
 
     def claim(self, now: float, wanted: int) -> list[jobstore.ClaimedJob]:
@@ -325,6 +331,10 @@ class Producer:
             taken = set() if isinstance(checked, Failed) else checked
             self.next_cancel_check = now + self.settings.cancel_check_interval
         self.apply_pending(now)
+        if self.scheduler.due(now):
+            self.guarded(
+                now, "periodic jobs", partial(self.scheduler.tick, now, self.cursor, store)
+            )
         if now >= self.next_maintenance:
             self.next_maintenance = now + self.settings.maintenance_interval
             self.guarded(now, "maintenance", self._maintenance)
@@ -335,6 +345,7 @@ class Producer:
         if not self.registered or not self.available(now):
             return max(self.down_until, now + 0.05)
         timers = [self.next_heartbeat, self.next_maintenance, self.next_settings_read]
+        timers.append(self.scheduler.next_timer())
         if idle_slots:
             timers.append(self.next_fallback)
             if self.due_at is not None:
