@@ -48,6 +48,11 @@ OWNED_BY_CODE = (
 )
 
 
+def _same(declared: Any, stored: Any) -> bool:
+    """A declared value equals the stored one (read() gives False or 0 for empty)."""
+    return declared == stored or (not declared and not stored and declared in (None, 0, False))
+
+
 class QueueJob(models.Model):
     _inherit = "queue.job"
     _indexes = [
@@ -209,6 +214,19 @@ class QueueCron(models.Model):
         notify_jobs_enqueued(self.env.cr)
         return True
 
+    def edit(self, vals: dict[str, Any]) -> bool:
+        """A change by an operator (CLI, dashboard): on a row declared in code only
+        ``active`` may change, as the code's next sync would undo the rest."""
+        owned = sorted(set(vals) & set(OWNED_BY_CODE))
+        for cron in self:
+            if cron.code_key and owned:
+                raise ValueError(
+                    f"queue.cron {cron.id} ({cron.name}) is declared in code by "
+                    f"@api.periodic on {cron.code_key}: change {', '.join(owned)} there; "
+                    "here it can only be paused, resumed or run now"
+                )
+        return self.write(vals)
+
     def _store(self, vals: dict[str, Any]) -> bool:
         """Write checked or computed values, past the checks of :meth:`write`."""
         return super().write(vals)
@@ -217,6 +235,66 @@ class QueueCron(models.Model):
         result = super().unlink()
         notify_jobs_enqueued(self.env.cr)
         return result
+
+    # -- declared in code ---------------------------------------------------------------
+
+    def _declared(self) -> dict[str, dict[str, Any]]:
+        """The ``@api.periodic`` declarations of the registry's models, as row values by
+        code key (``model.method``)."""
+        declared: dict[str, dict[str, Any]] = {}
+        for model_name, cls in self.env.registry.models.items():
+            names = {name for klass in cls.__mro__ for name in vars(klass)}
+            for method_name in sorted(names):
+                spec = getattr(getattr(cls, method_name, None), "_periodic", None)
+                if not isinstance(spec, dict):
+                    continue
+                key = f"{model_name}.{method_name}"
+                declared[key] = {
+                    "name": key,
+                    **{k: v for k, v in spec.items() if v is not None},
+                    "model_name": model_name,
+                    "method_name": method_name,
+                    "code_key": key,
+                }
+        return declared
+
+    def _sync_declared(self) -> dict[str, int]:
+        """Make the rows of the declarations match the code.
+
+        Code owns what it declares (call, schedule, options); ``active`` belongs to
+        operators once the row exists, so a redeploy never resumes a cron paused by
+        hand. A row whose declaration left the code is deleted, unless its model is not
+        loaded here (a worker started without that module must not delete it).
+        """
+        declared = self._declared()
+        counts = {"created": 0, "updated": 0, "deleted": 0}
+        existing = {row.code_key: row for row in self.search([("code_key", "!=", False)])}
+        for key, vals in declared.items():
+            row = existing.get(key)
+            try:
+                if row is None:
+                    self.create(vals)
+                    counts["created"] += 1
+                    continue
+                checked = self._check_cron_values({**vals, "active": row.active})
+                changes = {
+                    k: checked[k]
+                    for k in OWNED_BY_CODE
+                    if k in checked and not _same(checked[k], row[k])
+                }
+                for k in ("cron", "interval", "description"):  # unset in code: cleared
+                    if k not in checked and row[k]:
+                        changes[k] = None
+                if changes:
+                    row.write(changes)
+                    counts["updated"] += 1
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"@api.periodic on {key}: {exc}") from exc
+        for key, row in existing.items():
+            if key not in declared and row.model_name in self.env.registry:
+                row.unlink()
+                counts["deleted"] += 1
+        return counts
 
     # -- enqueueing -------------------------------------------------------------------
 
