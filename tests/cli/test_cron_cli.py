@@ -85,3 +85,18 @@ def test_run_now_enqueues_one_job_without_moving_the_next_occurrence(cli, ops_re
     with ops_registry.cursor(readonly=True) as cr:
         job = api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(ran["job"])
         assert (job.cron_id.id, job.method_name) == (made["id"], "export")
+
+
+def test_jobs_list_filters_by_cron_and_show_names_the_occurrence(cli, ops_registry):
+    made = as_json(add(cli, "--interval", "3600", "--json"))
+    ran = as_json(cli("cron", "run-now", "export", "--json"))
+    with ops_registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["res.partner"].with_delay().export()
+    listed = as_json(cli("jobs", "list", "--cron", str(made["id"]), "--json"))["jobs"]
+    assert [(j["id"], j["cron_id"]) for j in listed] == [(ran["job"], made["id"])]
+    assert len(as_json(cli("jobs", "list", "--json"))["jobs"]) == 2
+    shown = cli("jobs", "show", str(ran["job"]))
+    assert f"{made['id']}, run now, outside the schedule" in shown.output
+    assert as_json(cli("jobs", "show", str(ran["job"]), "--json"))["cron_id"] == made["id"]
+    explained = cli("jobs", "explain", str(ran["job"]))
+    assert f"outside the schedule of periodic job {made['id']} (export)" in explained.output

@@ -201,3 +201,20 @@ def test_next_due_is_the_earliest_active_next_at(qenv):
     make_cron(qenv, name="b", next_at=T0 + timedelta(minutes=2))
     make_cron(qenv, name="c", next_at=T0, active=False)
     assert qenv["queue.cron"]._next_due() == T0 + timedelta(minutes=2)
+
+
+def test_explain_says_which_occurrence_a_job_is(qenv):
+    from job_worker.queue.explain import explain
+
+    cron = make_cron(qenv)
+    cron._fire(T0)
+    (job,) = cron_jobs(cron)
+    reasons = explain(qenv, job.id)
+    assert reasons[-1].code == "periodic"
+    assert reasons[-1].message == (
+        f"job {job.id} is the occurrence of 2026-01-05 12:00:00 UTC of periodic job {cron.id} (digest)"
+    )
+    by_hand = cron.run_now()
+    assert "enqueued by hand (run now)" in explain(qenv, by_hand.id)[-1].message
+    plain = qenv["res.partner"].with_delay().record()
+    assert all(reason.code != "periodic" for reason in explain(qenv, plain.id))

@@ -49,6 +49,9 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 @click.option("--exception", "exc_name", help="Only jobs whose last exception has this name.")
 @click.option("--graph", help="Only jobs of this graph (graph_uuid).")
 @click.option(
+    "--cron", type=int, help="Only jobs of this periodic job (see `job-worker cron list`)."
+)
+@click.option(
     "--search", "-q", "q", help="Id, uuid, or text in the description, model, method or exception."
 )
 @click.option("--finished", help="Only jobs finished within this span: 15m, 1h, 7d.")
@@ -121,7 +124,7 @@ def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
         for key, value in values.items():
             if value is False and job._fields[key].type != "boolean":
                 values[key] = None  # an empty field, not a boolean
-        for key in ("user_id", "company_id", "cascaded_from_id"):
+        for key in ("user_id", "company_id", "cascaded_from_id", "cron_id"):
             value = values.get(key)
             values[key] = value[0] if isinstance(value, list | tuple) else value
         values.pop("dependency_ids", None)
@@ -163,6 +166,7 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
         "company": job["company"],
         "worker": job["worker_id"],
         "graph": job["graph_uuid"],
+        "periodic job": _occurrence_text(job),
         "depends on": ", ".join(
             f"{d['id']} ({d['kind']}, {d['state']})" for d in job["depends_on"]
         ),
@@ -191,6 +195,14 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
         out.say("")
         out.say("Traceback and diagnoses", "bold")
         click.echo(job["exc_info"])
+
+
+def _occurrence_text(job: dict[str, Any]) -> str | None:
+    if not job.get("cron_id"):
+        return None
+    when = job.get("cron_occurrence")
+    which = f"occurrence of {text(when)} UTC" if when else "run now, outside the schedule"
+    return f"{job['cron_id']}, {which}"
 
 
 def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:
