@@ -116,7 +116,6 @@ class QueueCollector(Collector):
                 age.add_metric([row["worker_id"]], row["heartbeat_age"])
         yield from (alive, age)
 
-
     def _crons(self, env: Any, now: Any) -> Iterator[Metric]:
         labels = ["cron_id", "cron"]
         lag = GaugeMetricFamily(
