@@ -183,7 +183,7 @@ def _start_worker(database: str, load: list[str]) -> subprocess.Popen:
 def _periodic_done(registry: Registry) -> int:
     with registry.cursor(readonly=True) as cr:
         cr.execute("SELECT COUNT(*) FROM queue_job WHERE cron_id IS NOT NULL AND state = 'done'")
-        return cr.fetchone()[0]
+        return cr.fetchall()[0][0]
 
 
 def _pause_periodic(registry: Registry) -> None:
