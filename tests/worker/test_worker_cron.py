@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from worker_helpers import FAST, is_postgres, query, wait_for, worker_ready
+from worker_helpers import FAST, is_postgres, query, set_limit, wait_for, worker_ready
 
 from job_worker import SUPERUSER_ID, Registry, api
 
@@ -98,3 +98,35 @@ def test_three_workers_make_one_job_per_occurrence_of_a_cron_every_second(
         "the last jobs done",
     )
     assert query(registry, "SELECT count(*) FROM queue_job")[0][0] == count
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_no_overlap_skips_occurrences_while_a_slower_job_runs(registry, start_worker):
+    set_limit(registry, "root", 4)  # the channel would let several run at once
+    workers = [start_worker("--concurrency", "2", *FAST) for _ in range(2)]
+    wait_for(lambda: all(worker_ready(registry, w) for w in workers), 60, "workers started")
+    # every second, a job that takes 2.5 s: without no_overlap, two or three would run at once
+    cron_id = make_cron(
+        registry,
+        name="slow",
+        method_name="sleep_then_record",
+        args=["slow", 2.5],
+        interval=1,
+        no_overlap=True,
+    )
+    wait_for(
+        lambda: query(registry, "SELECT count(*) FROM workerapp_effect")[0][0] >= 3,
+        60,
+        "three runs of the slow job",
+    )
+    set_active(registry, cron_id, False)
+    wait_for(
+        lambda: query(registry, "SELECT count(*) FROM queue_job WHERE state != 'done'")[0][0] == 0,
+        30,
+        "the last job done",
+    )
+    runs = sorted(query(registry, "SELECT started, ended FROM workerapp_effect"))
+    assert all(ended <= next_start for (_s, ended), (next_start, _e) in zip(runs, runs[1:]))
+    [(skipped,)] = query(registry, "SELECT skipped_count FROM queue_cron WHERE id = %s", [cron_id])
+    assert skipped >= len(runs) - 1  # at least one occurrence skipped while each job ran
