@@ -4,6 +4,7 @@ many workers run, and none is missed."""
 from __future__ import annotations
 
 import uuid
+from itertools import pairwise
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -127,6 +128,6 @@ def test_no_overlap_skips_occurrences_while_a_slower_job_runs(registry, start_wo
         "the last job done",
     )
     runs = sorted(query(registry, "SELECT started, ended FROM workerapp_effect"))
-    assert all(ended <= next_start for (_s, ended), (next_start, _e) in zip(runs, runs[1:]))
+    assert all(ended <= next_start for (_s, ended), (next_start, _e) in pairwise(runs))
     [(skipped,)] = query(registry, "SELECT skipped_count FROM queue_cron WHERE id = %s", [cron_id])
     assert skipped >= len(runs) - 1  # at least one occurrence skipped while each job ran
