@@ -4,8 +4,8 @@ many workers run, and none is missed."""
 from __future__ import annotations
 
 import uuid
-from itertools import pairwise
 from datetime import datetime, timedelta
+from itertools import pairwise
 from urllib.parse import quote
 
 import psycopg
