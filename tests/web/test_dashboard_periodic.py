@@ -3,6 +3,8 @@ managers pause, resume, run now, add and delete, users only look."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from opsapp.scenario import csrf_of
 
@@ -42,6 +44,10 @@ def test_manager_adds_pauses_resumes_runs_and_deletes_a_periodic_job(manager, op
     manager.post(action, data={"action": "run_now", "csrf_token": csrf_of(page)})
     page = manager.get("/periodic").text
     assert "job" in page and "enqueued now" in page and "badge pending" in page
+    jobs = manager.get(f"/jobs?cron={cron_id}").text
+    assert f"periodic {cron_id}</a> (run now)" in jobs
+    job_id = int(re.search(r'href="/jobs/(\d+)"', jobs).group(1))
+    assert "run now, outside the schedule" in manager.get(f"/jobs/{job_id}").text
     manager.post(action, data={"action": "pause", "csrf_token": csrf_of(page)})
     assert crons(ops_registry)[0][1] is False
     assert crons(ops_registry)[0][3] == next_at  # run now did not move it

@@ -13,6 +13,8 @@ import pytest
 from worker_helpers import FAST, is_postgres, query, set_limit, wait_for, worker_ready
 
 from job_worker import SUPERUSER_ID, Registry, api
+from job_worker.db import jobstore
+from job_worker.worker.scheduler import MIN_REREAD, REFRESH_SECONDS, Scheduler
 
 SECONDS = 12
 
@@ -131,3 +133,26 @@ def test_no_overlap_skips_occurrences_while_a_slower_job_runs(registry, start_wo
     assert all(ended <= next_start for (_s, ended), (next_start, _e) in pairwise(runs))
     [(skipped,)] = query(registry, "SELECT skipped_count FROM queue_cron WHERE id = %s", [cron_id])
     assert skipped >= len(runs) - 1  # at least one occurrence skipped while each job ran
+
+
+def test_scheduler_wakes_for_the_earliest_occurrence_and_looks_again_on_change(registry):
+    store = jobstore.for_backend(registry.backend)
+    scheduler = Scheduler("test")
+    scheduler.tick(100.0, registry.cursor, store)  # monotonic clock of the worker: fixed
+    assert scheduler.wake_at == 100.0 + REFRESH_SECONDS  # no cron: the safety-net look
+    assert not scheduler.due(100.1)
+    with registry.cursor() as cr:
+        soon = store.now(cr) + timedelta(seconds=2)
+    cron_id = make_cron(registry, interval=60, next_at=soon)
+    scheduler.changed()  # what a NOTIFY or a data_version change does
+    assert scheduler.next_timer() == 100.0 + MIN_REREAD
+    scheduler.tick(100.0 + MIN_REREAD, registry.cursor, store)
+    assert 100.0 + MIN_REREAD + 1.0 < scheduler.wake_at <= 100.0 + MIN_REREAD + 2.0
+    with registry.cursor() as cr:
+        cr.execute(
+            "UPDATE queue_cron SET next_at = %s WHERE id = %s",
+            [soon - timedelta(seconds=3), cron_id],
+        )
+    scheduler.tick(scheduler.wake_at, registry.cursor, store)
+    assert scheduler.enqueued == 1
+    assert query(registry, "SELECT count(*) FROM queue_job WHERE cron_id = %s", [cron_id]) == [(1,)]

@@ -325,13 +325,13 @@ class QueueCron(models.Model):
         jobs = self.env["queue.job"]
         for cron in self:
             job, _created = cron._enqueue_occurrence(None, now)
-            cron._store(
-                {
-                    "last_job_id": job.id,
-                    "last_enqueued_at": now,
-                    "enqueued_count": cron.enqueued_count + 1,
-                }
+            # counted in SQL: two runs by hand at once both count
+            self.env.cr.execute(
+                "UPDATE queue_cron SET last_job_id = %s, last_enqueued_at = %s,"
+                " enqueued_count = enqueued_count + 1 WHERE id = %s",
+                [job.id, now, cron.id],
             )
+            cron.invalidate_recordset(["last_job_id", "last_enqueued_at", "enqueued_count"])
             jobs |= job
         return jobs
 
@@ -376,14 +376,21 @@ class QueueCron(models.Model):
             if created:
                 counters["enqueued"] += 1
                 last_job = job
-        values: dict[str, Any] = {"skipped_count": self.skipped_count + skipped}
+        # counted in SQL, as a run by hand may count at the same time
         if last_job is not None:
-            values.update(
-                last_job_id=last_job.id,
-                last_enqueued_at=now,
-                enqueued_count=self.enqueued_count + counters["enqueued"],
+            cr.execute(
+                "UPDATE queue_cron SET skipped_count = skipped_count + %s, last_job_id = %s,"
+                " last_enqueued_at = %s, enqueued_count = enqueued_count + %s WHERE id = %s",
+                [skipped, last_job.id, now, counters["enqueued"], self.id],
             )
-        self._store(values)
+        elif skipped:
+            cr.execute(
+                "UPDATE queue_cron SET skipped_count = skipped_count + %s WHERE id = %s",
+                [skipped, self.id],
+            )
+        self.invalidate_recordset(
+            ["skipped_count", "last_job_id", "last_enqueued_at", "enqueued_count"]
+        )
         counters["skipped"] = skipped
         return counters
 
