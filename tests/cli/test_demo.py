@@ -56,6 +56,8 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             split = jobs.filtered(lambda j: "(split" in j.name)
             chained = jobs.filtered(lambda j: "nightly export" in j.name)
             callback = jobs.filtered(lambda j: j.method_name == "notify_done")
+            periodic = jobs.filtered(lambda j: j.cron_id)
+            occurrences = periodic.mapped("cron_occurrence")
             admin = env_["res.users"].search([("login", "=", "admin")])
             assert admin.has_group("queue_job.group_manager") and not admin.check_password("admin")
             assert password and admin.check_password(password)
@@ -65,6 +67,10 @@ def test_demo_runs_every_kind_of_job_and_its_summary_matches_the_database(tmp_pa
             assert scheduled.state == "done" and scheduled.started_at >= scheduled.scheduled_at
             assert len(dedup) == 1
             assert len(split) == 3 and len(chained) == 2 and callback.state == "done"
+            # the periodic job: one job per occurrence, then paused before the worker stopped
+            assert len(periodic) >= 3 and len(set(occurrences)) == len(occurrences)
+            assert set(periodic.mapped("state")) == {"done"}
+            assert periodic.mapped("cron_id").active is False
         # the charts show the demo's jobs at once, though no snapshot covers them yet
         with TestClient(
             create_app(registry, Settings(secret="demo-test-secret-0123")),

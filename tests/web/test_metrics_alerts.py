@@ -284,3 +284,39 @@ def test_manager_creates_and_evaluates_a_rule_in_the_dashboard(manager, scenario
     manager.post(f"/alerts/{rule_id}", data={"evaluate": "1", "csrf_token": token})
     assert "value 1, fired" in manager.get("/alerts").text
     assert received.get(timeout=10)["rule"] == "Too many failures"
+
+
+def test_metrics_show_each_periodic_jobs_lag_and_counters(client_for, ops_registry):
+    late = stats.now() - timedelta(seconds=30)
+    with ops_registry.cursor() as cr:
+        crons = api.Environment(cr, SUPERUSER_ID, {})["queue.cron"]
+        due = crons.create(
+            {
+                "name": "late export",
+                "model_name": "res.partner",
+                "method_name": "export",
+                "interval": 60,
+                "next_at": late,
+            }
+        )
+        due._fire(late)  # enqueued the occurrence of `late`; the next is 30 s ahead
+        due._store({"next_at": late, "skipped_count": 2})  # now 30 s late again
+        due.run_now()
+        crons.create(
+            {
+                "name": "paused",
+                "model_name": "res.partner",
+                "method_name": "export",
+                "interval": 60,
+                "active": False,
+            }
+        )
+    body = client_for(None).get("/metrics").text
+    values = dict(
+        line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#")
+    )
+    label = f'{{cron="late export",cron_id="{due.id}"}}'
+    assert 29 <= float(values[f"job_worker_cron_lag_seconds{label}"]) < 60
+    assert float(values[f"job_worker_cron_jobs_enqueued_total{label}"]) == 2
+    assert float(values[f"job_worker_cron_occurrences_skipped_total{label}"]) == 2
+    assert not any(k.startswith('job_worker_cron_lag_seconds{cron="paused"') for k in values)

@@ -6,6 +6,7 @@ from .main import main
 
 COMMANDS = {
     "config": "config:config",
+    "cron": "cron:cron",
     "dashboard": "dashboard:dashboard",
     "demo": "demo:demo",
     "enqueue": "enqueue:enqueue",

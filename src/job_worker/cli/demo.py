@@ -32,6 +32,8 @@ from .main import database_options
 
 DEFAULT_URL = "sqlite:///job_worker_demo.db"
 DEMO_MODULE = "job_worker.demo"
+#: jobs of the demo's periodic job done before the demo ends
+PERIODIC_RUNS = 3
 FINAL = ("done", "failed", "cancelled")
 
 PARTNERS = [
@@ -179,8 +181,25 @@ def _start_worker(database: str, load: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, env=environ)
 
 
-def _show_progress(registry: Registry, console: Console, timeout: float) -> bool:
-    """Live progress per channel until every job is final; False on timeout."""
+def _periodic_done(registry: Registry) -> int:
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT COUNT(*) FROM queue_job WHERE cron_id IS NOT NULL AND state = 'done'")
+        return cr.fetchall()[0][0]
+
+
+def _pause_periodic(registry: Registry) -> None:
+    """The worker stops next: no occurrence falls meanwhile (a redeploy does not
+    resume it; ``job-worker cron resume`` does)."""
+    with registry.cursor() as cr:
+        crons = Environment(cr, SUPERUSER_ID, {})["queue.cron"].search([("active", "=", True)])
+        crons.edit({"active": False})
+
+
+def _show_progress(
+    registry: Registry, console: Console, timeout: float, periodic_runs: int = 0
+) -> bool:
+    """Live progress per channel until every job is final (and, with ``periodic_runs``,
+    that many jobs of periodic jobs are done); False on timeout."""
     deadline = time.monotonic() + timeout
     with Progress(
         TextColumn("{task.description:<9}"),
@@ -204,7 +223,7 @@ def _show_progress(registry: Registry, console: Console, timeout: float) -> bool
             if all(
                 sum(v for s, v in st.items() if s in FINAL) == sum(st.values())
                 for st in counts.values()
-            ):
+            ) and (not periodic_runs or _periodic_done(registry) >= periodic_runs):
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -234,6 +253,11 @@ def _summary(registry: Registry, console: Console) -> dict[str, int]:
             f"Flaky invoice push: [green]{flaky.state}[/green] after {flaky.attempts} failed attempt(s)."
         )
         console.print(f"Card charge: [red]{declined.state}[/red] — {declined.exc_message}")
+        for cron in env["queue.cron"].search([]):
+            console.print(
+                f"Periodic job {cron.name}: {cron.enqueued_count} run(s), one per occurrence;"
+                f" paused now (job-worker cron resume {cron.id} -d ... restarts it)."
+            )
         sent = sum(env["res.partner"].search([]).mapped("reminders_sent"))
         console.print(
             f"Reminders sent: {sent}; nightly export: {env['demo.export'].search([]).state}."
@@ -272,7 +296,9 @@ def demo(database: str, load: list[str], timeout: float) -> None:
             f"{len(counts)} channels on {redact_url(database)}; starting a worker (3 processes)."
         )
         worker = _start_worker(database, load)
-        finished = _show_progress(registry, console, timeout)
+        finished = _show_progress(registry, console, timeout, periodic_runs=PERIODIC_RUNS)
+        _pause_periodic(registry)
+        finished = _show_progress(registry, console, timeout) and finished
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=15)
         worker = None

@@ -54,6 +54,11 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 )
 @click.option("--graph", type=TEXT, help="Only jobs of this graph (graph_uuid).")
 @click.option(
+    "--cron",
+    type=RECORD_ID,
+    help="Only jobs of this periodic job (see `job-worker cron list`).",
+)
+@click.option(
     "--search",
     "-q",
     "q",
@@ -132,7 +137,7 @@ def show(database: str, load: list[str], job_id: int, as_json: bool) -> None:
         for key, value in values.items():
             if value is False and job._fields[key].type != "boolean":
                 values[key] = None  # an empty field, not a boolean
-        for key in ("user_id", "company_id", "cascaded_from_id"):
+        for key in ("user_id", "company_id", "cascaded_from_id", "cron_id"):
             value = values.get(key)
             values[key] = value[0] if isinstance(value, list | tuple) else value
         values.pop("dependency_ids", None)
@@ -174,6 +179,7 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
         "company": job["company"],
         "worker": job["worker_id"],
         "graph": job["graph_uuid"],
+        "periodic job": _occurrence_text(job),
         "depends on": ", ".join(
             f"{d['id']} ({d['kind']}, {d['state']})" for d in job["depends_on"]
         ),
@@ -202,6 +208,14 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
         out.say("")
         out.say("Traceback and diagnoses", "bold")
         out.block(job["exc_info"])
+
+
+def _occurrence_text(job: dict[str, Any]) -> str | None:
+    if not job.get("cron_id"):
+        return None
+    when = job.get("cron_occurrence")
+    which = f"occurrence of {text(when)} UTC" if when else "run now, outside the schedule"
+    return f"{job['cron_id']}, {which}"
 
 
 def _action(name: str, method: str, help_text: str, message: bool = False) -> click.Command:

@@ -42,8 +42,17 @@ COLUMNS = (
     "user_id",
     "worker_id",
     "graph_uuid",
+    "cron_id",
+    "cron_occurrence",
 )
-_DATETIMES = ("create_date", "scheduled_at", "started_at", "completed_at", "cancelled_at")
+_DATETIMES = (
+    "create_date",
+    "scheduled_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "cron_occurrence",
+)
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 _WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
@@ -76,6 +85,7 @@ class JobFilter:
     user_id: int | None = None
     exc_name: str | None = None
     graph: str | None = None
+    cron: int | str | None = None  # the jobs of this periodic job (queue.cron id)
     q: str | None = None
     finished: str | None = None  # finished within: "1h", "24h", ...
     stuck: bool = False
@@ -86,6 +96,10 @@ class JobFilter:
         if self.state and self.state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {self.state!r}")
         parse_within(self.finished)
+        if isinstance(self.cron, str):
+            if not (self.cron.isascii() and self.cron.isdigit()):
+                raise ValueError(f"cron must be a periodic job's id, got {self.cron!r}")
+            self.cron = int(self.cron)
 
     def as_params(self) -> dict[str, str]:
         """The filter as query-string parameters (for links)."""
@@ -108,6 +122,7 @@ class JobFilter:
             ("user_id", self.user_id),
             ("exc_name", self.exc_name),
             ("graph_uuid", self.graph),
+            ("cron_id", self.cron),
         ):
             if value not in (None, ""):
                 conds.append(f"{column} = %s")

@@ -9,7 +9,11 @@ read-only transaction and reports, with names prefixed ``job_worker_``:
   ``job_worker_jobs_failed_total`` ``{channel}``: counters kept by the metric
   snapshots (:mod:`.models.snapshot`) plus the live tail since the last one;
 - ``job_worker_job_duration_seconds``: histogram of done jobs' durations;
-- ``job_worker_workers_alive`` and ``job_worker_worker_heartbeat_age_seconds{worker}``.
+- ``job_worker_workers_alive`` and ``job_worker_worker_heartbeat_age_seconds{worker}``;
+- ``job_worker_cron_lag_seconds{cron_id,cron}``: how late each active periodic job's
+  due occurrence is (0 when none is due), and the counters
+  ``job_worker_cron_jobs_enqueued_total`` and ``job_worker_cron_occurrences_skipped_total``
+  (kept on the ``queue.cron`` rows, so every worker's enqueues count).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class QueueCollector(Collector):
             yield from self._depth(cr)
             yield from self._counters(env, now)
             yield from self._workers(cr, now)
+            yield from self._crons(env, now)
 
     def _depth(self, cr: Any) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
@@ -110,6 +115,31 @@ class QueueCollector(Collector):
             if row["stopped_at"] is None and row["heartbeat_age"] is not None:
                 age.add_metric([row["worker_id"]], row["heartbeat_age"])
         yield from (alive, age)
+
+    def _crons(self, env: Any, now: Any) -> Iterator[Metric]:
+        labels = ["cron_id", "cron"]
+        lag = GaugeMetricFamily(
+            "job_worker_cron_lag_seconds",
+            "Seconds the due occurrence of each active periodic job is late (0: none due).",
+            labels=labels,
+        )
+        enqueued = CounterMetricFamily(
+            "job_worker_cron_jobs_enqueued",
+            "Jobs enqueued by each periodic job (occurrences and runs by hand).",
+            labels=labels,
+        )
+        skipped = CounterMetricFamily(
+            "job_worker_cron_occurrences_skipped",
+            "Occurrences of each periodic job that made no job (missed, or overlapping).",
+            labels=labels,
+        )
+        for cron in env["queue.cron"].search([]):
+            key = [str(cron.id), cron.name]
+            if cron.active:
+                lag.add_metric(key, cron.lag_seconds(now))
+            enqueued.add_metric(key, cron.enqueued_count)
+            skipped.add_metric(key, cron.skipped_count)
+        yield from (lag, enqueued, skipped)
 
 
 def collector_registry(registry: Registry) -> CollectorRegistry:

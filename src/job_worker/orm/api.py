@@ -103,3 +103,52 @@ class Environment(Mapping):
     def invalidate_all(self) -> None:
         """Forget every cached record value (after writing with raw SQL)."""
         self.cache.clear()
+
+
+#: the options ``@periodic`` takes besides the schedule (the job options of a cron row)
+PERIODIC_OPTIONS = frozenset(
+    {
+        "name",
+        "channel",
+        "priority",
+        "max_retries",
+        "timeout",
+        "description",
+        "catch_up",
+        "max_catch_up",
+        "no_overlap",
+        "active",
+    }
+)
+
+
+def periodic(
+    cron: str | None = None, *, interval: int | None = None, tz: str = "UTC", **options: Any
+) -> Any:
+    """Declare a periodic job on a model method, synced to a ``queue.cron`` row when
+    ``job-worker init`` or ``job-worker worker`` builds the registry::
+
+        @api.periodic("0 3 * * *", tz="Europe/Brussels", channel="reports")
+        def nightly_digest(self):
+            ...
+
+    ``cron`` is a 5-field cron expression; give ``interval`` (seconds) instead for
+    an exact interval. The other options are those of a ``queue.cron`` row. The
+    schedule and options are checked when the row is synced; unknown option names
+    are refused here.
+    """
+    unknown = set(options) - PERIODIC_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"unknown @periodic option(s) {', '.join(sorted(unknown))}; "
+            f"accepted: cron, interval, tz, {', '.join(sorted(PERIODIC_OPTIONS))}"
+        )
+    declared = {"cron": cron, "interval": interval, "tz": tz, **options}
+
+    def decorate(method: Any) -> Any:
+        if not callable(method):
+            raise TypeError(f"@periodic decorates a model method, got {method!r}")
+        method._periodic = declared
+        return method
+
+    return decorate

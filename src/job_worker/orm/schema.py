@@ -160,6 +160,11 @@ def upgrade(registry: Registry) -> SchemaChanges:
             init = getattr(module, "init_data", None)
             if init is not None:
                 init(env)
+        for module in registry.modules:
+            # data the modules keep in step with their code (periodic jobs declared in it)
+            sync = getattr(module, "sync_data", None)
+            if sync is not None:
+                sync(env)
     return changes
 
 

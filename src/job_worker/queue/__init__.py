@@ -17,3 +17,8 @@ GROUPS = [
 def init_data(env: Any) -> None:
     """The dashboard roles, as res.groups."""
     env["res.groups"].create([{"key": key, "name": name} for key, name in GROUPS])
+
+
+def sync_data(env: Any) -> None:
+    """The periodic jobs declared in code with ``@api.periodic``, as queue.cron rows."""
+    env["queue.cron"]._sync_declared()

@@ -21,7 +21,9 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
   or the last one went silent: no heartbeat within the stale window), or no
   live worker takes this channel;
 - ``queued_behind``: due jobs of the channel come first (priority, due time);
-- ``ready``: nothing holds it back; a worker picks it up at its next free slot.
+- ``ready``: nothing holds it back; a worker picks it up at its next free slot;
+- ``periodic`` (last, for the jobs of a ``queue.cron``): which occurrence of which
+  periodic job it is, or that it was run by hand.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ def explain(
         default_limit = settings.default_limit if default_limit is None else default_limit
     cr.execute(
         "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
-        " worker_id, heartbeat, started_at, completed_at, cancelled_at FROM queue_job WHERE id = %s",
+        " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence"
+        " FROM queue_job WHERE id = %s",
         [job_id],
     )
     job = cr.dictfetchone()
@@ -145,18 +148,41 @@ def explain(
     if state in ("done", "failed", "cancelled"):
         moment = _dt(job["cancelled_at"] if state == "cancelled" else job["completed_at"])
         when = f" at {_when(moment, now)}" if moment else ""
-        return [
+        reasons = [
             Reason(
                 "finished",
                 f"job {job_id} is {state}{when}: it will not run again unless requeued",
                 {"state": state},
             )
         ]
-    if state == "started":
-        return _explain_started(job, now, stale_seconds)
-    if state == "waiting":
-        return _explain_waiting(env, job, only_user_id)
-    return _explain_pending(env, job, now, stale_seconds, default_limit)
+    elif state == "started":
+        reasons = _explain_started(job, now, stale_seconds)
+    elif state == "waiting":
+        reasons = _explain_waiting(env, job, only_user_id)
+    else:
+        reasons = _explain_pending(env, job, now, stale_seconds, default_limit)
+    if job["cron_id"]:
+        reasons.append(_periodic(env, job))
+    return reasons
+
+
+def _periodic(env: Environment, job: dict[str, Any]) -> Reason:
+    """Which occurrence of which periodic job this job is (said last: it is where the
+    job comes from, not what holds it back)."""
+    cron = env["queue.cron"].browse(job["cron_id"])
+    occurrence = _dt(job["cron_occurrence"])
+    details = {
+        "cron_id": cron.id,
+        "cron_name": cron.name,
+        "occurrence": occurrence.isoformat() if occurrence else None,
+    }
+    if occurrence is None:
+        which = "was enqueued by hand (run now), outside the schedule of"
+    else:
+        which = f"is the occurrence of {occurrence:%Y-%m-%d %H:%M:%S} UTC of"
+    return Reason(
+        "periodic", f"job {job['id']} {which} periodic job {cron.id} ({cron.name})", details
+    )
 
 
 def _explain_started(job: dict[str, Any], now: datetime, stale_seconds: float) -> list[Reason]:

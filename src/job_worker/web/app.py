@@ -402,7 +402,7 @@ def _filters() -> dict[str, Callable[..., Any]]:
 
 def create_app(registry: Registry, settings: Settings | None = None) -> Starlette:
     """The dashboard for ``registry``'s database."""
-    from .views import alerts, channels, jobs, overview
+    from .views import alerts, channels, jobs, overview, periodic
 
     settings = settings or Settings()
     routes = [
@@ -423,6 +423,8 @@ def create_app(registry: Registry, settings: Settings | None = None) -> Starlett
         Route("/channels", channels.channel_list, methods=["GET", "POST"]),
         Route("/channels/{name}/delete", channels.channel_delete, methods=["POST"]),
         Route("/workers", channels.worker_list),
+        Route("/periodic", periodic.periodic_list, methods=["GET", "POST"]),
+        Route("/periodic/{cron_id:int}/action", periodic.periodic_action, methods=["POST"]),
         Route("/alerts", alerts.alert_list, methods=["GET", "POST"]),
         Route("/alerts/{rule_id:int}", alerts.alert_update, methods=["POST"]),
         Route("/alerts/{rule_id:int}/delete", alerts.alert_delete, methods=["POST"]),

@@ -32,6 +32,7 @@ from ..orm.schema import installed_modules
 from ..queue import config, states
 from .executor import FailureReport
 from .maintenance import Maintenance
+from .scheduler import Scheduler
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class Producer:
         #: the cluster settings of this database, as last read
         self.cluster = config.ClusterSettings()
         self.registered = False
+        #: periodic jobs: enqueues their occurrences on time
+        self.scheduler = Scheduler(self._name())
 
     # -- guarded database work ----------------------------------------------------
 
@@ -254,6 +257,7 @@ class Producer:
         assert self.listener is not None
         if self.listener.woken():
             self.woken = True
+            self.scheduler.changed()
 
     def wants_to_claim(self, now: float) -> bool:
         """Whether a claim could find jobs: woken up, a scheduled job or a rate-limited
@@ -271,6 +275,8 @@ class Producer:
             assert self.listener is not None
             self.next_poll = now + self.listener_poll
             self.woken = self.guarded(now, "poll", self.listener.woken) is True
+            if self.woken:
+                self.scheduler.changed()
         return self.woken
 
     def claim(self, now: float, wanted: int) -> list[jobstore.ClaimedJob]:
@@ -339,6 +345,10 @@ class Producer:
             taken = set() if isinstance(checked, Failed) else checked
             self.next_cancel_check = now + self.settings.cancel_check_interval
         self.apply_pending(now)
+        if self.scheduler.due(now):
+            self.guarded(
+                now, "periodic jobs", partial(self.scheduler.tick, now, self.cursor, store)
+            )
         return taken
 
     def next_timer(self, now: float, idle_slots: bool) -> float:
@@ -346,6 +356,7 @@ class Producer:
         if not self.registered or not self.available(now):
             return max(self.down_until, now + 0.05)
         timers = [self.next_heartbeat, self.next_settings_read]
+        timers.append(self.scheduler.next_timer())
         if idle_slots:
             timers.append(self.next_fallback)
             if self.due_at is not None:

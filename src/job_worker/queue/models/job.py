@@ -111,11 +111,16 @@ class QueueJob(models.Model):
 
     def _insert_rows(self, rows: list[dict[str, Any]], conflict: str = "") -> list[int]:
         """Jobs with an identity key are inserted one by one against the unique
-        partial index: a duplicate of an active job yields that job instead."""
-        if not any(row.get("identity_key") for row in rows):
+        partial index: a duplicate of an active job yields that job instead. So are the
+        jobs of a periodic job's occurrence, against the unique (cron, occurrence) index:
+        an occurrence already enqueued yields its job."""
+        if not any(row.get("identity_key") or row.get("cron_occurrence") for row in rows):
             return super()._insert_rows(rows, conflict)
         ids: list[int] = []
         for row in rows:
+            if row.get("cron_occurrence") and row.get("cron_id"):
+                ids.append(self._insert_occurrence(row))
+                continue
             if not row.get("identity_key"):
                 ids.extend(super()._insert_rows([row]))
                 continue
@@ -137,6 +142,25 @@ class QueueJob(models.Model):
             ids.append(found[0])
             row.clear()  # not what the database holds for that id: do not cache it
         return ids
+
+    def _insert_occurrence(self, row: dict[str, Any]) -> int:
+        inserted = super()._insert_rows(
+            [row],
+            "ON CONFLICT (cron_id, cron_occurrence) WHERE cron_id IS NOT NULL DO NOTHING",
+        )
+        if inserted:
+            return inserted[0]
+        self.env.cr.execute(
+            "SELECT id FROM queue_job WHERE cron_id = %s AND cron_occurrence = %s",
+            [row["cron_id"], row["cron_occurrence"]],
+        )
+        found = self.env.cr.fetchone()
+        if found is None:  # pragma: no cover - the index held it a moment ago
+            raise RuntimeError(
+                f"occurrence {row['cron_occurrence']} of cron {row['cron_id']} vanished"
+            )
+        row.clear()  # not what the database holds for that id: do not cache it
+        return found[0]
 
     def _create_enqueued(
         self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]], now: datetime

@@ -34,7 +34,17 @@ ACTIONS = {
     "fail": ("set_failed", "Set failed", ("waiting", "pending", "started", "done", "cancelled")),
 }
 GRAPH_CAP = 300
-_FILTER_KEYS = ("state", "channel", "model", "method", "exc_name", "graph", "q", "finished")
+_FILTER_KEYS = (
+    "state",
+    "channel",
+    "model",
+    "method",
+    "exc_name",
+    "graph",
+    "cron",
+    "q",
+    "finished",
+)
 _FLAG_KEYS = ("stuck", "aged", "exhausted")
 _DETAIL_FIELDS = (
     "id",
@@ -199,6 +209,15 @@ async def job_detail(request: Request) -> Response:
             job.model_name, job.method_name, job.record_ids, job.args, job.kwargs
         )
         values["attempts_text"] = describe.attempts_text(job.attempts, job.max_retries)
+        values["cron"] = (
+            {
+                "id": job.cron_id.id,
+                "name": job.cron_id.name,
+                "occurrence": _value(job, "cron_occurrence"),
+            }
+            if job.cron_id
+            else None
+        )
         return {
             "user": ctx.user,
             "job": values,
