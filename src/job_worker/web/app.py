@@ -425,6 +425,7 @@ def create_app(registry: Registry, settings: Settings | None = None) -> Starlett
         Route("/workers", channels.worker_list),
         Route("/periodic", periodic.periodic_list, methods=["GET", "POST"]),
         Route("/periodic/{cron_id:int}/action", periodic.periodic_action, methods=["POST"]),
+        Route("/periodic/{cron_id:int}/edit", periodic.periodic_edit, methods=["POST"]),
         Route("/alerts", alerts.alert_list, methods=["GET", "POST"]),
         Route("/alerts/{rule_id:int}", alerts.alert_update, methods=["POST"]),
         Route("/alerts/{rule_id:int}/delete", alerts.alert_delete, methods=["POST"]),
