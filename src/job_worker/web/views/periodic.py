@@ -104,6 +104,23 @@ def _edited(form: Any) -> dict[str, Any]:
     }
 
 
+def _managed(ctx: Ctx, cron_id: int) -> tuple[Any, str]:
+    """A periodic job a manager acts on, and how messages name it (an empty recordset
+    and "no periodic job" when there is none)."""
+    auth.require_manager(ctx.user)
+    cron = ctx.env["queue.cron"].browse(cron_id).exists()
+    if not cron:
+        return cron, f"no periodic job with id {cron_id}"
+    return cron, f"periodic job {cron.id} ({cron.name})"
+
+
+async def _answer(request: Request, work: Any) -> Response:
+    """Run a manager's change, say how it went on the page, and go back to it."""
+    ok, message = await run(request, work, write=True)
+    flash(request, message, "ok" if ok else "error")
+    return redirect("/periodic")
+
+
 async def periodic_list(request: Request) -> Response:
     if request.method == "POST":
         return await _add(request)
@@ -139,9 +156,7 @@ async def _add(request: Request) -> Response:
             return False, str(exc)
         return True, f"periodic job {cron.id} ({cron.name}) added"
 
-    ok, message = await run(request, work, write=True)
-    flash(request, message, "ok" if ok else "error")
-    return redirect("/periodic")
+    return await _answer(request, work)
 
 
 async def periodic_action(request: Request) -> Response:
@@ -150,11 +165,9 @@ async def periodic_action(request: Request) -> Response:
     action = str(form.get("action", ""))
 
     def work(ctx: Ctx) -> tuple[bool, str]:
-        auth.require_manager(ctx.user)
-        cron = ctx.env["queue.cron"].browse(cron_id).exists()
+        cron, label = _managed(ctx, cron_id)
         if not cron:
-            return False, f"no periodic job with id {cron_id}"
-        label = f"periodic job {cron.id} ({cron.name})"
+            return False, label
         try:
             with ctx.cr.savepoint():
                 if action in ("pause", "resume"):
@@ -175,9 +188,7 @@ async def periodic_action(request: Request) -> Response:
             return False, str(exc)
         return False, f"unknown action {action!r}: one of {', '.join(ACTIONS)}"
 
-    ok, message = await run(request, work, write=True)
-    flash(request, message, "ok" if ok else "error")
-    return redirect("/periodic")
+    return await _answer(request, work)
 
 
 async def periodic_edit(request: Request) -> Response:
@@ -187,11 +198,9 @@ async def periodic_edit(request: Request) -> Response:
     form = await read_form(request)
 
     def work(ctx: Ctx) -> tuple[bool, str]:
-        auth.require_manager(ctx.user)
-        cron = ctx.env["queue.cron"].browse(cron_id).exists()
+        cron, label = _managed(ctx, cron_id)
         if not cron:
-            return False, f"no periodic job with id {cron_id}"
-        label = f"periodic job {cron.id} ({cron.name})"
+            return False, label
         try:
             current = _current(cron)
             changes = {k: v for k, v in _edited(form).items() if v != current[k]}
@@ -203,6 +212,4 @@ async def periodic_edit(request: Request) -> Response:
             return False, f"{label} not changed: {exc}"
         return True, f"{label} changed: {', '.join(changes)}"
 
-    ok, message = await run(request, work, write=True)
-    flash(request, message, "ok" if ok else "error")
-    return redirect("/periodic")
+    return await _answer(request, work)
