@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -69,6 +70,21 @@ def test_an_empty_database_asks_for_init(tmp_path):
     path.touch()  # an empty file is an SQLite database without tables
     error = one_line_error(invoke("jobs", "list", "-d", f"sqlite:///{path}"))
     assert error == f"Error: no job_worker tables in {path}: run `job-worker init` first"
+
+
+def test_a_schema_older_than_the_loaded_modules_asks_for_init(tmp_path):
+    path = tmp_path / "old.db"
+    assert invoke("init", "-d", f"sqlite:///{path}").exit_code == 0
+    with sqlite3.connect(path) as cnx:  # as a database set up by an older version
+        cnx.execute("DROP TABLE queue_config")
+    for command in (("jobs", "list"), ("stats",), ("config", "list")):
+        error = one_line_error(invoke(*command, "-d", f"sqlite:///{path}"))
+        assert error == (
+            f"Error: the schema of {path} is older than the loaded modules (no table"
+            " queue_config): run `job-worker init` to upgrade it"
+        )
+    assert invoke("init", "-d", f"sqlite:///{path}").exit_code == 0
+    assert invoke("jobs", "list", "-d", f"sqlite:///{path}").exit_code == 0
 
 
 @pytest.mark.parametrize("command", [("init",), ("jobs", "list")], ids=" ".join)

@@ -60,7 +60,7 @@ class Registry:
         self.schema_changes: SchemaChanges | None = None
         try:
             if not create:
-                self._check_initialised()
+                self._check_initialised(upgrading=init)
             if init:
                 from .schema import upgrade
 
@@ -69,12 +69,28 @@ class Registry:
             self.backend.close()
             raise
 
-    def _check_initialised(self) -> None:
+    def _check_initialised(self, upgrading: bool) -> None:
+        """The database holds job_worker's tables; unless this build is about to upgrade
+        the schema, every table of the loaded models too (a database set up by an older
+        version, or without one of these modules, is upgraded by ``job-worker init``)."""
         with self.cursor(readonly=True) as cr:
             tables = self.backend.existing_tables(cr)
         if "queue_job" not in tables:
             raise DatabaseOpenError(
                 f"no job_worker tables in {self.backend.name}: run `job-worker init` first"
+            )
+        if upgrading:
+            return
+        missing = sorted(
+            model._table
+            for model in self.models.values()
+            if not model._abstract and model._table not in tables
+        )
+        if missing:
+            raise DatabaseOpenError(
+                f"the schema of {self.backend.name} is older than the loaded modules (no"
+                f" table {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}):"
+                " run `job-worker init` to upgrade it"
             )
 
     def __repr__(self) -> str:
