@@ -51,7 +51,7 @@ def test_default_limit_set_once_is_what_stats_limits_and_explain_use(cli, ops_re
     with committed(ops_registry) as env:
         partner = env["res.partner"].create({"name": "Acme"})
         running = partner.with_delay(channel="exports").export()
-        states.mark_started(env, running.id, "host:1:x")
+        states.mark_started(env.cr, running.id, "host:1:x")
         waiting = partner.with_delay(channel="exports").export().id
     assert "channel_full" in explain_codes(cli, waiting)  # the default: 1 at once
 
@@ -72,7 +72,7 @@ def test_stale_window_set_once_is_what_stats_kpis_and_explain_use(cli, ops_regis
     with committed(ops_registry) as env:
         add_worker(env, age=20)
         job = env["res.partner"].create({"name": "Acme"}).with_delay().export()
-        states.mark_started(env, job.id, "host:1:20")
+        states.mark_started(env.cr, job.id, "host:1:20")
         env.cr.execute(
             "UPDATE queue_job SET heartbeat = %s WHERE id = %s",
             [stats.now() - timedelta(seconds=20), job.id],

@@ -73,7 +73,7 @@ def test_job_in_retry_backoff_says_until_when(ops_env, partner):
 def test_channel_at_its_limit_names_the_running_jobs(ops_env, partner):
     ops_env["queue.limit"].set_limit("exports", 1)
     running = partner.with_delay(channel="exports").export()
-    states.mark_started(ops_env, running.id, "host:1:x")
+    states.mark_started(ops_env.cr, running.id, "host:1:x")
     job = partner.with_delay(channel="exports").export()
     text = message(ops_env, job, "channel_full")
     assert "1 of 1 running" in text and str(running.id) in text
@@ -81,7 +81,7 @@ def test_channel_at_its_limit_names_the_running_jobs(ops_env, partner):
 
 def test_channel_without_limit_row_uses_the_default_limit(ops_env, partner):
     running = partner.with_delay(channel="reports").export()
-    states.mark_started(ops_env, running.id, "host:1:x")
+    states.mark_started(ops_env.cr, running.id, "host:1:x")
     job = partner.with_delay(channel="reports").export()
     assert "default limit" in message(ops_env, job, "channel_full")
     assert "channel_full" not in [r.code for r in explain(ops_env, job.id, default_limit=2)]
@@ -96,7 +96,7 @@ def test_paused_channel_says_limit_zero(ops_env, partner):
 def test_rate_limited_channel_counts_the_starts_of_the_last_second(ops_env, partner):
     ops_env["queue.limit"].set_limit("mail", 10, rate_limit=1)
     started = partner.with_delay(channel="mail").export()
-    states.mark_started(ops_env, started.id, "host:1:x")
+    states.mark_started(ops_env.cr, started.id, "host:1:x")
     job = partner.with_delay(channel="mail").export()
     assert "1 start(s) in the last second" in message(ops_env, job, "rate_limited")
 
@@ -159,7 +159,7 @@ def test_job_with_nothing_in_its_way_is_ready(ops_env, partner):
 
 def test_started_job_with_a_silent_worker_is_reclaimed_later(ops_env, partner):
     job = partner.with_delay().export()
-    states.mark_started(ops_env, job.id, "host:1:x")
+    states.mark_started(ops_env.cr, job.id, "host:1:x")
     assert codes(ops_env, job) == ["running"]
     ops_env.cr.execute(
         "UPDATE queue_job SET heartbeat = %s WHERE id = %s",

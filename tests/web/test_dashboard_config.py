@@ -35,7 +35,7 @@ def silent_worker_job(ops_registry, scenario) -> int:
             {"worker_id": "host:1:a", "hostname": "host", "pid": 1, "heartbeat": moment}
         )
         job = env["res.partner"].create({"name": "Acme"}).with_delay(channel="reports").export()
-        states.mark_started(env, job.id, "host:1:a")
+        states.mark_started(env.cr, job.id, "host:1:a")
         cr.execute("UPDATE queue_job SET heartbeat = %s WHERE id = %s", [moment, job.id])
         return job.id
 

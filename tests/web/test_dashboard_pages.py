@@ -129,12 +129,14 @@ def test_job_timeline_shows_where_each_attempt_ran_and_for_how_long(manager, ops
     with ops_registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         job = env["res.partner"].create({"name": "Slow"}).with_delay(timeout=3).export()
-        states.mark_started(env, job.id, "host:7:abc")
+        states.mark_started(env.cr, job.id, "host:7:abc")
         cr.execute(  # the attempt began 3 s ago, then the worker killed it
             "UPDATE queue_job SET started_at = %s WHERE id = %s",
             [Datetime.now() - timedelta(seconds=3), job.id],
         )
-        states.record_failure(env, job.id, TimeoutJobError("ran past 3 s"), worker_id="host:7:abc")
+        states.record_failure(
+            env.cr, job.id, TimeoutJobError("ran past 3 s"), worker_id="host:7:abc"
+        )
     page = html.unescape(manager.get(f"/jobs/{job.id}").text)
     assert "attempt 1 started on worker host:7:abc" in page
     assert re.search(r"attempt 1 failed after 3\.0\d s: TimeoutJobError", page)
@@ -142,8 +144,8 @@ def test_job_timeline_shows_where_each_attempt_ran_and_for_how_long(manager, ops
     with ops_registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         cr.execute("UPDATE queue_job SET scheduled_at = %s WHERE id = %s", [Datetime.now(), job.id])
-        states.mark_started(env, job.id, "host:8:def")
-        states.mark_done(env, job.id, None, duration=0.25, worker_id="host:8:def")
+        states.mark_started(env.cr, job.id, "host:8:def")
+        states.mark_done(env.cr, job.id, None, duration=0.25, worker_id="host:8:def")
     page = html.unescape(manager.get(f"/jobs/{job.id}").text)
     assert "attempt 1 started on worker host:7:abc" in page
     assert "started on worker host:8:def" in page and "done after 250 ms" in page

@@ -97,7 +97,7 @@ def _run(env: Environment, job_id: int) -> tuple[str, BaseException | None]:
             f"queue.job {job_id} ({job.name}) is {job.state}: only a pending job can run now"
         )
     values = job._call_values()
-    states.mark_started(env, job_id)
+    states.mark_started(env.cr, job_id)
     started = time.monotonic()
     try:
         job_env = job_environment(env.cr, values)
@@ -106,9 +106,9 @@ def _run(env: Environment, job_id: int) -> tuple[str, BaseException | None]:
             # writes made by the job are flushed in the same savepoint
     except Exception as exc:
         text = traceback.format_exc()
-        new_state = states.record_failure(env, job_id, exc, traceback=text)
+        new_state = states.record_failure(env.cr, job_id, exc, traceback=text)
         return new_state or "unknown", exc
-    states.mark_done(env, job_id, result, duration=time.monotonic() - started)
+    states.mark_done(env.cr, job_id, result, duration=time.monotonic() - started)
     return "done", None
 
 

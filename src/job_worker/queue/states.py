@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
-from ..orm.fields import Datetime, storable_text
+from ..orm.fields import Datetime, json_text, storable_text
 from .serialization import encode_result
 
 if TYPE_CHECKING:
-    from ..orm.api import Environment
+    from ..db import Cursor
 
 ACTIVE = ("waiting", "pending", "started")
 TERMINAL = ("done", "failed", "cancelled")
@@ -72,8 +72,24 @@ ATTEMPT_HEADER = re.compile(
 )
 
 
-def _in(env: Environment, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
-    return env.cr.backend.in_ids(column, list(ids))
+def _in(cr: Cursor, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+    return cr.backend.in_ids(column, list(ids))
+
+
+def _forget(cr: Cursor, job_ids: Iterable[int] | None = None) -> None:
+    """Drop the record cache of jobs whose rows changed (all jobs: ``job_ids`` None)."""
+    if job_ids is None:
+        cr.cache.pop("queue.job", None)
+        return
+    ids = list(job_ids)
+    for values in cr.cache.get("queue.job", {}).values():
+        for job_id in ids:
+            values.pop(job_id, None)
+
+
+def _result_text(result: Any) -> str | None:
+    value = encode_result(result)
+    return None if value is None else json_text(value)
 
 
 def _guard(worker_id: str | None) -> tuple[str, list[Any]]:
@@ -87,19 +103,19 @@ DEPENDENCY_FAILED = exception_name(DependencyFailedError())
 # -- starting and finishing ------------------------------------------------------
 
 
-def mark_started(env: Environment, job_id: int, worker_id: str | None = None) -> bool:
+def mark_started(cr: Cursor, job_id: int, worker_id: str | None = None) -> bool:
     now = Datetime.now()
-    env.cr.execute(
+    cr.execute(
         "UPDATE queue_job SET state = 'started', started_at = %s, heartbeat = %s, worker_id = %s"
         " WHERE id = %s AND state = 'pending'",
         [now, now, worker_id, job_id],
     )
-    env["queue.job"].browse(job_id).invalidate_recordset()
-    return env.cr.rowcount == 1
+    _forget(cr, [job_id])
+    return cr.rowcount == 1
 
 
 def mark_done(
-    env: Environment,
+    cr: Cursor,
     job_id: int,
     result: Any,
     *,
@@ -107,11 +123,11 @@ def mark_done(
     worker_id: str | None = None,
 ) -> bool:
     """started -> done, with the result and the cascade to dependents."""
-    return bool(mark_done_many(env, [(job_id, result, duration)], worker_id=worker_id))
+    return bool(mark_done_many(cr, [(job_id, result, duration)], worker_id=worker_id))
 
 
 def mark_done_many(
-    env: Environment,
+    cr: Cursor,
     finished: Sequence[tuple[int, Any, float | None]],
     *,
     worker_id: str | None = None,
@@ -123,31 +139,30 @@ def mark_done_many(
         return set()
     now = Datetime.now()
     guard, params = _guard(worker_id)
-    to_column = env["queue.job"]._fields["result"].to_column
     query = (
         "UPDATE queue_job SET state = 'done', result = %s, completed_at = %s, duration = %s,"
         f" write_date = %s WHERE id = %s AND state = 'started'{guard} RETURNING has_dependents"
     )
     statements = [
-        (query, [to_column(encode_result(result)), now, duration, now, job_id, *params])
+        (query, [_result_text(result), now, duration, now, job_id, *params])
         for job_id, result, duration in finished
     ]
     if len(statements) == 1:  # a statement the driver may keep prepared
-        env.cr.execute(*statements[0])
-        results = [env.cr.fetchall()]
+        cr.execute(*statements[0])
+        results = [cr.fetchall()]
     else:
-        results = env.cr.execute_together(statements, prepared=True)
+        results = cr.execute_together(statements, prepared=True)
     marked = {}  # job id -> whether it has dependents
     for (job_id, _result, _duration), rows in zip(finished, results, strict=True):
         if rows:
             marked[job_id] = rows[0][0]
-    env["queue.job"].browse([job_id for job_id, _r, _d in finished]).invalidate_recordset()
-    cascade(env, [job_id for job_id, has_dependents in marked.items() if has_dependents])
+    _forget(cr, [job_id for job_id, _r, _d in finished])
+    cascade(cr, [job_id for job_id, has_dependents in marked.items() if has_dependents])
     return set(marked)
 
 
 def record_failure(
-    env: Environment,
+    cr: Cursor,
     job_id: int,
     exc: BaseException,
     *,
@@ -161,12 +176,12 @@ def record_failure(
     backoff) or ``failed`` once its retries are spent. Returns the new state,
     or None if the job was not in ``expected_state`` (someone else decided)."""
     guard, params = _guard(worker_id)
-    env.cr.execute(
+    cr.execute(
         "SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id FROM queue_job"
         f" WHERE id = %s AND state = %s{guard}",
         [job_id, expected_state, *params],
     )
-    row = env.cr.fetchone()
+    row = cr.fetchone()
     if row is None:
         return None
     attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
@@ -189,7 +204,7 @@ def record_failure(
             if isinstance(exc, RetryableJobError) and exc.seconds is not None
             else backoff(attempts, max_backoff)
         )
-        env.cr.execute(
+        cr.execute(
             "UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,"
             " attempts = %s, write_date = %s, scheduled_at = %s, worker_id = NULL, heartbeat = NULL"
             f" WHERE id = %s AND state = %s{guard}",
@@ -197,7 +212,7 @@ def record_failure(
         )
         new_state = "pending"
     else:
-        env.cr.execute(
+        cr.execute(
             "UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s, exc_info = %s,"
             " attempts = %s, write_date = %s, completed_at = %s, duration = %s"
             f" WHERE id = %s AND state = %s{guard}",
@@ -211,43 +226,41 @@ def record_failure(
             ],
         )
         new_state = "failed"
-    if env.cr.rowcount != 1:
+    if cr.rowcount != 1:
         return None
-    env["queue.job"].browse(job_id).invalidate_recordset()
+    _forget(cr, [job_id])
     if new_state == "failed" and has_dependents:
-        cascade(env, [job_id])
+        cascade(cr, [job_id])
     return new_state
 
 
 def return_to_pending(
-    env: Environment, job_ids: Sequence[int], worker_id: str | None = None
+    cr: Cursor, job_ids: Sequence[int], worker_id: str | None = None
 ) -> list[int]:
     """started -> pending without counting an attempt (graceful stop)."""
     if not job_ids:
         return []
     guard, params = _guard(worker_id)
-    sql, id_params = _in(env, "id", job_ids)
-    env.cr.execute(
+    sql, id_params = _in(cr, "id", job_ids)
+    cr.execute(
         "UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, started_at = NULL"
         f" WHERE {sql} AND state = 'started'{guard} RETURNING id",
         [*id_params, *params],
     )
-    ids = [r[0] for r in env.cr.fetchall()]
-    env["queue.job"].browse(ids).invalidate_recordset()
+    ids = [r[0] for r in cr.fetchall()]
+    _forget(cr, ids)
     return ids
 
 
 # -- manual actions ----------------------------------------------------------------
 
 
-def force_state(
-    env: Environment, job_ids: Sequence[int], state: str, message: str | None = None
-) -> None:
+def force_state(cr: Cursor, job_ids: Sequence[int], state: str, message: str | None = None) -> None:
     """Set ``state`` (done, failed or cancelled) by hand, then cascade."""
     now = Datetime.now()
     if state == "failed":
-        _append_diagnoses(env, job_ids, f"--- set failed at {now.isoformat(' ')} ---\n{message}")
-    sql, params = _in(env, "id", job_ids)
+        _append_diagnoses(cr, job_ids, f"--- set failed at {now.isoformat(' ')} ---\n{message}")
+    sql, params = _in(cr, "id", job_ids)
     stamp = {"done": "completed_at", "failed": "completed_at", "cancelled": "cancelled_at"}[state]
     extra = ", exc_name = COALESCE(exc_name, %s), exc_message = %s" if state == "failed" else ""
     extra_params = (
@@ -255,93 +268,92 @@ def force_state(
         if state == "failed"
         else []
     )
-    env.cr.execute(
+    cr.execute(
         f"UPDATE queue_job SET state = %s, {stamp} = %s, write_date = %s{extra}, cascaded_from_id = NULL"
         f" WHERE {sql} RETURNING id, has_dependents",
         [state, now, now, *extra_params, *params],
     )
-    parents = [r[0] for r in env.cr.fetchall() if r[1]]
-    env["queue.job"].browse(job_ids).invalidate_recordset()
-    cascade(env, parents)
+    parents = [r[0] for r in cr.fetchall() if r[1]]
+    _forget(cr, job_ids)
+    cascade(cr, parents)
 
 
-def _append_diagnoses(env: Environment, job_ids: Sequence[int], text: str) -> None:
+def _append_diagnoses(cr: Cursor, job_ids: Sequence[int], text: str) -> None:
     """Append ``text`` to the ``exc_info`` of jobs (a manual action: one row at a time)."""
-    sql, params = _in(env, "id", job_ids)
-    env.cr.execute(f"SELECT id, exc_info FROM queue_job WHERE {sql}", params)
-    for job_id, exc_info in env.cr.fetchall():
-        env.cr.execute(
+    sql, params = _in(cr, "id", job_ids)
+    cr.execute(f"SELECT id, exc_info FROM queue_job WHERE {sql}", params)
+    for job_id, exc_info in cr.fetchall():
+        cr.execute(
             "UPDATE queue_job SET exc_info = %s WHERE id = %s",
             [append_diagnosis(exc_info, text), job_id],
         )
 
 
-def requeue(env: Environment, job_ids: Sequence[int]) -> None:
+def requeue(cr: Cursor, job_ids: Sequence[int]) -> None:
     """failed/cancelled/done -> pending (or waiting while parents are unfinished),
     attempts reset and error cleared; dependents that failed or were cancelled only
     because of these jobs wait for them again."""
     now = Datetime.now()
-    sql, params = _in(env, "id", job_ids)
-    env.cr.execute(
+    sql, params = _in(cr, "id", job_ids)
+    cr.execute(
         "UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,"
         " exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
         " duration = NULL, worker_id = NULL, heartbeat = NULL, cascaded_from_id = NULL,"
         f" scheduled_at = %s, write_date = %s WHERE {sql}",
         [now, now, *params],
     )
-    _rewait(env, job_ids)
-    env["queue.job"].invalidate_model()
-    evaluate(env, job_ids, include_pending=True)
+    _rewait(cr, job_ids)
+    _forget(cr)
+    evaluate(cr, job_ids, include_pending=True)
 
 
-def _rewait(env: Environment, parent_ids: Sequence[int]) -> None:
+def _rewait(cr: Cursor, parent_ids: Sequence[int]) -> None:
     """Dependents whose fate was decided by these parents wait again, recursively;
     on_error dependents released but not yet started wait again too."""
     todo = list(parent_ids)
     while todo:
-        sql, params = _in(env, "cascaded_from_id", todo)
-        env.cr.execute(
+        sql, params = _in(cr, "cascaded_from_id", todo)
+        cr.execute(
             "UPDATE queue_job SET state = 'waiting', cascaded_from_id = NULL, exc_name = NULL,"
             " exc_message = NULL, completed_at = NULL, cancelled_at = NULL"
             f" WHERE {sql} AND state IN ('failed', 'cancelled') RETURNING id",
             params,
         )
-        rewaited = [r[0] for r in env.cr.fetchall()]
-        sql, params = _in(env, "d.parent_id", todo)
-        env.cr.execute(
+        rewaited = [r[0] for r in cr.fetchall()]
+        sql, params = _in(cr, "d.parent_id", todo)
+        cr.execute(
             "UPDATE queue_job SET state = 'waiting' WHERE state = 'pending' AND id IN ("
             " SELECT d.job_id FROM queue_job_dependency d"
             f" WHERE {sql} AND d.kind = 'error') RETURNING id",
             params,
         )
-        todo = rewaited + [r[0] for r in env.cr.fetchall()]
+        todo = rewaited + [r[0] for r in cr.fetchall()]
 
 
 # -- cascades ------------------------------------------------------------------------
 
 
-def cascade(env: Environment, parent_ids: Iterable[int]) -> None:
+def cascade(cr: Cursor, parent_ids: Iterable[int]) -> None:
     """Re-evaluate the waiting dependents of jobs (that have dependents) which
     just reached a final state."""
     parents = list(parent_ids)
     if not parents:
         return
-    sql, params = _in(env, "d.parent_id", parents)
-    env.cr.execute(f"SELECT DISTINCT d.job_id FROM queue_job_dependency d WHERE {sql}", params)
-    evaluate(env, [r[0] for r in env.cr.fetchall()])
+    sql, params = _in(cr, "d.parent_id", parents)
+    cr.execute(f"SELECT DISTINCT d.job_id FROM queue_job_dependency d WHERE {sql}", params)
+    evaluate(cr, [r[0] for r in cr.fetchall()])
 
 
-def evaluate(env: Environment, job_ids: Sequence[int], include_pending: bool = False) -> None:
+def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) -> None:
     """Decide the state of waiting jobs from their parents' states, and cascade on.
 
     ``on_done`` edges: every parent done -> ready; one failed -> failed; one
     cancelled -> cancelled. ``on_error`` edges: one parent failed -> ready;
     every parent finished and none failed -> cancelled.
     """
-    cr = env.cr
     states = ("waiting", "pending") if include_pending else ("waiting",)
     while job_ids:
-        sql, params = _in(env, "id", job_ids)
+        sql, params = _in(cr, "id", job_ids)
         placeholders = ", ".join(["%s"] * len(states))
         # lock the dependents first: two parents finishing at once in two
         # transactions must not both see the other unfinished (the second one
@@ -354,7 +366,7 @@ def evaluate(env: Environment, job_ids: Sequence[int], include_pending: bool = F
         locked = [r[0] for r in cr.fetchall()]
         if not locked:
             return
-        sql, params = _in(env, "d.job_id", locked)
+        sql, params = _in(cr, "d.job_id", locked)
         cr.execute(
             "SELECT d.job_id, d.parent_id, d.kind, p.state FROM queue_job_dependency d"
             f" JOIN queue_job p ON p.id = d.parent_id WHERE {sql} ORDER BY d.job_id, d.parent_id",
@@ -374,11 +386,11 @@ def evaluate(env: Environment, job_ids: Sequence[int], include_pending: bool = F
                 ready.append(job_id)
             else:
                 decided.setdefault(outcome, []).append(job_id)
-        _apply(env, ready, back, decided)
+        _apply(cr, ready, back, decided)
         job_ids = []
         finished = [i for ids in decided.values() for i in ids]
         if finished:
-            sql, params = _in(env, "d.parent_id", finished)
+            sql, params = _in(cr, "d.parent_id", finished)
             cr.execute(f"SELECT DISTINCT d.job_id FROM queue_job_dependency d WHERE {sql}", params)
             job_ids = [r[0] for r in cr.fetchall()]
             states = ("waiting",)
@@ -409,23 +421,22 @@ def _decide(edges: list[tuple[int, str, str]]) -> tuple[str, int] | None:
 
 
 def _apply(
-    env: Environment, ready: list[int], back: list[int], decided: dict[tuple[str, int], list[int]]
+    cr: Cursor, ready: list[int], back: list[int], decided: dict[tuple[str, int], list[int]]
 ) -> None:
-    cr = env.cr
     now = Datetime.now()
     if ready:
-        sql, params = _in(env, "id", ready)
+        sql, params = _in(cr, "id", ready)
         cr.execute(
             f"UPDATE queue_job SET state = 'pending', write_date = %s WHERE {sql} AND state = 'waiting'",
             [now, *params],
         )
     if back:  # pending jobs re-evaluated after a requeue of their parent
-        sql, params = _in(env, "id", back)
+        sql, params = _in(cr, "id", back)
         cr.execute(
             f"UPDATE queue_job SET state = 'waiting' WHERE {sql} AND state = 'pending'", params
         )
     for (state, parent), ids in decided.items():
-        sql, params = _in(env, "id", ids)
+        sql, params = _in(cr, "id", ids)
         if state == "failed":
             message = f"parent job {parent} failed"
             diagnosis = f"--- failed at {now.isoformat(' ')} ---\n{DEPENDENCY_FAILED}: {message}"
@@ -451,4 +462,4 @@ def _apply(
                 f" cascaded_from_id = %s WHERE {sql} AND state IN ('waiting', 'pending')",
                 [now, now, parent, *params],
             )
-    env["queue.job"].invalidate_model()
+    _forget(cr)

@@ -46,7 +46,6 @@ from typing import Any
 
 from ..db import jobstore
 from ..exceptions import FailedJobError, RetryableJobError
-from ..orm.api import SUPERUSER_ID, Environment
 from ..orm.registry import Registry
 from ..queue import states
 from ..queue.execution import call as call_job
@@ -198,7 +197,7 @@ class Executor:
             result = call_job(env, call)
             duration = time.monotonic() - started
             done = states.mark_done(
-                Environment(cr, SUPERUSER_ID, {}),
+                cr,
                 job.id,
                 result,
                 duration=duration,
@@ -254,8 +253,7 @@ class Executor:
                 running = job
                 outcomes.append((job, self._run_in_savepoint(cr, job, finished)))
                 running = None
-            env = Environment(cr, SUPERUSER_ID, {})
-            marked = states.mark_done_many(env, finished, worker_id=self.worker_id)
+            marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
                 cr.commit()
                 committed = finished
@@ -307,7 +305,7 @@ class Executor:
                     finished.append((job.id, result, time.monotonic() - started))
                     return ("done",)
             new_state = states.record_failure(
-                Environment(cr, SUPERUSER_ID, {}),
+                cr,
                 job.id,
                 failure,
                 traceback=text,
@@ -385,7 +383,7 @@ class Executor:
         try:
             with self.sessions[db_index].cursor(registry) as cr:
                 new_state = states.record_failure(
-                    Environment(cr, SUPERUSER_ID, {}),
+                    cr,
                     job.id,
                     exc,
                     traceback=report.traceback,

@@ -436,9 +436,8 @@ class Producer:
         with self.cursor() as cr:
             if not store.executor_gone(cr, job.id):
                 return False
-            env = Environment(cr, SUPERUSER_ID, {})
             if change.kind == "stop":
-                returned = states.return_to_pending(env, [job.id], worker_id=self.worker_id)
+                returned = states.return_to_pending(cr, [job.id], worker_id=self.worker_id)
                 new_state: str | None = "pending" if returned else None
             else:
                 exc: BaseException
@@ -451,7 +450,7 @@ class Producer:
                     assert change.report is not None
                     exc, text = change.report.exception(), change.report.traceback
                 new_state = states.record_failure(
-                    env,
+                    cr,
                     job.id,
                     exc,
                     traceback=text,

@@ -83,7 +83,7 @@ class QueueMaintenance(models.AbstractModel):
             )
             # guarded by the dead worker's id (None: no guard, the job had no worker)
             new_state = states.record_failure(
-                self.env, job.id, error, worker_id=job.worker_id, max_backoff=max_backoff
+                self.env.cr, job.id, error, worker_id=job.worker_id, max_backoff=max_backoff
             )
             if new_state is not None:
                 reclaimed += 1

@@ -330,24 +330,24 @@ class QueueJob(models.Model):
                         f"cannot requeue queue.job {job.id}: job {holder.id} is {holder.state} "
                         f"with the same identity key {job.identity_key!r}"
                     )
-        states.requeue(self.env, self._ids)
+        states.requeue(self.env.cr, self._ids)
         return True
 
     def cancel(self) -> bool:
         """waiting/pending/started -> cancelled (a started job's worker stops it and
         its writes are rolled back), and its dependents are cancelled."""
         self._check_states("cancel", ("waiting", "pending", "started"))
-        states.force_state(self.env, self._ids, "cancelled")
+        states.force_state(self.env.cr, self._ids, "cancelled")
         return True
 
     def set_done(self) -> bool:
         """Mark done by hand; on_done dependents are released."""
         self._check_states("set done", ("waiting", "pending", "started", "failed", "cancelled"))
-        states.force_state(self.env, self._ids, "done")
+        states.force_state(self.env.cr, self._ids, "done")
         return True
 
     def set_failed(self, message: str = "set failed by hand") -> bool:
         """Mark failed by hand; dependents fail or run (on_error) as for a real failure."""
         self._check_states("set failed", ("waiting", "pending", "started", "done", "cancelled"))
-        states.force_state(self.env, self._ids, "failed", message)
+        states.force_state(self.env.cr, self._ids, "failed", message)
         return True
