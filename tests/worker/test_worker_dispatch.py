@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from job_worker.worker.pool import Child, ExecutorPool, RunningJob
+from job_worker.worker.pool import START_ALLOWANCE, Child, ExecutorPool, RunningJob
 from job_worker.worker.protocol import (
     Began,
     FailureReport,
@@ -108,8 +110,10 @@ def test_the_supervisor_handles_each_message_by_its_type(supervisor):
     supervisor._on_message(busy, SessionOpened(1, 77))
     assert busy.ready and busy.sessions == {1: 77}
     supervisor.pool.dispatch(busy, 1, [job(1, timeout=5.0)], now=0.0)
+    assert busy.queue[0].deadline == 0.0 + 5.0 + START_ALLOWANCE  # until it says it began
     supervisor._on_message(busy, Began(1, 1))  # its deadline runs from now
-    assert busy.queue[0].deadline is not None and busy.queue[0].deadline < 1000
+    deadline = busy.queue[0].deadline
+    assert deadline is not None and abs(deadline - (time.monotonic() + 5.0)) < 1.0
     producer = supervisor.databases[0].producer
     producer.woken = False
     supervisor._on_message(busy, Wake(0))
