@@ -3,11 +3,11 @@
 It is started once (never per job) and then loops: receive claimed jobs on
 its pipe, run them on its own database connection, report the outcomes. A
 job's writes and its ``done`` state commit together
-(:func:`job_worker.queue.states.mark_done`, guarded by the worker's id: if
+(:func:`job_worker.queue.states.mark_done_many`, guarded by the worker's id: if
 the job was cancelled or reclaimed meanwhile, nothing of it commits). A
-failure rolls the job's writes back and is recorded
-(:func:`job_worker.queue.states.record_failure`); if the database is gone,
-the supervisor records it later.
+failure rolls the job's writes back to its savepoint and is recorded
+(:func:`job_worker.queue.states.record_failure`) in the same transaction; if
+the database is gone, the supervisor records it later.
 
 Jobs run in batches, one code path: a batch of short jobs shares one
 transaction, each job in a savepoint of its own: a failing job rolls back to its
