@@ -1,21 +1,35 @@
-"""How the supervisor shares claimed jobs among its executors (in-process, no database)."""
+"""How the supervisor shares claimed jobs among its executors and handles their messages
+(in-process, no database)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from job_worker.worker.pool import Child, ExecutorPool, RunningJob
+from job_worker.worker.pool import START_ALLOWANCE, Child, ExecutorPool, RunningJob
+from job_worker.worker.protocol import (
+    Began,
+    FailureReport,
+    Finished,
+    JobOutcome,
+    Outcome,
+    Ready,
+    Run,
+    SessionOpened,
+    Wake,
+)
 from job_worker.worker.settings import WorkerSettings
-from job_worker.worker.supervisor import _deal
+from job_worker.worker.supervisor import Supervisor, _deal
 
 pytestmark = pytest.mark.timeout(10)
 
 
 class Conn:
     def __init__(self) -> None:
-        self.sent: list[tuple] = []
+        self.sent: list[object] = []
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: object) -> None:
         self.sent.append(message)
 
 
@@ -68,7 +82,7 @@ def test_a_next_batch_leaves_the_running_job_and_its_deadline_alone():
     pool.dispatch(busy, 0, [job(2), job(3)], now=101.0)
     assert [r.job.id for r in busy.queue] == [1, 2, 3]
     assert busy.queue[0].deadline == deadline and busy.mark == 100.0
-    assert [m[0] for m in busy.conn.sent] == ["run", "run"]
+    assert busy.conn.sent == [Run(0, [job(1, timeout=5.0)]), Run(0, [job(2), job(3)])]
 
 
 def test_the_running_job_is_the_one_whose_code_the_executor_says_it_runs():
@@ -79,3 +93,60 @@ def test_the_running_job_is_the_one_whose_code_the_executor_says_it_runs():
     assert busy.running is None  # between jobs, or committing: nothing to kill for a cancel
     busy.current.value = busy.queue[1].job.id
     assert busy.running is busy.queue[1]
+
+
+@pytest.fixture
+def supervisor():
+    made = Supervisor(WorkerSettings(databases=("sqlite:///x.db", "sqlite:///y.db")))
+    yield made
+    made._close_signal_pipe()
+
+
+def test_the_supervisor_handles_each_message_by_its_type(supervisor):
+    busy = child(0)
+    busy.ready = False
+    supervisor.pool = pool_of(busy)
+    supervisor._on_message(busy, Ready(1234))
+    supervisor._on_message(busy, SessionOpened(1, 77))
+    assert busy.ready and busy.sessions == {1: 77}
+    supervisor.pool.dispatch(busy, 1, [job(1, timeout=5.0)], now=0.0)
+    assert busy.queue[0].deadline == 0.0 + 5.0 + START_ALLOWANCE  # until it says it began
+    supervisor._on_message(busy, Began(1, 1))  # its deadline runs from now
+    deadline = busy.queue[0].deadline
+    assert deadline is not None and abs(deadline - (time.monotonic() + 5.0)) < 1.0
+    producer = supervisor.databases[0].producer
+    producer.woken = False
+    supervisor._on_message(busy, Wake(0))
+    assert producer.woken
+
+
+def test_finished_jobs_leave_the_executor_and_what_it_could_not_record_is_owed(supervisor):
+    busy = child(0)
+    supervisor.pool = pool_of(busy)
+    supervisor.pool.dispatch(busy, 1, [job(1), job(2), job(3), job(4)], now=0.0)
+    report = FailureReport.of(ValueError("boom"), "tb")
+    supervisor._on_message(
+        busy,
+        Finished(
+            1,
+            [
+                JobOutcome(1, Outcome.DONE),
+                JobOutcome(2, Outcome.FAILED, "pending"),
+                JobOutcome(3, Outcome.UNRECORDED, report=report),
+                JobOutcome(4, Outcome.SKIPPED),
+            ],
+        ),
+    )
+    assert busy.queue == []
+    owed = supervisor.databases[1].recorder.pending
+    assert [(c.kind, c.job.id, c.report) for c in owed] == [
+        ("failure", 3, report),
+        ("stop", 4, None),
+    ]
+    assert supervisor.databases[0].recorder.pending == []
+
+
+def test_an_unknown_message_is_an_error_that_names_it(supervisor):
+    busy = child(0)
+    with pytest.raises(TypeError, match="unexpected message from executor 0: 'finished'"):
+        supervisor._on_message(busy, "finished")  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
-"""The executor's handling of jobs, in-process: one job in a transaction of its own, and
-batches of short jobs sharing one transaction with a savepoint each."""
+"""The executor's handling of jobs, in-process: batches of short jobs sharing one
+transaction with a savepoint each, and a job alone (a batch of one)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from job_worker import SUPERUSER_ID, api
 from job_worker.db import TransactionOwnedError, jobstore
 from job_worker.exceptions import FailedJobError, RetryableJobError
 from job_worker.queue import states
-from job_worker.worker.executor import Executor, FailureReport
+from job_worker.worker.executor import Executor
+from job_worker.worker.protocol import (
+    Began,
+    Drain,
+    FailureReport,
+    Finished,
+    JobOutcome,
+    Outcome,
+    Run,
+    SessionOpened,
+)
 from job_worker.worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,9 +28,9 @@ pytestmark = pytest.mark.timeout(60)
 
 class Pipe:
     def __init__(self) -> None:
-        self.sent: list[tuple] = []
+        self.sent: list[object] = []
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: object) -> None:
         self.sent.append(message)
 
     def poll(self) -> bool:
@@ -43,9 +53,10 @@ def run(registry, db_url):
             ]
         finally:
             cr.close()
-        return executor.run(0, job)
+        return run_one(executor, job)
 
     run.executor = executor  # type: ignore[attr-defined]
+    run.one = lambda job: run_one(executor, job)  # type: ignore[attr-defined]
     run.claim = lambda ids: claim(store, supervisor, registry, ids)  # type: ignore[attr-defined]
     yield run
     executor.close()
@@ -64,15 +75,37 @@ def claim(store, supervisor, registry, ids: list[int]) -> list:
     return [claimed[i] for i in ids]
 
 
+def short(outcome: JobOutcome) -> tuple:
+    """An outcome as a short tuple: ("done",), ("failed", new state)..."""
+    assert isinstance(outcome, JobOutcome)
+    if outcome.outcome is Outcome.FAILED:
+        return (outcome.outcome.value, outcome.state)
+    return (outcome.outcome.value,)
+
+
+def finished_of(executor: Executor) -> Finished:
+    finished = [m for m in executor.conn.sent if isinstance(m, Finished)]
+    assert len(finished) == 1, executor.conn.sent  # one message per committed transaction
+    return finished[0]
+
+
+def run_one(executor: Executor, job) -> tuple:
+    """Run one job, alone; returns its outcome as reported (see :func:`short`)."""
+    executor.conn.sent.clear()
+    assert executor.run(0, [job]) == 1
+    [outcome] = finished_of(executor).outcomes
+    assert outcome.job_id == job.id
+    return short(outcome)
+
+
 def run_together(run, ids: list[int], jobs: list | None = None) -> tuple[int, list[tuple]]:
     """Run the jobs ``ids`` (claimed now unless given) as one batch; returns how many ran
     and the outcomes reported."""
     executor = run.executor
     executor.conn.sent.clear()
-    count = executor.run_together(0, jobs if jobs is not None else run.claim(ids))
-    finished = [m for m in executor.conn.sent if m[0] == "finished"]
-    assert len(finished) == 1, executor.conn.sent  # one message per committed transaction
-    return count, finished[0][2]
+    count = executor.run(0, jobs if jobs is not None else run.claim(ids))
+    outcomes = finished_of(executor).outcomes
+    return count, [(outcome.job_id, short(outcome)) for outcome in outcomes]
 
 
 def effects(registry) -> list[str]:
@@ -102,14 +135,14 @@ def test_failed_job_rolls_back_its_writes_and_records_the_attempt(registry, run)
 def test_job_cancelled_while_running_is_not_marked_done(registry, run, monkeypatch):
     # (a no-op job: on SQLite a job that wrote holds the write lock, the cancel would wait)
     [job_id] = enqueue(registry, "noop")
-    real = states.mark_done
+    real = states.mark_done_many
 
-    def cancel_first(env, job_id, *args, **kwargs):
-        with registry.cursor() as cr:
-            cr.execute("UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (job_id,))
-        return real(env, job_id, *args, **kwargs)
+    def cancel_first(cr, finished, *args, **kwargs):
+        with registry.cursor() as other:
+            other.execute("UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (job_id,))
+        return real(cr, finished, *args, **kwargs)
 
-    monkeypatch.setattr(states, "mark_done", cancel_first)
+    monkeypatch.setattr(states, "mark_done_many", cancel_first)
     assert run(job_id) == ("lost",)
     assert query(registry, "SELECT state FROM queue_job")[0][0] == "cancelled"
 
@@ -183,7 +216,7 @@ def test_job_of_a_deleted_user_fails_instead_of_running_as_the_superuser(registr
     with registry.cursor() as cr:
         api.Environment(cr, SUPERUSER_ID, {})["res.users"].browse(uid).unlink()
     jobs = run.claim([solo, *batched])
-    assert run.executor.run(0, jobs[0]) == ("failed", "failed")
+    assert run.one(jobs[0]) == ("failed", "failed")
     _count, outcomes = run_together(run, batched, jobs[1:])
     assert outcomes == [(batched[0], ("failed", "failed")), (batched[1], ("done",))]
     assert effects(registry) == ["other"]  # neither job ran, as anyone
@@ -321,7 +354,7 @@ def test_a_batch_whose_connection_is_lost_commits_nothing_and_counts_the_jobs_be
     rows = query(registry, "SELECT id, state, attempts FROM queue_job ORDER BY id")
     assert rows == [(ids[0], "pending", 1), (ids[1], "pending", 1), (ids[2], "started", 0)]
     assert effects(registry) == []
-    assert run.executor.run(0, jobs[2]) == ("done",)
+    assert run.one(jobs[2]) == ("done",)
     assert effects(registry) == ["later"]
 
 
@@ -334,12 +367,12 @@ def test_a_batch_given_while_one_runs_is_kept_and_a_drain_is_for_good(registry, 
     jobs = run.claim([first, second, third])
     executor = run.executor
     executor.conn.sent.clear()
-    arriving = [("run", 0, [jobs[2]])]
+    arriving: list[object] = [Run(0, [jobs[2]])]
     executor.conn.poll = lambda: bool(arriving)
     executor.conn.recv = lambda: arriving.pop(0)
     assert not executor._drain_requested()
-    assert executor.inbox == [("run", 0, [jobs[2]])]  # kept for later, not lost
-    arriving.append(("drain",))
+    assert executor.inbox == [Run(0, [jobs[2]])]  # kept for later, not lost
+    arriving.append(Drain())
     assert executor._drain_requested() and executor._drain_requested()  # for good
 
 
@@ -430,3 +463,41 @@ def test_a_batch_whose_connection_died_before_it_began_gives_every_job_back(regi
     rows = query(registry, "SELECT state, attempts FROM queue_job ORDER BY id")
     assert rows == [("started", 0), ("started", 0)]  # the supervisor puts them back, uncounted
     assert effects(registry) == []
+
+
+def test_a_job_with_a_timeout_runs_alone_and_says_when_it_began(registry, run):
+    ids = [*enqueue(registry, "record", "timed", timeout=5), *enqueue(registry, "record", "next")]
+    executor = run.executor
+    executor.conn.sent.clear()
+    assert executor.run(0, run.claim(ids)) == 1  # a batch of one: the next job waits
+    kinds = [type(m) for m in executor.conn.sent if not isinstance(m, SessionOpened)]
+    assert kinds == [Began, Finished]  # its deadline starts before it runs
+    assert executor.conn.sent[-1] == Finished(0, [JobOutcome(ids[0], Outcome.DONE)])
+    assert effects(registry) == ["timed"]
+
+
+def test_a_timed_job_that_fails_records_its_failure_and_commits_nothing_else(registry, run):
+    [job_id] = enqueue(registry, "fail", "late", timeout=5)
+    assert run(job_id) == ("failed", "pending")
+    assert query(registry, "SELECT state, attempts FROM queue_job") == [("pending", 1)]
+
+
+def test_the_executor_gives_back_the_jobs_not_begun_at_a_drain(registry, run):
+    ids = [*enqueue(registry, "noop"), *enqueue(registry, "noop"), *enqueue(registry, "noop")]
+    jobs = run.claim(ids)
+    executor = run.executor
+    executor.conn.sent.clear()
+    arriving: list[object] = [Run(0, jobs), Drain()]
+
+    def recv() -> object:
+        if not arriving:
+            raise EOFError  # the supervisor is gone: the loop ends
+        return arriving.pop(0)
+
+    executor.conn.poll = lambda: bool(arriving)
+    executor.conn.recv = recv
+    executor.loop()
+    [finished] = [m for m in executor.conn.sent if isinstance(m, Finished)]
+    # the drain came before anything began: every job back, uncounted
+    assert [short(o) for o in finished.outcomes] == [("skipped",)] * 3
+    assert query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'") == [(3,)]

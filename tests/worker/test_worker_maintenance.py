@@ -9,7 +9,7 @@ import pytest
 from worker_helpers import enqueue, query, set_config, wait_for
 
 from job_worker.queue.models.maintenance import QueueMaintenance
-from job_worker.worker.producer import Producer
+from job_worker.worker.services import DatabaseServices
 from job_worker.worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.timeout(90)
@@ -41,7 +41,7 @@ def slow_maintenance(monkeypatch):
 def producer(db_url, registry):
     set_config(registry, "default_limit", 5)
     settings = WorkerSettings(databases=(db_url,), modules=("workerapp",))
-    producer = Producer(0, db_url, settings, "maintainer:1:a")
+    producer = DatabaseServices(0, db_url, settings, "maintainer:1:a")
     yield producer
     producer.stop()
 
@@ -52,7 +52,7 @@ def test_claims_go_on_while_maintenance_runs(registry, producer, slow_maintenanc
     assert producer.ensure_started(time.monotonic())
     producer.tick(time.monotonic(), [])  # maintenance is due at once
     assert entered.wait(10), "maintenance did not begin"
-    claimed = producer.claim(time.monotonic(), 3)
+    claimed = producer.producer.claim(time.monotonic(), 3)
     assert not finished.is_set(), "the claim waited for the maintenance run to end"
     assert sorted(job.id for job in claimed) == ids
     release.set()
@@ -69,20 +69,20 @@ def test_claims_go_on_while_maintenance_runs(registry, producer, slow_maintenanc
 def test_maintenance_keeps_one_holder_per_database(registry, producer, db_url, slow_maintenance):
     _entered, release, finished = slow_maintenance
     release.set()  # no slowing here: the election is what is tested
-    other = Producer(0, db_url, producer.settings, "maintainer:2:b")
+    other = DatabaseServices(0, db_url, producer.db.settings, "maintainer:2:b")
     try:
         assert producer.ensure_started(time.monotonic())
         producer.tick(time.monotonic(), [])
         assert finished.wait(10), "the first worker did not run maintenance"
         assert other.ensure_started(time.monotonic())
         assert other.maintenance is not None
-        session = other.store.session(role="maintenance")  # type: ignore[union-attr]
+        session = other.db.store.session(role="maintenance")  # type: ignore[union-attr]
         try:
             assert other.maintenance.run_once(session) is None  # not elected: nothing done
         finally:
             session.close()
         producer.stop()  # the holder goes away: the role is free again
-        session = other.store.session(role="maintenance")  # type: ignore[union-attr]
+        session = other.db.store.session(role="maintenance")  # type: ignore[union-attr]
         try:
             if db_url.startswith("sqlite"):  # a lease: free once it expires
                 query(registry, "UPDATE queue_lease SET expires_at = '2000-01-01 00:00:00'")

@@ -2,8 +2,10 @@
 
 - :mod:`.supervisor`: the event loop: claims, dispatch, timeouts, signals, stop;
 - :mod:`.pool` and :mod:`.executor`: the child processes that run jobs;
-- :mod:`.producer`: the supervisor's side of one database (claims, heartbeats,
-  owed state changes, maintenance under election);
+- :mod:`.services`: the supervisor's side of one database, as small services
+  sharing a :mod:`.database` (producer, heartbeat, cluster settings, recorder,
+  scheduler, maintenance under election);
+- :mod:`.protocol`: the messages between the supervisor and its executors;
 - the SQL it runs: :mod:`job_worker.db.jobstore`.
 """
 

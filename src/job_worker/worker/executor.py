@@ -3,29 +3,28 @@
 It is started once (never per job) and then loops: receive claimed jobs on
 its pipe, run them on its own database connection, report the outcomes. A
 job's writes and its ``done`` state commit together
-(:func:`job_worker.queue.states.mark_done`, guarded by the worker's id: if
+(:func:`job_worker.queue.states.mark_done_many`, guarded by the worker's id: if
 the job was cancelled or reclaimed meanwhile, nothing of it commits). A
-failure rolls the job's writes back and is recorded
-(:func:`job_worker.queue.states.record_failure`); if the database is gone,
-the supervisor records it later.
+failure rolls the job's writes back to its savepoint and is recorded
+(:func:`job_worker.queue.states.record_failure`) in the same transaction; if
+the database is gone, the supervisor records it later.
 
-A batch of short jobs shares one transaction, each job in a savepoint of its
-own: a failing job rolls back to its savepoint (its writes and the callbacks
-it registered go), its failure is recorded, and the next job goes on. The
-transaction commits at the end of the batch, or once it is
-:data:`COMMIT_EVERY` seconds old; the outcomes are reported only once they are
-committed. A job with a timeout always runs in a transaction of its own, so a
-kill at its deadline never takes other jobs' work with it. What the executor is
-running right now is in ``current`` (shared memory), for the supervisor to
-know which job a dead executor was running.
+Jobs run in batches, one code path: a batch of short jobs shares one
+transaction, each job in a savepoint of its own: a failing job rolls back to its
+savepoint (its writes and the callbacks it registered go), its failure is
+recorded, and the next job goes on. The transaction commits at the end of the
+batch, or once it is :data:`COMMIT_EVERY` seconds old; the outcomes are reported
+only once they are committed. A job with a timeout is a batch of one, in a
+transaction of its own (so a kill at its deadline never takes other jobs' work with
+it), and says when it began (:class:`~.protocol.Began`) so that its deadline runs
+from then. What the executor is running right now is in ``current`` (shared
+memory), for the supervisor to know which job a dead executor was running.
 
-Messages from the supervisor: ``("run", db_index, [ClaimedJob, ...])`` (run them one
-after the other; the next batch of short jobs may come while one runs),
-``("drain",)`` (give back every job not begun yet: ``("skipped",)``), ``("stop",)``.
-To the supervisor: ``("ready", pid)``, ``("session", db_index, session_id)``,
-``("begin", db_index, job_id)`` (jobs with a timeout: it starts now),
-``("finished", db_index, [(job_id, outcome), ...])`` (in the order given; one
-message per committed transaction), ``("wake", db_index)``.
+A batch that cannot begin (the connection was lost) is given back uncounted
+(:attr:`~.protocol.Outcome.SKIPPED`); a batch whose connection is lost while it
+runs commits nothing and counts an attempt for each job begun, retried in a second.
+
+The messages to and from the supervisor are in :mod:`.protocol`.
 """
 
 from __future__ import annotations
@@ -40,17 +39,31 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..db import jobstore
-from ..exceptions import FailedJobError, RetryableJobError
 from ..orm.registry import Registry
 from ..queue import states
 from ..queue.execution import call as call_job
 from ..queue.execution import job_environment
 from . import logs
+from .protocol import (
+    Began,
+    Drain,
+    FailureReport,
+    Finished,
+    FromExecutor,
+    JobOutcome,
+    Outcome,
+    Ready,
+    Run,
+    SessionOpened,
+    Stop,
+    ToExecutor,
+    Wake,
+)
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -68,69 +81,12 @@ CONNECT_PATIENCE = 60.0
 COMMIT_EVERY = 0.05
 
 
-@dataclass(frozen=True)
-class FailureReport:
-    """A job's exception in picklable form, enough for ``states.record_failure``."""
-
-    exc_module: str
-    exc_qualname: str
-    message: str
-    traceback: str
-    kind: str  # "retryable", "failed" or "error"
-    seconds: float | None = None
-    ignore_retry: bool = False
-
-    @classmethod
-    def of(cls, exc: BaseException, text: str) -> FailureReport:
-        kind = "error"
-        if isinstance(exc, RetryableJobError):
-            kind = "retryable"
-        elif isinstance(exc, FailedJobError):
-            kind = "failed"
-        return cls(
-            type(exc).__module__,
-            type(exc).__qualname__,
-            str(exc),
-            text,
-            kind,
-            getattr(exc, "seconds", None),
-            bool(getattr(exc, "ignore_retry", False)),
-        )
-
-    def exception(self) -> BaseException:
-        """An exception that ``record_failure`` treats as the original one: same name,
-        message, retry semantics."""
-        base: type[Exception] = {"retryable": RetryableJobError, "failed": FailedJobError}.get(
-            self.kind, Exception
-        )
-        stand_in = type(
-            self.exc_qualname.rsplit(".", 1)[-1],
-            (base,),
-            {
-                "__module__": self.exc_module,
-                "__qualname__": self.exc_qualname,
-            },
-        )
-        if base is RetryableJobError:
-            return stand_in(self.message, seconds=self.seconds, ignore_retry=self.ignore_retry)
-        return stand_in(self.message)
-
-
 def _report(exc: BaseException, session: jobstore.Session) -> FailureReport:
+    """The failure of a job, or the loss of its connection if that is what happened."""
     text = "".join(traceback.format_exception(exc))
-    return connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
-
-
-def connection_lost(exc: BaseException, text: str) -> FailureReport:
-    """The job's connection broke (the database restarted): counted, retried in a second."""
-    return FailureReport(
-        RetryableJobError.__module__,
-        RetryableJobError.__qualname__,
-        f"database connection lost while the job ran: {type(exc).__name__}: {exc}",
-        text,
-        "retryable",
-        1.0,
-    )
+    if session.broken:
+        return FailureReport.connection_lost(exc, text)
+    return FailureReport.of(exc, text)
 
 
 class Executor:
@@ -150,7 +106,7 @@ class Executor:
         #: the supervisor asked for the jobs not begun yet back: it is stopping
         self.draining = False
         #: messages read while looking for a drain request, to handle next
-        self.inbox: list[tuple] = []
+        self.inbox: list[ToExecutor] = []
 
     def registry(self, db_index: int) -> Registry:
         registry = self.registries.get(db_index)
@@ -158,72 +114,22 @@ class Executor:
             url = self.settings.databases[db_index]
             registry = Registry(url, list(self.settings.modules), init=False)
             self.registries[db_index] = registry
-            jobstore.on_local_enqueue(url, lambda: self._send(("wake", db_index)))
+            wake = Wake(db_index)
+            jobstore.on_local_enqueue(url, lambda: self._send(wake))
             store = jobstore.for_backend(registry.backend)
             self.sessions[db_index] = store.session(role="executor")
         return registry
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: FromExecutor) -> None:
         self.conn.send(message)
 
-    def run(self, db_index: int, job: jobstore.ClaimedJob) -> tuple:
-        registry = self.registry(db_index)
-        store = jobstore.for_backend(registry.backend)
-        session = self.sessions[db_index]
-        call = job.decoded_call()
-        cr = self._cursor(session, registry)
-        self._report_session(db_index, session)
-        self.current.value = job.id
-        try:
-            try:
-                began = store.begin_job(cr, job.id, self.worker_id)
-            except Exception:
-                if not session.broken:
-                    raise
-                # the connection was dead before the job began: give it back, uncounted
-                _logger.warning(
-                    "database connection lost before job %s began",
-                    job.uuid,
-                    extra={"event": "job.not_begun", "job_uuid": job.uuid},
-                )
-                return ("skipped",)
-            if not began:
-                return ("lost",)
-            if job.timeout > 0:  # the timeout runs from here, not from the dispatch
-                self._send(("begin", db_index, job.id))
-            _log_start(job)
-            env = job_environment(cr, call)
-            started = time.monotonic()
-            result = call_job(env, call)
-            duration = time.monotonic() - started
-            done = states.mark_done(
-                cr,
-                job.id,
-                result,
-                duration=duration,
-                worker_id=self.worker_id,
-            )
-            self.current.value = 0  # the job's code is over: only its commit is left
-            if not done:  # cancelled, set by hand or reclaimed while it ran
-                cr.rollback()
-                return ("lost",)
-            cr.commit()
-            _log_done(job, duration)
-            return ("done",)
-        except Exception as exc:
-            text = traceback.format_exc()
-            report = connection_lost(exc, text) if session.broken else FailureReport.of(exc, text)
-            failure: BaseException = exc if not session.broken else report.exception()
-        finally:
-            self.current.value = 0
-            cr.close()  # rolls back whatever is left of the job's transaction
-        return self.record(db_index, job, report, failure)
-
-    def run_together(self, db_index: int, jobs: list[jobstore.ClaimedJob]) -> int:
-        """Run the first jobs of ``jobs`` in one transaction, a savepoint each; report
-        their outcomes once committed. Stops before a job with a timeout, at a drain
-        request, or when the transaction is :data:`COMMIT_EVERY` old; returns how many
-        jobs it ran or gave back.
+    def run(self, db_index: int, jobs: Sequence[jobstore.ClaimedJob]) -> int:
+        """Run the first jobs of ``jobs`` as one batch in one transaction, a savepoint
+        each, and report their outcomes once it ended (one :class:`~.protocol.Finished`).
+        A job with a timeout is a batch of one; a batch of short jobs stops before a job
+        with a timeout, at a drain request, or once its transaction is
+        :data:`COMMIT_EVERY` old. Returns how many jobs it ran or gave back (at least
+        one).
 
         Three round trips for the whole batch on PostgreSQL: the jobs begin together,
         the done states are written together, then the commit. A job's savepoint opens
@@ -233,58 +139,59 @@ class Executor:
         session = self.sessions[db_index]
         cr = self._cursor(session, registry)
         self._report_session(db_index, session)
-        batch = list(itertools.takewhile(lambda job: job.timeout <= 0, jobs))
-        outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
+        timed = jobs[0].timeout > 0
+        batch = [jobs[0]] if timed else list(itertools.takewhile(_short, jobs))
+        outcomes: list[JobOutcome] = []  # in the order of ``batch``
         finished: list[tuple[int, Any, float]] = []  # ran to the end: marked done together
-        running: jobstore.ClaimedJob | None = None
         committed: list[tuple[int, Any, float]] = []
+        running: jobstore.ClaimedJob | None = None
+        begun = False
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
-            try:
-                ours = store.begin_jobs(cr, [job.id for job in batch], self.worker_id)
-            except Exception as exc:
-                raise _NotBegun() from exc
+            ours = store.begin_jobs(cr, [job.id for job in batch], self.worker_id)
+            begun = True
+            if timed and ours:  # the timeout runs from here, not from the dispatch
+                self._send(Began(db_index, batch[0].id))
             for job in batch:
                 if outcomes and (time.monotonic() >= commit_at or self._drain_requested()):
                     break
                 if job.id not in ours:  # cancelled, set by hand or reclaimed before its turn
-                    outcomes.append((job, ("lost",)))
+                    outcomes.append(JobOutcome(job.id, Outcome.LOST))
                     continue
                 running = job
-                outcomes.append((job, self._run_in_savepoint(cr, job, finished)))
+                outcomes.append(self._run_in_savepoint(cr, job, finished))
                 running = None
             marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
                 cr.commit()
                 committed = finished
             else:
-                outcomes = self._give_back(cr, outcomes, finished, marked)
+                outcomes = self._give_back(cr, batch, outcomes, finished, marked)
         except Exception as exc:
             # the connection broke, or the commit failed: nothing of the batch committed
             cr.close()
-            if isinstance(exc, _NotBegun):  # nothing ran: all given back, uncounted
+            if not begun and session.broken:  # nothing ran: all given back, uncounted
                 _logger.warning(
-                    "database connection lost before a batch of %d jobs began",
+                    "database connection lost before %d job(s) began",
                     len(batch),
                     extra={"event": "job.not_begun", "job_uuid": batch[0].uuid},
                 )
-                outcomes = [(job, ("skipped",)) for job in batch]
+                outcomes = [JobOutcome(job.id, Outcome.SKIPPED) for job in batch]
             else:
-                ran = [job for job, _ in outcomes]
-                if running is not None:
-                    ran.append(running)
+                ran = batch[: len(outcomes) + (running is not None)] if begun else batch
                 outcomes = self._record_all(db_index, ran, _report(exc, session))
         finally:
-            cr.close()
-        self._send(("finished", db_index, [(job.id, outcome) for job, outcome in outcomes]))
-        by_id = {job.id: job for job in batch}
-        for job_id, _result, duration in committed:  # logged once the outcomes are sent
-            _log_done(by_id[job_id], duration)
+            cr.close()  # rolls back whatever is left of the transaction
+        self._send(Finished(db_index, outcomes))
+        if committed:  # logged once the outcomes are sent
+            by_id = {job.id: job for job in batch}
+            for job_id, _result, duration in committed:
+                _log_done(by_id[job_id], duration)
         return len(outcomes)
 
     def _run_in_savepoint(
         self, cr: Any, job: jobstore.ClaimedJob, finished: list[tuple[int, Any, float]]
-    ) -> tuple:
+    ) -> JobOutcome:
         """Run ``job`` in a savepoint of ``cr``'s transaction. A job that ends well is
         added to ``finished``, to be marked done with the others; a failure is rolled
         back to the savepoint and recorded. Raises only when the transaction as a whole
@@ -303,7 +210,7 @@ class Executor:
                     cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
                 else:
                     finished.append((job.id, result, time.monotonic() - started))
-                    return ("done",)
+                    return JobOutcome(job.id, Outcome.DONE)
             new_state = states.record_failure(
                 cr,
                 job.id,
@@ -313,51 +220,55 @@ class Executor:
                 max_backoff=self.settings.max_backoff,
             )
             self._log_failure(job, FailureReport.of(failure, text), new_state)
-            return ("failed", new_state)
+            return JobOutcome(job.id, Outcome.FAILED, new_state)
         finally:
             self.current.value = 0  # the job's code is over, whatever happened
 
     def _give_back(
         self,
         cr: Any,
-        outcomes: list[tuple[jobstore.ClaimedJob, tuple]],
+        batch: list[jobstore.ClaimedJob],
+        outcomes: list[JobOutcome],
         finished: list[tuple[int, Any, float]],
         marked: set[int],
-    ) -> list[tuple[jobstore.ClaimedJob, tuple]]:
+    ) -> list[JobOutcome]:
         """A job of the batch ran to its end, but was cancelled or set by hand before its
         done state could be written: its writes are in the batch's transaction, so none
         of the batch may commit. Roll back: that job is no longer ours; the others go
         back to pending, uncounted, and run again."""
         cr.rollback()
         overtaken = {job_id for job_id, _result, _duration in finished} - marked
-        _logger.warning(
-            "%d job(s) of a batch changed state while it ran: the batch is rolled back and"
-            " its other jobs are given back",
-            len(overtaken),
-            extra={"event": "batch.rolled_back", "job_ids": sorted(overtaken)},
-        )
+        if len(batch) > 1:
+            _logger.warning(
+                "%d job(s) of a batch changed state while it ran: the batch is rolled back"
+                " and its other jobs are given back",
+                len(overtaken),
+                extra={"event": "batch.rolled_back", "job_ids": sorted(overtaken)},
+            )
         return [
-            (job, ("lost",) if job.id in overtaken or outcome[0] == "lost" else ("skipped",))
-            for job, outcome in outcomes
+            JobOutcome(outcome.job_id, Outcome.LOST)
+            if outcome.job_id in overtaken or outcome.outcome is Outcome.LOST
+            else JobOutcome(outcome.job_id, Outcome.SKIPPED)
+            for outcome in outcomes
         ]
 
     def _record_all(
         self, db_index: int, jobs: list[jobstore.ClaimedJob], report: FailureReport
-    ) -> list[tuple[jobstore.ClaimedJob, tuple]]:
+    ) -> list[JobOutcome]:
         """Record the same failure for each of ``jobs``; once the database does not
         answer, the supervisor records the rest."""
-        outcomes: list[tuple[jobstore.ClaimedJob, tuple]] = []
+        outcomes: list[JobOutcome] = []
         for job in jobs:
-            if outcomes and outcomes[-1][1][0] == "unrecorded":
-                outcomes.append((job, ("unrecorded", report)))
+            if outcomes and outcomes[-1].outcome is Outcome.UNRECORDED:
+                outcomes.append(JobOutcome(job.id, Outcome.UNRECORDED, report=report))
             else:
-                outcomes.append((job, self.record(db_index, job, report, report.exception())))
+                outcomes.append(self.record(db_index, job, report))
         return outcomes
 
     def _report_session(self, db_index: int, session: jobstore.Session) -> None:
         if session.session_id != self.reported_sessions.get(db_index):
             self.reported_sessions[db_index] = session.session_id
-            self._send(("session", db_index, session.session_id))
+            self._send(SessionOpened(db_index, session.session_id))
 
     @staticmethod
     def _cursor(session: jobstore.Session, registry: Registry) -> Any:
@@ -374,9 +285,7 @@ class Executor:
                 waited += delay
                 delay = min(delay * 2, 2.0)
 
-    def record(
-        self, db_index: int, job: jobstore.ClaimedJob, report: FailureReport, exc: BaseException
-    ) -> tuple:
+    def record(self, db_index: int, job: jobstore.ClaimedJob, report: FailureReport) -> JobOutcome:
         """Record the failure in a transaction of its own; the supervisor does it if the
         database is unreachable now."""
         registry = self.registries[db_index]
@@ -385,7 +294,7 @@ class Executor:
                 new_state = states.record_failure(
                     cr,
                     job.id,
-                    exc,
+                    report.exception(),
                     traceback=report.traceback,
                     worker_id=self.worker_id,
                     max_backoff=self.settings.max_backoff,
@@ -397,9 +306,9 @@ class Executor:
                 exc_info=True,
                 extra={"event": "job.failure_unrecorded", "job_id": job.id, "job_uuid": job.uuid},
             )
-            return ("unrecorded", report)
+            return JobOutcome(job.id, Outcome.UNRECORDED, report=report)
         self._log_failure(job, report, new_state)
-        return ("failed", new_state)
+        return JobOutcome(job.id, Outcome.FAILED, new_state)
 
     @staticmethod
     def _log_failure(
@@ -438,37 +347,30 @@ class Executor:
 
     def loop(self) -> None:
         self.warm_up()
-        self._send(("ready", os.getpid()))
+        self._send(Ready(os.getpid()))
         while True:
             try:
                 message = self.inbox.pop(0) if self.inbox else self.conn.recv()
             except (EOFError, OSError):
                 return
-            if message[0] == "stop":
+            if isinstance(message, Stop):
                 return
-            if message[0] != "run":
-                continue  # a "drain" that came after its batch ended
-            _, db_index, jobs = message
-            index = 0
+            if not isinstance(message, Run):
+                continue  # a drain that came after its batch ended
+            jobs, index = message.jobs, 0
             while index < len(jobs):
                 if self._drain_requested():
-                    skipped = [(job.id, ("skipped",)) for job in jobs[index:]]
-                    self._send(("finished", db_index, skipped))
+                    skipped = [JobOutcome(job.id, Outcome.SKIPPED) for job in jobs[index:]]
+                    self._send(Finished(message.db_index, skipped))
                     break
-                job = jobs[index]
-                if len(jobs) - index > 1 and job.timeout <= 0:
-                    index += self.run_together(db_index, jobs[index:])
-                    continue
-                outcome = self.run(db_index, job)
-                self._send(("finished", db_index, [(job.id, outcome)]))
-                index += 1
+                index += self.run(message.db_index, jobs[index:])
 
     def _drain_requested(self) -> bool:
         """Whether the supervisor asked to give back the jobs not begun (it is stopping:
         for good). Jobs it gives meanwhile (the next batch) wait in the inbox."""
         while self.conn.poll():
             message = self.conn.recv()
-            if message[0] == "drain":
+            if isinstance(message, Drain):
                 self.draining = True
             else:
                 self.inbox.append(message)
@@ -520,14 +422,15 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
-class _NotBegun(Exception):
-    """A batch could not begin: the connection was lost before its jobs began."""
-
-
 class _Current:
     """Stands in for the shared value when an executor runs outside a pool (tests)."""
 
     value = 0
+
+
+def _short(job: jobstore.ClaimedJob) -> bool:
+    """Whether ``job`` may share a transaction with others: it has no timeout."""
+    return job.timeout <= 0
 
 
 def _log_start(job: jobstore.ClaimedJob) -> None:

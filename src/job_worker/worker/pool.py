@@ -29,6 +29,7 @@ from typing import Any
 
 from ..db.jobstore import ClaimedJob
 from . import executor
+from .protocol import Run, Stop
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -61,10 +62,8 @@ class Child:
     mark: float = 0.0
     #: shared memory the executor writes the id of the job it runs into (0: none)
     current: Any = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
+    #: the process id (kept: the process object is closed once the child is reaped)
+    pid: int | None = None
 
     @property
     def job(self) -> RunningJob | None:
@@ -117,7 +116,7 @@ class ExecutorPool:
         finally:  # a signal that came meanwhile is delivered to the supervisor now
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child_end.close()
-        child = Child(slot, process, parent_end, current=current)
+        child = Child(slot, process, parent_end, current=current, pid=process.pid)
         self.children[slot] = child
         _logger.debug(
             "executor %s started (pid %s)",
@@ -169,7 +168,7 @@ class ExecutorPool:
         if idle:  # (the deadline of a job already running is left alone)
             child.mark = now
             self._provisional_deadline(child, now)
-        child.conn.send(("run", db_index, jobs))
+        child.conn.send(Run(db_index, jobs))
 
     def finish(self, child: Child, job_id: int, now: float) -> RunningJob | None:
         """The child is done with ``job_id`` (its first job); returns it."""
@@ -201,17 +200,24 @@ class ExecutorPool:
         """Forget a dead child; returns its exit code."""
         child.process.join(timeout=1.0)
         code = child.process.exitcode
-        child.conn.close()
+        self._release(child)
         if self.children.get(child.slot) is child:
             del self.children[child.slot]
         return code
+
+    @staticmethod
+    def _release(child: Child) -> None:
+        """Close the pipe to a child, and its process's sentinel once it has exited."""
+        child.conn.close()
+        if child.process.exitcode is not None:
+            child.process.close()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop idle executors politely and kill the rest; wait for all of them."""
         for child in list(self.children.values()):
             try:
                 if not child.queue:
-                    child.conn.send(("stop",))
+                    child.conn.send(Stop())
                 else:
                     self.kill(child, "stop")
             except OSError:
@@ -222,5 +228,5 @@ class ExecutorPool:
             if child.process.exitcode is None:
                 self.kill(child, "stop")
                 child.process.join(timeout=1.0)
-            child.conn.close()
+            self._release(child)
         self.children.clear()

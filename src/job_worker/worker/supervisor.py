@@ -26,12 +26,24 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
 from .. import __version__
 from .pool import Child, ExecutorPool
-from .producer import PendingChange, Producer
+from .protocol import (
+    Began,
+    Drain,
+    Finished,
+    FromExecutor,
+    Outcome,
+    Ready,
+    SessionOpened,
+    Wake,
+)
+from .recorder import OwedChange
+from .services import DatabaseServices
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -70,17 +82,26 @@ class Supervisor:
     def __init__(self, settings: WorkerSettings):
         self.settings = settings
         self.worker_id = make_worker_id()
-        self.producers = [
-            Producer(i, url, settings, self.worker_id) for i, url in enumerate(settings.databases)
+        #: the supervisor's side of each database, by index
+        self.databases = [
+            DatabaseServices(i, url, settings, self.worker_id)
+            for i, url in enumerate(settings.databases)
         ]
         self.pool = ExecutorPool(settings, self.worker_id)
         self.signals = 0
         self.stopping = False
         self.stop_deadline: float | None = None
         self._signal_r, self._signal_w = os.pipe()
-        self._next_producer = 0
+        self._next_database = 0
         #: moving average of the seconds an executor spends per job (unknown: long)
         self.job_time = 1.0
+        self._handlers: dict[type, Callable[[Child, Any], None]] = {
+            Finished: self._on_finished,
+            Began: self._on_began,
+            SessionOpened: self._on_session,
+            Wake: self._on_wake,
+            Ready: self._on_ready,
+        }
 
     # -- signals --------------------------------------------------------------------
 
@@ -106,7 +127,7 @@ class Supervisor:
             for child in self.pool.busy():
                 if len(child.queue) > 1:
                     try:
-                        child.conn.send(("drain",))  # give back what was not begun
+                        child.conn.send(Drain())  # give back what was not begun
                     except OSError:
                         pass  # it died: its sentinel says so
             _logger.info(
@@ -126,15 +147,16 @@ class Supervisor:
             "worker %s starting: %d executor(s), %d database(s)",
             self.worker_id,
             self.settings.concurrency,
-            len(self.producers),
+            len(self.databases),
             extra={"event": "worker.starting", "worker": self.worker_id, "version": __version__},
         )
-        for producer in self.producers:  # a database that cannot be opened now is an error
+        for database in self.databases:  # a database that cannot be opened now is an error
             try:
-                producer.open()
+                database.open()
             except BaseException:
-                for opened in self.producers:
+                for opened in self.databases:
                     opened.stop()
+                self._close_signal_pipe()
                 raise
         self._install_signals()
         self.pool.start()
@@ -144,8 +166,8 @@ class Supervisor:
                 self._handle_signals(now)
                 if self.stopping and self._drained(now):
                     break
-                for producer in self.producers:
-                    producer.ensure_started(now)
+                for database in self.databases:
+                    database.ensure_started(now)
                 if not self.stopping:
                     self._dispatch(now)
                 self._enforce(now)
@@ -163,11 +185,11 @@ class Supervisor:
         if self.stop_deadline is not None and now >= self.stop_deadline:
             for child in self.pool.busy():
                 self.pool.kill(child, "stop")
-        return not self.pool.busy() and not any(p.pending for p in self.producers)
+        return not self.pool.busy() and not any(d.recorder.pending for d in self.databases)
 
     def _dispatch(self, now: float) -> None:
         """Claim for executors that want jobs, one database after the other (round robin)."""
-        count = len(self.producers)
+        count = len(self.databases)
         for step in range(count):
             # batches only for short jobs: a long job would hold the rest of its batch back;
             # with short jobs an executor gets its next batch while it runs one
@@ -175,12 +197,12 @@ class Supervisor:
             wanting = self.pool.wanting(per_executor)
             if not wanting:
                 return
-            producer = self.producers[(self._next_producer + step) % count]
-            if not producer.wants_to_claim(now):
+            database = self.databases[(self._next_database + step) % count]
+            if not database.wants_to_claim(now):
                 continue
-            jobs = producer.claim(now, sum(wanted for _child, wanted in wanting))
+            jobs = database.producer.claim(now, sum(wanted for _child, wanted in wanting))
             for child, batch in _deal(jobs, wanting):
-                self.pool.dispatch(child, producer.db_index, batch, now)
+                self.pool.dispatch(child, database.index, batch, now)
                 if _logger.isEnabledFor(logging.DEBUG):
                     for job in batch:
                         _logger.debug(
@@ -194,7 +216,7 @@ class Supervisor:
                                 "slot": child.slot,
                             },
                         )
-        self._next_producer = (self._next_producer + 1) % count
+        self._next_database = (self._next_database + 1) % count
 
     def _enforce(self, now: float) -> None:
         """Timeouts, cancellations, heartbeats and owed changes."""
@@ -203,9 +225,9 @@ class Supervisor:
             assert running is not None
             if running.deadline is not None and now >= running.deadline and not child.kill_reason:
                 self.pool.kill(child, "timeout")
-        for producer in self.producers:
-            mine = [c for c in self.pool.busy() if c.job and c.job.db_index == producer.db_index]
-            taken = producer.tick(now, [r.job for c in mine for r in c.queue])
+        for database in self.databases:
+            mine = [c for c in self.pool.busy() if c.job and c.job.db_index == database.index]
+            taken = database.tick(now, [r.job for c in mine for r in c.queue])
             for child in mine:
                 running = child.running
                 if running and running.job.id in taken and not child.kill_reason:
@@ -226,25 +248,27 @@ class Supervisor:
     def _wait(self, now: float) -> None:
         idle = bool(self.pool.wanting(1)) and not self.stopping
         timers = [now + MAX_WAIT]
-        timers += [p.next_timer(now, idle) for p in self.producers]
+        timers += [d.next_timer(now, idle) for d in self.databases]
         timers += [c.job.deadline for c in self.pool.busy() if c.job and c.job.deadline]
         if self.stop_deadline is not None:
             timers.append(self.stop_deadline)
-        if idle and any(p.woken and p.available(now) and p.registered for p in self.producers):
+        if idle and any(
+            d.started and d.producer.woken and d.db.available(now) for d in self.databases
+        ):
             timers.append(now)
         timeout = max(min(timers) - now, 0.0)
         waitables: list[Any] = [self._signal_r, *self.pool.waitables()]
-        fds: dict[int, Producer] = {}
-        for producer in self.producers:
-            fd = producer.wakeup_fd()
+        fds: dict[int, DatabaseServices] = {}
+        for database in self.databases:
+            fd = database.wakeup_fd()
             if fd is not None:
-                fds[fd] = producer
+                fds[fd] = database
                 waitables.append(fd)
         for ready in wait(waitables, timeout):
             if ready == self._signal_r:
                 continue  # handled at the top of the loop
             if isinstance(ready, int) and ready in fds:
-                fds[ready].guarded(now, "wake-up", fds[ready].on_wakeup_fd)
+                fds[ready].on_wakeup_fd(now)
                 continue
             child = self.pool.by_conn(ready)
             if child is not None:
@@ -263,34 +287,45 @@ class Supervisor:
         except (EOFError, OSError):
             pass  # it died: its sentinel says so
 
-    def _on_message(self, child: Child, message: tuple) -> None:
-        kind = message[0]
-        if kind == "ready":
-            child.ready = True
-        elif kind == "session":
-            child.sessions[message[1]] = message[2]
-        elif kind == "begin":
-            running = child.job
-            if running is not None and running.job.id == message[2]:
-                running.deadline = time.monotonic() + running.job.timeout
-        elif kind == "wake":
-            self.producers[message[1]].woken = True
-        elif kind == "finished":
-            _, db_index, outcomes = message
-            finished_at = time.monotonic()
-            producer = self.producers[db_index]
-            for job_id, outcome in outcomes:
-                running = self.pool.finish(child, job_id, finished_at)
-                if running is None:
-                    continue
-                producer.woken = True  # a slot, and maybe a channel's capacity, came free
-                if outcome[0] == "unrecorded":
-                    producer.owe(PendingChange("failure", running.job, report=outcome[1]))
-                elif outcome[0] == "skipped":
-                    producer.owe(PendingChange("stop", running.job, "given back before it began"))
-            # how long a job takes, from the executor's side (several may commit together)
-            spent, child.mark = (finished_at - child.mark) / max(len(outcomes), 1), finished_at
-            self.job_time += (spent - self.job_time) * 0.2
+    def _on_message(self, child: Child, message: FromExecutor) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            raise TypeError(f"unexpected message from executor {child.slot}: {message!r}")
+        handler(child, message)
+
+    @staticmethod
+    def _on_ready(child: Child, message: Ready) -> None:
+        child.ready = True
+
+    @staticmethod
+    def _on_session(child: Child, message: SessionOpened) -> None:
+        child.sessions[message.db_index] = message.session_id
+
+    @staticmethod
+    def _on_began(child: Child, message: Began) -> None:
+        running = child.job
+        if running is not None and running.job.id == message.job_id:
+            running.deadline = time.monotonic() + running.job.timeout
+
+    def _on_wake(self, child: Child, message: Wake) -> None:
+        self.databases[message.db_index].producer.wake()
+
+    def _on_finished(self, child: Child, message: Finished) -> None:
+        finished_at = time.monotonic()
+        database = self.databases[message.db_index]
+        for done in message.outcomes:
+            running = self.pool.finish(child, done.job_id, finished_at)
+            if running is None:
+                continue
+            database.producer.wake()  # a slot, and maybe a channel's capacity, came free
+            if done.outcome is Outcome.UNRECORDED:
+                database.recorder.owe(OwedChange("failure", running.job, report=done.report))
+            elif done.outcome is Outcome.SKIPPED:
+                database.recorder.owe(OwedChange("stop", running.job, "given back before it began"))
+        # how long a job takes, from the executor's side (several may commit together)
+        spent = (finished_at - child.mark) / max(len(message.outcomes), 1)
+        child.mark = finished_at
+        self.job_time += (spent - self.job_time) * 0.2
 
     def _on_death(self, child: Child) -> None:
         self._drain_messages(child)  # a job it finished before dying counts as finished
@@ -301,8 +336,8 @@ class Supervisor:
                 continue
             # not begun, or done in a transaction that died uncommitted (or committed but
             # not reported: then nothing changes): back to pending, nothing counted
-            self.producers[waiting.db_index].owe(
-                PendingChange(
+            self.databases[waiting.db_index].recorder.owe(
+                OwedChange(
                     "stop",
                     waiting.job,
                     "executor gone before the job ended",
@@ -311,26 +346,26 @@ class Supervisor:
             )
         if running is not None:
             job = running.job
-            producer = self.producers[running.db_index]
+            recorder = self.databases[running.db_index].recorder
             session_id = child.sessions.get(running.db_index)
             if reason == "timeout":
-                change = PendingChange(
+                change: OwedChange | None = OwedChange(
                     "timeout",
                     job,
                     f"job ran past its timeout of {job.timeout:g} s: executor {child.pid} killed",
                     session_id,
                 )
             elif reason == "stop":
-                change = PendingChange("stop", job, "worker stopping: executor killed", session_id)
+                change = OwedChange("stop", job, "worker stopping: executor killed", session_id)
             elif reason == "cancelled":
                 change = None  # no longer ours: nothing to record
             else:
-                change = PendingChange(
+                change = OwedChange(
                     "died", job, f"executor process {child.pid} died (exit code {code})", session_id
                 )
             if change is not None:
-                producer.owe(change)
-                producer.apply_pending(time.monotonic())
+                recorder.owe(change)
+                recorder.apply(time.monotonic())
         elif reason is None:
             _logger.warning(
                 "executor %s (pid %s) died (exit code %s) while idle",
@@ -353,13 +388,13 @@ class Supervisor:
             if child.job is not None:
                 child.process.join(timeout=1.0)
                 self._on_death(child)
-        while any(p.pending for p in self.producers) and time.monotonic() < deadline:
+        while any(d.recorder.pending for d in self.databases) and time.monotonic() < deadline:
             now = time.monotonic()
-            for producer in self.producers:
-                producer.apply_pending(now)
+            for database in self.databases:
+                database.recorder.apply(now)
             time.sleep(0.05)  # backing off between retries against a database that is down
-        for producer in self.producers:
-            for change in producer.pending:
+        for database in self.databases:
+            for change in database.recorder.pending:
                 _logger.warning(
                     "could not record job %s (%s) before exiting: the stale-job reclaim will",
                     change.job.uuid,
@@ -367,8 +402,14 @@ class Supervisor:
                     extra={"event": "job.left_started", "job_uuid": change.job.uuid},
                 )
         self.pool.shutdown()
-        for producer in self.producers:
-            producer.stop()
+        for database in self.databases:
+            database.stop()
         signal.set_wakeup_fd(-1)
-        os.close(self._signal_r)
-        os.close(self._signal_w)
+        self._close_signal_pipe()
+
+    def _close_signal_pipe(self) -> None:
+        for fd in (self._signal_r, self._signal_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # closed already
