@@ -1,4 +1,8 @@
-"""The worker's operations on PostgreSQL.
+"""The job store on PostgreSQL: every statement that changes a job's state, whole.
+
+- Times written into a row are the database's clock, read in the statement
+  (``timezone('UTC', statement_timestamp())``): workers on several hosts never mix
+  their clocks in one row.
 
 - Claimers serialise on a transaction advisory lock, then read the channel
   state in a *new statement*: under READ COMMITTED that statement's snapshot

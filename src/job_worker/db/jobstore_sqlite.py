@@ -1,4 +1,4 @@
-"""The worker's operations on SQLite.
+"""The job store on SQLite: every statement that changes a job's state, whole.
 
 SQLite has one writer at a time and no ``SKIP LOCKED``, ``NOTIFY`` or
 advisory locks, which makes some things simpler and some different:
@@ -10,13 +10,16 @@ advisory locks, which makes some things simpler and some different:
   sleeps would stop every other writer). Its reads run outside a transaction,
   each seeing the latest commit (like PostgreSQL's READ COMMITTED), and its
   first write opens ``BEGIN IMMEDIATE``: from then until the commit the job
-  holds the write lock. A job that writes early and then works for long blocks
+  holds the write lock. Whether a statement writes is what its caller says
+  (``cr.execute(..., write=...)``; this module's statements always say), else
+  the one rule of :func:`statement_writes`. A job that writes early and then works for long blocks
   other writers for that long; the supervisor's own statements use a short
   busy timeout and retry later, so its timers and signals keep working.
 - An executor's effects die with its process (the OS drops its locks and the
   uncommitted WAL frames are ignored), so a killed child is gone for sure.
   For a whole worker that stopped heart-beating, the pid recorded in
   ``queue_worker`` on this host must be dead too: one file, one host.
+- Times: the host's clock is the database's (:func:`clock`), one file on one host.
 - Wake-ups: idle workers poll ``PRAGMA data_version`` (it changes when another
   connection commits) every few milliseconds and claim only then or when a
   scheduled job becomes due; jobs enqueued by this very process wake it at
