@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -12,9 +12,11 @@ import pytest
 from psycopg import sql
 from worker_helpers import enqueue, query, set_limit
 
+from job_worker import SUPERUSER_ID, api
 from job_worker.db import jobstore
 from job_worker.db.postgres import PostgresBackend
 from job_worker.orm.fields import Datetime
+from job_worker.queue import states
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -492,3 +494,440 @@ def test_postgres_heartbeat_never_waits_for_a_job_its_executor_is_writing(regist
     finally:
         executor.close()
         supervisor.close()
+
+
+# -- state changes: every operation, on both databases ------------------------------------
+
+
+def _row(registry, job_id: int, columns: str) -> tuple:
+    [row] = query(registry, f"SELECT {columns} FROM queue_job WHERE id = %s", (job_id,))
+    return row
+
+
+def _at(value):
+    """A datetime column as read back on either database."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _graph(registry):
+    """parent -> child (on done) and parent -> rescue (on error), enqueued; their ids."""
+    with registry.cursor() as cr:
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        parent, child, rescue = (task.delayable().noop() for _ in range(3))
+        parent.on_done(child)
+        parent.on_error(rescue)
+        parent.delay()
+        return parent._job.id, child._job.id, rescue._job.id
+
+
+def test_finish_marks_the_worker_s_started_jobs_done(registry, store, claim):
+    set_limit(registry, "root", 3)
+    first, second, other = enqueue(registry, "noop", count=3)
+    claim(2, worker_id="me")
+    with registry.cursor() as cr:
+        cr.execute(
+            "UPDATE queue_job SET state = 'started', worker_id = 'else' WHERE id = %s", (other,)
+        )
+        marked = store.finish(
+            cr, [(first, '{"n": 1}', 0.5), (second, None, None), (other, None, 1.0)], "me"
+        )
+        assert marked == {first: False, second: False}  # the other worker's job is left alone
+        assert store.finish(cr, [(first, None, 0.1)], "me") == {}  # done already
+    state, result, duration, completed, written = _row(
+        registry, first, "state, result, duration, completed_at, write_date"
+    )
+    assert (state, duration) == ("done", 0.5) and completed and completed == written
+    assert (json.loads(result) if isinstance(result, str) else result) == {"n": 1}
+    assert _row(registry, other, "state")[0] == "started"
+
+
+def test_a_failed_attempt_is_retried_then_fails_when_its_retries_are_spent(registry, store, claim):
+    [job_id] = enqueue(registry, "noop", max_retries=1)
+    claim(1, worker_id="me")
+    with registry.cursor() as cr:
+        assert states.record_failure(cr, job_id, ValueError("first"), worker_id="other") is None
+        assert states.record_failure(cr, job_id, ValueError("first"), worker_id="me") == "pending"
+        now = store.now(cr)
+    state, attempts, worker, due, name, info = _row(
+        registry, job_id, "state, attempts, worker_id, scheduled_at, exc_name, exc_info"
+    )
+    assert (state, attempts, worker, name) == ("pending", 1, None, "ValueError")
+    assert now + timedelta(seconds=8) < _at(due) <= now + timedelta(seconds=10)
+    assert "--- attempt 1 at" in info and "ValueError: first" in info
+    query(
+        registry,
+        "UPDATE queue_job SET scheduled_at = %s WHERE id = %s",
+        (now - timedelta(1), job_id),
+    )
+    claim(1, worker_id="me")
+    with registry.cursor() as cr:
+        assert states.record_failure(cr, job_id, ValueError("second"), worker_id="me") == "failed"
+    state, attempts, completed, duration, info = _row(
+        registry, job_id, "state, attempts, completed_at, duration, exc_info"
+    )
+    assert (state, attempts) == ("failed", 2) and completed and duration is not None
+    assert info.count("--- attempt") == 2
+
+
+def test_failing_job_reads_the_job_and_the_database_clock(registry, store, claim):
+    [job_id] = enqueue(registry, "noop", max_retries=4)
+    claim(1, worker_id="me")
+    with registry.cursor() as cr:
+        assert store.failing_job(cr, job_id, "pending", None) is None  # not in that state
+        job = store.failing_job(cr, job_id, "started", "me")
+        assert job is not None
+        assert (job.attempts, job.max_retries, job.worker_id, job.has_dependents) == (
+            0,
+            4,
+            "me",
+            False,
+        )
+        assert job.started_at is not None and job.started_at <= job.now
+
+
+def test_return_to_pending_counts_no_attempt(registry, store, claim):
+    set_limit(registry, "root", 2)
+    ids = enqueue(registry, "noop", count=2)
+    claim(2, worker_id="me")
+    with registry.cursor() as cr:
+        assert store.return_to_pending(cr, ids, "someone-else") == []
+        assert sorted(states.return_to_pending(cr, ids, worker_id="me")) == ids
+        assert states.return_to_pending(cr, ids, worker_id="me") == []  # pending already
+    for job_id in ids:
+        assert _row(registry, job_id, "state, attempts, worker_id, started_at, heartbeat") == (
+            "pending",
+            0,
+            None,
+            None,
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    "state, stamp",
+    [("done", "completed_at"), ("failed", "completed_at"), ("cancelled", "cancelled_at")],
+)
+def test_force_sets_a_state_by_hand_and_cascades(registry, store, state, stamp):
+    parent, child, rescue = _graph(registry)
+    with registry.cursor() as cr:
+        states.force_state(cr, [parent], state, message="by hand")
+    assert _row(registry, parent, f"state, {stamp} IS NOT NULL") == (state, True)
+    expected = {
+        "done": ("pending", "cancelled"),
+        "failed": ("failed", "pending"),
+        "cancelled": ("cancelled", "cancelled"),
+    }[state]
+    assert (_row(registry, child, "state")[0], _row(registry, rescue, "state")[0]) == expected
+    if state == "failed":
+        name, message, info = _row(registry, parent, "exc_name, exc_message, exc_info")
+        assert (name, message) == ("job_worker.exceptions.FailedJobError", "by hand")
+        assert re.search(r"--- set failed at \S+ \S+ ---\nby hand$", info)
+        name, message, cascaded = _row(registry, child, "exc_name, exc_message, cascaded_from_id")
+        assert (name, message, cascaded) == (
+            states.DEPENDENCY_FAILED,
+            f"parent job {parent} failed",
+            parent,
+        )
+
+
+def test_force_refuses_a_state_that_is_not_set_by_hand(registry, store):
+    [job_id] = enqueue(registry, "noop")
+    with registry.cursor() as cr:
+        with pytest.raises(ValueError, match="not 'started'"):
+            store.force(cr, [job_id], "started")
+        with pytest.raises(ValueError, match="not 'waiting'"):
+            states.force_state(cr, [job_id], "waiting")
+
+
+def test_finishing_a_parent_releases_its_dependents_and_cancels_its_rescue(registry, store, claim):
+    parent, child, rescue = _graph(registry)
+    assert _row(registry, child, "state")[0] == "waiting"
+    claim(1, worker_id="me")
+    with registry.cursor() as cr:
+        assert states.mark_done(cr, parent, None, duration=0.1, worker_id="me")
+    assert _row(registry, child, "state, cascaded_from_id") == ("pending", None)
+    assert _row(registry, rescue, "state, cascaded_from_id, cancelled_at IS NOT NULL") == (
+        "cancelled",
+        parent,
+        True,
+    )
+
+
+def test_a_failed_parent_fails_its_dependents_and_releases_its_rescue(registry, store, claim):
+    parent, child, rescue = _graph(registry)
+    query(registry, "UPDATE queue_job SET max_retries = 1 WHERE id = %s", (parent,))
+    claim(1, worker_id="me")
+    with registry.cursor() as cr:
+        assert (
+            states.record_failure(cr, parent, ValueError("x"), worker_id="me", final=True)
+            == "failed"
+        )
+    state, name, info, cascaded = _row(
+        registry, child, "state, exc_name, exc_info, cascaded_from_id"
+    )
+    assert (state, name, cascaded) == ("failed", states.DEPENDENCY_FAILED, parent)
+    assert re.match(r"--- failed at \S+ \S+ ---\n", info)
+    assert _row(registry, rescue, "state")[0] == "pending"
+    # a requeue of the parent: the child waits for it again, the rescue too
+    with registry.cursor() as cr:
+        states.requeue(cr, [parent])
+    assert _row(registry, parent, "state, attempts, exc_name, completed_at") == (
+        "pending",
+        0,
+        None,
+        None,
+    )
+    assert _row(registry, child, "state, exc_name, cascaded_from_id") == ("waiting", None, None)
+    assert _row(registry, rescue, "state")[0] == "waiting"
+
+
+def test_cascade_reads_dependents_edges_and_locks_waiting_ones(registry, store):
+    parent, child, rescue = _graph(registry)
+    with registry.cursor() as cr:
+        assert sorted(store.dependents(cr, [parent])) == sorted([child, rescue])
+        assert store.lock_dependents(cr, [child, rescue, parent], ["waiting"]) == sorted(
+            [child, rescue]
+        )
+        assert store.edges(cr, [child, rescue]) == sorted(
+            [(child, parent, "done", "pending"), (rescue, parent, "error", "pending")]
+        )
+        store.release(cr, [child])
+        store.wait_back(cr, [child])
+        store.release(cr, [rescue])
+        assert store.lock_dependents(cr, [child, rescue], ["pending"]) == [rescue]
+
+
+def test_requeue_makes_a_job_due_now_with_its_error_cleared(registry, store):
+    [job_id] = enqueue(registry, "noop", eta=timedelta(hours=1))
+    with registry.cursor() as cr:
+        states.force_state(cr, [job_id], "failed", message="no")
+        states.requeue(cr, [job_id])
+        now = store.now(cr)
+    state, attempts, info, due = _row(registry, job_id, "state, attempts, exc_info, scheduled_at")
+    assert (state, attempts, info) == ("pending", 0, None)
+    assert now - timedelta(seconds=5) < _at(due) <= now
+
+
+def test_reclaim_counts_the_attempt_of_a_job_whose_worker_died(registry, store, claim):
+    from job_worker.worker.maintenance import reclaim_stale_jobs
+
+    alive, dead = enqueue(registry, "noop", count=2, channel="r")
+    set_limit(registry, "r", 2)
+    claim(2, worker_id="gone:1:x", channels=["r"])
+    with registry.cursor() as cr:
+        old = store.now(cr) - timedelta(seconds=60)
+    query(registry, "UPDATE queue_job SET heartbeat = %s WHERE id = %s", (old, dead))
+    with registry.cursor() as cr:
+        assert reclaim_stale_jobs(cr, stale_after=30) == 1
+    state, attempts, name = _row(registry, dead, "state, attempts, exc_name")
+    assert (state, attempts, name) == ("pending", 1, "job_worker.exceptions.WorkerDiedJobError")
+    assert _row(registry, alive, "state")[0] == "started"
+
+
+def test_purge_deletes_old_finished_jobs_only(registry, store):
+    old_done, new_done, old_pending = enqueue(registry, "noop", count=3)
+    with registry.cursor() as cr:
+        states.force_state(cr, [old_done, new_done], "done")
+    long_ago = Datetime.now() - timedelta(days=40)
+    query(
+        registry,
+        "UPDATE queue_job SET write_date = %s WHERE id IN (%s, %s)",
+        (long_ago, old_done, old_pending),
+    )
+    with registry.cursor() as cr:
+        assert store.purge(cr, 0, 100) == 0  # 0 days: kept for ever
+        assert store.purge(cr, 30, 100) == 1
+    assert sorted(r[0] for r in query(registry, "SELECT id FROM queue_job")) == [
+        new_done,
+        old_pending,
+    ]
+
+
+def test_register_heartbeat_and_stop_a_worker(registry, store, claim):
+    [job_id] = enqueue(registry, "noop")
+    claim(1, worker_id="me")
+    values = {
+        "worker_id": "me",
+        "hostname": "h",
+        "pid": 1,
+        "concurrency": 2,
+        "channels": "",
+        "version": "1",
+    }
+    with registry.cursor() as cr:
+        store.register_worker(cr, {**values, "heartbeat_interval": 2.5})
+    with registry.cursor() as cr:
+        before = store.now(cr)
+    query(registry, "UPDATE queue_job SET heartbeat = NULL")
+    with registry.cursor() as cr:
+        store.heartbeat(cr, "me")
+    interval, worker_beat, stopped = query(
+        registry, "SELECT heartbeat_interval, heartbeat, stopped_at FROM queue_worker"
+    )[0]
+    assert interval == 2.5 and _at(worker_beat) >= before and stopped is None
+    assert _at(_row(registry, job_id, "heartbeat")[0]) >= before
+    with registry.cursor() as cr:
+        store.stop_worker(cr, "me")
+    [(stopped,)] = query(registry, "SELECT stopped_at FROM queue_worker")
+    assert _at(stopped) >= before
+
+
+@POSTGRESQL
+def test_postgres_times_come_from_the_database_clock(registry, store, claim, monkeypatch):
+    """Python's clock set a century ahead: every time the engine writes is still the
+    database's."""
+    parent, _child, rescue = _graph(registry)
+    other, retried = enqueue(registry, "noop", count=2, channel="c")
+    set_limit(registry, "c", 2)
+    claim(1, worker_id="me")
+    claim(2, worker_id="me", channels=["c"])
+    far = datetime(2126, 1, 1)
+    monkeypatch.setattr(Datetime, "now", staticmethod(lambda: far))
+    values = {
+        "worker_id": "me",
+        "hostname": "h",
+        "pid": 1,
+        "concurrency": 1,
+        "channels": "",
+        "version": "1",
+    }
+    with registry.cursor() as cr:
+        store.register_worker(cr, values)
+        store.heartbeat(cr, "me")
+        states.mark_done(cr, parent, None, duration=0.1, worker_id="me")  # releases child
+        assert states.record_failure(cr, retried, ValueError("x"), worker_id="me") == "pending"
+        states.force_state(cr, [other], "failed", message="by hand")
+        states.force_state(cr, [rescue], "cancelled")
+    [(db_now,)] = query(registry, "SELECT timezone('UTC', clock_timestamp())")
+    times = query(
+        registry,
+        "SELECT started_at, completed_at, cancelled_at, heartbeat, write_date, scheduled_at,"
+        " exc_info FROM queue_job",
+    ) + query(
+        registry,
+        "SELECT started_at, heartbeat, create_date, write_date, NULL, NULL, NULL FROM queue_worker",
+    )
+    for *stamps, info in times:
+        for stamp in stamps:
+            assert stamp is None or stamp <= db_now + timedelta(seconds=15), stamps
+        assert "2126" not in (info or "")
+    [(due,)] = query(registry, "SELECT scheduled_at FROM queue_job WHERE id = %s", (retried,))
+    assert db_now < due <= db_now + timedelta(seconds=10)
+
+
+# -- how a store is found ---------------------------------------------------------------
+
+
+def test_each_backend_names_its_store_and_has_one(registry, store):
+    assert jobstore.job_store(registry.backend) is store is jobstore.for_backend(registry.backend)
+    assert type(store) is jobstore.store_class(type(registry.backend).job_store_class)
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("jobstore_sqlite", "module:Class"),
+        (".jobstore:ClaimedJob", "not a job store class"),
+        (".jobstore_sqlite:Nothing", "not a job store class"),
+    ],
+)
+def test_a_store_named_wrongly_is_refused_clearly(name, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        jobstore.store_class(name)
+
+
+def test_the_store_modules_import_no_cycle():
+    """jobstore imports neither database's module; each imports jobstore and its backend,
+    and no backend module imports a store."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    def imports(module: str) -> set[str]:
+        spec = importlib.util.find_spec(f"job_worker.db.{module}")
+        assert spec is not None and spec.origin
+        tree = ast.parse(Path(spec.origin).read_text())
+        return {
+            (node.module or "").lstrip(".")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+
+    assert not imports("jobstore") & {"jobstore_postgres", "jobstore_sqlite", "postgres", "sqlite"}
+    for backend in ("postgres", "sqlite", "backend", "cursor"):
+        assert not imports(backend) & {"jobstore", "jobstore_postgres", "jobstore_sqlite"}
+
+
+# -- in-process wake-ups ------------------------------------------------------------------
+
+
+def test_on_local_enqueue_gives_a_way_to_unsubscribe():
+    calls = []
+    off = jobstore.on_local_enqueue("sqlite:///nowhere", lambda: calls.append(1))
+    jobstore.fire_local_enqueue("sqlite:///nowhere")
+    off()
+    jobstore.fire_local_enqueue("sqlite:///nowhere")
+    off()  # twice: nothing to do
+    assert calls == [1]
+    assert "sqlite:///nowhere" not in jobstore._local_hooks
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_listener_close_releases_its_hook_and_its_pipe(registry, store):
+    import os
+
+    listener = store.listener()
+    read_fd, write_fd = listener._read_fd, listener._write_fd
+    assert listener._poke in jobstore._local_hooks[registry.backend.url]
+    listener.woken()
+    listener.close()
+    assert listener._poke not in jobstore._local_hooks.get(registry.backend.url, [])
+    for fd in (read_fd, write_fd):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    listener.close()  # twice: nothing to do
+    assert listener.fileno() is None and not listener.woken()
+
+
+# -- SQLite: whether a job's statement writes -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement, writes",
+    [
+        ("SELECT 1", False),
+        ("  select id FROM t", False),
+        ("VALUES (1)", False),
+        ("UPDATE t SET a = 1", True),
+        ("INSERT INTO t VALUES (1)", True),
+        ("DELETE FROM t", True),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", True),
+        ("SAVEPOINT sp", True),
+        ("PRAGMA foo = 1", True),
+        ("SELECTED_ROWS", True),
+    ],
+)
+def test_sqlite_statement_writes_rule(statement, writes):
+    from job_worker.db.jobstore_sqlite import statement_writes
+
+    assert statement_writes(statement) is writes
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_job_cursor_opens_its_write_transaction_when_a_statement_writes(registry, store):
+    session = store.session(role="executor")
+    try:
+        cr = session.cursor(registry)
+        cr.execute("SELECT count(*) FROM queue_job")
+        assert not cr.in_transaction  # a read, outside the transaction
+        cr.execute("WITH x AS (SELECT 1) SELECT * FROM x", write=False)
+        assert not cr.in_transaction  # said so
+        cr.execute("SELECT count(*) FROM queue_job", write=True)
+        assert cr.in_transaction  # said so: the write lock is held from here
+        cr.rollback()
+        cr.execute("UPDATE queue_job SET priority = priority")
+        assert cr.in_transaction
+        cr.rollback()
+        cr.close()
+    finally:
+        session.close()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from worker_helpers import enqueue, query, set_config, wait_for
 
+from job_worker.orm.fields import Datetime
 from job_worker.queue.models.maintenance import QueueMaintenance
 from job_worker.worker.services import DatabaseServices
 from job_worker.worker.settings import WorkerSettings
@@ -20,7 +22,8 @@ HELD_AT_MOST = 30.0
 
 @pytest.fixture
 def slow_maintenance(monkeypatch):
-    """Maintenance that waits at its first step, before any SQL, until released."""
+    """Maintenance that waits at its purge, until released (the stale-job reclaim before
+    it has committed: it never holds the write lock meanwhile)."""
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
     purge = QueueMaintenance._purge_old_jobs
 
@@ -91,3 +94,46 @@ def test_maintenance_keeps_one_holder_per_database(registry, producer, db_url, s
             session.close()
     finally:
         other.stop()
+
+
+def _stale_job(registry) -> int:
+    """A job started by a worker that died an hour ago."""
+    [job_id] = enqueue(registry, "noop")
+    query(
+        registry,
+        "UPDATE queue_job SET state = 'started', worker_id = 'gone:1:x', heartbeat = %s"
+        " WHERE id = %s",
+        (Datetime.now() - timedelta(hours=1), job_id),
+    )
+    return job_id
+
+
+def test_a_run_reclaims_stale_jobs_first_in_a_transaction_of_its_own(
+    registry, producer, monkeypatch
+):
+    first = _stale_job(registry)
+    assert producer.ensure_started(time.monotonic())
+    assert producer.maintenance is not None and producer.store is not None
+
+    def failing(self, settings):
+        raise RuntimeError("a later task failed")
+
+    session = producer.store.session(role="maintenance")
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(QueueMaintenance, "_run_maintenance", failing)
+            with pytest.raises(RuntimeError, match="a later task failed"):
+                producer.maintenance.run_once(session)
+        # the reclaim committed before the task that failed
+        assert query(registry, "SELECT state, attempts FROM queue_job WHERE id = %s", (first,)) == [
+            ("pending", 1)
+        ]
+        second = _stale_job(registry)
+        counters = producer.maintenance.run_once(session)
+    finally:
+        session.close()
+    assert counters is not None
+    assert counters["jobs_reclaimed"] == 1 and counters["jobs_purged"] == 0
+    assert query(registry, "SELECT state, exc_name FROM queue_job WHERE id = %s", (second,)) == [
+        ("pending", "job_worker.exceptions.WorkerDiedJobError")
+    ]

@@ -53,6 +53,10 @@ class Backend(ABC):
 
     dialect: str
     url: str
+    #: the class of the worker's named operations on this database, as ``.module:Class``
+    #: of this package: named, not imported, so the store's module may import this one
+    #: (:func:`job_worker.db.jobstore.job_store`)
+    job_store_class: str
     #: CREATE TABLE may name a table that does not exist yet in REFERENCES
     forward_references: bool = False
     #: NULL sorts after every value in ascending order unless told otherwise

@@ -91,7 +91,12 @@ class Cursor:
 
     # -- statements ---------------------------------------------------------
 
-    def execute(self, query: str, params: Sequence[Any] | None = None) -> Cursor:
+    def execute(
+        self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
+    ) -> Cursor:
+        """Run one statement. ``write``: whether it writes, where the caller knows (the
+        job store's statements say); only SQLite's job cursor uses it, to open its write
+        transaction (:class:`job_worker.db.jobstore_sqlite.JobCursor`)."""
         if self._closed:
             raise RuntimeError("cursor is closed")
         if self._savepoint_due is not None:

@@ -1,11 +1,17 @@
-"""The worker's named operations on the job table: one interface, one class per database.
+"""Every state change of a job, as named operations: one interface, one class per database.
 
-The worker never writes SQL of its own: it calls ``store.claim(...)``,
-``store.begin_job(...)``, ``store.heartbeat(...)``, ``store.stale_jobs(...)``
-and so on. What the databases share (the channel capacity rules, the channel
-state query) is written once here; what differs lives in
-:mod:`.jobstore_postgres` and :mod:`.jobstore_sqlite`, with the reason at the
-spot.
+The engine never writes SQL of its own for a job's state: the worker, ``run_now()``
+and the manual actions call the store (``store.claim(...)``, ``store.finish(...)``,
+``store.retry(...)``, ``store.heartbeat(...)``...), and the policy of what comes next
+lives in :mod:`job_worker.queue.states`. Each database's module holds its SQL whole,
+every statement a named constant at its top: :mod:`.jobstore_postgres` and
+:mod:`.jobstore_sqlite`. This module holds the interface, the dataclasses, and the
+capacity rules, which are Python code between two queries.
+
+One clock: every time written into a job's row (start, end, cancel, retry due time,
+heartbeat, the attempt headers of ``exc_info``) is the database's (:meth:`JobStore.now`),
+on PostgreSQL read in the statement itself, so that workers on several hosts never
+mix their clocks in one row.
 
 Capacity of a channel (PRODUCT.md 6): ``limit`` jobs started at once (the
 ``queue.limit`` row, else the worker's default limit; 0 pauses the channel)
@@ -18,13 +24,16 @@ claim lock, so no interleaving of claimers can exceed them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,66 +58,6 @@ CLAIM_COLUMNS = (
     "context",
 )
 _JSON_COLUMNS = ("record_ids", "args", "kwargs", "context")
-
-# -- name: channel_state
-# Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and how many of its jobs
-# are started right now.
-CHANNEL_STATE = """
-WITH RECURSIVE channels(name) AS (
-    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
-  UNION ALL
-    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending' AND channel > c.name)
-      FROM channels c WHERE c.name IS NOT NULL
-)
-SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
-       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
-  FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
- WHERE c.name IS NOT NULL
-"""
-
-# -- name: next_scheduled
-# When the next pending job that is not due yet becomes due (the caller adds a
-# condition on the channels it asks about).
-NEXT_SCHEDULED = (
-    "SELECT min(scheduled_at) FROM queue_job WHERE state = 'pending' AND scheduled_at > %s"
-)
-
-# -- name: mark_rate_limited_start
-MARK_RATE_LIMITED_START = (
-    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
-)
-
-# -- name: check_jobs
-# Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
-# before we got them. (The caller adds the condition on the ids.)
-CHECK_JOBS = "SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s"
-
-# -- name: heartbeat_worker
-HEARTBEAT_WORKER = "UPDATE queue_worker SET heartbeat = %s WHERE worker_id = %s"
-
-# -- name: heartbeat_jobs
-HEARTBEAT_JOBS = "UPDATE queue_job SET heartbeat = %s WHERE state = 'started' AND worker_id = %s"
-
-# -- name: register_worker
-REGISTER_WORKER = """
-INSERT INTO queue_worker (worker_id, hostname, pid, concurrency, channels, started_at, heartbeat,
-                          version, create_date, write_date)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
-
-# -- name: stop_worker
-STOP_WORKER = "UPDATE queue_worker SET stopped_at = %s, heartbeat = %s WHERE worker_id = %s"
-
-# -- name: stale_candidates
-# Started jobs whose heartbeat stopped: their worker died, or lost the database
-# for longer than the stale window.
-STALE_CANDIDATES = """
-SELECT j.id, j.worker_id, w.hostname, w.pid
-  FROM queue_job j LEFT JOIN queue_worker w ON w.worker_id = j.worker_id
- WHERE j.state = 'started' AND (j.heartbeat IS NULL OR j.heartbeat < %s)
- ORDER BY j.id LIMIT %s
-"""
 
 
 @dataclass
@@ -218,12 +167,46 @@ class StaleJob:
     pid: int | None
 
 
-class JobStore(ABC):
-    """The worker's operations on one database. Get one with :func:`for_backend`."""
+@dataclass
+class FailingJob:
+    """A job whose attempt failed, as :func:`job_worker.queue.states.record_failure`
+    needs it to decide what comes next; ``now`` is the database's clock, read with it."""
 
-    dialect: str
-    next_scheduled_sql = NEXT_SCHEDULED
-    heartbeat_jobs_sql = HEARTBEAT_JOBS
+    attempts: int
+    max_retries: int
+    exc_info: str | None
+    started_at: datetime | None
+    has_dependents: bool
+    worker_id: str | None
+    now: datetime
+
+
+@dataclass
+class Outcome:
+    """What a failed attempt leaves in the job's row (exc_* columns and attempts)."""
+
+    exc_name: str
+    exc_message: str
+    exc_info: str
+    attempts: int
+
+
+class JobStore(ABC):
+    """Every operation of the engine that changes a job's state, on one database. Get
+    the store of a backend with :func:`job_store`.
+
+    What the subclasses write in SQL, each in its own module with every statement a
+    named constant: the claim's statements, the heartbeat, and each state change of
+    a job (start, finish, retry or fail, return to pending, force by hand, requeue,
+    the graph cascade's reads and writes, reclaim, purge). Times written into a row
+    come from the database's clock (:meth:`now`)."""
+
+    #: the statements the claim and the begin share on every database (set by each
+    #: database's store, from the constants of its module)
+    next_scheduled_sql: str
+    mark_rate_limited_start_sql: str
+    check_jobs_sql: str
+    stale_candidates_sql: str
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -238,7 +221,8 @@ class JobStore(ABC):
 
     @abstractmethod
     def now(self, cr: Cursor) -> datetime:
-        """The clock the queue's times are compared with (naive UTC)."""
+        """The database's clock (naive UTC): every time the engine writes into a job's
+        row comes from it, whichever host the writer runs on."""
 
     def claim(
         self,
@@ -271,7 +255,7 @@ class JobStore(ABC):
         becomes due (None: no such job, or no channel came up short)."""
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
         for channel in {job.channel for job in jobs} & plan.rate_limited:
-            cr.execute(MARK_RATE_LIMITED_START, (now, channel))
+            cr.execute(self.mark_rate_limited_start_sql, (now, channel))
         due = None
         if _short(plan, jobs, wanted):
             cr.execute(*self._next_due(plan, now))
@@ -313,7 +297,7 @@ class JobStore(ABC):
         round trip: which of them are still started by ``worker_id``. Until the
         transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
         in_sql, params = self.backend.in_ids("id", job_ids)
-        check = (f"{CHECK_JOBS} AND {in_sql}", (worker_id, *params))
+        check = (f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params))
         rows = cr.execute_together([*self._run_locks(job_ids), check], prepared=True)[-1]
         return {row[0] for row in rows}
 
@@ -331,56 +315,172 @@ class JobStore(ABC):
     def terminate_session(self, cr: Cursor, session_id: int | None) -> None:
         """End an executor's database session after its process was killed."""
 
-    # -- bookkeeping ----------------------------------------------------------
-
-    def register_worker(self, cr: Cursor, values: dict[str, Any]) -> None:
-        now = self.now(cr)
-        cr.execute(
-            REGISTER_WORKER,
-            (
-                values["worker_id"],
-                values["hostname"],
-                values["pid"],
-                values["concurrency"],
-                values["channels"],
-                now,
-                now,
-                values["version"],
-                now,
-                now,
-            ),
-        )
-
-    def heartbeat(self, cr: Cursor, worker_id: str) -> None:
-        now = self.now(cr)
-        cr.execute(HEARTBEAT_WORKER, (now, worker_id))
-        cr.execute(self.heartbeat_jobs_sql, (now, worker_id))
-
-    def stop_worker(self, cr: Cursor, worker_id: str) -> None:
-        now = self.now(cr)
-        cr.execute(STOP_WORKER, (now, now, worker_id))
-
     def not_running(self, cr: Cursor, worker_id: str, job_ids: Sequence[int]) -> set[int]:
         """Those of ``job_ids`` that are no longer started by ``worker_id`` (cancelled,
         set done or failed by hand, reclaimed)."""
         if not job_ids:
             return set()
         sql, params = self.backend.in_ids("id", list(job_ids))
-        cr.execute(
-            f"SELECT id FROM queue_job WHERE {sql} AND state = 'started' AND worker_id = %s",
-            [*params, worker_id],
-        )
+        cr.execute(f"{self.check_jobs_sql} AND {sql}", [worker_id, *params])
         return set(job_ids) - {row[0] for row in cr.fetchall()}
+
+    # -- state changes --------------------------------------------------------
+    # Each names the state it expects (and, given a ``worker_id``, the worker that owns
+    # the started job) in its WHERE clause: a stale actor never overwrites a newer truth.
+
+    @abstractmethod
+    def start(self, cr: Cursor, job_id: int, worker_id: str | None) -> bool:
+        """pending -> started (``run_now()``); whether it applied."""
+
+    @abstractmethod
+    def finish(
+        self,
+        cr: Cursor,
+        finished: Sequence[tuple[int, str | None, float | None]],
+        worker_id: str | None,
+    ) -> dict[int, bool]:
+        """started -> done for ``(job_id, result as JSON text, duration)``, in one round
+        trip: the jobs marked, each with whether it has dependents."""
+
+    @abstractmethod
+    def failing_job(
+        self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None
+    ) -> FailingJob | None:
+        """The job whose attempt failed, with the database's clock; None when it is not
+        in ``expected_state`` (by ``worker_id``): someone else decided."""
+
+    @abstractmethod
+    def retry(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        retry_at: datetime,
+    ) -> bool:
+        """The failed attempt is retried: -> pending, due at ``retry_at``."""
+
+    @abstractmethod
+    def fail(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        duration: float | None,
+    ) -> bool:
+        """The failed attempt was the last: -> failed, completed at ``at``."""
+
+    @abstractmethod
+    def return_to_pending(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str | None
+    ) -> list[int]:
+        """started -> pending without counting an attempt: the ids returned."""
+
+    @abstractmethod
+    def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
+        """The ``exc_info`` of jobs (a manual action appends to it)."""
+
+    @abstractmethod
+    def set_exc_info(self, cr: Cursor, job_id: int, exc_info: str) -> None: ...
+
+    @abstractmethod
+    def force(
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        state: str,
+        *,
+        exc_name: str | None = None,
+        exc_message: str | None = None,
+    ) -> list[int]:
+        """Set ``state`` (done, failed or cancelled) by hand, whatever the job's state:
+        those of the jobs that have dependents. ``exc_name`` (kept if the job has one)
+        and ``exc_message`` for ``failed``."""
+
+    @abstractmethod
+    def requeue(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        """-> pending and due now, attempts reset, error, result and times cleared."""
+
+    # -- graph cascades -------------------------------------------------------
+
+    @abstractmethod
+    def dependents(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        """The jobs that depend on any of ``parent_ids``."""
+
+    @abstractmethod
+    def lock_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], states: Sequence[str]
+    ) -> list[int]:
+        """Lock those of ``job_ids`` in ``states`` until the transaction ends, in id
+        order: two parents finishing at once in two transactions must not both see the
+        other unfinished (the second to lock re-reads the first one's committed state)."""
+
+    @abstractmethod
+    def edges(self, cr: Cursor, job_ids: Sequence[int]) -> list[tuple[int, int, str, str]]:
+        """``(job_id, parent_id, kind, parent's state)`` of every edge of ``job_ids``."""
+
+    @abstractmethod
+    def release(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        """waiting -> pending: every parent the jobs wait for let them run."""
+
+    @abstractmethod
+    def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        """pending -> waiting (re-evaluated after a requeue of a parent)."""
+
+    @abstractmethod
+    def fail_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+    ) -> None:
+        """waiting/pending -> failed because ``parent_id`` failed; ``outcome.exc_info``
+        is appended to the jobs' diagnoses."""
+
+    @abstractmethod
+    def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:
+        """waiting/pending -> cancelled because of ``parent_id``."""
+
+    @abstractmethod
+    def wait_again(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        """After a requeue of ``parent_ids``: their dependents that failed or were
+        cancelled because of them, and their on_error dependents released but not yet
+        started, wait again. The ids that wait again (whose own dependents come next)."""
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    @abstractmethod
+    def register_worker(self, cr: Cursor, values: dict[str, Any]) -> None:
+        """Insert the ``queue_worker`` row: ``worker_id``, ``hostname``, ``pid``,
+        ``concurrency``, ``channels``, ``version`` and (optional) ``heartbeat_interval``."""
+
+    @abstractmethod
+    def heartbeat(self, cr: Cursor, worker_id: str) -> None:
+        """The worker and its started jobs are alive now."""
+
+    @abstractmethod
+    def stop_worker(self, cr: Cursor, worker_id: str) -> None: ...
+
+    # -- crash recovery and housekeeping ----------------------------------------
 
     def stale_jobs(self, cr: Cursor, stale_before: datetime, limit: int = 100) -> list[StaleJob]:
         """Started jobs whose heartbeat is older than ``stale_before`` and whose executor
         is provably gone (see :meth:`executor_gone`)."""
-        cr.execute(STALE_CANDIDATES, (stale_before, limit))
+        cr.execute(self.stale_candidates_sql, (stale_before, limit))
         candidates = [StaleJob(*row) for row in cr.fetchall()]
         return [job for job in candidates if self._stale_executor_gone(cr, job)]
 
     def _stale_executor_gone(self, cr: Cursor, job: StaleJob) -> bool:
         return self.executor_gone(cr, job.id)
+
+    @abstractmethod
+    def purge(self, cr: Cursor, retention_days: float, batch: int) -> int:
+        """Delete up to ``batch`` done, failed and cancelled jobs last changed more than
+        ``retention_days`` ago, oldest first; how many."""
 
     # -- election ---------------------------------------------------------------
 
@@ -448,11 +548,24 @@ _local_hooks: dict[str, list[Callable[[], Any]]] = {}
 _local_lock = threading.Lock()
 
 
-def on_local_enqueue(url: str, hook: Callable[[], Any]) -> None:
+def on_local_enqueue(url: str, hook: Callable[[], Any]) -> Callable[[], None]:
     """Call ``hook`` whenever a transaction of this process that enqueued jobs on the
-    database at ``url`` commits."""
+    database at ``url`` commits, until the function returned is called (or
+    :func:`off_local_enqueue`)."""
     with _local_lock:
         _local_hooks.setdefault(url, []).append(hook)
+    return partial(off_local_enqueue, url, hook)
+
+
+def off_local_enqueue(url: str, hook: Callable[[], Any]) -> None:
+    """Stop calling ``hook`` (given to :func:`on_local_enqueue`); no error if it is not
+    called any more."""
+    with _local_lock:
+        hooks = _local_hooks.get(url, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        if not hooks:
+            _local_hooks.pop(url, None)
 
 
 def fire_local_enqueue(url: str) -> None:
@@ -464,26 +577,44 @@ def fire_local_enqueue(url: str) -> None:
 
 def notify_jobs_enqueued(cr: Cursor) -> None:
     """Called by the enqueueing code: wake workers once the transaction commits."""
-    for_backend(cr.backend).notify_at_commit(cr)
+    job_store(cr.backend).notify_at_commit(cr)
 
 
-# -- helpers -----------------------------------------------------------------------------
+# -- the store of a backend ----------------------------------------------------------------
+
+_stores: weakref.WeakKeyDictionary[Backend, JobStore] = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()
 
 
-def for_backend(backend: Backend) -> JobStore:
-    """The job store of ``backend`` (one per backend object)."""
-    store = getattr(backend, "_job_store", None)
+def job_store(backend: Backend) -> JobStore:
+    """The job store of ``backend`` (one per backend object), of the class the backend
+    names (``Backend.job_store_class``)."""
+    store = _stores.get(backend)
     if store is None:
-        if backend.dialect == "postgresql":
-            from .jobstore_postgres import PostgresJobStore
-
-            store = PostgresJobStore(backend)
-        else:
-            from .jobstore_sqlite import SqliteJobStore
-
-            store = SqliteJobStore(backend)
-        backend._job_store = store  # type: ignore[attr-defined]
+        with _stores_lock:
+            store = _stores.get(backend)
+            if store is None:
+                store = _stores[backend] = store_class(backend.job_store_class)(backend)
     return store
+
+
+#: the name existing callers know
+for_backend = job_store
+
+
+@lru_cache(maxsize=8)
+def store_class(name: str) -> type[JobStore]:
+    """The class named ``module:Class`` (a module of this package when it starts with a
+    dot): a backend names its store without importing it, so the store's module may
+    import the backend's."""
+    module_name, _, class_name = name.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"a job store is named as module:Class, got {name!r}")
+    module = importlib.import_module(module_name, package=__package__)
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, JobStore)):
+        raise TypeError(f"{name} is not a job store class (a subclass of JobStore)")
+    return cls
 
 
 def _as_datetime(value: Any) -> Any:

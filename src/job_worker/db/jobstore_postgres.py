@@ -1,4 +1,8 @@
-"""The worker's operations on PostgreSQL.
+"""The job store on PostgreSQL: every statement that changes a job's state, whole.
+
+- Times written into a row are the database's clock, read in the statement
+  (``timezone('UTC', statement_timestamp())``): workers on several hosts never mix
+  their clocks in one row.
 
 - Claimers serialise on a transaction advisory lock, then read the channel
   state in a *new statement*: under READ COMMITTED that statement's snapshot
@@ -26,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .jobstore import (
-    CHANNEL_STATE,
     CLAIM_COLUMNS,
     ChannelPlan,
     ClaimedJob,
+    FailingJob,
     JobStore,
     Listener,
+    Outcome,
     Session,
 )
 from .postgres import PostgresCursor
@@ -65,7 +70,44 @@ ROLE_SETTINGS = {
 }
 
 # -- name: now
+# The one clock of the queue: the database's, in UTC (columns are naive UTC). Statements
+# that write a time read it themselves, as timezone('UTC', statement_timestamp()).
 NOW = "SELECT timezone('UTC', statement_timestamp())"
+
+# -- name: channel_state
+# Every channel that has pending jobs (a loose index scan: one index probe per
+# channel, however many jobs wait), with its limit row and how many of its jobs
+# are started right now.
+CHANNEL_STATE = """
+WITH RECURSIVE channels(name) AS (
+    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
+  UNION ALL
+    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending' AND channel > c.name)
+      FROM channels c WHERE c.name IS NOT NULL
+)
+SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
+       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+  FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+ WHERE c.name IS NOT NULL
+"""
+
+# -- name: next_scheduled
+# When the next pending job that is not due yet becomes due (the claim adds a
+# condition on the channels it asks about).
+NEXT_SCHEDULED = (
+    "SELECT min(scheduled_at) FROM queue_job WHERE state = 'pending' AND scheduled_at > %s"
+)
+
+# -- name: mark_rate_limited_start
+# `now` is the claim's clock (read in channel_state_at).
+MARK_RATE_LIMITED_START = (
+    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
+)
+
+# -- name: check_jobs
+# Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
+# before we got them. (The caller adds the condition on the ids.)
+CHECK_JOBS = "SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s"
 
 # -- name: lock_claims
 # Claims commit without waiting for the disk (see the module docstring). Their
@@ -145,14 +187,217 @@ def _power_of_two(count: int) -> int:
     return 1 << max(count - 1, 0).bit_length()
 
 
+# -- name: heartbeat_worker
+HEARTBEAT_WORKER = """
+UPDATE queue_worker SET heartbeat = timezone('UTC', statement_timestamp()) WHERE worker_id = %s
+"""
+
 # -- name: heartbeat_jobs
 # A job whose row its executor is writing (marking a batch done) is passed over: its
 # executor lives, and waiting for that row while holding another job's row would
 # deadlock with the executor, which locks the rows of its batch in its own order.
 HEARTBEAT_JOBS = """
-UPDATE queue_job SET heartbeat = %s
+UPDATE queue_job SET heartbeat = timezone('UTC', statement_timestamp())
  WHERE id IN (SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s
               FOR UPDATE SKIP LOCKED)
+"""
+
+# -- name: register_worker
+REGISTER_WORKER = """
+INSERT INTO queue_worker (worker_id, hostname, pid, concurrency, channels, heartbeat_interval,
+                          version, started_at, heartbeat, create_date, write_date)
+SELECT %s, %s, %s, %s, %s, %s, %s, now, now, now, now
+  FROM (SELECT timezone('UTC', statement_timestamp()) AS now) clock
+"""
+
+# -- name: stop_worker
+STOP_WORKER = """
+UPDATE queue_worker SET stopped_at = timezone('UTC', statement_timestamp()),
+                        heartbeat = timezone('UTC', statement_timestamp())
+ WHERE worker_id = %s
+"""
+
+# -- name: stale_candidates
+# Started jobs whose heartbeat stopped: their worker died, or lost the database
+# for longer than the stale window.
+STALE_CANDIDATES = """
+SELECT j.id, j.worker_id, w.hostname, w.pid
+  FROM queue_job j LEFT JOIN queue_worker w ON w.worker_id = j.worker_id
+ WHERE j.state = 'started' AND (j.heartbeat IS NULL OR j.heartbeat < %s)
+ ORDER BY j.id LIMIT %s
+"""
+
+# -- State changes of a job. Each names the state it expects; those of a started job
+# also its worker when given one: `(%s::text IS NULL OR worker_id = %s)`, the worker
+# id twice, NULL for no guard (run_now, a reclaim of a job that had no worker).
+
+# -- name: start
+# pending -> started, for run_now() (the worker's claim is `take`).
+START = """
+UPDATE queue_job SET state = 'started', worker_id = %s,
+       started_at = timezone('UTC', statement_timestamp()),
+       heartbeat = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp())
+ WHERE id = %s AND state = 'pending'
+"""
+
+# -- name: finish
+# started -> done, with the result (JSON text) and the duration; one per job, the jobs
+# of a batch sent together and prepared once.
+FINISH = """
+UPDATE queue_job SET state = 'done', result = %s, duration = %s,
+       completed_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp())
+ WHERE id = %s AND state = 'started' AND (%s::text IS NULL OR worker_id = %s)
+RETURNING has_dependents
+"""
+
+# -- name: failing_job
+# What deciding between a retry and a failure needs, and the clock it is decided at.
+FAILING_JOB = """
+SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id,
+       timezone('UTC', statement_timestamp())
+  FROM queue_job WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
+"""
+
+# -- name: retry
+# A failed attempt, retried: pending again, due after the backoff. The times are the
+# clock failing_job read in this transaction (the attempt's header in exc_info has it).
+RETRY = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, scheduled_at = %s, worker_id = NULL, heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
+"""
+
+# -- name: fail
+# A failed attempt, the last one: failed.
+FAIL = """
+UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, completed_at = %s, duration = %s
+ WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
+"""
+
+# -- name: return_to_pending
+# started -> pending, no attempt counted (a graceful stop, jobs given but not begun).
+RETURN_TO_PENDING = """
+UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, started_at = NULL,
+       write_date = timezone('UTC', statement_timestamp())
+ WHERE id = ANY(%s::integer[]) AND state = 'started' AND (%s::text IS NULL OR worker_id = %s)
+RETURNING id
+"""
+
+# -- name: exc_infos
+EXC_INFOS = "SELECT id, exc_info FROM queue_job WHERE id = ANY(%s::integer[])"
+
+# -- name: set_exc_info
+SET_EXC_INFO = "UPDATE queue_job SET exc_info = %s WHERE id = %s"
+
+# -- name: force_done
+# Manual actions: whatever the state (the caller checked it is allowed).
+FORCE_DONE = """
+UPDATE queue_job SET state = 'done', completed_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp()), cascaded_from_id = NULL
+ WHERE id = ANY(%s::integer[]) RETURNING id, has_dependents
+"""
+
+# -- name: force_failed
+FORCE_FAILED = """
+UPDATE queue_job SET state = 'failed', completed_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp()), cascaded_from_id = NULL,
+       exc_name = COALESCE(exc_name, %s), exc_message = %s
+ WHERE id = ANY(%s::integer[]) RETURNING id, has_dependents
+"""
+
+# -- name: force_cancelled
+FORCE_CANCELLED = """
+UPDATE queue_job SET state = 'cancelled', cancelled_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp()), cascaded_from_id = NULL
+ WHERE id = ANY(%s::integer[]) RETURNING id, has_dependents
+"""
+
+# -- name: requeue
+REQUEUE = """
+UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,
+       exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
+       started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
+       cascaded_from_id = NULL, scheduled_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp())
+ WHERE id = ANY(%s::integer[])
+"""
+
+# -- Graph cascades (PRODUCT.md 4): the reads and writes of queue.states.evaluate.
+
+# -- name: dependents
+DEPENDENTS = "SELECT DISTINCT job_id FROM queue_job_dependency WHERE parent_id = ANY(%s::integer[])"
+
+# -- name: lock_dependents
+LOCK_DEPENDENTS = """
+SELECT id FROM queue_job WHERE id = ANY(%s::integer[]) AND state = ANY(%s::text[]) ORDER BY id FOR UPDATE
+"""
+
+# -- name: edges
+EDGES = """
+SELECT d.job_id, d.parent_id, d.kind, p.state
+  FROM queue_job_dependency d JOIN queue_job p ON p.id = d.parent_id
+ WHERE d.job_id = ANY(%s::integer[]) ORDER BY d.job_id, d.parent_id
+"""
+
+# -- name: release
+RELEASE = """
+UPDATE queue_job SET state = 'pending', write_date = timezone('UTC', statement_timestamp())
+ WHERE id = ANY(%s::integer[]) AND state = 'waiting'
+"""
+
+# -- name: wait_back
+WAIT_BACK = """
+UPDATE queue_job SET state = 'waiting', write_date = timezone('UTC', statement_timestamp())
+ WHERE id = ANY(%s::integer[]) AND state = 'pending'
+"""
+
+# -- name: fail_dependents
+# `at` is the clock the diagnosis was written with (this transaction's); the diagnosis
+# comes twice: after a newline to append, alone for a job that had none.
+FAIL_DEPENDENTS = """
+UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s,
+       exc_info = COALESCE(exc_info || E'\n' || %s, %s),
+       completed_at = %s, write_date = %s, cascaded_from_id = %s
+ WHERE id = ANY(%s::integer[]) AND state IN ('waiting', 'pending')
+"""
+
+# -- name: cancel_dependents
+CANCEL_DEPENDENTS = """
+UPDATE queue_job SET state = 'cancelled', cancelled_at = timezone('UTC', statement_timestamp()),
+       write_date = timezone('UTC', statement_timestamp()), cascaded_from_id = %s
+ WHERE id = ANY(%s::integer[]) AND state IN ('waiting', 'pending')
+"""
+
+# -- name: rewait_decided
+# Dependents whose fate these parents decided (failed or cancelled with them) wait again.
+REWAIT_DECIDED = """
+UPDATE queue_job SET state = 'waiting', cascaded_from_id = NULL, exc_name = NULL,
+       exc_message = NULL, completed_at = NULL, cancelled_at = NULL,
+       write_date = timezone('UTC', statement_timestamp())
+ WHERE cascaded_from_id = ANY(%s::integer[]) AND state IN ('failed', 'cancelled')
+RETURNING id
+"""
+
+# -- name: rewait_released
+# on_error dependents released by these parents' failure, not started yet, wait again.
+REWAIT_RELEASED = """
+UPDATE queue_job SET state = 'waiting', write_date = timezone('UTC', statement_timestamp())
+ WHERE state = 'pending' AND id IN (SELECT d.job_id FROM queue_job_dependency d
+                                     WHERE d.parent_id = ANY(%s::integer[]) AND d.kind = 'error')
+RETURNING id
+"""
+
+# -- name: purge
+# One batch of finished jobs last changed `retention_days` ago, oldest first.
+PURGE = """
+DELETE FROM queue_job WHERE id IN (
+    SELECT id FROM queue_job
+     WHERE state IN ('done', 'failed', 'cancelled')
+       AND write_date < timezone('UTC', statement_timestamp()) - %s::float8 * interval '1 day'
+     ORDER BY id LIMIT %s)
 """
 
 # -- name: lock_jobs
@@ -178,9 +423,11 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
 
 class PostgresJobStore(JobStore):
-    dialect = "postgresql"
     backend: PostgresBackend
-    heartbeat_jobs_sql = HEARTBEAT_JOBS
+    next_scheduled_sql = NEXT_SCHEDULED
+    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    check_jobs_sql = CHECK_JOBS
+    stale_candidates_sql = STALE_CANDIDATES
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -243,6 +490,210 @@ class PostgresJobStore(JobStore):
     def terminate_session(self, cr: Cursor, session_id: int | None) -> None:
         if session_id:
             cr.execute(TERMINATE_SESSION, (session_id,))
+
+    # -- state changes --------------------------------------------------------
+
+    def start(self, cr: Cursor, job_id: int, worker_id: str | None) -> bool:
+        cr.execute(START, (worker_id, job_id))
+        return cr.rowcount == 1
+
+    def finish(
+        self,
+        cr: Cursor,
+        finished: Sequence[tuple[int, str | None, float | None]],
+        worker_id: str | None,
+    ) -> dict[int, bool]:
+        statements = [
+            (FINISH, (result, duration, job_id, worker_id, worker_id))
+            for job_id, result, duration in finished
+        ]
+        if len(statements) == 1:  # a statement psycopg may keep prepared
+            cr.execute(*statements[0])
+            results = [cr.fetchall()]
+        else:  # one round trip for the batch
+            results = cr.execute_together(statements, prepared=True)
+        return {
+            job_id: bool(rows[0][0])
+            for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
+            if rows
+        }
+
+    def failing_job(
+        self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None
+    ) -> FailingJob | None:
+        cr.execute(FAILING_JOB, (job_id, expected_state, worker_id, worker_id))
+        row = cr.fetchone()
+        return None if row is None else FailingJob(*row)
+
+    def retry(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        retry_at: datetime,
+    ) -> bool:
+        cr.execute(
+            RETRY,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                outcome.exc_info,
+                outcome.attempts,
+                at,
+                retry_at,
+                job_id,
+                expected_state,
+                worker_id,
+                worker_id,
+            ),
+        )
+        return cr.rowcount == 1
+
+    def fail(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        duration: float | None,
+    ) -> bool:
+        cr.execute(
+            FAIL,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                outcome.exc_info,
+                outcome.attempts,
+                at,
+                at,
+                duration,
+                job_id,
+                expected_state,
+                worker_id,
+                worker_id,
+            ),
+        )
+        return cr.rowcount == 1
+
+    def return_to_pending(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str | None
+    ) -> list[int]:
+        cr.execute(RETURN_TO_PENDING, (list(job_ids), worker_id, worker_id))
+        return [row[0] for row in cr.fetchall()]
+
+    def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
+        cr.execute(EXC_INFOS, (list(job_ids),))
+        return dict(cr.fetchall())
+
+    def set_exc_info(self, cr: Cursor, job_id: int, exc_info: str) -> None:
+        cr.execute(SET_EXC_INFO, (exc_info, job_id))
+
+    def force(
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        state: str,
+        *,
+        exc_name: str | None = None,
+        exc_message: str | None = None,
+    ) -> list[int]:
+        ids = list(job_ids)
+        if state == "done":
+            cr.execute(FORCE_DONE, (ids,))
+        elif state == "failed":
+            cr.execute(FORCE_FAILED, (exc_name, exc_message, ids))
+        elif state == "cancelled":
+            cr.execute(FORCE_CANCELLED, (ids,))
+        else:
+            raise ValueError(f"a job is set done, failed or cancelled by hand, not {state!r}")
+        return [job_id for job_id, has_dependents in cr.fetchall() if has_dependents]
+
+    def requeue(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        cr.execute(REQUEUE, (list(job_ids),))
+
+    # -- graph cascades -------------------------------------------------------
+
+    def dependents(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        cr.execute(DEPENDENTS, (list(parent_ids),))
+        return [row[0] for row in cr.fetchall()]
+
+    def lock_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], states: Sequence[str]
+    ) -> list[int]:
+        cr.execute(LOCK_DEPENDENTS, (list(job_ids), list(states)))
+        return [row[0] for row in cr.fetchall()]
+
+    def edges(self, cr: Cursor, job_ids: Sequence[int]) -> list[tuple[int, int, str, str]]:
+        cr.execute(EDGES, (list(job_ids),))
+        return [(job_id, parent, kind, state) for job_id, parent, kind, state in cr.fetchall()]
+
+    def release(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        cr.execute(RELEASE, (list(job_ids),))
+
+    def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        cr.execute(WAIT_BACK, (list(job_ids),))
+
+    def fail_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+    ) -> None:
+        cr.execute(
+            FAIL_DEPENDENTS,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                f"\n{outcome.exc_info}",
+                outcome.exc_info,
+                at,
+                at,
+                parent_id,
+                list(job_ids),
+            ),
+        )
+
+    def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:
+        cr.execute(CANCEL_DEPENDENTS, (parent_id, list(job_ids)))
+
+    def wait_again(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        ids = list(parent_ids)
+        decided, released = cr.execute_together(
+            [(REWAIT_DECIDED, (ids,)), (REWAIT_RELEASED, (ids,))]
+        )
+        return [row[0] for row in (*decided, *released)]
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def register_worker(self, cr: Cursor, values: dict[str, Any]) -> None:
+        cr.execute(
+            REGISTER_WORKER,
+            (
+                values["worker_id"],
+                values["hostname"],
+                values["pid"],
+                values["concurrency"],
+                values["channels"],
+                values.get("heartbeat_interval"),
+                values["version"],
+            ),
+        )
+
+    def heartbeat(self, cr: Cursor, worker_id: str) -> None:
+        cr.execute_together([(HEARTBEAT_WORKER, (worker_id,)), (HEARTBEAT_JOBS, (worker_id,))])
+
+    def stop_worker(self, cr: Cursor, worker_id: str) -> None:
+        cr.execute(STOP_WORKER, (worker_id,))
+
+    def purge(self, cr: Cursor, retention_days: float, batch: int) -> int:
+        if not retention_days:
+            return 0
+        cr.execute(PURGE, (retention_days, batch))
+        return cr.rowcount
 
     def elect(self, session: Session, name: str, holder: str, ttl: float) -> bool:
         # A session advisory lock: held for as long as the supervisor's connection lives,

@@ -1,4 +1,4 @@
-"""The worker's operations on SQLite.
+"""The job store on SQLite: every statement that changes a job's state, whole.
 
 SQLite has one writer at a time and no ``SKIP LOCKED``, ``NOTIFY`` or
 advisory locks, which makes some things simpler and some different:
@@ -10,13 +10,16 @@ advisory locks, which makes some things simpler and some different:
   sleeps would stop every other writer). Its reads run outside a transaction,
   each seeing the latest commit (like PostgreSQL's READ COMMITTED), and its
   first write opens ``BEGIN IMMEDIATE``: from then until the commit the job
-  holds the write lock. A job that writes early and then works for long blocks
+  holds the write lock. Whether a statement writes is what its caller says
+  (``cr.execute(..., write=...)``; this module's statements always say), else
+  the one rule of :func:`statement_writes`. A job that writes early and then works for long blocks
   other writers for that long; the supervisor's own statements use a short
   busy timeout and retry later, so its timers and signals keep working.
 - An executor's effects die with its process (the OS drops its locks and the
   uncommitted WAL frames are ignored), so a killed child is gone for sure.
   For a whole worker that stopped heart-beating, the pid recorded in
   ``queue_worker`` on this host must be dead too: one file, one host.
+- Times: the host's clock is the database's (:func:`clock`), one file on one host.
 - Wake-ups: idle workers poll ``PRAGMA data_version`` (it changes when another
   connection commits) every few milliseconds and claim only then or when a
   scheduled job becomes due; jobs enqueued by this very process wake it at
@@ -25,31 +28,75 @@ advisory locks, which makes some things simpler and some different:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import sqlite3
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..orm.fields import Datetime
 from .jobstore import (
-    CHANNEL_STATE,
     CLAIM_COLUMNS,
-    NEXT_SCHEDULED,
     ChannelPlan,
     ClaimedJob,
+    FailingJob,
     JobStore,
     Listener,
+    Outcome,
     Session,
     StaleJob,
+    _as_datetime,
     fire_local_enqueue,
+    off_local_enqueue,
+    on_local_enqueue,
 )
 from .sqlite import SqliteCursor
 
 if TYPE_CHECKING:
     from .cursor import Cursor
     from .sqlite import SqliteBackend
+
+
+def clock() -> datetime:
+    """The queue's one clock on SQLite (naive UTC): one file on one host, so the host's
+    clock is the database's. Every time the store writes comes from here."""
+    return Datetime.now()
+
+
+# Ids and states are given as one JSON text each (`json_each`): no limit on the count.
+
+# -- name: channel_state
+# Every channel that has pending jobs (a loose index scan: one index probe per
+# channel, however many jobs wait), with its limit row and how many of its jobs
+# are started right now. Without statistics SQLite's planner prefers any
+# (state, ...) index for "state = 'pending'" and then scans every pending job:
+# the partial index is named.
+CHANNEL_STATE = """
+WITH RECURSIVE channels(name) AS (
+    SELECT (SELECT min(channel) FROM queue_job INDEXED BY queue_job_pending
+             WHERE state = 'pending')
+  UNION ALL
+    SELECT (SELECT min(channel) FROM queue_job INDEXED BY queue_job_pending
+             WHERE state = 'pending' AND channel > c.name)
+      FROM channels c WHERE c.name IS NOT NULL
+)
+SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
+       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+  FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+ WHERE c.name IS NOT NULL
+"""
+
+# -- name: next_scheduled
+# When the next pending job that is not due yet becomes due (the claim adds a
+# condition on the channels it asks about).
+NEXT_SCHEDULED = """
+SELECT min(scheduled_at) FROM queue_job INDEXED BY queue_job_pending_due
+ WHERE state = 'pending' AND scheduled_at > %s
+"""
 
 # -- name: take_channel
 # The best due jobs of one channel (SQLite has no LATERAL: one query per channel
@@ -68,6 +115,210 @@ UPDATE queue_job SET state = 'started', worker_id = %s, started_at = %s, heartbe
 RETURNING {", ".join(CLAIM_COLUMNS)}
 """
 
+# -- name: mark_rate_limited_start
+MARK_RATE_LIMITED_START = (
+    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
+)
+
+# -- name: check_jobs
+# (The caller adds the condition on the ids.)
+CHECK_JOBS = "SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s"
+
+# -- name: heartbeat_worker
+HEARTBEAT_WORKER = "UPDATE queue_worker SET heartbeat = %s WHERE worker_id = %s"
+
+# -- name: heartbeat_jobs
+HEARTBEAT_JOBS = "UPDATE queue_job SET heartbeat = %s WHERE state = 'started' AND worker_id = %s"
+
+# -- name: register_worker
+REGISTER_WORKER = """
+INSERT INTO queue_worker (worker_id, hostname, pid, concurrency, channels, heartbeat_interval,
+                          version, started_at, heartbeat, create_date, write_date)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+# -- name: stop_worker
+STOP_WORKER = "UPDATE queue_worker SET stopped_at = %s, heartbeat = %s WHERE worker_id = %s"
+
+# -- name: stale_candidates
+# Started jobs whose heartbeat stopped: their worker died, or lost the database
+# for longer than the stale window.
+STALE_CANDIDATES = """
+SELECT j.id, j.worker_id, w.hostname, w.pid
+  FROM queue_job j LEFT JOIN queue_worker w ON w.worker_id = j.worker_id
+ WHERE j.state = 'started' AND (j.heartbeat IS NULL OR j.heartbeat < %s)
+ ORDER BY j.id LIMIT %s
+"""
+
+# -- State changes of a job. Each names the state it expects; those of a started job
+# also its worker when given one: `(%s IS NULL OR worker_id = %s)`, the worker id
+# twice, NULL for no guard (run_now, a reclaim of a job that had no worker).
+
+# -- name: start
+# pending -> started, for run_now() (the worker's claim is `mark_started`).
+START = """
+UPDATE queue_job SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s,
+       write_date = %s
+ WHERE id = %s AND state = 'pending'
+"""
+
+# -- name: finish
+# started -> done, with the result (JSON text) and the duration.
+FINISH = """
+UPDATE queue_job SET state = 'done', result = %s, duration = %s, completed_at = %s,
+       write_date = %s
+ WHERE id = %s AND state = 'started' AND (%s IS NULL OR worker_id = %s)
+RETURNING has_dependents
+"""
+
+# -- name: failing_job
+FAILING_JOB = """
+SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id
+  FROM queue_job WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
+"""
+
+# -- name: retry
+# A failed attempt, retried: pending again, due after the backoff.
+RETRY = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, scheduled_at = %s, worker_id = NULL, heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
+"""
+
+# -- name: fail
+# A failed attempt, the last one: failed.
+FAIL = """
+UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, completed_at = %s, duration = %s
+ WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
+"""
+
+# -- name: return_to_pending
+# started -> pending, no attempt counted (a graceful stop, jobs given but not begun).
+RETURN_TO_PENDING = """
+UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, started_at = NULL,
+       write_date = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state = 'started'
+   AND (%s IS NULL OR worker_id = %s)
+RETURNING id
+"""
+
+# -- name: exc_infos
+EXC_INFOS = "SELECT id, exc_info FROM queue_job WHERE id IN (SELECT value FROM json_each(%s))"
+
+# -- name: set_exc_info
+SET_EXC_INFO = "UPDATE queue_job SET exc_info = %s WHERE id = %s"
+
+# -- name: force_done
+# Manual actions: whatever the state (the caller checked it is allowed).
+FORCE_DONE = """
+UPDATE queue_job SET state = 'done', completed_at = %s, write_date = %s, cascaded_from_id = NULL
+ WHERE id IN (SELECT value FROM json_each(%s)) RETURNING id, has_dependents
+"""
+
+# -- name: force_failed
+FORCE_FAILED = """
+UPDATE queue_job SET state = 'failed', completed_at = %s, write_date = %s, cascaded_from_id = NULL,
+       exc_name = COALESCE(exc_name, %s), exc_message = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) RETURNING id, has_dependents
+"""
+
+# -- name: force_cancelled
+FORCE_CANCELLED = """
+UPDATE queue_job SET state = 'cancelled', cancelled_at = %s, write_date = %s,
+       cascaded_from_id = NULL
+ WHERE id IN (SELECT value FROM json_each(%s)) RETURNING id, has_dependents
+"""
+
+# -- name: requeue
+REQUEUE = """
+UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,
+       exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
+       started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
+       cascaded_from_id = NULL, scheduled_at = %s, write_date = %s
+ WHERE id IN (SELECT value FROM json_each(%s))
+"""
+
+# -- Graph cascades (PRODUCT.md 4): the reads and writes of queue.states.evaluate.
+
+# -- name: dependents
+DEPENDENTS = """
+SELECT DISTINCT job_id FROM queue_job_dependency
+ WHERE parent_id IN (SELECT value FROM json_each(%s))
+"""
+
+# -- name: lock_dependents
+# The transaction's write lock (taken before this statement) is the lock: no FOR UPDATE.
+LOCK_DEPENDENTS = """
+SELECT id FROM queue_job
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state IN (SELECT value FROM json_each(%s))
+ ORDER BY id
+"""
+
+# -- name: edges
+EDGES = """
+SELECT d.job_id, d.parent_id, d.kind, p.state
+  FROM queue_job_dependency d JOIN queue_job p ON p.id = d.parent_id
+ WHERE d.job_id IN (SELECT value FROM json_each(%s)) ORDER BY d.job_id, d.parent_id
+"""
+
+# -- name: release
+RELEASE = """
+UPDATE queue_job SET state = 'pending', write_date = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state = 'waiting'
+"""
+
+# -- name: wait_back
+WAIT_BACK = """
+UPDATE queue_job SET state = 'waiting', write_date = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state = 'pending'
+"""
+
+# -- name: fail_dependents
+# The diagnosis comes twice: after a newline to append, alone for a job that had none.
+FAIL_DEPENDENTS = """
+UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s,
+       exc_info = COALESCE(exc_info || %s, %s),
+       completed_at = %s, write_date = %s, cascaded_from_id = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state IN ('waiting', 'pending')
+"""
+
+# -- name: cancel_dependents
+CANCEL_DEPENDENTS = """
+UPDATE queue_job SET state = 'cancelled', cancelled_at = %s, write_date = %s,
+       cascaded_from_id = %s
+ WHERE id IN (SELECT value FROM json_each(%s)) AND state IN ('waiting', 'pending')
+"""
+
+# -- name: rewait_decided
+# Dependents whose fate these parents decided (failed or cancelled with them) wait again.
+REWAIT_DECIDED = """
+UPDATE queue_job SET state = 'waiting', cascaded_from_id = NULL, exc_name = NULL,
+       exc_message = NULL, completed_at = NULL, cancelled_at = NULL, write_date = %s
+ WHERE cascaded_from_id IN (SELECT value FROM json_each(%s))
+   AND state IN ('failed', 'cancelled')
+RETURNING id
+"""
+
+# -- name: rewait_released
+# on_error dependents released by these parents' failure, not started yet, wait again.
+REWAIT_RELEASED = """
+UPDATE queue_job SET state = 'waiting', write_date = %s
+ WHERE state = 'pending' AND id IN (SELECT d.job_id FROM queue_job_dependency d
+                                     WHERE d.parent_id IN (SELECT value FROM json_each(%s))
+                                       AND d.kind = 'error')
+RETURNING id
+"""
+
+# -- name: purge
+# One batch of finished jobs last changed before the cutoff, oldest first.
+PURGE = """
+DELETE FROM queue_job WHERE id IN (
+    SELECT id FROM queue_job
+     WHERE state IN ('done', 'failed', 'cancelled') AND write_date < %s
+     ORDER BY id LIMIT %s)
+"""
+
 # -- name: elect
 ELECT = """
 INSERT INTO queue_lease (name, holder, expires_at, create_date, write_date)
@@ -82,50 +333,55 @@ LEASE_HOLDER = "SELECT holder FROM queue_lease WHERE name = %s"
 
 DATA_VERSION = "PRAGMA data_version"
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+#: the first word of a statement that only reads (see :func:`statement_writes`)
+_READS = re.compile(r"\s*(SELECT|VALUES)\b", re.IGNORECASE)
 
 
-def _is_read(query: str) -> bool:
-    """Whether a statement only reads (it may run outside the job's transaction)."""
-    head = query.lstrip()[:8].upper()
-    if head.startswith(("SELECT", "VALUES")):
-        return True
-    if head.startswith("WITH"):
-        upper = query.upper()
-        return not any(word in upper for word in _WRITES)
-    return False
+def statement_writes(query: str) -> bool:
+    """Whether a statement that did not say (``cr.execute(..., write=...)``) is taken
+    to write, on a job's cursor. The one rule: a statement reads only if its first
+    word is ``SELECT`` or ``VALUES``; any other (``INSERT``, ``UPDATE``, ``DELETE``,
+    ``WITH``, ``PRAGMA``, ``SAVEPOINT``...) writes. It never takes a write for a read;
+    a ``WITH ... SELECT`` that only reads takes the write lock early (say
+    ``write=False`` to spare it)."""
+    return _READS.match(query) is None
+
+
+def _ids(ids: Sequence[Any]) -> str:
+    return json.dumps(list(ids))
 
 
 class JobCursor(SqliteCursor):
     """A job's transaction: reads outside a transaction, ``BEGIN IMMEDIATE`` at the first
-    write (see the module docstring)."""
+    write (see the module docstring). Whether a statement writes is what its caller
+    says (``write=``: the store's own statements always say), else
+    :func:`statement_writes` decides."""
+
+    def execute(
+        self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
+    ) -> JobCursor:
+        if write is None:
+            write = statement_writes(query)
+        if write and not self._closed and not self._cnx.in_transaction:
+            self._cur.execute("BEGIN IMMEDIATE")
+        super().execute(query, params, write=write)
+        return self
 
     def _before_execute(self) -> None:
-        pass  # decided per statement in _execute
-
-    def _execute(self, query: str, params: Any) -> None:
-        if not self._cnx.in_transaction and not _is_read(query):
-            self._cur.execute("BEGIN IMMEDIATE")
-        super()._execute(query, params)
+        pass  # decided per statement in execute
 
     def _executemany(self, query: str, seq_of_params: Any) -> None:
-        if not self._cnx.in_transaction:
+        if not self._cnx.in_transaction:  # executemany writes: one statement, many rows
             self._cur.execute("BEGIN IMMEDIATE")
         super()._executemany(query, seq_of_params)
 
 
 class SqliteJobStore(JobStore):
-    dialect = "sqlite"
     backend: SqliteBackend
-    # Without statistics SQLite's planner prefers any (state, ...) index for
-    # "state = 'pending'" and then scans every pending job: name the partial indexes.
-    channel_state_sql = CHANNEL_STATE.replace(
-        "FROM queue_job WHERE state = 'pending'",
-        "FROM queue_job INDEXED BY queue_job_pending WHERE state = 'pending'",
-    )
-    next_scheduled_sql = NEXT_SCHEDULED.replace(
-        "FROM queue_job WHERE", "FROM queue_job INDEXED BY queue_job_pending_due WHERE"
-    )
+    next_scheduled_sql = NEXT_SCHEDULED.strip()
+    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    check_jobs_sql = CHECK_JOBS
+    stale_candidates_sql = STALE_CANDIDATES
 
     #: how long the supervisor waits for the write lock before retrying on its next turn
     supervisor_busy_timeout = 0.5
@@ -134,13 +390,13 @@ class SqliteJobStore(JobStore):
         return SqliteSession(self, role)
 
     def now(self, cr: Cursor) -> datetime:
-        return Datetime.now()
+        return clock()
 
     def _lock_and_read(self, cr: Cursor) -> tuple[list[Any], datetime]:
         # the first statement opens BEGIN IMMEDIATE: it holds the database's write lock
-        cr.execute(self.channel_state_sql, ())
+        cr.execute(CHANNEL_STATE, (), write=True)
         rows = cr.fetchall()
-        return rows, self.now(cr)
+        return rows, clock()
 
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
@@ -153,15 +409,241 @@ class SqliteJobStore(JobStore):
         ids = [row[0] for row in candidates[:wanted]]
         if not ids:
             return []
-        _sql, params = self.backend.in_ids("id", ids)
-        cr.execute(MARK_STARTED, (worker_id, now, now, now, *params))
+        cr.execute(MARK_STARTED, (worker_id, now, now, now, _ids(ids)), write=True)
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+
+    def begin_jobs(self, cr: Cursor, job_ids: Sequence[int], worker_id: str) -> set[int]:
+        # a read, outside the transaction: the job's first write takes the write lock
+        in_sql, params = self.backend.in_ids("id", job_ids)
+        cr.execute(f"{CHECK_JOBS} AND {in_sql}", (worker_id, *params), write=False)
+        return {row[0] for row in cr.fetchall()}
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         return True  # the caller saw the process die; its effects died with it
 
     def terminate_session(self, cr: Cursor, session_id: int | None) -> None:
         pass  # no server sessions: the killed process took its connection with it
+
+    # -- state changes --------------------------------------------------------
+
+    def start(self, cr: Cursor, job_id: int, worker_id: str | None) -> bool:
+        now = clock()
+        cr.execute(START, (worker_id, now, now, now, job_id), write=True)
+        return cr.rowcount == 1
+
+    def finish(
+        self,
+        cr: Cursor,
+        finished: Sequence[tuple[int, str | None, float | None]],
+        worker_id: str | None,
+    ) -> dict[int, bool]:
+        now = clock()
+        marked = {}
+        for job_id, result, duration in finished:  # no round trips to save on a file
+            cr.execute(
+                FINISH, (result, duration, now, now, job_id, worker_id, worker_id), write=True
+            )
+            row = cr.fetchone()
+            if row is not None:
+                marked[job_id] = bool(row[0])
+        return marked
+
+    def failing_job(
+        self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None
+    ) -> FailingJob | None:
+        cr.execute(FAILING_JOB, (job_id, expected_state, worker_id, worker_id), write=False)
+        row = cr.fetchone()
+        if row is None:
+            return None
+        attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
+        return FailingJob(
+            attempts,
+            max_retries,
+            exc_info,
+            _as_datetime(started_at),
+            bool(has_dependents),
+            ran_on,
+            clock(),
+        )
+
+    def retry(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        retry_at: datetime,
+    ) -> bool:
+        cr.execute(
+            RETRY,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                outcome.exc_info,
+                outcome.attempts,
+                at,
+                retry_at,
+                job_id,
+                expected_state,
+                worker_id,
+                worker_id,
+            ),
+            write=True,
+        )
+        return cr.rowcount == 1
+
+    def fail(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        duration: float | None,
+    ) -> bool:
+        cr.execute(
+            FAIL,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                outcome.exc_info,
+                outcome.attempts,
+                at,
+                at,
+                duration,
+                job_id,
+                expected_state,
+                worker_id,
+                worker_id,
+            ),
+            write=True,
+        )
+        return cr.rowcount == 1
+
+    def return_to_pending(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str | None
+    ) -> list[int]:
+        cr.execute(RETURN_TO_PENDING, (clock(), _ids(job_ids), worker_id, worker_id), write=True)
+        return [row[0] for row in cr.fetchall()]
+
+    def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
+        cr.execute(EXC_INFOS, (_ids(job_ids),), write=True)  # read to be rewritten: locked
+        return dict(cr.fetchall())
+
+    def set_exc_info(self, cr: Cursor, job_id: int, exc_info: str) -> None:
+        cr.execute(SET_EXC_INFO, (exc_info, job_id), write=True)
+
+    def force(
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        state: str,
+        *,
+        exc_name: str | None = None,
+        exc_message: str | None = None,
+    ) -> list[int]:
+        now = clock()
+        if state == "done":
+            cr.execute(FORCE_DONE, (now, now, _ids(job_ids)), write=True)
+        elif state == "failed":
+            cr.execute(FORCE_FAILED, (now, now, exc_name, exc_message, _ids(job_ids)), write=True)
+        elif state == "cancelled":
+            cr.execute(FORCE_CANCELLED, (now, now, _ids(job_ids)), write=True)
+        else:
+            raise ValueError(f"a job is set done, failed or cancelled by hand, not {state!r}")
+        return [job_id for job_id, has_dependents in cr.fetchall() if has_dependents]
+
+    def requeue(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        now = clock()
+        cr.execute(REQUEUE, (now, now, _ids(job_ids)), write=True)
+
+    # -- graph cascades -------------------------------------------------------
+    # Run in a transaction that holds the write lock: a cascade follows a state change.
+
+    def dependents(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        cr.execute(DEPENDENTS, (_ids(parent_ids),), write=True)
+        return [row[0] for row in cr.fetchall()]
+
+    def lock_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], states: Sequence[str]
+    ) -> list[int]:
+        cr.execute(LOCK_DEPENDENTS, (_ids(job_ids), json.dumps(list(states))), write=True)
+        return [row[0] for row in cr.fetchall()]
+
+    def edges(self, cr: Cursor, job_ids: Sequence[int]) -> list[tuple[int, int, str, str]]:
+        cr.execute(EDGES, (_ids(job_ids),), write=True)
+        return [(job_id, parent, kind, state) for job_id, parent, kind, state in cr.fetchall()]
+
+    def release(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        cr.execute(RELEASE, (clock(), _ids(job_ids)), write=True)
+
+    def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
+        cr.execute(WAIT_BACK, (clock(), _ids(job_ids)), write=True)
+
+    def fail_dependents(
+        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+    ) -> None:
+        cr.execute(
+            FAIL_DEPENDENTS,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                f"\n{outcome.exc_info}",
+                outcome.exc_info,
+                at,
+                at,
+                parent_id,
+                _ids(job_ids),
+            ),
+            write=True,
+        )
+
+    def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:
+        now = clock()
+        cr.execute(CANCEL_DEPENDENTS, (now, now, parent_id, _ids(job_ids)), write=True)
+
+    def wait_again(self, cr: Cursor, parent_ids: Sequence[int]) -> list[int]:
+        now, ids = clock(), _ids(parent_ids)
+        cr.execute(REWAIT_DECIDED, (now, ids), write=True)
+        decided = [row[0] for row in cr.fetchall()]
+        cr.execute(REWAIT_RELEASED, (now, ids), write=True)
+        return decided + [row[0] for row in cr.fetchall()]
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def register_worker(self, cr: Cursor, values: dict[str, Any]) -> None:
+        now = clock()
+        cr.execute(
+            REGISTER_WORKER,
+            (
+                values["worker_id"],
+                values["hostname"],
+                values["pid"],
+                values["concurrency"],
+                values["channels"],
+                values.get("heartbeat_interval"),
+                values["version"],
+                now,
+                now,
+                now,
+                now,
+            ),
+            write=True,
+        )
+
+    def heartbeat(self, cr: Cursor, worker_id: str) -> None:
+        now = clock()
+        cr.execute(HEARTBEAT_WORKER, (now, worker_id), write=True)
+        cr.execute(HEARTBEAT_JOBS, (now, worker_id), write=True)
+
+    def stop_worker(self, cr: Cursor, worker_id: str) -> None:
+        now = clock()
+        cr.execute(STOP_WORKER, (now, now, worker_id), write=True)
 
     def _stale_executor_gone(self, cr: Cursor, job: StaleJob) -> bool:
         if job.pid and job.hostname == socket.gethostname():
@@ -174,12 +656,21 @@ class SqliteJobStore(JobStore):
             return False  # alive, only slow: never overtake it
         return True
 
-    def elect(self, session: Session, name: str, holder: str, ttl: float) -> bool:
-        from datetime import timedelta
+    def purge(self, cr: Cursor, retention_days: float, batch: int) -> int:
+        if not retention_days:
+            return 0
+        cutoff = clock() - timedelta(days=retention_days)
+        cr.execute(PURGE, (cutoff, batch), write=True)
+        return cr.rowcount
 
+    # -- election, wake-ups -----------------------------------------------------
+
+    def elect(self, session: Session, name: str, holder: str, ttl: float) -> bool:
         with session.cursor(None) as cr:
-            now = self.now(cr)
-            cr.execute(ELECT, (name, holder, now + timedelta(seconds=ttl), now, now, now))
+            now = clock()
+            cr.execute(
+                ELECT, (name, holder, now + timedelta(seconds=ttl), now, now, now), write=True
+            )
             cr.execute(LEASE_HOLDER, (name,))
             row = cr.fetchone()
         return bool(row and row[0] == holder)
@@ -235,7 +726,7 @@ class SqliteSession(Session):
 
 class SqliteListener(Listener):
     """Polls ``PRAGMA data_version`` on a connection of its own; woken at once by jobs
-    enqueued in this process."""
+    enqueued in this process. :meth:`close` releases its hook and its pipe."""
 
     poll_interval = 0.01
 
@@ -246,8 +737,7 @@ class SqliteListener(Listener):
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        from .jobstore import on_local_enqueue
-
+        self._closed = False
         on_local_enqueue(backend.url, self._poke)
 
     def _poke(self) -> None:
@@ -260,9 +750,11 @@ class SqliteListener(Listener):
         pass  # polling opens its connection lazily; a file is always there
 
     def fileno(self) -> int | None:
-        return self._read_fd
+        return None if self._closed else self._read_fd
 
     def woken(self) -> bool:
+        if self._closed:
+            return False
         woken = False
         try:
             while os.read(self._read_fd, 512):
@@ -282,3 +774,8 @@ class SqliteListener(Listener):
         if self._cnx is not None:
             self._cnx.close()
             self._cnx = None
+        if not self._closed:
+            self._closed = True
+            off_local_enqueue(self.backend.url, self._poke)
+            os.close(self._read_fd)
+            os.close(self._write_fd)

@@ -173,6 +173,7 @@ def _numbered(query: str) -> str:
 
 class PostgresBackend(Backend):
     dialect = "postgresql"
+    job_store_class = ".jobstore_postgres:PostgresJobStore"
     lock_rows = " FOR UPDATE"
 
     def __init__(self, url: str, *, max_size: int = 10):

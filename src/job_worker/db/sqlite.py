@@ -95,6 +95,7 @@ class SqliteCursor(Cursor):
 
 class SqliteBackend(Backend):
     dialect = "sqlite"
+    job_store_class = ".jobstore_sqlite:SqliteJobStore"
     forward_references = True  # foreign keys are only checked when rows are written
     nulls_sort_high = False  # SQLite sorts NULL first: the ORM says NULLS LAST explicitly
     lock_rows = ""  # a read-write transaction already holds the database's write lock

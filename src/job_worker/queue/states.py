@@ -1,11 +1,14 @@
-"""Job state changes and the graph cascades they cause.
+"""Job state changes and the graph cascades they cause: the policy.
 
-These functions are the one place where a job changes state: ``run_now()``,
-the manual actions and the worker all go through them, so the rules of
-PRODUCT.md sections 4 and 5 exist once. Each change names the state it
-expects (and the worker that owns a started job) in its WHERE clause, so a
-stale actor never overwrites a newer truth; each returns whether it applied.
-Cascades run in the caller's transaction: a graph is never half-released.
+These functions are the one place where the engine decides a job's next state:
+``run_now()``, the manual actions and the worker all go through them, so the rules
+of PRODUCT.md sections 4 and 5 exist once. What they decide here: retry or fail,
+the backoff, the diagnosis text, which dependents a cascade releases, fails or
+cancels. The statements that change the rows are the job store's named operations
+(:mod:`job_worker.db.jobstore`), each naming the state it expects (and the worker
+that owns a started job), so a stale actor never overwrites a newer truth. Times
+come from the database's clock. Cascades run in the caller's transaction: a graph
+is never half-released.
 
 States: ``waiting -> pending -> started -> done | failed``, and ``cancelled``.
 """
@@ -18,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..db.jobstore import JobStore, Outcome, job_store
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
-from ..orm.fields import Datetime, json_text, storable_text
+from ..orm.fields import json_text, storable_text
 from .serialization import encode_result
 
 if TYPE_CHECKING:
@@ -72,8 +76,8 @@ ATTEMPT_HEADER = re.compile(
 )
 
 
-def _in(cr: Cursor, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
-    return cr.backend.in_ids(column, list(ids))
+def _store(cr: Cursor) -> JobStore:
+    return job_store(cr.backend)
 
 
 def _forget(cr: Cursor, job_ids: Iterable[int] | None = None) -> None:
@@ -92,10 +96,6 @@ def _result_text(result: Any) -> str | None:
     return None if value is None else json_text(value)
 
 
-def _guard(worker_id: str | None) -> tuple[str, list[Any]]:
-    return (" AND worker_id = %s", [worker_id]) if worker_id is not None else ("", [])
-
-
 #: the exc_name of a job failed because a job it waits for failed
 DEPENDENCY_FAILED = exception_name(DependencyFailedError())
 
@@ -104,14 +104,9 @@ DEPENDENCY_FAILED = exception_name(DependencyFailedError())
 
 
 def mark_started(cr: Cursor, job_id: int, worker_id: str | None = None) -> bool:
-    now = Datetime.now()
-    cr.execute(
-        "UPDATE queue_job SET state = 'started', started_at = %s, heartbeat = %s, worker_id = %s"
-        " WHERE id = %s AND state = 'pending'",
-        [now, now, worker_id, job_id],
-    )
+    started = _store(cr).start(cr, job_id, worker_id)
     _forget(cr, [job_id])
-    return cr.rowcount == 1
+    return started
 
 
 def mark_done(
@@ -137,25 +132,11 @@ def mark_done_many(
     ids marked: a job no longer started (by ``worker_id``) is left alone."""
     if not finished:
         return set()
-    now = Datetime.now()
-    guard, params = _guard(worker_id)
-    query = (
-        "UPDATE queue_job SET state = 'done', result = %s, completed_at = %s, duration = %s,"
-        f" write_date = %s WHERE id = %s AND state = 'started'{guard} RETURNING has_dependents"
+    marked = _store(cr).finish(
+        cr,
+        [(job_id, _result_text(result), duration) for job_id, result, duration in finished],
+        worker_id,
     )
-    statements = [
-        (query, [_result_text(result), now, duration, now, job_id, *params])
-        for job_id, result, duration in finished
-    ]
-    if len(statements) == 1:  # a statement the driver may keep prepared
-        cr.execute(*statements[0])
-        results = [cr.fetchall()]
-    else:
-        results = cr.execute_together(statements, prepared=True)
-    marked = {}  # job id -> whether it has dependents
-    for (job_id, _result, _duration), rows in zip(finished, results, strict=True):
-        if rows:
-            marked[job_id] = rows[0][0]
     _forget(cr, [job_id for job_id, _r, _d in finished])
     cascade(cr, [job_id for job_id, has_dependents in marked.items() if has_dependents])
     return set(marked)
@@ -175,61 +156,51 @@ def record_failure(
     """Record a failed attempt of a started job: retried (``pending`` after a
     backoff) or ``failed`` once its retries are spent. Returns the new state,
     or None if the job was not in ``expected_state`` (someone else decided)."""
-    guard, params = _guard(worker_id)
-    cr.execute(
-        "SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id FROM queue_job"
-        f" WHERE id = %s AND state = %s{guard}",
-        [job_id, expected_state, *params],
-    )
-    row = cr.fetchone()
-    if row is None:
+    store = _store(cr)
+    job = store.failing_job(cr, job_id, expected_state, worker_id)
+    if job is None:
         return None
-    attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
-    started_at = Datetime().from_column(started_at) if started_at else None
     ignore = isinstance(exc, RetryableJobError) and exc.ignore_retry
-    attempts = attempts if ignore else attempts + 1
-    now = Datetime.now()
+    attempts = job.attempts if ignore else job.attempts + 1
+    now = job.now
     text = traceback or "".join(tb.format_exception_only(type(exc), exc)).strip()
-    ran = (now - started_at).total_seconds() if started_at else None
-    diagnosis = append_diagnosis(exc_info, f"{attempt_header(attempts, now, ran, ran_on)}\n{text}")
+    ran = (now - job.started_at).total_seconds() if job.started_at else None
+    outcome = Outcome(
+        exception_name(exc),
+        storable_text(str(exc)),
+        append_diagnosis(
+            job.exc_info, f"{attempt_header(attempts, now, ran, job.worker_id)}\n{text}"
+        ),
+        attempts,
+    )
     retry = (
         not final
         and not isinstance(exc, FailedJobError)
-        and (ignore or max_retries == 0 or attempts <= max_retries)
+        and (ignore or job.max_retries == 0 or attempts <= job.max_retries)
     )
-    common = [exception_name(exc), storable_text(str(exc)), diagnosis, attempts, now]
     if retry:
         seconds = (
             exc.seconds
             if isinstance(exc, RetryableJobError) and exc.seconds is not None
             else backoff(attempts, max_backoff)
         )
-        cr.execute(
-            "UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,"
-            " attempts = %s, write_date = %s, scheduled_at = %s, worker_id = NULL, heartbeat = NULL"
-            f" WHERE id = %s AND state = %s{guard}",
-            [*common, now + timedelta(seconds=seconds), job_id, expected_state, *params],
+        applied = store.retry(
+            cr,
+            job_id,
+            expected_state,
+            worker_id,
+            outcome,
+            at=now,
+            retry_at=now + timedelta(seconds=seconds),
         )
         new_state = "pending"
     else:
-        cr.execute(
-            "UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s, exc_info = %s,"
-            " attempts = %s, write_date = %s, completed_at = %s, duration = %s"
-            f" WHERE id = %s AND state = %s{guard}",
-            [
-                *common,
-                now,
-                ran,
-                job_id,
-                expected_state,
-                *params,
-            ],
-        )
+        applied = store.fail(cr, job_id, expected_state, worker_id, outcome, at=now, duration=ran)
         new_state = "failed"
-    if cr.rowcount != 1:
+    if not applied:
         return None
     _forget(cr, [job_id])
-    if new_state == "failed" and has_dependents:
+    if new_state == "failed" and job.has_dependents:
         cascade(cr, [job_id])
     return new_state
 
@@ -240,14 +211,7 @@ def return_to_pending(
     """started -> pending without counting an attempt (graceful stop)."""
     if not job_ids:
         return []
-    guard, params = _guard(worker_id)
-    sql, id_params = _in(cr, "id", job_ids)
-    cr.execute(
-        "UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, started_at = NULL"
-        f" WHERE {sql} AND state = 'started'{guard} RETURNING id",
-        [*id_params, *params],
-    )
-    ids = [r[0] for r in cr.fetchall()]
+    ids = _store(cr).return_to_pending(cr, job_ids, worker_id)
     _forget(cr, ids)
     return ids
 
@@ -257,77 +221,42 @@ def return_to_pending(
 
 def force_state(cr: Cursor, job_ids: Sequence[int], state: str, message: str | None = None) -> None:
     """Set ``state`` (done, failed or cancelled) by hand, then cascade."""
-    now = Datetime.now()
+    if state not in FORCED:
+        raise ValueError(f"a job is set {', '.join(FORCED)} by hand, not {state!r}")
+    store = _store(cr)
     if state == "failed":
-        _append_diagnoses(cr, job_ids, f"--- set failed at {now.isoformat(' ')} ---\n{message}")
-    sql, params = _in(cr, "id", job_ids)
-    stamp = {"done": "completed_at", "failed": "completed_at", "cancelled": "cancelled_at"}[state]
-    extra = ", exc_name = COALESCE(exc_name, %s), exc_message = %s" if state == "failed" else ""
-    extra_params = (
-        [exception_name(FailedJobError()), message and storable_text(message)]
-        if state == "failed"
-        else []
-    )
-    cr.execute(
-        f"UPDATE queue_job SET state = %s, {stamp} = %s, write_date = %s{extra}, cascaded_from_id = NULL"
-        f" WHERE {sql} RETURNING id, has_dependents",
-        [state, now, now, *extra_params, *params],
-    )
-    parents = [r[0] for r in cr.fetchall() if r[1]]
+        now = store.now(cr)
+        text = f"--- set failed at {now.isoformat(' ')} ---\n{message}"
+        for job_id, exc_info in store.exc_infos(cr, job_ids).items():
+            store.set_exc_info(cr, job_id, append_diagnosis(exc_info, text))
+        parents = store.force(
+            cr,
+            job_ids,
+            state,
+            exc_name=exception_name(FailedJobError()),
+            exc_message=message and storable_text(message),
+        )
+    else:
+        parents = store.force(cr, job_ids, state)
     _forget(cr, job_ids)
     cascade(cr, parents)
 
 
-def _append_diagnoses(cr: Cursor, job_ids: Sequence[int], text: str) -> None:
-    """Append ``text`` to the ``exc_info`` of jobs (a manual action: one row at a time)."""
-    sql, params = _in(cr, "id", job_ids)
-    cr.execute(f"SELECT id, exc_info FROM queue_job WHERE {sql}", params)
-    for job_id, exc_info in cr.fetchall():
-        cr.execute(
-            "UPDATE queue_job SET exc_info = %s WHERE id = %s",
-            [append_diagnosis(exc_info, text), job_id],
-        )
+#: the states a job can be set to by hand
+FORCED = ("done", "failed", "cancelled")
 
 
 def requeue(cr: Cursor, job_ids: Sequence[int]) -> None:
     """failed/cancelled/done -> pending (or waiting while parents are unfinished),
     attempts reset and error cleared; dependents that failed or were cancelled only
     because of these jobs wait for them again."""
-    now = Datetime.now()
-    sql, params = _in(cr, "id", job_ids)
-    cr.execute(
-        "UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,"
-        " exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL, started_at = NULL,"
-        " duration = NULL, worker_id = NULL, heartbeat = NULL, cascaded_from_id = NULL,"
-        f" scheduled_at = %s, write_date = %s WHERE {sql}",
-        [now, now, *params],
-    )
-    _rewait(cr, job_ids)
+    store = _store(cr)
+    store.requeue(cr, job_ids)
+    todo = list(job_ids)
+    while todo:  # recursively: the dependents of those that wait again, and so on
+        todo = store.wait_again(cr, todo)
     _forget(cr)
     evaluate(cr, job_ids, include_pending=True)
-
-
-def _rewait(cr: Cursor, parent_ids: Sequence[int]) -> None:
-    """Dependents whose fate was decided by these parents wait again, recursively;
-    on_error dependents released but not yet started wait again too."""
-    todo = list(parent_ids)
-    while todo:
-        sql, params = _in(cr, "cascaded_from_id", todo)
-        cr.execute(
-            "UPDATE queue_job SET state = 'waiting', cascaded_from_id = NULL, exc_name = NULL,"
-            " exc_message = NULL, completed_at = NULL, cancelled_at = NULL"
-            f" WHERE {sql} AND state IN ('failed', 'cancelled') RETURNING id",
-            params,
-        )
-        rewaited = [r[0] for r in cr.fetchall()]
-        sql, params = _in(cr, "d.parent_id", todo)
-        cr.execute(
-            "UPDATE queue_job SET state = 'waiting' WHERE state = 'pending' AND id IN ("
-            " SELECT d.job_id FROM queue_job_dependency d"
-            f" WHERE {sql} AND d.kind = 'error') RETURNING id",
-            params,
-        )
-        todo = rewaited + [r[0] for r in cr.fetchall()]
 
 
 # -- cascades ------------------------------------------------------------------------
@@ -339,9 +268,7 @@ def cascade(cr: Cursor, parent_ids: Iterable[int]) -> None:
     parents = list(parent_ids)
     if not parents:
         return
-    sql, params = _in(cr, "d.parent_id", parents)
-    cr.execute(f"SELECT DISTINCT d.job_id FROM queue_job_dependency d WHERE {sql}", params)
-    evaluate(cr, [r[0] for r in cr.fetchall()])
+    evaluate(cr, _store(cr).dependents(cr, parents))
 
 
 def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) -> None:
@@ -351,29 +278,16 @@ def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) 
     cancelled -> cancelled. ``on_error`` edges: one parent failed -> ready;
     every parent finished and none failed -> cancelled.
     """
-    states = ("waiting", "pending") if include_pending else ("waiting",)
+    store = _store(cr)
+    states: tuple[str, ...] = ("waiting", "pending") if include_pending else ("waiting",)
     while job_ids:
-        sql, params = _in(cr, "id", job_ids)
-        placeholders = ", ".join(["%s"] * len(states))
         # lock the dependents first: two parents finishing at once in two
-        # transactions must not both see the other unfinished (the second one
-        # to lock re-reads the first one's committed state)
-        cr.execute(
-            f"SELECT id FROM queue_job WHERE {sql} AND state IN ({placeholders}) ORDER BY id"
-            f"{cr.backend.lock_rows}",
-            [*params, *states],
-        )
-        locked = [r[0] for r in cr.fetchall()]
+        # transactions must not both see the other unfinished
+        locked = store.lock_dependents(cr, job_ids, states)
         if not locked:
             return
-        sql, params = _in(cr, "d.job_id", locked)
-        cr.execute(
-            "SELECT d.job_id, d.parent_id, d.kind, p.state FROM queue_job_dependency d"
-            f" JOIN queue_job p ON p.id = d.parent_id WHERE {sql} ORDER BY d.job_id, d.parent_id",
-            params,
-        )
         edges: dict[int, list[tuple[int, str, str]]] = {}
-        for job_id, parent_id, kind, state in cr.fetchall():
+        for job_id, parent_id, kind, state in store.edges(cr, locked):
             edges.setdefault(job_id, []).append((parent_id, kind, state))
         ready: list[int] = []
         back: list[int] = []
@@ -386,13 +300,11 @@ def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) 
                 ready.append(job_id)
             else:
                 decided.setdefault(outcome, []).append(job_id)
-        _apply(cr, ready, back, decided)
+        _apply(cr, store, ready, back, decided)
         job_ids = []
         finished = [i for ids in decided.values() for i in ids]
         if finished:
-            sql, params = _in(cr, "d.parent_id", finished)
-            cr.execute(f"SELECT DISTINCT d.job_id FROM queue_job_dependency d WHERE {sql}", params)
-            job_ids = [r[0] for r in cr.fetchall()]
+            job_ids = store.dependents(cr, finished)
             states = ("waiting",)
 
 
@@ -421,45 +333,24 @@ def _decide(edges: list[tuple[int, str, str]]) -> tuple[str, int] | None:
 
 
 def _apply(
-    cr: Cursor, ready: list[int], back: list[int], decided: dict[tuple[str, int], list[int]]
+    cr: Cursor,
+    store: JobStore,
+    ready: list[int],
+    back: list[int],
+    decided: dict[tuple[str, int], list[int]],
 ) -> None:
-    now = Datetime.now()
     if ready:
-        sql, params = _in(cr, "id", ready)
-        cr.execute(
-            f"UPDATE queue_job SET state = 'pending', write_date = %s WHERE {sql} AND state = 'waiting'",
-            [now, *params],
-        )
+        store.release(cr, ready)
     if back:  # pending jobs re-evaluated after a requeue of their parent
-        sql, params = _in(cr, "id", back)
-        cr.execute(
-            f"UPDATE queue_job SET state = 'waiting' WHERE {sql} AND state = 'pending'", params
-        )
+        store.wait_back(cr, back)
+    now = store.now(cr) if any(state == "failed" for state, _parent in decided) else None
     for (state, parent), ids in decided.items():
-        sql, params = _in(cr, "id", ids)
         if state == "failed":
+            assert now is not None
             message = f"parent job {parent} failed"
             diagnosis = f"--- failed at {now.isoformat(' ')} ---\n{DEPENDENCY_FAILED}: {message}"
-            cr.execute(
-                "UPDATE queue_job SET state = 'failed', exc_name = %s, exc_message = %s,"
-                " exc_info = COALESCE(exc_info || %s, %s),"
-                " completed_at = %s, write_date = %s, cascaded_from_id = %s"
-                f" WHERE {sql} AND state IN ('waiting', 'pending')",
-                [
-                    DEPENDENCY_FAILED,
-                    message,
-                    f"\n{diagnosis}",
-                    diagnosis,
-                    now,
-                    now,
-                    parent,
-                    *params,
-                ],
-            )
+            outcome = Outcome(DEPENDENCY_FAILED, message, diagnosis, 0)
+            store.fail_dependents(cr, ids, parent, outcome, at=now)
         else:
-            cr.execute(
-                "UPDATE queue_job SET state = 'cancelled', cancelled_at = %s, write_date = %s,"
-                f" cascaded_from_id = %s WHERE {sql} AND state IN ('waiting', 'pending')",
-                [now, now, parent, *params],
-            )
+            store.cancel_dependents(cr, ids, parent)
     _forget(cr)

@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -103,6 +103,8 @@ class Executor:
         self.registries: dict[int, Registry] = {}
         self.sessions: dict[int, jobstore.Session] = {}
         self.reported_sessions: dict[int, int | None] = {}
+        #: what :meth:`close` undoes: the enqueue hooks this executor registered
+        self._unsubscribe: list[Callable[[], None]] = []
         #: the supervisor asked for the jobs not begun yet back: it is stopping
         self.draining = False
         #: messages read while looking for a drain request, to handle next
@@ -115,7 +117,7 @@ class Executor:
             registry = Registry(url, list(self.settings.modules), init=False)
             self.registries[db_index] = registry
             wake = Wake(db_index)
-            jobstore.on_local_enqueue(url, lambda: self._send(wake))
+            self._unsubscribe.append(jobstore.on_local_enqueue(url, lambda: self._send(wake)))
             store = jobstore.for_backend(registry.backend)
             self.sessions[db_index] = store.session(role="executor")
         return registry
@@ -377,6 +379,9 @@ class Executor:
         return self.draining
 
     def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         for session in self.sessions.values():
             session.close()
 

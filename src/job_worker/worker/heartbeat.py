@@ -19,7 +19,6 @@ from typing import Any
 
 from .. import __version__
 from ..db import jobstore
-from ..orm.api import SUPERUSER_ID, Environment
 from ..queue import config
 from .backoff import Failed
 from .database import Database
@@ -56,15 +55,6 @@ class Heartbeat:
                 "version": __version__,
                 "heartbeat_interval": settings.heartbeat_interval,
             },
-        )
-        self._write_interval(cr)  # TODO(merge): register_worker writes it (remove this line)
-
-    def _write_interval(self, cr: Any) -> None:
-        """Store ``--heartbeat-interval`` in the worker's row, as ``register_worker``
-        does itself from the job store's next version on."""
-        workers = Environment(cr, SUPERUSER_ID, {})["queue.worker"]
-        workers.search([("worker_id", "=", self.db.worker_id)]).write(
-            {"heartbeat_interval": self.db.settings.heartbeat_interval}
         )
 
     def on_settings(

@@ -1,6 +1,10 @@
 """The elected maintenance of one database, beside the supervisor's event loop.
 
-Maintenance (stale-job reclaim, purges, metric snapshots, alert rules) can take
+Each run reclaims the jobs of workers that died (:func:`reclaim_stale_jobs`, in a
+transaction of its own), then calls ``queue.maintenance._run_maintenance``: the purge
+of old jobs, and what modules add there (metric snapshots, alert rules).
+
+Maintenance can take
 seconds on a large queue: a snapshot counts every channel's jobs. Run on the
 event loop, it would stop claims, heartbeats and timeouts for that long. It runs
 in a thread of its own instead, on a database session of its own, which is also
@@ -20,17 +24,65 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from ..db import jobstore
+from ..exceptions import WorkerDiedJobError
 from ..orm.api import SUPERUSER_ID, Environment
-from ..queue import config
+from ..queue import config, states
 from .settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from ..db import Cursor
 
 _logger = logging.getLogger(__name__)
 
 #: seconds a stopping worker waits for a maintenance run to end
 STOP_TIMEOUT = 10.0
+#: stale jobs reclaimed per run at most (the next run takes the next ones)
+RECLAIM_BATCH = 100
+
+
+def reclaim_stale_jobs(
+    cr: Cursor,
+    *,
+    stale_after: float,
+    max_backoff: float = states.DEFAULT_MAX_BACKOFF,
+    batch: int = RECLAIM_BATCH,
+) -> int:
+    """The rescuer: started jobs whose heartbeat is older than ``stale_after`` seconds
+    (by the database's clock) and whose executor is provably gone get their attempt
+    counted with :class:`WorkerDiedJobError`, and are retried or fail as their budget
+    says. Returns how many were reclaimed."""
+    store = jobstore.job_store(cr.backend)
+    stale = store.stale_jobs(cr, store.now(cr) - timedelta(seconds=stale_after), batch)
+    reclaimed = 0
+    for job in stale:
+        error = WorkerDiedJobError(
+            f"worker {job.worker_id} stopped heart-beating for more than {stale_after:g} s"
+        )
+        # guarded by the dead worker's id (None: no guard, the job had no worker)
+        new_state = states.record_failure(
+            cr, job.id, error, worker_id=job.worker_id, max_backoff=max_backoff
+        )
+        if new_state is None:
+            continue
+        reclaimed += 1
+        _logger.log(
+            logging.ERROR if new_state == "failed" else logging.WARNING,
+            "reclaimed job %s of dead worker %s: now %s",
+            job.id,
+            job.worker_id,
+            new_state,
+            extra={
+                "event": "job.reclaimed",
+                "job_id": job.id,
+                "worker": job.worker_id,
+                "state": new_state,
+            },
+        )
+    return reclaimed
 
 
 class Maintenance:
@@ -115,15 +167,25 @@ class Maintenance:
             session.close()  # gives the role up at once (PostgreSQL)
 
     def run_once(self, session: jobstore.Session) -> dict[str, int] | None:
-        """One run if this worker holds (or takes) the role: its counters, else None."""
+        """One run if this worker holds (or takes) the role: its counters, else None.
+        The reclaim commits first, in a transaction of its own: a slow task after it
+        never holds it back."""
         interval = self.settings.maintenance_interval
         if not self.store.elect(session, "maintenance", self.worker_id, ttl=3 * interval):
             return None
+        settings = {**self.settings.maintenance_settings(), **self.cluster().maintenance_settings()}
+        with session.cursor(self.registry) as cr:
+            reclaimed = reclaim_stale_jobs(
+                cr,
+                stale_after=settings.get("stale_after", config.STALE_SECONDS),
+                max_backoff=settings.get("max_backoff", states.DEFAULT_MAX_BACKOFF),
+            )
         with session.cursor(self.registry) as cr:
             env = Environment(cr, SUPERUSER_ID, {})
-            counters = env["queue.maintenance"]._run_maintenance(
-                {**self.settings.maintenance_settings(), **self.cluster().maintenance_settings()}
-            )
+            counters = {
+                "jobs_reclaimed": reclaimed,
+                **env["queue.maintenance"]._run_maintenance(settings),
+            }
         if any(counters.values()):
             _logger.info(
                 "maintenance: %s",

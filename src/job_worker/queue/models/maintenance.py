@@ -1,20 +1,19 @@
 """queue.maintenance: the periodic housekeeping done by one elected worker.
 
 The worker that holds the maintenance lock calls ``_run_maintenance`` every
-few seconds. Modules extend it with ``_inherit = "queue.maintenance"`` and
-``super()``, adding their own tasks (stale-job reclaim, metric snapshots,
-alert rules) and their counters to the result.
+few seconds, after the stale-job reclaim
+(:func:`job_worker.worker.maintenance.reclaim_stale_jobs`). Modules extend it with
+``_inherit = "queue.maintenance"`` and ``super()``, adding their own tasks (metric
+snapshots, alert rules) and their counters to the result.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from ...orm import fields, models
+from ...db.jobstore import job_store
+from ...orm import models
 from .. import config
-
-TERMINAL = ("done", "failed", "cancelled")
 
 
 class QueueMaintenance(models.AbstractModel):
@@ -37,16 +36,7 @@ class QueueMaintenance(models.AbstractModel):
     def _purge_old_jobs(self, retention_days: float, batch: int) -> int:
         """Delete one batch of done, failed and cancelled jobs last changed more than
         ``retention_days`` ago (oldest first); 0 days keeps everything."""
-        if not retention_days:
-            return 0
-        cutoff = fields.Datetime.now() - timedelta(days=retention_days)
-        cr = self.env.cr
-        cr.execute(
-            "DELETE FROM queue_job WHERE id IN (SELECT id FROM queue_job"
-            " WHERE state IN ('done', 'failed', 'cancelled') AND write_date < %s ORDER BY id LIMIT %s)",
-            [cutoff, batch],
-        )
-        deleted = cr.rowcount
+        deleted = job_store(self.env.cr.backend).purge(self.env.cr, retention_days, batch)
         if deleted:
             self.env.invalidate_all()
         return deleted
