@@ -113,12 +113,12 @@ def test_a_run_reclaims_stale_jobs_first_in_a_transaction_of_its_own(
 ):
     first = _stale_job(registry)
     assert producer.ensure_started(time.monotonic())
-    assert producer.maintenance is not None and producer.store is not None
+    assert producer.maintenance is not None and producer.db.store is not None
 
     def failing(self, settings):
         raise RuntimeError("a later task failed")
 
-    session = producer.store.session(role="maintenance")
+    session = producer.db.store.session(role="maintenance")
     try:
         with monkeypatch.context() as patch:
             patch.setattr(QueueMaintenance, "_run_maintenance", failing)
