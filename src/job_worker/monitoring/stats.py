@@ -19,8 +19,8 @@ from typing import Any
 from ..db import Cursor
 from ..orm.fields import Datetime
 from ..queue import config
+from ..queue.lifecycle import ACTIVE, JobState, sql_in
 
-ACTIVE_STATES = ("waiting", "pending", "started")
 #: counts of possibly huge sets stop here; shown as "100000+"
 COUNT_CAP = 100_000
 #: windowed counts (throughput, failures) stop here
@@ -59,7 +59,7 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
 def depth(cr: Cursor) -> dict[tuple[str, str], int]:
     """{(channel, state): jobs} for the active states (waiting, pending, started)."""
     cr.execute(
-        "SELECT channel, state, COUNT(*) FROM queue_job WHERE state IN ('waiting', 'pending', 'started')"
+        f"SELECT channel, state, COUNT(*) FROM queue_job WHERE {sql_in(ACTIVE)}"
         " GROUP BY channel, state"
     )
     return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
@@ -112,7 +112,7 @@ def window(
         cond += " AND channel = %s"
         params.append(channel)
     result = Window()
-    for state in ("done", "failed"):
+    for state in (JobState.DONE, JobState.FAILED):
         count = bounded_count(cr, f"state = '{state}' AND {cond}", params, WINDOW_CAP)
         result.capped = result.capped or count >= WINDOW_CAP
         setattr(result, state, count)

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import Datetime, json_text, storable_text
+from .lifecycle import TERMINAL
 from .serialization import encode_result
 
 if TYPE_CHECKING:
     from ..db import Cursor
 
-ACTIVE = ("waiting", "pending", "started")
-TERMINAL = ("done", "failed", "cancelled")
 DEFAULT_MAX_BACKOFF = 3600
 #: exc_info keeps at most this many characters: the first attempts and the latest
 MAX_EXC_INFO = 100_000
