@@ -8,7 +8,8 @@ SQLite differs from PostgreSQL in ways this module absorbs:
   first statement; a deferred transaction that read first and then writes gets
   ``SQLITE_BUSY`` without waiting when another process committed in between;
 - datetimes are stored as ISO-8601 text with microseconds, which sorts like
-  time; booleans as 0/1; JSON as text;
+  time (the cursor writes them so when it binds parameters: sqlite3's
+  process-wide adapters are left alone); booleans as 0/1; JSON as text;
 - ``LIKE`` is made case-sensitive per connection, as in PostgreSQL.
 """
 
@@ -37,8 +38,21 @@ def format_datetime(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")
 
 
-sqlite3.register_adapter(datetime, format_datetime)
-sqlite3.register_adapter(date, lambda value: value.isoformat())
+#: parameter types stored as text, and how
+_AS_TEXT: dict[type, Any] = {datetime: format_datetime, date: date.isoformat}
+_AS_TEXT_TYPES = frozenset(_AS_TEXT)
+
+
+def _bindable(params: Sequence[Any]) -> tuple[Any, ...]:
+    """``params`` as the cursor binds them: datetimes and dates as their stored text.
+    Converted here rather than by ``sqlite3.register_adapter``, which would change
+    how every sqlite3 user of the process stores them. Many statements have none:
+    one pass in C finds that out."""
+    values = tuple(params)
+    if _AS_TEXT_TYPES.isdisjoint(map(type, values)):
+        return values
+    return tuple([_AS_TEXT[type(v)](v) if type(v) in _AS_TEXT_TYPES else v for v in values])
+
 
 _TYPES = {
     "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -74,10 +88,10 @@ class SqliteCursor(Cursor):
         if params is None:
             self._cur.execute(query)
         else:
-            self._cur.execute(_translate(query), tuple(params))
+            self._cur.execute(_translate(query), _bindable(params))
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(_translate(query), seq_of_params)
+        self._cur.executemany(_translate(query), map(_bindable, seq_of_params))
 
     @property
     def in_transaction(self) -> bool:
