@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from datetime import date, datetime
 
 import pytest
 
@@ -431,3 +433,34 @@ def test_connections_opened_at_once_on_a_new_file_all_switch_it_to_wal(tmp_path)
         for thread in threads:
             thread.join(timeout=30)
     assert errors == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_stores_datetimes_as_text_that_sorts_like_time_without_global_adapters(registry):
+    adapters = dict(sqlite3.adapters)
+    with registry.cursor() as cr:
+        cr.execute("CREATE TABLE moment (at TIMESTAMP, day DATE)")
+        cr.execute("INSERT INTO moment VALUES (%s, %s)", [datetime(2026, 1, 2, 3, 4, 5), None])
+        cr.executemany(
+            "INSERT INTO moment VALUES (%s, %s)",
+            [(datetime(2026, 1, 2, 3, 4, 5, 6), date(2026, 1, 2)), ("as text", "as text")],
+        )
+        cr.execute("SELECT at, day FROM moment ORDER BY rowid")
+        assert cr.fetchall() == [
+            ("2026-01-02 03:04:05.000000", None),
+            ("2026-01-02 03:04:05.000006", "2026-01-02"),
+            ("as text", "as text"),
+        ]
+    assert dict(sqlite3.adapters) == adapters
+
+
+def test_limit_and_offset_read_the_same_rows_on_every_database(registry):
+    with registry.cursor() as cr:
+        cr.executemany(
+            "INSERT INTO note (id, body) VALUES (%s, %s)", [(i, str(i)) for i in range(5)]
+        )
+        for limit, offset, ids in ((None, 0, [0, 1, 2, 3, 4]), (2, 0, [0, 1]), (None, 3, [3, 4])):
+            cr.execute("SELECT id FROM note ORDER BY id" + cr.backend.limit_offset(limit, offset))
+            assert [row[0] for row in cr.fetchall()] == ids
+        cr.execute("SELECT id FROM note ORDER BY id" + cr.backend.limit_offset(2, 1))
+        assert [row[0] for row in cr.fetchall()] == [1, 2]

@@ -29,7 +29,7 @@ def test_the_queue_job_model_knows_the_same_states(env):
 def test_a_state_condition_is_sql_text_of_known_states_only():
     assert sql_in(TERMINAL) == "state IN ('done', 'failed', 'cancelled')"
     assert sql_in([JobState.STARTED], "p.state") == "p.state IN ('started')"
-    with pytest.raises(TypeError, match="expected a JobState, got \"done'; --\""):
+    with pytest.raises(TypeError, match='expected a JobState, got "done\'; --"'):
         sql_in(["done'; --"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="at least one state"):
         sql_in([])

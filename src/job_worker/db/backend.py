@@ -100,6 +100,11 @@ class Backend(ABC):
         """Case-insensitive LIKE of ``column`` against one parameter."""
         return f"{column} ILIKE %s"
 
+    @abstractmethod
+    def limit_offset(self, limit: int | None, offset: int) -> str:
+        """What ends a SELECT that returns at most ``limit`` rows (None: all) after
+        skipping ``offset``: `` LIMIT 10 OFFSET 20``, or ``""`` for neither."""
+
     # -- schema -----------------------------------------------------------------
 
     @abstractmethod
@@ -133,8 +138,12 @@ class Backend(ABC):
     def drop_index(self, cr: Cursor, name: str) -> None:
         cr.execute(f'DROP INDEX IF EXISTS "{name}"')
 
-    def existing_indexes(self, cr: Cursor, table: str) -> set[str]:
-        return set(self.describe_table(cr, table).indexes)
+    # -- upkeep -----------------------------------------------------------------
+
+    @abstractmethod
+    def reclaim_space(self, tables: Sequence[str]) -> None:
+        """Give the space of deleted rows of ``tables`` back and refresh the planner's
+        statistics, on a connection of its own: VACUUM cannot run in a transaction."""
 
     def _column_sql(self, col: Column) -> str:
         sql = f'"{col.name}" {self.column_type(col.kind)}'

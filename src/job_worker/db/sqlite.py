@@ -249,6 +249,23 @@ class SqliteBackend(Backend):
         # LIKE is case-sensitive on our connections (see connect)
         return f"lower({column}) LIKE lower(%s)"
 
+    def limit_offset(self, limit: int | None, offset: int) -> str:
+        # SQLite accepts OFFSET only after a LIMIT, where -1 means none
+        if not offset:
+            return f" LIMIT {limit:d}" if limit is not None else ""
+        return f" LIMIT {-1 if limit is None else limit:d} OFFSET {offset:d}"
+
+    # -- upkeep -----------------------------------------------------------------
+
+    def reclaim_space(self, tables: Sequence[str]) -> None:
+        # VACUUM rewrites the whole file: there is no VACUUM of one table
+        cnx = self.connect()
+        try:
+            cnx.execute("VACUUM")
+            cnx.execute("PRAGMA optimize")
+        finally:
+            cnx.close()
+
     # -- schema -----------------------------------------------------------------
 
     def lock_schema(self, cr: Cursor) -> None:

@@ -437,20 +437,13 @@ class BaseModel(metaclass=MetaModel):
         where, params = domains.to_sql(self, domain)
         order_by = domains.parse_order(self, order)
         sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {order_by}'
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-            sql += f" LIMIT {limit}"
-        if offset:
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise ValueError(f"offset must be an int >= 0, got {offset!r}")
-            sql += (
-                " "
-                if limit is not None
-                else " LIMIT -1 "
-                if self.env.cr.dialect == "sqlite"
-                else " "
-            ) + f"OFFSET {offset}"
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        if offset and (isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
+            raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+        sql += self.env.cr.backend.limit_offset(limit, offset)
         self.env.cr.execute(sql, params)
         return self.browse(tuple(row[0] for row in self.env.cr.fetchall()))
 
