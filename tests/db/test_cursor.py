@@ -49,7 +49,7 @@ def test_a_query_without_parameters_is_sent_as_it_is(registry):
         assert cr.fetchone() == ("100%",)
 
 
-def test_fetchone_fetchall_dictfetchone_and_dictfetchall(registry):
+def test_fetchone_fetchall_fetchmany_dictfetchone_and_dictfetchall(registry):
     with registry.cursor() as cr:
         cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
         cr.execute("SELECT id, body FROM note ORDER BY id")
@@ -58,6 +58,10 @@ def test_fetchone_fetchall_dictfetchone_and_dictfetchall(registry):
         assert cr.fetchone() is None
         cr.execute("SELECT id, body FROM note ORDER BY id")
         assert cr.fetchall() == [(1, "a"), (2, "b")]
+        cr.execute("SELECT id, body FROM note ORDER BY id")
+        assert cr.fetchmany(1) == [(1, "a")]
+        assert cr.fetchmany(5) == [(2, "b")]
+        assert cr.fetchmany(5) == []
         cr.execute("SELECT id, body FROM note ORDER BY id")
         assert cr.dictfetchall() == [{"id": 1, "body": "a"}, {"id": 2, "body": "b"}]
         cr.execute("SELECT id AS ident FROM note WHERE id = %s", [2])

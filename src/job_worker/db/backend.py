@@ -135,9 +135,6 @@ class Backend(ABC):
         where = f" WHERE {index.where}" if index.where else ""
         cr.execute(f'CREATE {unique}INDEX "{index.name}" ON "{index.table}" ({cols}){where}')
 
-    def drop_index(self, cr: Cursor, name: str) -> None:
-        cr.execute(f'DROP INDEX IF EXISTS "{name}"')
-
     # -- upkeep -----------------------------------------------------------------
 
     @abstractmethod

@@ -65,22 +65,6 @@ def depth(cr: Cursor) -> dict[tuple[str, str], int]:
     return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
 
 
-def started_since(cr: Cursor, since: datetime, channel: str | None = None) -> int:
-    """Jobs whose latest start is at or after ``since``.
-
-    A start is on the row as ``started_at``; the job is still ``started`` (small
-    partial index) or it changed state since then, which stamped ``write_date``.
-    """
-    extra, params = (" AND channel = %s", [channel]) if channel is not None else ("", [])
-    cr.execute(
-        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND ("
-        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))"
-        + extra,
-        [since, since, *params],
-    )
-    return int(cr.fetchone()[0])  # type: ignore[index]
-
-
 @dataclass
 class Window:
     """What finished in a time window."""
