@@ -27,8 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..db import redact_url
-from ..orm import SUPERUSER_ID, Environment, Registry
+from ..orm import SUPERUSER_ID, Environment
 from ..queue.lifecycle import ALL, TERMINAL
+from ..registry import Registry
 from .main import database_options
 
 DEFAULT_URL = "sqlite:///job_worker_demo.db"

@@ -7,9 +7,10 @@ import time
 import click
 
 from ..monitoring import stats
-from ..orm import SUPERUSER_ID, Environment, Registry
+from ..orm import SUPERUSER_ID, Environment
 from ..orm.fields import INT_MAX
 from ..queue import config
+from ..registry import Registry
 from .main import database_options, open_registry
 from .output import FiniteFloat, Output, json_option
 

@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .. import db
 from ..exceptions import DatabaseOpenError
@@ -16,14 +16,12 @@ from . import fields as _fields
 from . import relations
 from .api import SUPERUSER_ID, Environment
 from .models import BaseModel, MetaModel
+from .schema import BOOKKEEPING_TABLE
 
 if TYPE_CHECKING:
     from .schema import SchemaChanges
 
 _logger = logging.getLogger(__name__)
-
-#: modules every registry loads, before the ones it is given
-BUILTIN_MODULES = ("job_worker.base", "job_worker.queue", "job_worker.monitoring")
 
 
 class Registry:
@@ -39,6 +37,10 @@ class Registry:
     with a one-line reason. ``init=False`` leaves the schema as it is.
     """
 
+    #: modules loaded before the ones given: users, companies and partners, which
+    #: every environment speaks of (a subclass adds the modules of a product)
+    builtin_modules: ClassVar[tuple[str, ...]] = ("job_worker.base",)
+
     def __init__(
         self,
         database_url: str,
@@ -51,7 +53,7 @@ class Registry:
             raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
         self.database_url = database_url
         self.backend = db.connect(database_url, create=create)
-        self.modules: list[ModuleType] = load_modules([*BUILTIN_MODULES, *modules])
+        self.modules: list[ModuleType] = load_modules([*self.builtin_modules, *modules])
         self.models: dict[str, type[BaseModel]] = {}
         #: (model, field) -> the fields showing the same rows from the other side
         self.inverses: relations.InverseMap = {}
@@ -70,12 +72,13 @@ class Registry:
             raise
 
     def _check_initialised(self, upgrading: bool) -> None:
-        """The database holds job_worker's tables; unless this build is about to upgrade
-        the schema, every table of the loaded models too (a database set up by an older
-        version, or without one of these modules, is upgraded by ``job-worker init``)."""
+        """The database was set up (its module bookkeeping exists); unless this build is
+        about to upgrade the schema, every table of the loaded models too (a database set
+        up by an older version, or without one of these modules, is upgraded by
+        ``job-worker init``)."""
         with self.cursor(readonly=True) as cr:
             tables = self.backend.existing_tables(cr)
-        if "queue_job" not in tables:
+        if BOOKKEEPING_TABLE not in tables:
             raise DatabaseOpenError(
                 f"no job_worker tables in {self.backend.name}: run `job-worker init` first"
             )

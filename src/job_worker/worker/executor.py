@@ -46,10 +46,10 @@ from typing import Any
 
 from ..db import jobstore
 from ..exceptions import FailedJobError, RetryableJobError
-from ..orm.registry import Registry
 from ..queue import states
 from ..queue.execution import call as call_job
 from ..queue.execution import job_environment
+from ..registry import Registry
 from . import logs
 from .settings import WorkerSettings
 

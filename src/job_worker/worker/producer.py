@@ -27,9 +27,9 @@ from .. import __version__
 from ..db import jobstore, redact_url
 from ..exceptions import TimeoutJobError, WorkerDiedJobError
 from ..orm.api import SUPERUSER_ID, Environment
-from ..orm.registry import Registry
 from ..orm.schema import installed_modules
 from ..queue import config, states
+from ..registry import Registry
 from .executor import FailureReport
 from .maintenance import Maintenance
 from .scheduler import Scheduler
