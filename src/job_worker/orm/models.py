@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..exceptions import MissingError
 from . import domains, relations
 from . import fields as ofields
+from .recordset import Recordset
 
 if TYPE_CHECKING:
     from ..db.backend import Backend
@@ -61,7 +62,7 @@ class MetaModel(type):
         MetaModel.definitions.append(cls)
 
 
-class BaseModel(metaclass=MetaModel):
+class BaseModel(Recordset, metaclass=MetaModel):
     """What every model has. Use :class:`Model` or :class:`AbstractModel`."""
 
     _register = False
@@ -169,9 +170,6 @@ class BaseModel(metaclass=MetaModel):
         if self._rec_name:
             return str(self[self._rec_name] or "")
         return f"{self._name},{self.id}"
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def __bool__(self) -> bool:
         return bool(self._ids)
