@@ -13,7 +13,7 @@ from ...queue import describe
 from ...queue.explain import explain
 from ...queue.lifecycle import ACCEPTS, ALL
 from .. import auth
-from ..app import (
+from ..pages import (
     Ctx,
     flash,
     parse_int,
