@@ -14,6 +14,8 @@ from .orm import registry as _orm
 
 
 class Registry(_orm.Registry):
-    __doc__ = _orm.Registry.__doc__
+    """Models composed from job_worker's own modules (users and companies, the queue,
+    its monitoring), then ``modules``, for the database at ``database_url``; the rest
+    is :class:`job_worker.orm.Registry`'s."""
 
     builtin_modules = (*_orm.Registry.builtin_modules, "job_worker.queue", "job_worker.monitoring")
