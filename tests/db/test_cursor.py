@@ -468,3 +468,13 @@ def test_limit_and_offset_read_the_same_rows_on_every_database(registry):
             assert [row[0] for row in cr.fetchall()] == ids
         cr.execute("SELECT id FROM note ORDER BY id" + cr.backend.limit_offset(2, 1))
         assert [row[0] for row in cr.fetchall()] == [1, 2]
+
+
+def test_the_orm_writes_datetime_columns_in_the_form_the_database_binds(registry):
+    write = registry.backend.column_writer("datetime")
+    if registry.backend.dialect == "postgresql":
+        assert write is None  # psycopg binds datetimes itself
+        return
+    assert write(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05.000000"
+    assert write(None) is None and write("already text") == "already text"
+    assert registry.backend.column_writer("varchar") is None

@@ -9,7 +9,7 @@ the named queries of the worker. Callers never branch on the dialect.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,11 @@ class Backend(ABC):
     @abstractmethod
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values`` (strings, numbers)."""
+
+    def column_writer(self, kind: str) -> Callable[[Any], Any] | None:
+        """How the ORM turns a value of a column of ``kind`` into what the driver binds
+        when it inserts rows, or None: as it is (most kinds, on most databases)."""
+        return None
 
     def select_column(self, column: str, kind: str | None) -> str:
         """The expression that reads ``column`` of ``kind`` in the form the ORM decodes."""

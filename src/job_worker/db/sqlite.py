@@ -21,7 +21,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from functools import lru_cache
@@ -52,6 +52,12 @@ def _bindable(params: Sequence[Any]) -> tuple[Any, ...]:
     if _AS_TEXT_TYPES.isdisjoint(map(type, values)):
         return values
     return tuple([_AS_TEXT[type(v)](v) if type(v) in _AS_TEXT_TYPES else v for v in values])
+
+
+def _as_text(value: Any) -> Any:
+    """A datetime or date as its stored text; anything else as it is."""
+    convert = _AS_TEXT.get(type(value))
+    return value if convert is None else convert(value)
 
 
 _TYPES = {
@@ -233,6 +239,11 @@ class SqliteBackend(Backend):
 
     def column_type(self, kind: str) -> str:
         return _TYPES[kind]
+
+    def column_writer(self, kind: str) -> Callable[[Any], Any] | None:
+        # the text _bindable would make at each statement, made while the ORM builds
+        # its rows: the rows the ORM inserts need no second look when bound
+        return _as_text if kind in ("datetime", "date") else None
 
     def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         if len(ids) == 1:  # one record (a user's company, say): no JSON to encode and scan

@@ -225,12 +225,21 @@ class Registry:
             cls._select_columns_cache = None
             cls._column_values = staticmethod(_row_values([f.name for f in cls._column_fields]))
             cls._column_converters = tuple(
-                (i, f.to_column)
+                (i, convert)
                 for i, f in enumerate(cls._column_fields)
-                if type(f).to_column is not _fields.Field.to_column
+                if (convert := self._column_converter(f)) is not None
             )
             cls._relational_columns = tuple(f.name for f in cls._column_fields if f.relational)
         self.inverses = relations.inverse_map(self.models.values())
+
+    def _column_converter(self, field: _fields.Field) -> Callable[[Any], Any] | None:
+        """What turns a value of ``field`` in cache form into what the database binds
+        (None: nothing to do): the field's own ``to_column``, then the backend's writer."""
+        own = field.to_column if type(field).to_column is not _fields.Field.to_column else None
+        write = self.backend.column_writer(field.column_kind) if field.column_kind else None
+        if own is not None and write is not None:
+            return lambda value: write(own(value))
+        return own or write
 
     # -- transactions -------------------------------------------------------------
 
