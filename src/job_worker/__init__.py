@@ -3,7 +3,8 @@
 from job_worker import Registry, api, fields, models, SUPERUSER_ID
 """
 
-from .orm import SUPERUSER_ID, Migration, Registry, api, fields, models
+from .orm import SUPERUSER_ID, Migration, api, fields, models
+from .registry import Registry
 
 __all__ = ["SUPERUSER_ID", "Migration", "Registry", "api", "fields", "models"]
 __version__ = "0.1.0"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from datetime import date, datetime
 
 import pytest
 
@@ -47,7 +49,7 @@ def test_a_query_without_parameters_is_sent_as_it_is(registry):
         assert cr.fetchone() == ("100%",)
 
 
-def test_fetchone_fetchall_dictfetchone_and_dictfetchall(registry):
+def test_fetchone_fetchall_fetchmany_dictfetchone_and_dictfetchall(registry):
     with registry.cursor() as cr:
         cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
         cr.execute("SELECT id, body FROM note ORDER BY id")
@@ -56,6 +58,10 @@ def test_fetchone_fetchall_dictfetchone_and_dictfetchall(registry):
         assert cr.fetchone() is None
         cr.execute("SELECT id, body FROM note ORDER BY id")
         assert cr.fetchall() == [(1, "a"), (2, "b")]
+        cr.execute("SELECT id, body FROM note ORDER BY id")
+        assert cr.fetchmany(1) == [(1, "a")]
+        assert cr.fetchmany(5) == [(2, "b")]
+        assert cr.fetchmany(5) == []
         cr.execute("SELECT id, body FROM note ORDER BY id")
         assert cr.dictfetchall() == [{"id": 1, "body": "a"}, {"id": 2, "body": "b"}]
         cr.execute("SELECT id AS ident FROM note WHERE id = %s", [2])
@@ -431,3 +437,44 @@ def test_connections_opened_at_once_on_a_new_file_all_switch_it_to_wal(tmp_path)
         for thread in threads:
             thread.join(timeout=30)
     assert errors == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_stores_datetimes_as_text_that_sorts_like_time_without_global_adapters(registry):
+    adapters = dict(sqlite3.adapters)
+    with registry.cursor() as cr:
+        cr.execute("CREATE TABLE moment (at TIMESTAMP, day DATE)")
+        cr.execute("INSERT INTO moment VALUES (%s, %s)", [datetime(2026, 1, 2, 3, 4, 5), None])
+        cr.executemany(
+            "INSERT INTO moment VALUES (%s, %s)",
+            [(datetime(2026, 1, 2, 3, 4, 5, 6), date(2026, 1, 2)), ("as text", "as text")],
+        )
+        cr.execute("SELECT at, day FROM moment ORDER BY rowid")
+        assert cr.fetchall() == [
+            ("2026-01-02 03:04:05.000000", None),
+            ("2026-01-02 03:04:05.000006", "2026-01-02"),
+            ("as text", "as text"),
+        ]
+    assert dict(sqlite3.adapters) == adapters
+
+
+def test_limit_and_offset_read_the_same_rows_on_every_database(registry):
+    with registry.cursor() as cr:
+        cr.executemany(
+            "INSERT INTO note (id, body) VALUES (%s, %s)", [(i, str(i)) for i in range(5)]
+        )
+        for limit, offset, ids in ((None, 0, [0, 1, 2, 3, 4]), (2, 0, [0, 1]), (None, 3, [3, 4])):
+            cr.execute("SELECT id FROM note ORDER BY id" + cr.backend.limit_offset(limit, offset))
+            assert [row[0] for row in cr.fetchall()] == ids
+        cr.execute("SELECT id FROM note ORDER BY id" + cr.backend.limit_offset(2, 1))
+        assert [row[0] for row in cr.fetchall()] == [1, 2]
+
+
+def test_the_orm_writes_datetime_columns_in_the_form_the_database_binds(registry):
+    write = registry.backend.column_writer("datetime")
+    if registry.backend.dialect == "postgresql":
+        assert write is None  # psycopg binds datetimes itself
+        return
+    assert write(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05.000000"
+    assert write(None) is None and write("already text") == "already text"
+    assert registry.backend.column_writer("varchar") is None

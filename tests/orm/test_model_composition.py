@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from job_worker import Registry
+from job_worker import Registry, orm
 
 
 @pytest.fixture
@@ -109,6 +109,28 @@ def test_a_registry_without_an_application_does_not_see_its_models(make_registry
     bare = make_registry()
     assert "res.partner" in bare and "crm.lead" not in bare
     assert "tag_ids" not in bare["res.partner"]._fields
+
+
+def test_the_record_runtime_alone_loads_no_queue_and_job_worker_s_registry_adds_it(db_url):
+    bare = orm.Registry(db_url, ["crm"])
+    try:
+        assert [m.__name__ for m in bare.modules] == ["job_worker.base", "crm"]
+        assert "crm.lead" in bare and "queue.job" not in bare
+        with bare.cursor(readonly=True) as cr:
+            assert "queue_job" not in bare.backend.existing_tables(cr)
+    finally:
+        bare.close()
+    product = Registry(db_url, ["crm"])  # the same database, upgraded
+    try:
+        assert [m.__name__ for m in product.modules] == [
+            "job_worker.base",
+            "job_worker.queue",
+            "job_worker.monitoring",
+            "crm",
+        ]
+        assert isinstance(product, orm.Registry) and "queue.job" in product
+    finally:
+        product.close()
 
 
 def test_loading_an_unknown_module_is_refused(db_url):

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from job_worker import models
-from job_worker.queue.delayable import new_uuid
+from job_worker.queue.enqueue import new_uuid
 
 
 @pytest.fixture

@@ -204,6 +204,3 @@ class Partner(models.Model):
     name = fields.Char(required=True, index=True)
     email = fields.Char()
     company_id = fields.Many2one("res.company")
-
-    def _default_company(self) -> Any:
-        return self.env.company

@@ -27,14 +27,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..db import redact_url
-from ..orm import SUPERUSER_ID, Environment, Registry
+from ..orm import SUPERUSER_ID, Environment
+from ..queue.lifecycle import ALL, TERMINAL
+from ..registry import Registry
 from .main import database_options
 
 DEFAULT_URL = "sqlite:///job_worker_demo.db"
 DEMO_MODULE = "job_worker.demo"
 #: jobs of the demo's periodic job done before the demo ends
 PERIODIC_RUNS = 3
-FINAL = ("done", "failed", "cancelled")
 
 PARTNERS = [
     ("Azure Interior", "gold"),
@@ -215,13 +216,13 @@ def _show_progress(
             for channel in sorted(counts):
                 states = counts[channel]
                 total = sum(states.values())
-                finished = sum(states.get(s, 0) for s in FINAL)
+                finished = sum(states.get(s, 0) for s in TERMINAL)
                 detail = " ".join(f"{s} {n}" for s, n in sorted(states.items()))
                 if channel not in tasks:
                     tasks[channel] = progress.add_task(channel, total=total, detail=detail)
                 progress.update(tasks[channel], total=total, completed=finished, detail=detail)
             if all(
-                sum(v for s, v in st.items() if s in FINAL) == sum(st.values())
+                sum(v for s, v in st.items() if s in TERMINAL) == sum(st.values())
                 for st in counts.values()
             ) and (not periodic_runs or _periodic_done(registry) >= periodic_runs):
                 return True
@@ -233,11 +234,11 @@ def _show_progress(
 def _summary(registry: Registry, console: Console) -> dict[str, int]:
     counts = _channel_counts(registry)
     table = Table(title="Jobs by channel and state (read from the database)")
-    states = ["waiting", "pending", "started", "done", "failed", "cancelled"]
+    states = ALL
     table.add_column("channel")
     for state in states:
         table.add_column(state, justify="right")
-    totals = dict.fromkeys(states, 0)
+    totals: dict[str, int] = dict.fromkeys(states, 0)
     for channel in sorted(counts):
         row = [counts[channel].get(s, 0) for s in states]
         for state, n in zip(states, row, strict=True):

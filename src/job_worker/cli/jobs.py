@@ -12,6 +12,7 @@ from ..orm import SUPERUSER_ID, Environment
 from ..orm.fields import INT_MAX
 from ..queue import describe
 from ..queue.explain import explain
+from ..queue.lifecycle import ALL
 from .config import moved_option
 from .main import database_options, fail, open_registry
 from .output import RECORD_ID, TEXT, Output, json_option, state_style, text
@@ -44,7 +45,9 @@ def _user_id(env: Environment, user: str | None) -> int | None:
 
 @jobs.command("list")
 @database_options()
-@click.option("--state", type=click.Choice(joblist.STATES), help="Only jobs in this state.")
+@click.option(
+    "--state", type=click.Choice([state.value for state in ALL]), help="Only jobs in this state."
+)
 @click.option("--channel", type=TEXT, help="Only jobs of this channel.")
 @click.option("--model", type=TEXT, help="Only jobs on this model.")
 @click.option("--method", type=TEXT, help="Only jobs calling this method.")

@@ -14,7 +14,7 @@ import click
 
 from .. import __version__
 from ..exceptions import DatabaseOpenError
-from ..orm import Registry
+from ..registry import Registry
 
 
 class LazyGroup(click.Group):

@@ -22,14 +22,15 @@ from rich.text import Text
 
 from ..orm.fields import INT_MAX, short_repr, unstorable_char
 from ..printable import printable
+from ..queue.lifecycle import JobState
 
-STATE_STYLES = {
-    "waiting": "magenta",
-    "pending": "yellow",
-    "started": "cyan",
-    "done": "green",
-    "failed": "bold red",
-    "cancelled": "dim",
+STATE_STYLES: dict[str, str] = {
+    JobState.WAITING: "magenta",
+    JobState.PENDING: "yellow",
+    JobState.STARTED: "cyan",
+    JobState.DONE: "green",
+    JobState.FAILED: "bold red",
+    JobState.CANCELLED: "dim",
 }
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")

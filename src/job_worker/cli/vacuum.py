@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import click
 
 from ..monitoring import stats
-from ..orm import SUPERUSER_ID, Environment, Registry
+from ..orm import SUPERUSER_ID, Environment
 from ..orm.fields import INT_MAX
 from ..queue import config
+from ..registry import Registry
 from .main import database_options, open_registry
 from .output import FiniteFloat, Output, json_option
 
@@ -79,16 +79,5 @@ def vacuum(
 
 
 def _reclaim(registry: Registry) -> None:
-    """VACUUM cannot run inside a transaction: use a connection of its own."""
-    backend = registry.backend
-    if backend.dialect == "postgresql":
-        with backend.connect(autocommit=True) as cnx:  # type: ignore[attr-defined]
-            for table in ("queue_job", "queue_job_dependency", "queue_metric_snapshot"):
-                cnx.execute(f'VACUUM (ANALYZE) "{table}"')
-    else:
-        cnx = sqlite3.connect(backend.path, isolation_level=None)  # type: ignore[attr-defined]
-        try:
-            cnx.execute("VACUUM")
-            cnx.execute("PRAGMA optimize")
-        finally:
-            cnx.close()
+    """The tables that purging shrinks give their space back."""
+    registry.backend.reclaim_space(("queue_job", "queue_job_dependency", "queue_metric_snapshot"))

@@ -9,7 +9,7 @@ the named queries of the worker. Callers never branch on the dialect.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,11 @@ class Backend(ABC):
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values`` (strings, numbers)."""
 
+    def column_writer(self, kind: str) -> Callable[[Any], Any] | None:
+        """How the ORM turns a value of a column of ``kind`` into what the driver binds
+        when it inserts rows, or None: as it is (most kinds, on most databases)."""
+        return None
+
     def select_column(self, column: str, kind: str | None) -> str:
         """The expression that reads ``column`` of ``kind`` in the form the ORM decodes."""
         return column
@@ -103,6 +108,11 @@ class Backend(ABC):
     def ilike(self, column: str) -> str:
         """Case-insensitive LIKE of ``column`` against one parameter."""
         return f"{column} ILIKE %s"
+
+    @abstractmethod
+    def limit_offset(self, limit: int | None, offset: int) -> str:
+        """What ends a SELECT that returns at most ``limit`` rows (None: all) after
+        skipping ``offset``: `` LIMIT 10 OFFSET 20``, or ``""`` for neither."""
 
     # -- schema -----------------------------------------------------------------
 
@@ -134,11 +144,12 @@ class Backend(ABC):
         where = f" WHERE {index.where}" if index.where else ""
         cr.execute(f'CREATE {unique}INDEX "{index.name}" ON "{index.table}" ({cols}){where}')
 
-    def drop_index(self, cr: Cursor, name: str) -> None:
-        cr.execute(f'DROP INDEX IF EXISTS "{name}"')
+    # -- upkeep -----------------------------------------------------------------
 
-    def existing_indexes(self, cr: Cursor, table: str) -> set[str]:
-        return set(self.describe_table(cr, table).indexes)
+    @abstractmethod
+    def reclaim_space(self, tables: Sequence[str]) -> None:
+        """Give the space of deleted rows of ``tables`` back and refresh the planner's
+        statistics, on a connection of its own: VACUUM cannot run in a transaction."""
 
     def _column_sql(self, col: Column) -> str:
         sql = f'"{col.name}" {self.column_type(col.kind)}'

@@ -263,6 +263,16 @@ class PostgresBackend(Backend):
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]
 
+    def limit_offset(self, limit: int | None, offset: int) -> str:
+        return (f" LIMIT {limit:d}" if limit is not None else "") + (
+            f" OFFSET {offset:d}" if offset else ""
+        )
+
+    def reclaim_space(self, tables: Sequence[str]) -> None:
+        with self.connect(autocommit=True) as cnx:
+            for table in tables:
+                cnx.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+
     # -- schema -----------------------------------------------------------------
 
     def lock_schema(self, cr: Cursor) -> None:

@@ -8,7 +8,8 @@ SQLite differs from PostgreSQL in ways this module absorbs:
   first statement; a deferred transaction that read first and then writes gets
   ``SQLITE_BUSY`` without waiting when another process committed in between;
 - datetimes are stored as ISO-8601 text with microseconds, which sorts like
-  time; booleans as 0/1; JSON as text;
+  time (the cursor writes them so when it binds parameters: sqlite3's
+  process-wide adapters are left alone); booleans as 0/1; JSON as text;
 - ``LIKE`` is made case-sensitive per connection, as in PostgreSQL.
 """
 
@@ -20,7 +21,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from functools import lru_cache
@@ -37,8 +38,27 @@ def format_datetime(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")
 
 
-sqlite3.register_adapter(datetime, format_datetime)
-sqlite3.register_adapter(date, lambda value: value.isoformat())
+#: parameter types stored as text, and how
+_AS_TEXT: dict[type, Any] = {datetime: format_datetime, date: date.isoformat}
+_AS_TEXT_TYPES = frozenset(_AS_TEXT)
+
+
+def _bindable(params: Sequence[Any]) -> tuple[Any, ...]:
+    """``params`` as the cursor binds them: datetimes and dates as their stored text.
+    Converted here rather than by ``sqlite3.register_adapter``, which would change
+    how every sqlite3 user of the process stores them. Many statements have none:
+    one pass in C finds that out."""
+    values = tuple(params)
+    if _AS_TEXT_TYPES.isdisjoint(map(type, values)):
+        return values
+    return tuple([_AS_TEXT[type(v)](v) if type(v) in _AS_TEXT_TYPES else v for v in values])
+
+
+def _as_text(value: Any) -> Any:
+    """A datetime or date as its stored text; anything else as it is."""
+    convert = _AS_TEXT.get(type(value))
+    return value if convert is None else convert(value)
+
 
 _TYPES = {
     "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -74,10 +94,10 @@ class SqliteCursor(Cursor):
         if params is None:
             self._cur.execute(query)
         else:
-            self._cur.execute(_translate(query), tuple(params))
+            self._cur.execute(_translate(query), _bindable(params))
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(_translate(query), seq_of_params)
+        self._cur.executemany(_translate(query), map(_bindable, seq_of_params))
 
     @property
     def in_transaction(self) -> bool:
@@ -221,6 +241,11 @@ class SqliteBackend(Backend):
     def column_type(self, kind: str) -> str:
         return _TYPES[kind]
 
+    def column_writer(self, kind: str) -> Callable[[Any], Any] | None:
+        # the text _bindable would make at each statement, made while the ORM builds
+        # its rows: the rows the ORM inserts need no second look when bound
+        return _as_text if kind in ("datetime", "date") else None
+
     def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         if len(ids) == 1:  # one record (a user's company, say): no JSON to encode and scan
             return f"{column} = %s", [ids[0]]
@@ -235,6 +260,23 @@ class SqliteBackend(Backend):
     def ilike(self, column: str) -> str:
         # LIKE is case-sensitive on our connections (see connect)
         return f"lower({column}) LIKE lower(%s)"
+
+    def limit_offset(self, limit: int | None, offset: int) -> str:
+        # SQLite accepts OFFSET only after a LIMIT, where -1 means none
+        if not offset:
+            return f" LIMIT {limit:d}" if limit is not None else ""
+        return f" LIMIT {-1 if limit is None else limit:d} OFFSET {offset:d}"
+
+    # -- upkeep -----------------------------------------------------------------
+
+    def reclaim_space(self, tables: Sequence[str]) -> None:
+        # VACUUM rewrites the whole file: there is no VACUUM of one table
+        cnx = self.connect()
+        try:
+            cnx.execute("VACUUM")
+            cnx.execute("PRAGMA optimize")
+        finally:
+            cnx.close()
 
     # -- schema -----------------------------------------------------------------
 

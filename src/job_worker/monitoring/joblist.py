@@ -17,9 +17,9 @@ from typing import Any
 from ..db import Cursor
 from ..orm.fields import INT_MAX
 from ..queue import config
+from ..queue.lifecycle import ALL, TERMINAL, sql_in
 from . import stats
 
-STATES = ("waiting", "pending", "started", "done", "failed", "cancelled")
 COLUMNS = (
     "id",
     "uuid",
@@ -93,8 +93,8 @@ class JobFilter:
     exhausted: bool = False
 
     def __post_init__(self) -> None:
-        if self.state and self.state not in STATES:
-            raise ValueError(f"state must be one of {', '.join(STATES)}, got {self.state!r}")
+        if self.state and self.state not in ALL:
+            raise ValueError(f"state must be one of {', '.join(ALL)}, got {self.state!r}")
         parse_within(self.finished)
         if isinstance(self.cron, str):
             if not (self.cron.isascii() and self.cron.isdigit()):
@@ -130,7 +130,7 @@ class JobFilter:
         within = parse_within(self.finished)
         if within is not None:
             if not self.state:
-                conds.append("state IN ('done', 'failed', 'cancelled')")
+                conds.append(sql_in(TERMINAL))
             conds.append("write_date >= %s")
             params.append(now - within)
         for flag, condition in (

@@ -29,6 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..queue.lifecycle import QUEUED, JobState
 from . import stats
 from .models.snapshot import ALL, DURATION_BUCKETS, floor_time, interval_counts
 
@@ -65,9 +66,9 @@ class QueueCollector(Collector):
             "job_worker_channel_limit", "Jobs a channel may run at once.", labels=["channel"]
         )
         for row in stats.channel_rows(cr):
-            for state in ("waiting", "pending"):
+            for state in QUEUED:
                 jobs.add_metric([row["name"], state], row[state])
-            jobs.add_metric([row["name"], "started"], row["running"])
+            jobs.add_metric([row["name"], JobState.STARTED], row["running"])
             running.add_metric([row["name"]], row["running"])
             limits.add_metric([row["name"]], row["limit"])
         yield from (jobs, running, limits)

@@ -19,8 +19,8 @@ from typing import Any
 from ..db import Cursor
 from ..orm.fields import Datetime
 from ..queue import config
+from ..queue.lifecycle import ACTIVE, JobState, sql_in
 
-ACTIVE_STATES = ("waiting", "pending", "started")
 #: counts of possibly huge sets stop here; shown as "100000+"
 COUNT_CAP = 100_000
 #: windowed counts (throughput, failures) stop here
@@ -59,26 +59,10 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
 def depth(cr: Cursor) -> dict[tuple[str, str], int]:
     """{(channel, state): jobs} for the active states (waiting, pending, started)."""
     cr.execute(
-        "SELECT channel, state, COUNT(*) FROM queue_job WHERE state IN ('waiting', 'pending', 'started')"
+        f"SELECT channel, state, COUNT(*) FROM queue_job WHERE {sql_in(ACTIVE)}"
         " GROUP BY channel, state"
     )
     return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
-
-
-def started_since(cr: Cursor, since: datetime, channel: str | None = None) -> int:
-    """Jobs whose latest start is at or after ``since``.
-
-    A start is on the row as ``started_at``; the job is still ``started`` (small
-    partial index) or it changed state since then, which stamped ``write_date``.
-    """
-    extra, params = (" AND channel = %s", [channel]) if channel is not None else ("", [])
-    cr.execute(
-        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND ("
-        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))"
-        + extra,
-        [since, since, *params],
-    )
-    return int(cr.fetchone()[0])  # type: ignore[index]
 
 
 @dataclass
@@ -112,7 +96,7 @@ def window(
         cond += " AND channel = %s"
         params.append(channel)
     result = Window()
-    for state in ("done", "failed"):
+    for state in (JobState.DONE, JobState.FAILED):
         count = bounded_count(cr, f"state = '{state}' AND {cond}", params, WINDOW_CAP)
         result.capped = result.capped or count >= WINDOW_CAP
         setattr(result, state, count)

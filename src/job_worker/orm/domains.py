@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import fields
+from .recordset import Recordset
 
 if TYPE_CHECKING:
     from .models import BaseModel
@@ -115,9 +116,7 @@ def _field(model: BaseModel, name: str) -> fields.Field:
 
 
 def _ids(value: Any, what: str) -> list:
-    from .models import BaseModel
-
-    if isinstance(value, BaseModel):
+    if isinstance(value, Recordset):
         return list(value._ids)
     if isinstance(value, list | tuple | set | frozenset):
         return list(value)
@@ -146,9 +145,7 @@ def _term(model: BaseModel, alias: str, path: str, operator: str, value: Any) ->
 def _records_value(operator: str, value: Any) -> tuple[str, Any]:
     """A recordset as a value: its ids for 'in', its id (or False when empty) for '=';
     '=' with several records means 'in', as in Odoo."""
-    from .models import BaseModel
-
-    if not isinstance(value, BaseModel):
+    if not isinstance(value, Recordset):
         return operator, value
     if operator in ("in", "not in"):
         return operator, list(value._ids)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .recordset import Recordset
+
 if TYPE_CHECKING:
     from .models import BaseModel
 
@@ -429,9 +431,7 @@ class _Relational(Field):
             raise KeyError(f"{self!r}: unknown comodel {self.comodel_name!r}")
 
     def _ids_of(self, value: Any, model: BaseModel) -> list[int]:
-        from .models import BaseModel
-
-        if isinstance(value, BaseModel):
+        if isinstance(value, Recordset):
             if value._name != self.comodel_name:
                 raise self._bad(value, f"{self.comodel_name} records")
             return list(value._ids)
@@ -459,11 +459,9 @@ class Many2one(_Relational):
         super().__init__(comodel_name, string, **kwargs)
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
-        from .models import BaseModel
-
         if value is None or value is False:
             return None
-        if isinstance(value, BaseModel):
+        if isinstance(value, Recordset):
             if value._name != self.comodel_name or len(value) > 1:
                 raise self._bad(value, f"one {self.comodel_name} record")
             return value._ids[0] if value._ids else None
@@ -499,11 +497,9 @@ class _X2many(_Relational):
 
     def commands(self, value: Any, model: BaseModel) -> list[tuple]:
         """Normalise a written value into a list of command tuples (see ``Command``)."""
-        from .models import BaseModel
-
         if value is None or value is False:
             return [(5, 0, 0)]
-        if isinstance(value, BaseModel):
+        if isinstance(value, Recordset):
             return [(6, 0, self._ids_of(value, model))]
         if not isinstance(value, list | tuple):
             raise self._bad(value, "a list of commands or ids")

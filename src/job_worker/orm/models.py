@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..exceptions import MissingError
 from . import domains, relations
 from . import fields as ofields
+from .recordset import Recordset
 
 if TYPE_CHECKING:
     from ..db.backend import Backend
@@ -61,7 +62,7 @@ class MetaModel(type):
         MetaModel.definitions.append(cls)
 
 
-class BaseModel(metaclass=MetaModel):
+class BaseModel(Recordset, metaclass=MetaModel):
     """What every model has. Use :class:`Model` or :class:`AbstractModel`."""
 
     _register = False
@@ -169,9 +170,6 @@ class BaseModel(metaclass=MetaModel):
         if self._rec_name:
             return str(self[self._rec_name] or "")
         return f"{self._name},{self.id}"
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def __bool__(self) -> bool:
         return bool(self._ids)
@@ -437,20 +435,13 @@ class BaseModel(metaclass=MetaModel):
         where, params = domains.to_sql(self, domain)
         order_by = domains.parse_order(self, order)
         sql = f'SELECT "{self._table}".id FROM "{self._table}" WHERE {where} ORDER BY {order_by}'
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-            sql += f" LIMIT {limit}"
-        if offset:
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise ValueError(f"offset must be an int >= 0, got {offset!r}")
-            sql += (
-                " "
-                if limit is not None
-                else " LIMIT -1 "
-                if self.env.cr.dialect == "sqlite"
-                else " "
-            ) + f"OFFSET {offset}"
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        if offset and (isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
+            raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+        sql += self.env.cr.backend.limit_offset(limit, offset)
         self.env.cr.execute(sql, params)
         return self.browse(tuple(row[0] for row in self.env.cr.fetchall()))
 

@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .. import db
 from ..exceptions import DatabaseOpenError
@@ -16,14 +16,12 @@ from . import fields as _fields
 from . import relations
 from .api import SUPERUSER_ID, Environment
 from .models import BaseModel, MetaModel
+from .schema import BOOKKEEPING_TABLE
 
 if TYPE_CHECKING:
     from .schema import SchemaChanges
 
 _logger = logging.getLogger(__name__)
-
-#: modules every registry loads, before the ones it is given
-BUILTIN_MODULES = ("job_worker.base", "job_worker.queue", "job_worker.monitoring")
 
 
 class Registry:
@@ -39,6 +37,10 @@ class Registry:
     with a one-line reason. ``init=False`` leaves the schema as it is.
     """
 
+    #: modules loaded before the ones given: users, companies and partners, which
+    #: every environment speaks of (a subclass adds the modules of a product)
+    builtin_modules: ClassVar[tuple[str, ...]] = ("job_worker.base",)
+
     def __init__(
         self,
         database_url: str,
@@ -51,7 +53,7 @@ class Registry:
             raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
         self.database_url = database_url
         self.backend = db.connect(database_url, create=create)
-        self.modules: list[ModuleType] = load_modules([*BUILTIN_MODULES, *modules])
+        self.modules: list[ModuleType] = load_modules([*self.builtin_modules, *modules])
         self.models: dict[str, type[BaseModel]] = {}
         #: (model, field) -> the fields showing the same rows from the other side
         self.inverses: relations.InverseMap = {}
@@ -70,12 +72,13 @@ class Registry:
             raise
 
     def _check_initialised(self, upgrading: bool) -> None:
-        """The database holds job_worker's tables; unless this build is about to upgrade
-        the schema, every table of the loaded models too (a database set up by an older
-        version, or without one of these modules, is upgraded by ``job-worker init``)."""
+        """The database was set up (its module bookkeeping exists); unless this build is
+        about to upgrade the schema, every table of the loaded models too (a database set
+        up by an older version, or without one of these modules, is upgraded by
+        ``job-worker init``)."""
         with self.cursor(readonly=True) as cr:
             tables = self.backend.existing_tables(cr)
-        if "queue_job" not in tables:
+        if BOOKKEEPING_TABLE not in tables:
             raise DatabaseOpenError(
                 f"no job_worker tables in {self.backend.name}: run `job-worker init` first"
             )
@@ -222,12 +225,21 @@ class Registry:
             cls._select_columns_cache = None
             cls._column_values = staticmethod(_row_values([f.name for f in cls._column_fields]))
             cls._column_converters = tuple(
-                (i, f.to_column)
+                (i, convert)
                 for i, f in enumerate(cls._column_fields)
-                if type(f).to_column is not _fields.Field.to_column
+                if (convert := self._column_converter(f)) is not None
             )
             cls._relational_columns = tuple(f.name for f in cls._column_fields if f.relational)
         self.inverses = relations.inverse_map(self.models.values())
+
+    def _column_converter(self, field: _fields.Field) -> Callable[[Any], Any] | None:
+        """What turns a value of ``field`` in cache form into what the database binds
+        (None: nothing to do): the field's own ``to_column``, then the backend's writer."""
+        own = field.to_column if type(field).to_column is not _fields.Field.to_column else None
+        write = self.backend.column_writer(field.column_kind) if field.column_kind else None
+        if own is not None and write is not None:
+            return lambda value: write(own(value))
+        return own or write
 
     # -- transactions -------------------------------------------------------------
 

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
+#: the table that says which modules a database was set up for: it exists once
+#: ``job-worker init`` (or any registry built with ``init``) ran
+BOOKKEEPING_TABLE = "job_worker_module"
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -111,7 +115,7 @@ def upgrade(registry: Registry) -> SchemaChanges:
     with registry.cursor() as cr:
         backend = registry.backend
         backend.lock_schema(cr)
-        changes.created = "queue_job" not in backend.existing_tables(cr)
+        changes.created = BOOKKEEPING_TABLE not in backend.existing_tables(cr)
         for statement in _BOOKKEEPING:
             cr.execute(statement)
         installed = installed_modules(cr)

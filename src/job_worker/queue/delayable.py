@@ -3,49 +3,28 @@
 A :class:`Delayable` captures one method call on a recordset with its job
 options. Groups (run in parallel) and chains (run in sequence) combine nodes
 into a graph, and ``on_done``/``on_error`` hang dependents on any node.
-``delay()`` on any node enqueues the whole graph in one go.
+``delay()`` on any node enqueues the whole graph in one go
+(:mod:`job_worker.queue.enqueue`, which knows nodes only by what they answer).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import UnknownMethodError  # also imported from here by older code
-from .identity import identity_exact  # noqa: F401  (re-exported for users of this module)
+from .enqueue import enqueue_graph, new_uuid
 from .options import JobOptions, validate
 from .serialization import encode
 
 if TYPE_CHECKING:
     from ..orm.models import BaseModel
 
-#: keys of the job values that ``_job_store_values`` may not change
-PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "state", "uuid")
-
-
 _sequence = itertools.count()
 _DEFAULT_OPTIONS = JobOptions()
-
-
-def new_uuid() -> str:
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it, made in
-    half the time: every job gets one."""
-    h = os.urandom(16).hex()
-    # the version digit is 4; the variant's two high bits are 10 (RFC 4122)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def sync_mode(env: Any) -> bool:
-    """Whether jobs run at once: QUEUE_JOB__NO_DELAY set (not '0') or the context key."""
-    flag = os.environ.get("QUEUE_JOB__NO_DELAY", "")
-    return (flag not in ("", "0")) or bool(env.context.get("queue_job__no_delay"))
 
 
 def check_method(model: BaseModel, name: Any) -> None:
@@ -64,6 +43,9 @@ def check_method(model: BaseModel, name: Any) -> None:
 
 class Node:
     """What groups, chains and delayables have in common: edges to dependents."""
+
+    #: one job (a :class:`Delayable`), not a group or a chain of them
+    _is_job = False
 
     def __init__(self) -> None:
         self._sequence = next(_sequence)  # creation order: jobs are created in it
@@ -141,7 +123,7 @@ class Node:
 
     def delay(self) -> Any:
         """Enqueue the whole graph this node belongs to, in the current transaction."""
-        return _enqueue.enqueue_graph(self)
+        return enqueue_graph(self)
 
 
 class Delayable(Node):
@@ -150,6 +132,8 @@ class Delayable(Node):
     ``model_name``, ``method_name``, ``args``, ``kwargs`` and ``recordset``
     are what identity functions receive.
     """
+
+    _is_job = True
 
     def __init__(self, recordset: BaseModel, **options: Any):
         super().__init__()
@@ -358,8 +342,3 @@ def group(*nodes: Node) -> DelayableGroup:
 def chain(*nodes: Node) -> DelayableChain:
     """Run ``nodes`` one after the other."""
     return DelayableChain(*nodes)
-
-
-# enqueueing builds on the classes above: imported once they exist (whichever of the
-# two modules is imported first), used when a graph is delayed
-from . import enqueue as _enqueue  # noqa: E402

@@ -18,7 +18,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from ..durations import duration_text
 from ..orm.fields import Datetime
+from .lifecycle import QUEUED, TERMINAL, JobState
 from .states import ATTEMPT_HEADER
 
 _DT = Datetime()
@@ -87,22 +89,6 @@ def attempts_text(attempts: int, max_retries: int, *, short: bool = False) -> st
     return f"{attempts} failed of {allowed} runs allowed (max_retries {max_retries})"
 
 
-def seconds_text(value: float) -> str:
-    """A run time, for the CLI and the dashboard alike: "< 1 ms", "240 ms", "3.02 s",
-    "4 min", "2.5 h", "3 d"."""
-    if value < 0.001:
-        return "< 1 ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.2f} s"
-    if value < 3600:
-        return f"{value / 60:.0f} min"
-    if value < 172800:
-        return f"{value / 3600:.1f} h"
-    return f"{value / 86400:.0f} d"
-
-
 @dataclass(frozen=True)
 class Event:
     """One line of a job's timeline; ``state`` colours it."""
@@ -156,7 +142,11 @@ def _attempts(exc_info: str, enqueued: datetime) -> list[Event]:
         began = max(at - timedelta(seconds=spent), events[-1].at if events else enqueued)
         events.append(Event(began, f"attempt {number} started {_where(worker)}", "started"))
         events.append(
-            Event(at, f"attempt {number} failed after {seconds_text(spent)}{raised}", "failed")
+            Event(
+                at,
+                f"attempt {number} failed after {duration_text(spent, fine=True)}{raised}",
+                "failed",
+            )
         )
     return events
 
@@ -167,18 +157,18 @@ def timeline(job: Any) -> list[Event]:
     attempts = _attempts(job.exc_info or "", job.create_date)
     events += attempts
     last_failure = attempts[-1].at if attempts else None
-    if (
-        job.state in ("pending", "waiting")
-        and job.scheduled_at
-        and job.scheduled_at != job.create_date
-    ):
+    if job.state in QUEUED and job.scheduled_at and job.scheduled_at != job.create_date:
         events.append(Event(job.scheduled_at, "due", "pending"))
     # the current (or last) run, unless its failure is already an attempt above
     current = job.started_at and (last_failure is None or job.started_at > last_failure)
-    if current and job.state in ("started", "done", "failed", "cancelled"):
+    if current and job.state in (JobState.STARTED, *TERMINAL):
         events.append(Event(job.started_at, f"started {_where(job.worker_id or None)}", "started"))
     if job.completed_at and job.state == "done":
-        ran = f" after {seconds_text(job.duration)}" if isinstance(job.duration, float) else ""
+        ran = (
+            f" after {duration_text(job.duration, fine=True)}"
+            if isinstance(job.duration, float)
+            else ""
+        )
         events.append(Event(job.completed_at, f"done{ran}", "done"))
     if job.completed_at and job.state == "failed":
         events.append(Event(job.completed_at, "failed (final)", "failed"))

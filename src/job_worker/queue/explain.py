@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..durations import duration_text
 from ..orm.fields import Datetime
 from . import config
+from .lifecycle import ACTIVE, TERMINAL, JobState
 
 if TYPE_CHECKING:
     from ..orm.api import Environment
@@ -60,21 +62,11 @@ def _dt(value: Any) -> datetime | None:
     return _DT.from_column(value) if value else None
 
 
-def _ago(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def _when(moment: datetime, now: datetime) -> str:
     delta = (moment - now).total_seconds()
     stamp = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{stamp} (in {_ago(delta)})" if delta >= 0 else f"{stamp} ({_ago(delta)} ago)"
+    span = duration_text(delta)
+    return f"{stamp} (in {span})" if delta >= 0 else f"{stamp} ({span} ago)"
 
 
 def channel_limit(
@@ -145,8 +137,8 @@ def explain(
     if job is None:
         raise KeyError(f"no queue.job with id {job_id}")
     state = job["state"]
-    if state in ("done", "failed", "cancelled"):
-        moment = _dt(job["cancelled_at"] if state == "cancelled" else job["completed_at"])
+    if state in TERMINAL:
+        moment = _dt(job["cancelled_at"] if state == JobState.CANCELLED else job["completed_at"])
         when = f" at {_when(moment, now)}" if moment else ""
         reasons = [
             Reason(
@@ -155,9 +147,9 @@ def explain(
                 {"state": state},
             )
         ]
-    elif state == "started":
+    elif state == JobState.STARTED:
         reasons = _explain_started(job, now, stale_seconds)
-    elif state == "waiting":
+    elif state == JobState.WAITING:
         reasons = _explain_waiting(env, job, only_user_id)
     else:
         reasons = _explain_pending(env, job, now, stale_seconds, default_limit)
@@ -202,7 +194,7 @@ def _explain_started(job: dict[str, Any], now: datetime, stale_seconds: float) -
             0,
             Reason(
                 "stale_heartbeat",
-                f"its worker sent no heartbeat for {_ago(age)} (stale after {stale_seconds:.0f} s):"
+                f"its worker sent no heartbeat for {duration_text(age)} (stale after {stale_seconds:.0f} s):"
                 " the job is reclaimed by the next maintenance pass",
                 {"heartbeat_age": round(age, 1)},
             ),
@@ -220,7 +212,7 @@ def _explain_waiting(
         [job["id"]],
     )
     parents = env.cr.dictfetchall()
-    unfinished = [p for p in parents if p["state"] in ("waiting", "pending", "started")]
+    unfinished = [p for p in parents if p["state"] in ACTIVE]
     if not unfinished:
         return [
             Reason(
@@ -369,7 +361,11 @@ def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:
             {"workers": 0, "last": "stopped", "worker_id": last["worker_id"]},
         )
     heartbeat = _dt(last["heartbeat"])
-    seen = f"last heartbeat {_ago((now - heartbeat).total_seconds())} ago" if heartbeat else ""
+    seen = (
+        f"last heartbeat {duration_text((now - heartbeat).total_seconds())} ago"
+        if heartbeat
+        else ""
+    )
     return Reason(
         "no_worker",
         f"no live worker: the last one ({last['worker_id']}) went silent without stopping"

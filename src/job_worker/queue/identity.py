@@ -10,9 +10,6 @@ from .serialization import canonical, encode
 if TYPE_CHECKING:
     from .delayable import Delayable
 
-#: states in which a job holds its identity key (a unique partial index covers them)
-ACTIVE_STATES = ("waiting", "pending", "started")
-
 
 def identity_exact(delayable: Delayable) -> str:
     """SHA-1 of the model, method, sorted record ids, args and kwargs, in a canonical,

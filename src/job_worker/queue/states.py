@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 from ..db.jobstore import JobStore, Outcome, job_store
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import json_text, storable_text
+from .lifecycle import QUEUED, TERMINAL, JobState
 from .serialization import encode_result
 
 if TYPE_CHECKING:
     from ..db import Cursor
 
-ACTIVE = ("waiting", "pending", "started")
-TERMINAL = ("done", "failed", "cancelled")
 DEFAULT_MAX_BACKOFF = 3600
 #: exc_info keeps at most this many characters: the first attempts and the latest
 MAX_EXC_INFO = 100_000
@@ -243,7 +242,7 @@ def force_state(cr: Cursor, job_ids: Sequence[int], state: str, message: str | N
 
 
 #: the states a job can be set to by hand
-FORCED = ("done", "failed", "cancelled")
+FORCED = TERMINAL
 
 
 def requeue(cr: Cursor, job_ids: Sequence[int]) -> None:
@@ -279,7 +278,7 @@ def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) 
     every parent finished and none failed -> cancelled.
     """
     store = _store(cr)
-    states: tuple[str, ...] = ("waiting", "pending") if include_pending else ("waiting",)
+    states: tuple[str, ...] = QUEUED if include_pending else (JobState.WAITING,)
     while job_ids:
         # lock the dependents first: two parents finishing at once in two
         # transactions must not both see the other unfinished
@@ -305,7 +304,7 @@ def evaluate(cr: Cursor, job_ids: Sequence[int], include_pending: bool = False) 
         finished = [i for ids in decided.values() for i in ids]
         if finished:
             job_ids = store.dependents(cr, finished)
-            states = ("waiting",)
+            states = (JobState.WAITING,)
 
 
 def _decide(edges: list[tuple[int, str, str]]) -> tuple[str, int] | None:

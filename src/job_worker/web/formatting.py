@@ -6,21 +6,11 @@ import json
 from datetime import datetime
 from typing import Any
 
+from ..durations import duration_text
 from ..monitoring import stats
 from ..queue import describe
 
 FILTERS = ("age", "when", "seconds", "pretty_json", "short_exc", "number", "attempts")
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} d"
 
 
 def age(value: datetime | None, now: datetime | None = None) -> str:
@@ -28,7 +18,8 @@ def age(value: datetime | None, now: datetime | None = None) -> str:
     if not value:
         return ""
     delta = ((now or stats.now()) - value).total_seconds()
-    return f"{_span(delta)} ago" if delta >= 0 else f"in {_span(delta)}"
+    span = duration_text(delta)
+    return f"{span} ago" if delta >= 0 else f"in {span}"
 
 
 def when(value: datetime | None) -> str:
@@ -36,7 +27,7 @@ def when(value: datetime | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    return "" if value is None else describe.seconds_text(value)
+    return "" if value is None else duration_text(value, fine=True)
 
 
 def pretty_json(value: Any) -> str:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..db import jobstore, redact_url
-from ..orm.registry import Registry
 from ..orm.schema import installed_modules
 from ..queue import config
+from ..registry import Registry
 from .backoff import FAILED, Backoff, Failed
 from .settings import WorkerSettings
 

@@ -44,10 +44,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..db import jobstore
-from ..orm.registry import Registry
 from ..queue import states
 from ..queue.execution import call as call_job
 from ..queue.execution import job_environment
+from ..registry import Registry
 from . import logs
 from .protocol import (
     Began,

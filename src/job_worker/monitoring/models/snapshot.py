@@ -19,6 +19,7 @@ from typing import Any
 
 from ...db import Cursor
 from ...orm import fields, models
+from ...queue.lifecycle import JobState
 from .. import stats
 
 PERIODS = {"5min": timedelta(minutes=5), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -302,7 +303,7 @@ def _last_finished(
     the ``(state, write_date)`` index per final state."""
     extra, params = (" AND channel = %s", [channel]) if channel is not None else ("", [])
     found = []
-    for state in ("done", "failed"):
+    for state in (JobState.DONE, JobState.FAILED):
         cr.execute(
             "SELECT write_date FROM queue_job WHERE state = %s AND write_date >= %s"
             f" AND write_date < %s{extra} ORDER BY write_date DESC LIMIT 1",

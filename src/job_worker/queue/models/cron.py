@@ -19,7 +19,7 @@ from ...db.jobstore import notify_jobs_enqueued
 from ...orm import fields, models
 from .. import options as job_options
 from ..delayable import Delayable, check_method
-from ..identity import ACTIVE_STATES
+from ..lifecycle import ACTIVE
 from ..schedule import Schedule, check_interval
 from ..serialization import encode
 
@@ -338,7 +338,7 @@ class QueueCron(models.Model):
     def _has_active_job(self) -> bool:
         return bool(
             self.env["queue.job"].search_count(
-                [("cron_id", "=", self.id), ("state", "in", list(ACTIVE_STATES))]
+                [("cron_id", "=", self.id), ("state", "in", list(ACTIVE))]
             )
         )
 

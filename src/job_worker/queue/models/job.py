@@ -8,18 +8,10 @@ from typing import Any
 from ...orm import fields, models
 from .. import execution, states
 from ..delayable import Delayable, check_method
-from ..identity import ACTIVE_STATES
+from ..lifecycle import ACCEPTS, ACTIVE, ALL, JobState, sql_in
 
-STATES = [
-    ("waiting", "Waiting"),
-    ("pending", "Pending"),
-    ("started", "Started"),
-    ("done", "Done"),
-    ("failed", "Failed"),
-    ("cancelled", "Cancelled"),
-]
-
-_ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
+#: a job holds its identity key in the active states (a unique partial index covers them)
+_ACTIVE_SQL = sql_in(ACTIVE)
 
 
 class QueueJob(models.Model):
@@ -58,7 +50,13 @@ class QueueJob(models.Model):
     record_ids = fields.Json(readonly=True, default=list)
     args = fields.Json(readonly=True, default=list)
     kwargs = fields.Json(readonly=True, default=dict)
-    state = fields.Selection(STATES, required=True, default="pending", index=True, readonly=True)
+    state = fields.Selection(
+        [(s.value, s.label) for s in ALL],
+        required=True,
+        default=JobState.PENDING.value,
+        index=True,
+        readonly=True,
+    )
     priority = fields.Integer(required=True, default=10, help="Lower runs first.")
     channel = fields.Char(required=True, default="root", index=True)
     scheduled_at = fields.Datetime(
@@ -285,7 +283,7 @@ class QueueJob(models.Model):
 
         def next_job() -> Any:
             pending = self.search(
-                [("id", "in", list(graph)), ("state", "=", "pending")],
+                [("id", "in", list(graph)), ("state", "=", JobState.PENDING)],
                 order="priority, id",
                 limit=1,
             )
@@ -304,7 +302,10 @@ class QueueJob(models.Model):
 
     # -- manual actions ----------------------------------------------------------------
 
-    def _check_states(self, action: str, allowed: tuple[str, ...]) -> None:
+    def _check_states(self, method: str) -> None:
+        """Refuse the manual action ``method`` unless every job is in a state it accepts."""
+        allowed = ACCEPTS[method]
+        action = method.replace("_", " ")
         wrong = [job for job in self if job.state not in allowed]
         if wrong:
             shown = ", ".join(f"{job.id} ({job.state})" for job in wrong[:10])
@@ -314,13 +315,13 @@ class QueueJob(models.Model):
 
     def requeue(self) -> bool:
         """failed/cancelled/done -> pending, attempts reset and error cleared."""
-        self._check_states("requeue", ("failed", "cancelled", "done"))
+        self._check_states("requeue")
         for job in self:
             if job.identity_key:
                 holder = self.search(
                     [
                         ("identity_key", "=", job.identity_key),
-                        ("state", "in", list(ACTIVE_STATES)),
+                        ("state", "in", list(ACTIVE)),
                         ("id", "!=", job.id),
                     ],
                     limit=1,
@@ -336,18 +337,18 @@ class QueueJob(models.Model):
     def cancel(self) -> bool:
         """waiting/pending/started -> cancelled (a started job's worker stops it and
         its writes are rolled back), and its dependents are cancelled."""
-        self._check_states("cancel", ("waiting", "pending", "started"))
-        states.force_state(self.env.cr, self._ids, "cancelled")
+        self._check_states("cancel")
+        states.force_state(self.env.cr, self._ids, JobState.CANCELLED)
         return True
 
     def set_done(self) -> bool:
         """Mark done by hand; on_done dependents are released."""
-        self._check_states("set done", ("waiting", "pending", "started", "failed", "cancelled"))
-        states.force_state(self.env.cr, self._ids, "done")
+        self._check_states("set_done")
+        states.force_state(self.env.cr, self._ids, JobState.DONE)
         return True
 
     def set_failed(self, message: str = "set failed by hand") -> bool:
         """Mark failed by hand; dependents fail or run (on_error) as for a real failure."""
-        self._check_states("set failed", ("waiting", "pending", "started", "done", "cancelled"))
-        states.force_state(self.env.cr, self._ids, "failed", message)
+        self._check_states("set_failed")
+        states.force_state(self.env.cr, self._ids, JobState.FAILED, message)
         return True

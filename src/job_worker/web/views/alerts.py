@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from ...monitoring.models.alert import KINDS
 from .. import auth
-from ..app import Ctx, flash, path_id, read_form, redirect, render, run, to_float, to_int
+from ..pages import Ctx, flash, path_id, read_form, redirect, render, run, to_float, to_int
 
 _COLUMNS = (
     "id",

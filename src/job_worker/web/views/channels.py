@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...monitoring import stats
 from ...queue import config
 from .. import auth
-from ..app import Ctx, flash, read_form, redirect, render, run, to_float, to_int
+from ..pages import Ctx, flash, read_form, redirect, render, run, to_float, to_int
 
 
 async def channel_list(request: Request) -> Response:

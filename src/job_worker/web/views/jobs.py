@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse, Response
 from ...monitoring import joblist, stats
 from ...queue import describe
 from ...queue.explain import explain
+from ...queue.lifecycle import ACCEPTS, ALL
 from .. import auth
-from ..app import (
+from ..pages import (
     Ctx,
     flash,
     parse_int,
@@ -28,10 +29,13 @@ from ..app import (
 
 #: action name -> (queue.job method, label, states it applies to)
 ACTIONS = {
-    "requeue": ("requeue", "Requeue", ("failed", "cancelled", "done")),
-    "cancel": ("cancel", "Cancel", ("waiting", "pending", "started")),
-    "done": ("set_done", "Set done", ("waiting", "pending", "started", "failed", "cancelled")),
-    "fail": ("set_failed", "Set failed", ("waiting", "pending", "started", "done", "cancelled")),
+    key: (method, label, ACCEPTS[method])
+    for key, method, label in (
+        ("requeue", "requeue", "Requeue"),
+        ("cancel", "cancel", "Cancel"),
+        ("done", "set_done", "Set done"),
+        ("fail", "set_failed", "Set failed"),
+    )
 }
 GRAPH_CAP = 300
 _FILTER_KEYS = (
@@ -111,7 +115,7 @@ async def job_list(request: Request) -> Response:
             "filters": params,
             "flt": flt,
             "now": ctx.now,
-            "states": joblist.STATES,
+            "states": ALL,
             "channels": channels,
             "actions": ACTIONS,
             "next_url": url("/jobs", **params, before=page.next_before)

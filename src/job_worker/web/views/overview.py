@@ -17,7 +17,7 @@ from ...monitoring.models.snapshot import ALL
 from ...monitoring.prometheus import collector_registry
 from ...orm.api import SUPERUSER_ID, Environment
 from .. import auth
-from ..app import Ctx, dashboard, flash, read_form, redirect, render, run, safe_next, url
+from ..pages import Ctx, dashboard, flash, read_form, redirect, render, run, safe_next, url
 
 #: chart ranges: name -> (snapshot period, look-back)
 RANGES = {

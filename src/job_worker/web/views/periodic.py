@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ...queue.models.cron import CATCH_UP
 from .. import auth
-from ..app import Ctx, flash, path_id, read_form, redirect, render, run, to_float, to_int
+from ..pages import Ctx, flash, path_id, read_form, redirect, render, run, to_float, to_int
 
 #: next occurrences shown per periodic job
 UPCOMING = 3
