@@ -182,7 +182,7 @@ class FailingJob:
 
 
 @dataclass
-class Outcome:
+class FailureRecord:
     """What a failed attempt leaves in the job's row (exc_* columns and attempts)."""
 
     exc_name: str
@@ -356,7 +356,7 @@ class JobStore(ABC):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         retry_at: datetime,
@@ -370,7 +370,7 @@ class JobStore(ABC):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         duration: float | None,
@@ -436,7 +436,13 @@ class JobStore(ABC):
 
     @abstractmethod
     def fail_dependents(
-        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        parent_id: int,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
     ) -> None:
         """waiting/pending -> failed because ``parent_id`` failed; ``outcome.exc_info``
         is appended to the jobs' diagnoses."""

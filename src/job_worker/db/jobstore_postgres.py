@@ -34,9 +34,9 @@ from .jobstore import (
     ChannelPlan,
     ClaimedJob,
     FailingJob,
+    FailureRecord,
     JobStore,
     Listener,
-    Outcome,
     Session,
 )
 from .postgres import PostgresCursor
@@ -531,7 +531,7 @@ class PostgresJobStore(JobStore):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         retry_at: datetime,
@@ -559,7 +559,7 @@ class PostgresJobStore(JobStore):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         duration: float | None,
@@ -641,7 +641,13 @@ class PostgresJobStore(JobStore):
         cr.execute(WAIT_BACK, (list(job_ids),))
 
     def fail_dependents(
-        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        parent_id: int,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
     ) -> None:
         cr.execute(
             FAIL_DEPENDENTS,

@@ -44,9 +44,9 @@ from .jobstore import (
     ChannelPlan,
     ClaimedJob,
     FailingJob,
+    FailureRecord,
     JobStore,
     Listener,
-    Outcome,
     Session,
     StaleJob,
     _as_datetime,
@@ -472,7 +472,7 @@ class SqliteJobStore(JobStore):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         retry_at: datetime,
@@ -501,7 +501,7 @@ class SqliteJobStore(JobStore):
         job_id: int,
         expected_state: str,
         worker_id: str | None,
-        outcome: Outcome,
+        outcome: FailureRecord,
         *,
         at: datetime,
         duration: float | None,
@@ -586,7 +586,13 @@ class SqliteJobStore(JobStore):
         cr.execute(WAIT_BACK, (clock(), _ids(job_ids)), write=True)
 
     def fail_dependents(
-        self, cr: Cursor, job_ids: Sequence[int], parent_id: int, outcome: Outcome, *, at: datetime
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        parent_id: int,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
     ) -> None:
         cr.execute(
             FAIL_DEPENDENTS,

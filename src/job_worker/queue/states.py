@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..db.jobstore import JobStore, Outcome, job_store
+from ..db.jobstore import FailureRecord, JobStore, job_store
 from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import json_text, storable_text
 from .lifecycle import QUEUED, TERMINAL, JobState
@@ -164,7 +164,7 @@ def record_failure(
     now = job.now
     text = traceback or "".join(tb.format_exception_only(type(exc), exc)).strip()
     ran = (now - job.started_at).total_seconds() if job.started_at else None
-    outcome = Outcome(
+    outcome = FailureRecord(
         exception_name(exc),
         storable_text(str(exc)),
         append_diagnosis(
@@ -348,7 +348,7 @@ def _apply(
             assert now is not None
             message = f"parent job {parent} failed"
             diagnosis = f"--- failed at {now.isoformat(' ')} ---\n{DEPENDENCY_FAILED}: {message}"
-            outcome = Outcome(DEPENDENCY_FAILED, message, diagnosis, 0)
+            outcome = FailureRecord(DEPENDENCY_FAILED, message, diagnosis, 0)
             store.fail_dependents(cr, ids, parent, outcome, at=now)
         else:
             store.cancel_dependents(cr, ids, parent)
