@@ -51,9 +51,7 @@ def test_database_killed_under_load_recovers_and_loses_or_doubles_nothing(lab, l
     wait_for(lambda: _done(registry) >= JOBS // 4, 60, "a quarter of the jobs done")
     running = query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")[0][0]
     lab.postgres.crash()
-    wait_for(
-        lambda: all("db.unavailable" in w.log() for w in workers), 60, "every worker waiting"
-    )
+    wait_for(lambda: all("db.unavailable" in w.log() for w in workers), 60, "every worker waiting")
     lab.postgres.start()
     assert "automatic recovery in progress" in lab.postgres.log_tail(40)
     assert running > 0  # it died under load, with jobs running
@@ -67,9 +65,7 @@ def test_database_stopped_for_a_while_workers_wait_and_resume(lab, lab_db, tmp_p
     workers = _start_load(lab, lab_db, tmp_path)
     wait_for(lambda: _done(registry) >= JOBS // 4, 60, "a quarter of the jobs done")
     lab.postgres.stop()
-    wait_for(
-        lambda: all("db.unavailable" in w.log() for w in workers), 60, "every worker waiting"
-    )
+    wait_for(lambda: all("db.unavailable" in w.log() for w in workers), 60, "every worker waiting")
     wait_quietly(STOP_SECONDS, still=lambda: all(w.alive() for w in workers))
     assert all(w.alive() for w in workers), "a worker exited while the database was down"
     lab.postgres.start()
