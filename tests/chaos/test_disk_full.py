@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from worker_helpers import FAST, FAST_STALE_SECONDS, query, set_config, set_limi
 from job_worker import SUPERUSER_ID, Registry, api
 from job_worker.exceptions import DatabaseFullError
 
-PADDING = "x" * 2000  # each job's argument: the backlog takes room in the file
+PADDING = "x" * 1000  # each job's argument: the backlog takes room in the file
 
 
 def test_a_full_database_file_is_named_in_a_clear_error(tmp_path):
@@ -47,11 +48,10 @@ def _fill(folder: Path) -> Path:
     """Write a file until the filesystem is full; returns it (removing it frees the room)."""
     filler = folder / "filler"
     chunk = b"\0" * 65536
-    with filler.open("wb") as out:
+    with filler.open("wb", buffering=0) as out:  # unbuffered: nothing left to write at close
         try:
-            while True:
-                out.write(chunk)
-                out.flush()
+            while out.write(chunk):
+                pass
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     return filler
@@ -88,7 +88,15 @@ def test_full_disk_fails_enqueue_clearly_and_work_resumes_once_space_returns(
         wait_for(lambda: "db.unavailable" in worker.log(), 60, "the worker backing off")
         wait_quietly(2, still=lambda: worker.proc.poll() is None)  # the disk stays full a while
         assert worker.proc.poll() is None, worker.log()[-2000:]
+        # space returns: the filler goes, and the filesystem grows (what it holds now
+        # may need more room than the filler left)
         filler.unlink()
+        subprocess.run(
+            ["mount", "-o", "remount,size=48m", str(small_tmpfs)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         wait_for(lambda: _done(registry) == enqueued, 90, f"{enqueued} jobs done")
         assert_each_job_done_once(registry, enqueued)
         assert worker.proc.poll() is None
