@@ -103,3 +103,11 @@ class DatabaseOpenError(Exception):
     answer or refuses the connection (no such database, bad credentials); or the
     database has no job_worker tables where they must exist already. The message is one
     line: the server's own words where there are any."""
+
+
+class DatabaseFullError(Exception):
+    """Raised when an SQLite database file cannot grow because its filesystem is full
+    (SQLite's "database or disk is full"), by the statement or the commit that needed
+    the room: nothing of that transaction is kept. The message names the file. The
+    worker treats it like any database outage: it backs off and retries, and resumes
+    once space is freed."""

@@ -39,7 +39,7 @@ from .jobstore import (
     Listener,
     Session,
 )
-from .postgres import PostgresCursor
+from .postgres import PostgresCursor, connection_options
 
 if TYPE_CHECKING:
     from .cursor import Cursor
@@ -737,6 +737,7 @@ class PostgresSession(Session):
             self.held.clear()
             cnx = psycopg.connect(
                 self.backend.url,
+                **connection_options(self.backend.url),
                 autocommit=True,  # the cursors send BEGIN themselves, with a statement if they can
                 connect_timeout=5,
                 application_name=f"job_worker {self.role}",
@@ -787,6 +788,7 @@ class PostgresListener(Listener):
         if self._cnx is None or self._cnx.closed:
             cnx = psycopg.connect(
                 self.backend.url,
+                **connection_options(self.backend.url),
                 autocommit=True,
                 connect_timeout=5,
                 application_name="job_worker listener",

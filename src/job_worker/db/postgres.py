@@ -41,7 +41,37 @@ _TYPES = {
 #: ``connect_timeout`` (libpq waits for as long as TCP does)
 CONNECT_TIMEOUT = 5
 
+#: a peer that went silent (its host cut off, a link dropping every packet: no reset
+#: ever comes) ends the session within 25 s on both sides: TCP keepalive probes after
+#: 10 s without traffic, every 5 s, 3 unanswered, and data left unacknowledged for 25 s
+#: (``tcp_user_timeout``). On the server this releases the session's locks (a job's run
+#: lock: see ``jobstore_postgres``), so another host may reclaim the job; on the client
+#: a worker's statement fails instead of waiting for TCP's own timeout (15 min or more).
+KEEPALIVE_SETTINGS = {
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,  # milliseconds
+}
+
 _ONDELETE = {"a": "no action", "r": "restrict", "c": "cascade", "n": "set null", "d": "set default"}
+
+
+def connection_options(url: str) -> dict[str, Any]:
+    """The libpq parameters of every connection of the product (pool, worker sessions,
+    listener): :data:`KEEPALIVE_SETTINGS` for the client's end of the connection, and
+    the same for the server's end (``options=-c tcp_keepalives_idle=...``, settings a
+    session may set for itself). The URL's own values win: a parameter it sets is not
+    added, and its ``options`` come after ours (the last ``-c`` of a setting counts)."""
+    given = conninfo_to_dict(url)
+    options: dict[str, Any] = {"keepalives": 1}
+    options.update({key: value for key, value in KEEPALIVE_SETTINGS.items() if key not in given})
+    server = " ".join(
+        f"-c tcp_{key}={value}" if key.startswith("keepalives_") else f"-c {key}={value}"
+        for key, value in KEEPALIVE_SETTINGS.items()
+    )
+    options["options"] = f"{server} {given['options']}" if given.get("options") else server
+    return {key: value for key, value in options.items() if key not in given or key == "options"}
 
 
 class PostgresCursor(Cursor):
@@ -196,7 +226,7 @@ class PostgresBackend(Backend):
                     self.url,
                     min_size=1,
                     max_size=self.max_size,
-                    kwargs={"autocommit": False},
+                    kwargs={"autocommit": False, **connection_options(self.url)},
                     open=True,
                     name=f"job_worker-{os.getpid()}",
                 )

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from ..exceptions import DatabaseOpenError
+from ..exceptions import DatabaseFullError, DatabaseOpenError
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor
 
@@ -85,19 +85,45 @@ class SqliteCursor(Cursor):
     def __init__(self, backend: SqliteBackend, connection: Any, release: Any, readonly: bool):
         super().__init__(backend, connection, release)
         self._begin = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+        self._path = backend.path
 
     def _before_execute(self) -> None:
         if not self._cnx.in_transaction:
             self._cur.execute(self._begin)
 
     def _execute(self, query: str, params: Sequence[Any] | None) -> None:
-        if params is None:
-            self._cur.execute(query)
-        else:
-            self._cur.execute(_translate(query), _bindable(params))
+        try:
+            if params is None:
+                self._cur.execute(query)
+            else:
+                self._cur.execute(_translate(query), _bindable(params))
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full() from exc
+            raise
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(_translate(query), map(_bindable, seq_of_params))
+        try:
+            self._cur.executemany(_translate(query), map(_bindable, seq_of_params))
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full() from exc
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.OperationalError as exc:  # in WAL mode, a commit is where the log grows
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full() from exc
+            raise
+
+    def _full(self) -> DatabaseFullError:
+        """SQLite's "database or disk is full", naming the file."""
+        return DatabaseFullError(
+            f"database file {self._path} is full: no space left on its filesystem;"
+            " the transaction was not committed (free space, then retry)"
+        )
 
     @property
     def in_transaction(self) -> bool:
