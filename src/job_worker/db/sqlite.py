@@ -54,11 +54,25 @@ def _bindable(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple([_AS_TEXT[type(v)](v) if type(v) in _AS_TEXT_TYPES else v for v in values])
 
 
+def _datetime_column(value: Any) -> Any:
+    if value.__class__ is datetime:
+        return value.isoformat(" ", "microseconds")
+    return value if value is None else _as_text(value)
+
+
+def _date_column(value: Any) -> Any:
+    if value.__class__ is date:
+        return value.isoformat()
+    return value if value is None else _as_text(value)
+
+
 def _as_text(value: Any) -> Any:
     """A datetime or date as its stored text; anything else as it is."""
     convert = _AS_TEXT.get(type(value))
     return value if convert is None else convert(value)
 
+
+_COLUMN_WRITERS = {"datetime": _datetime_column, "date": _date_column}
 
 _TYPES = {
     "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -269,8 +283,9 @@ class SqliteBackend(Backend):
 
     def column_writer(self, kind: str) -> Callable[[Any], Any] | None:
         # the text _bindable would make at each statement, made while the ORM builds
-        # its rows: the rows the ORM inserts need no second look when bound
-        return _as_text if kind in ("datetime", "date") else None
+        # its rows: the rows the ORM inserts need no second look when bound. Most
+        # values of such columns are None or of the column's type: one check each
+        return _COLUMN_WRITERS.get(kind)
 
     def in_ids(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         if len(ids) == 1:  # one record (a user's company, say): no JSON to encode and scan
