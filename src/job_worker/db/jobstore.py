@@ -349,7 +349,11 @@ class JobStore(ABC):
         """The job whose attempt failed, with the database's clock; None when it is not
         in ``expected_state`` (by ``worker_id``): someone else decided."""
 
-    @abstractmethod
+    #: the statements of :meth:`retry` and :meth:`fail` (each database's module has
+    #: them, as RETRY and FAIL): the same parameters on both databases
+    retry_sql: str
+    fail_sql: str
+
     def retry(
         self,
         cr: Cursor,
@@ -362,8 +366,10 @@ class JobStore(ABC):
         retry_at: datetime,
     ) -> bool:
         """The failed attempt is retried: -> pending, due at ``retry_at``."""
+        return self._record(
+            cr, self.retry_sql, outcome, (at, retry_at), job_id, expected_state, worker_id
+        )
 
-    @abstractmethod
     def fail(
         self,
         cr: Cursor,
@@ -376,6 +382,33 @@ class JobStore(ABC):
         duration: float | None,
     ) -> bool:
         """The failed attempt was the last: -> failed, completed at ``at``."""
+        return self._record(
+            cr, self.fail_sql, outcome, (at, at, duration), job_id, expected_state, worker_id
+        )
+
+    @staticmethod
+    def _record(
+        cr: Cursor,
+        sql: str,
+        outcome: FailureRecord,
+        values: tuple[Any, ...],
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+    ) -> bool:
+        params = (
+            outcome.exc_name,
+            outcome.exc_message,
+            outcome.exc_info,
+            outcome.attempts,
+            *values,
+            job_id,
+            expected_state,
+            worker_id,
+            worker_id,
+        )
+        cr.execute(sql, params, write=True)
+        return cr.rowcount == 1
 
     @abstractmethod
     def return_to_pending(

@@ -428,6 +428,8 @@ class PostgresJobStore(JobStore):
     mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
+    retry_sql = RETRY
+    fail_sql = FAIL
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -524,63 +526,6 @@ class PostgresJobStore(JobStore):
         cr.execute(FAILING_JOB, (job_id, expected_state, worker_id, worker_id))
         row = cr.fetchone()
         return None if row is None else FailingJob(*row)
-
-    def retry(
-        self,
-        cr: Cursor,
-        job_id: int,
-        expected_state: str,
-        worker_id: str | None,
-        outcome: FailureRecord,
-        *,
-        at: datetime,
-        retry_at: datetime,
-    ) -> bool:
-        cr.execute(
-            RETRY,
-            (
-                outcome.exc_name,
-                outcome.exc_message,
-                outcome.exc_info,
-                outcome.attempts,
-                at,
-                retry_at,
-                job_id,
-                expected_state,
-                worker_id,
-                worker_id,
-            ),
-        )
-        return cr.rowcount == 1
-
-    def fail(
-        self,
-        cr: Cursor,
-        job_id: int,
-        expected_state: str,
-        worker_id: str | None,
-        outcome: FailureRecord,
-        *,
-        at: datetime,
-        duration: float | None,
-    ) -> bool:
-        cr.execute(
-            FAIL,
-            (
-                outcome.exc_name,
-                outcome.exc_message,
-                outcome.exc_info,
-                outcome.attempts,
-                at,
-                at,
-                duration,
-                job_id,
-                expected_state,
-                worker_id,
-                worker_id,
-            ),
-        )
-        return cr.rowcount == 1
 
     def return_to_pending(
         self, cr: Cursor, job_ids: Sequence[int], worker_id: str | None
