@@ -66,7 +66,8 @@ def _user_id(env: Environment, user: str | None) -> int | None:
     "-q",
     "q",
     type=TEXT,
-    help="Id, uuid, or text in the description, model, method or exception.",
+    help="Id (4242 or #4242), uuid, or text in the description, model, method or"
+    " exception (a text search reads the newest jobs, a window at a time).",
 )
 @click.option("--finished", help="Only jobs finished within this span: 15m, 1h, 7d.")
 @click.option("--stuck", is_flag=True, help="Started jobs whose worker went silent.")
@@ -99,7 +100,12 @@ def list_(
         page = joblist.list_jobs(cr, flt, before=before, after=after, limit=limit)
     if as_json:
         out.json(
-            {"jobs": page.rows, "next_before": page.next_before, "prev_after": page.prev_after}
+            {
+                "jobs": page.rows,
+                "next_before": page.next_before,
+                "prev_after": page.prev_after,
+                "searched": list(page.searched) if page.searched else None,
+            }
         )
         return
     rows = [
@@ -115,8 +121,15 @@ def list_(
     out.table(rows, LIST_COLUMNS, styles={"state": state_style})
     if not rows:
         out.say("no jobs match", "dim")
+    if page.searched:
+        low, high = page.searched
+        out.say(
+            f"searched jobs #{low} to #{high} ({joblist.SEARCH_WINDOW:,} ids at most per page)",
+            "dim",
+        )
     if page.next_before:
-        out.say(f"more: add --before {page.next_before}", "dim")
+        more = "older jobs" if page.searched else "more"
+        out.say(f"{more}: add --before {page.next_before}", "dim")
 
 
 def _load_job(env: Environment, job_id: int) -> Any:

@@ -5,6 +5,13 @@ Pages are keyed on the job id (newest first): ``before=ID`` gives the next
 whole result; it reads one row more than it shows to know whether another
 page follows. Filters map to indexed columns (state, user, channel, graph,
 ``(state, write_date)`` for "finished within").
+
+A text search, and a filter on a column no index leads with (model, method,
+exception), is bounded instead: a page looks at most :data:`SEARCH_WINDOW`
+ids back from where it starts (``Page.searched`` says which), so a word that
+matches nothing answers as fast as one that matches much; the next page goes
+on from where it stopped. A job id (``4242`` or ``#4242``) or a uuid is an
+index lookup.
 """
 
 from __future__ import annotations
@@ -54,8 +61,11 @@ _DATETIMES = (
     "cron_occurrence",
 )
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
+_JOB_ID = re.compile(r"^#?([0-9]{1,10})$")
 _WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
+#: a bounded search looks at this many ids at most per page (see the module's docstring)
+SEARCH_WINDOW = 200_000
 #: the longest "finished within" span
 MAX_WITHIN = timedelta(days=36_500)
 
@@ -101,6 +111,25 @@ class JobFilter:
                 raise ValueError(f"cron must be a periodic job's id, got {self.cron!r}")
             self.cron = int(self.cron)
 
+    @property
+    def bounded(self) -> bool:
+        """Whether a page of this filter reads a window of ids rather than the whole
+        table: a text search, or a filter on a column without an index of its own,
+        unless a graph or a periodic job (indexed, and small) narrows it first."""
+        if self.graph or self.cron is not None:
+            return False
+        return bool(self.model or self.method or self.exc_name or self._text())
+
+    def _text(self) -> str | None:
+        """The search text, when it is not a job id or a uuid."""
+        query = (self.q or "").strip()
+        if not query or _UUID.match(query):
+            return None
+        found = _JOB_ID.match(query)
+        if found and int(found.group(1)) <= INT_MAX:
+            return None
+        return query
+
     def as_params(self) -> dict[str, str]:
         """The filter as query-string parameters (for links)."""
         out: dict[str, str] = {}
@@ -143,10 +172,11 @@ class JobFilter:
                 conds.append(sql)
                 params.extend(extra)
         query = (self.q or "").strip()
+        job_id = _JOB_ID.match(query)
         if query:
-            if query.isascii() and query.isdigit() and int(query) <= INT_MAX:
+            if job_id and int(job_id.group(1)) <= INT_MAX:
                 conds.append("id = %s")
-                params.append(int(query))
+                params.append(int(job_id.group(1)))
             elif _UUID.match(query):
                 conds.append("uuid = %s")
                 params.append(query.lower())
@@ -167,6 +197,9 @@ class Page:
     next_before: int | None
     #: pass as ``after`` for the previous (newer) page; None on the first page
     prev_after: int | None
+    #: a bounded search: the lowest and highest job id it looked at; None when the
+    #: page read as far as it needed
+    searched: tuple[int, int] | None = None
 
 
 def list_jobs(
@@ -183,6 +216,8 @@ def list_jobs(
     now = now or stats.now()
     where, params = flt.where(cr, now)
     backwards = after is not None and before is None
+    if flt.bounded:
+        return _bounded_page(cr, where, params, before, after, limit)
     if before is not None:
         where += " AND id < %s"
         params.append(before)
@@ -190,18 +225,7 @@ def list_jobs(
         where += " AND id > %s"
         params.append(after)
     order = "ASC" if backwards else "DESC"
-    cr.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s",
-        [*params, limit + 1],
-    )
-    rows = cr.dictfetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if backwards:
-        rows.reverse()
-    for row in rows:
-        for key in _DATETIMES:
-            row[key] = stats.as_datetime(row[key])
+    rows, more = _fetch(cr, where, params, order, limit)
     if not rows:
         return Page([], None, None)
     if backwards:
@@ -209,3 +233,65 @@ def list_jobs(
     return Page(
         rows, rows[-1]["id"] if more else None, rows[0]["id"] if before is not None else None
     )
+
+
+def _fetch(
+    cr: Cursor, where: str, params: list[Any], order: str, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` rows, newest first, and whether more match."""
+    cr.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s",
+        [*params, limit + 1],
+    )
+    rows = cr.dictfetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if order == "ASC":
+        rows.reverse()
+    for row in rows:
+        for key in _DATETIMES:
+            row[key] = stats.as_datetime(row[key])
+    return rows, more
+
+
+def _bounded_page(
+    cr: Cursor,
+    where: str,
+    params: list[Any],
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> Page:
+    """A page of a bounded search: it looks at :data:`SEARCH_WINDOW` ids at most, back
+    from ``before`` (or the newest job), or forward from ``after``. A page the window
+    did not fill links on to the ids beyond the window, if any job is there."""
+    cr.execute("SELECT MIN(id), MAX(id) FROM queue_job")
+    first, last = cr.fetchone()  # type: ignore[misc]
+    if first is None:
+        return Page([], None, None)
+    backwards = after is not None and before is None
+    if backwards:
+        low = max(int(after) + 1, first)  # type: ignore[arg-type]
+        high = min(low + SEARCH_WINDOW - 1, last)
+    else:
+        high = min(last, before - 1 if before is not None else last)
+        low = max(high - SEARCH_WINDOW + 1, first)
+    if low > high:
+        return Page([], None, None)
+    rows, more = _fetch(
+        cr,
+        f"{where} AND id >= %s AND id <= %s",
+        [*params, low, high],
+        "ASC" if backwards else "DESC",
+        limit,
+    )
+    searched = None if more else (low, high)
+    if backwards:
+        newer = rows[0]["id"] if more else (high if high < last else None)
+        older = rows[-1]["id"] if rows else low
+        return Page(rows, older if older > first else None, newer, searched)
+    older = rows[-1]["id"] if more else (low if low > first else None)
+    newer = None
+    if before is not None:  # not the first page: newer jobs than the first one shown
+        newer = rows[0]["id"] if rows else high
+    return Page(rows, older, newer, searched)

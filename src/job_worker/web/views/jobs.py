@@ -108,6 +108,7 @@ async def job_list(request: Request) -> Response:
         params = flt.as_params()
         if ctx.user.only_user_id is not None:
             params.pop("user_id", None)
+        # the channels with a limit or with active jobs (kept counts: nothing is counted)
         channels = [row["name"] for row in stats.channel_rows(ctx.cr)]
         return {
             "user": ctx.user,
@@ -117,6 +118,7 @@ async def job_list(request: Request) -> Response:
             "now": ctx.now,
             "states": ALL,
             "channels": channels,
+            "search_window": joblist.SEARCH_WINDOW,
             "actions": ACTIONS,
             "next_url": url("/jobs", **params, before=page.next_before)
             if page.next_before
