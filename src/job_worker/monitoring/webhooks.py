@@ -14,8 +14,6 @@ import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +92,9 @@ def wait_idle(timeout: float) -> bool:
 
 def post(delivery: Delivery) -> bool:
     """POST the payload as JSON, retrying; True once the endpoint answered 2xx."""
+    import urllib.error  # here: a command that sends no alert does not load HTTP
+    import urllib.request
+
     body = json.dumps(delivery.payload, default=str).encode()
     for attempt in range(1, delivery.attempts + 1):
         request = urllib.request.Request(
