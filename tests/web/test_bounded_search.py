@@ -75,9 +75,7 @@ def test_a_job_id_is_looked_up_whatever_its_age(env, jobs, window, text):
     page = joblist.list_jobs(env.cr, flt)
     assert [row["id"] for row in page.rows] == [jobs[2]] and page.searched is None
     uuid = env["queue.job"].browse(jobs[1]).uuid
-    assert [r["id"] for r in joblist.list_jobs(env.cr, joblist.JobFilter(q=uuid)).rows] == [
-        jobs[1]
-    ]
+    assert [r["id"] for r in joblist.list_jobs(env.cr, joblist.JobFilter(q=uuid)).rows] == [jobs[1]]
 
 
 def test_an_empty_queue_answers_an_empty_page(env, window):
