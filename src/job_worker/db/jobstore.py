@@ -467,7 +467,15 @@ class JobStore(ABC):
     def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
         """pending -> waiting (re-evaluated after a requeue of a parent)."""
 
+    #: the statement of :meth:`fail_dependents` (FAIL_DEPENDENTS of each database's
+    #: module), and how it takes a list of job ids as one parameter
+    fail_dependents_sql: str
+
+    @staticmethod
     @abstractmethod
+    def _id_list(job_ids: Sequence[int]) -> Any:
+        """``job_ids`` as the one parameter the database's statements take for a list."""
+
     def fail_dependents(
         self,
         cr: Cursor,
@@ -479,6 +487,20 @@ class JobStore(ABC):
     ) -> None:
         """waiting/pending -> failed because ``parent_id`` failed; ``outcome.exc_info``
         is appended to the jobs' diagnoses."""
+        cr.execute(
+            self.fail_dependents_sql,
+            (
+                outcome.exc_name,
+                outcome.exc_message,
+                f"\n{outcome.exc_info}",
+                outcome.exc_info,
+                at,
+                at,
+                parent_id,
+                self._id_list(job_ids),
+            ),
+            write=True,
+        )
 
     @abstractmethod
     def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:

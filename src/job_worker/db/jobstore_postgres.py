@@ -34,7 +34,6 @@ from .jobstore import (
     ChannelPlan,
     ClaimedJob,
     FailingJob,
-    FailureRecord,
     JobStore,
     Listener,
     Session,
@@ -430,6 +429,7 @@ class PostgresJobStore(JobStore):
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
     fail_sql = FAIL
+    fail_dependents_sql = FAIL_DEPENDENTS
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -585,28 +585,9 @@ class PostgresJobStore(JobStore):
     def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
         cr.execute(WAIT_BACK, (list(job_ids),))
 
-    def fail_dependents(
-        self,
-        cr: Cursor,
-        job_ids: Sequence[int],
-        parent_id: int,
-        outcome: FailureRecord,
-        *,
-        at: datetime,
-    ) -> None:
-        cr.execute(
-            FAIL_DEPENDENTS,
-            (
-                outcome.exc_name,
-                outcome.exc_message,
-                f"\n{outcome.exc_info}",
-                outcome.exc_info,
-                at,
-                at,
-                parent_id,
-                list(job_ids),
-            ),
-        )
+    @staticmethod
+    def _id_list(job_ids: Sequence[int]) -> Any:
+        return list(job_ids)  # an integer[] parameter
 
     def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:
         cr.execute(CANCEL_DEPENDENTS, (parent_id, list(job_ids)))

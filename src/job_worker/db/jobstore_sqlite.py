@@ -44,7 +44,6 @@ from .jobstore import (
     ChannelPlan,
     ClaimedJob,
     FailingJob,
-    FailureRecord,
     JobStore,
     Listener,
     Session,
@@ -384,6 +383,7 @@ class SqliteJobStore(JobStore):
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
     fail_sql = FAIL
+    fail_dependents_sql = FAIL_DEPENDENTS
 
     #: how long the supervisor waits for the write lock before retrying on its next turn
     supervisor_busy_timeout = 0.5
@@ -528,29 +528,9 @@ class SqliteJobStore(JobStore):
     def wait_back(self, cr: Cursor, job_ids: Sequence[int]) -> None:
         cr.execute(WAIT_BACK, (clock(), _ids(job_ids)), write=True)
 
-    def fail_dependents(
-        self,
-        cr: Cursor,
-        job_ids: Sequence[int],
-        parent_id: int,
-        outcome: FailureRecord,
-        *,
-        at: datetime,
-    ) -> None:
-        cr.execute(
-            FAIL_DEPENDENTS,
-            (
-                outcome.exc_name,
-                outcome.exc_message,
-                f"\n{outcome.exc_info}",
-                outcome.exc_info,
-                at,
-                at,
-                parent_id,
-                _ids(job_ids),
-            ),
-            write=True,
-        )
+    @staticmethod
+    def _id_list(job_ids: Sequence[int]) -> Any:
+        return _ids(job_ids)  # a JSON text, read with json_each
 
     def cancel_dependents(self, cr: Cursor, job_ids: Sequence[int], parent_id: int) -> None:
         now = clock()
