@@ -114,6 +114,78 @@ def test_rate_limit_spaces_starts_by_one_over_rate(registry, claim):
     assert again.jobs == [] and again.retry_in is not None and 0 < again.retry_in <= 0.25
 
 
+def _weigh(registry, job_ids, weight: int) -> None:
+    with registry.cursor() as cr:
+        for job_id in job_ids:
+            cr.execute("UPDATE queue_job SET weight = %s WHERE id = %s", (weight, job_id))
+
+
+def test_a_limit_counts_the_weights_of_running_jobs(registry, claim):
+    set_limit(registry, "video", 10)
+    heavy = enqueue(registry, "noop", channel="video", count=2)
+    _weigh(registry, heavy, 4)
+    light = enqueue(registry, "noop", channel="video", count=5)
+    # 4 + 4 + 1 + 1 = 10: the third light job would pass the limit
+    assert [j.id for j in claim(10).jobs] == [*heavy, *light[:2]]
+    assert claim(10).jobs == []
+    assert query(registry, "SELECT sum(weight) FROM queue_job WHERE state = 'started'")[0][0] == 10
+
+
+def test_a_heavy_job_at_the_head_is_not_overtaken_by_lighter_ones(registry, store, claim):
+    set_limit(registry, "video", 10)
+    first = enqueue(registry, "noop", channel="video", count=3)
+    [heavy] = enqueue(registry, "noop", channel="video")
+    _weigh(registry, [heavy], 8)
+    behind = enqueue(registry, "noop", channel="video", count=3)
+    assert [j.id for j in claim(10).jobs] == first  # 3 running: 8 does not fit in 7
+    assert claim(10).jobs == []  # the light jobs behind it wait too
+    with registry.cursor() as cr:  # one light job ends: 2 running, 8 fits
+        store.finish(cr, [(first[0], None, 0.1)], "w1")
+    assert [j.id for j in claim(10).jobs] == [heavy]
+    assert claim(10).jobs == []  # 2 + 8 = 10
+    with registry.cursor() as cr:
+        store.finish(cr, [(heavy, None, 0.1)], "w1")
+    assert [j.id for j in claim(10).jobs] == behind
+
+
+def test_a_job_heavier_than_the_limit_stops_its_channel_only(registry, claim):
+    set_limit(registry, "video", 5)
+    [heavy] = enqueue(registry, "noop", channel="video")
+    _weigh(registry, [heavy], 8)
+    enqueue(registry, "noop", channel="video")
+    other = enqueue(registry, "noop", channel="root")
+    assert [j.id for j in claim(10).jobs] == other
+
+
+def test_rate_windows_stack_and_each_holds(registry, claim):
+    set_limit(registry, "api", 10, rates="3/s 4/min")
+    enqueue(registry, "noop", count=10, channel="api")
+    assert len(claim(10).jobs) == 3  # 3/s
+    full = claim(10)
+    assert full.jobs == [] and full.retry_in is not None and 0 < full.retry_in <= 1.0
+    with registry.cursor() as cr:  # the first second is over for the log
+        cr.execute(
+            "UPDATE queue_channel_start SET started_at = started_at - interval '2 seconds'"
+            if registry.backend.dialect == "postgresql"
+            else "UPDATE queue_channel_start SET started_at = datetime(started_at, '-2 seconds')"
+        )
+    second = claim(10)
+    assert len(second.jobs) == 1  # 4/min: one left in the minute
+    third = claim(10)
+    assert third.jobs == [] and third.retry_in is not None and 55 < third.retry_in <= 60
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
+
+
+def test_starts_that_left_every_window_are_forgotten(registry, claim):
+    set_limit(registry, "api", 10, rates="5/s")
+    enqueue(registry, "noop", count=6, channel="api")
+    assert len(claim(2).jobs) == 2
+    with registry.cursor() as cr:
+        cr.execute("UPDATE queue_channel_start SET started_at = %s", (datetime(2000, 1, 1),))
+    assert len(claim(10).jobs) == 4
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
+
+
 def test_channels_filter(registry, claim):
     set_limit(registry, "a", 5)
     set_limit(registry, "b", 5)
@@ -263,7 +335,7 @@ def test_a_claim_locks_no_more_candidates_than_it_wants(registry, store, claim, 
 
     monkeypatch.setattr(PostgresCursor, "_send", spy)
     assert len(claim(wanted=2, default_limit=100).jobs) == 2
-    assert plans == [[{"channel": "root", "free": 2}]]
+    assert plans == [[{"channel": "root", "free": 100, "take": 2}]]
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count

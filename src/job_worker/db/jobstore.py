@@ -13,13 +13,21 @@ heartbeat, the attempt headers of ``exc_info``) is the database's (:meth:`JobSto
 on PostgreSQL read in the statement itself, so that workers on several hosts never
 mix their clocks in one row.
 
-Capacity of a channel (PRODUCT.md 6): ``limit`` jobs started at once (the
-``queue.limit`` row, else the worker's default limit; 0 pauses the channel)
-and, with a ``rate_limit`` of R starts per second, at most one start every
-1/R seconds. Starts spaced by at least 1/R can never put more than R of them
-in any one-second window, so the rate limit is exact without keeping a log
-of starts. Both limits are decided while the claimer holds the database's
-claim lock, so no interleaving of claimers can exceed them.
+Capacity of a channel (PRODUCT.md 6 and 12), every rule decided while the claimer
+holds the database's claim lock, so no interleaving of claimers can exceed it:
+
+- **Weighted limit.** ``limit`` (the ``queue.limit`` row, else the default limit; 0
+  pauses the channel) counts the weights of the channel's started jobs (a job's
+  ``weight`` is 1 unless enqueued heavier). A channel takes its due jobs strictly in
+  order (priority, due time, id) while their weights fit: a job that does not fit
+  yet stops the channel's line, so a heavy job at the head is never overtaken by
+  lighter jobs behind it, and starts as soon as enough of the running weight ends.
+- **Rate windows.** Each window "N starts in any T seconds" of the channel
+  (:mod:`job_worker.rates`) counts the starts of the last T seconds in the
+  channel's start log (``queue_channel_start``, one row per start, kept for the
+  longest window); a claim starts at most N minus that count. Every start is
+  checked against the window that ends at it, so no window of length T, wherever
+  it lies, holds more than N.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
+
+from ..rates import RateWindow, channel_windows
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -106,49 +116,82 @@ class ClaimedJob:
 
 @dataclass
 class ChannelPlan:
-    """How many jobs each channel may start now, and when to look again."""
+    """How much each channel may start now, and when to look again."""
 
+    #: weight each channel with room may still start (its limit minus its running weight)
     free: dict[str, int] = field(default_factory=dict)
-    rate_limited: set[str] = field(default_factory=set)
-    #: seconds until a rate-limited channel may start its next job
+    #: jobs at most a channel may start now, where its rate windows say fewer than free
+    most: dict[str, int] = field(default_factory=dict)
+    #: the rate windows of the channels with room that have any
+    windows: dict[str, tuple[RateWindow, ...]] = field(default_factory=dict)
+    #: seconds until a channel held back by a rule of time may start its next job
     retry_in: float | None = None
+
+    def jobs_at_most(self, channel: str, wanted: int) -> int:
+        """How many jobs ``channel`` may give a claim that wants ``wanted``: every job
+        weighs at least 1, so never more than its free weight."""
+        return min(self.free[channel], wanted, self.most.get(channel, wanted))
+
+    def wait(self, seconds: float) -> None:
+        """Look again in ``seconds`` at the latest."""
+        seconds = max(seconds, 0.0)
+        self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
 
 
 def plan_channels(
     rows: Iterable[Sequence[Any]],
     *,
     default_limit: int,
-    now: datetime,
     channels: Sequence[str] | None = None,
 ) -> ChannelPlan:
-    """The capacity rules of the module docstring, applied to ``CHANNEL_STATE`` rows."""
+    """The weighted limits of the module docstring, applied to ``CHANNEL_STATE`` rows
+    (name, limit, rate_limit, rates, running weight); the channels with room and rate
+    windows are noted, for :func:`apply_windows`."""
     plan = ChannelPlan()
-    for name, limit, rate_limit, last_started_at, running in rows:
+    for name, limit, rate_limit, rates, running in rows:
         if channels is not None and name not in channels:
             continue
-        free = (default_limit if limit is None else int(limit)) - int(running)
+        free = (default_limit if limit is None else int(limit)) - int(running or 0)
         if free <= 0:
             continue
-        if rate_limit and rate_limit > 0:
-            if isinstance(last_started_at, str):
-                last_started_at = datetime.fromisoformat(last_started_at)
-            interval = timedelta(seconds=1.0 / float(rate_limit))
-            if last_started_at is not None and now < last_started_at + interval:
-                wait = (last_started_at + interval - now).total_seconds()
-                plan.retry_in = wait if plan.retry_in is None else min(plan.retry_in, wait)
-                continue
-            free = 1  # one start per interval: never two starts closer than 1/R
-            plan.rate_limited.add(name)
         plan.free[name] = free
+        windows = channel_windows(rates, rate_limit)
+        if windows:
+            plan.windows[name] = windows
     return plan
+
+
+def apply_windows(
+    plan: ChannelPlan, usage: dict[tuple[str, float], tuple[int, Any]], now: datetime
+) -> None:
+    """Hold the plan's channels to their rate windows, given each window's ``usage``:
+    ``(channel, seconds) -> (starts in the window ending now, capped at its count; the
+    oldest of them)``. A full window closes its channel until its oldest start leaves it."""
+    for channel, windows in plan.windows.items():
+        room = None
+        for window in windows:
+            used, oldest = usage.get((channel, window.seconds), (0, None))
+            left = window.count - int(used)
+            if left <= 0:
+                if oldest is not None:
+                    plan.wait((_as_datetime(oldest) - now).total_seconds() + window.seconds)
+                left = 0
+            room = left if room is None else min(room, left)
+        if room is not None and room < plan.free[channel]:
+            if room == 0:
+                del plan.free[channel]
+            else:
+                plan.most[channel] = room
 
 
 def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
     """Whether a channel with room gave fewer jobs than it could, with the claim
-    wanting more: it has no due job left, so when does its next one become due?
+    wanting more: it may have no due job left, so when does its next one become due?
     (Full channels wait for a job to end instead.)"""
     taken = Counter(job.channel for job in jobs)
-    return len(jobs) < wanted and any(taken[name] < free for name, free in plan.free.items())
+    return len(jobs) < wanted and any(
+        taken[name] < plan.jobs_at_most(name, wanted) for name in plan.free
+    )
 
 
 @dataclass
@@ -204,7 +247,9 @@ class JobStore(ABC):
     #: the statements the claim and the begin share on every database (set by each
     #: database's store, from the constants of its module)
     next_scheduled_sql: str
-    mark_rate_limited_start_sql: str
+    window_usage_sql: str
+    log_starts_sql: str
+    forget_starts_sql: str
     check_jobs_sql: str
     stale_candidates_sql: str
 
@@ -238,7 +283,9 @@ class JobStore(ABC):
         if wanted <= 0:
             return Claim([])
         rows, now = self._lock_and_read(cr)
-        plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
+        plan = plan_channels(rows, default_limit=default_limit, channels=channels)
+        if plan.windows:
+            apply_windows(plan, self._window_usage(cr, plan, now), now)
         jobs, due = self._take_and_commit(cr, plan, wanted, worker_id, now)
         retry_in = plan.retry_in
         if due is not None and _short(plan, jobs, wanted):
@@ -254,8 +301,7 @@ class JobStore(ABC):
         commit; with the jobs, when the next job of a channel that came up short
         becomes due (None: no such job, or no channel came up short)."""
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
-        for channel in {job.channel for job in jobs} & plan.rate_limited:
-            cr.execute(self.mark_rate_limited_start_sql, (now, channel))
+        self._log_starts(cr, plan, jobs, now)
         due = None
         if _short(plan, jobs, wanted):
             cr.execute(*self._next_due(plan, now))
@@ -263,6 +309,40 @@ class JobStore(ABC):
             due = _as_datetime(row[0]) if row and row[0] is not None else None
         cr.commit()
         return jobs, due
+
+    def _window_usage(
+        self, cr: Cursor, plan: ChannelPlan, now: datetime
+    ) -> dict[tuple[str, float], tuple[int, Any]]:
+        return {
+            (channel, window.seconds): (used, oldest)
+            for channel, windows in plan.windows.items()
+            for window, used, oldest in self.window_usage(cr, channel, windows, now)
+        }
+
+    def window_usage(
+        self, cr: Cursor, channel: str, windows: Sequence[RateWindow], now: datetime
+    ) -> list[tuple[RateWindow, int, datetime | None]]:
+        """For each rate window of ``channel``: the starts of the window that ends at
+        ``now`` (at most its count of them), and the oldest of those."""
+        usage = []
+        for window in windows:
+            since = now - timedelta(seconds=window.seconds)
+            cr.execute(self.window_usage_sql, (channel, since, window.count))
+            row = cr.fetchone()
+            used, oldest = (row[0], row[1]) if row else (0, None)
+            usage.append((window, int(used), _as_datetime(oldest) if oldest else None))
+        return usage
+
+    def _log_starts(
+        self, cr: Cursor, plan: ChannelPlan, jobs: Sequence[ClaimedJob], now: datetime
+    ) -> None:
+        """Log the starts of the channels with rate windows, and forget the starts that
+        have left their longest window."""
+        started = Counter(job.channel for job in jobs if job.channel in plan.windows)
+        for channel, count in started.items():
+            longest = max(window.seconds for window in plan.windows[channel])
+            cr.execute(self.forget_starts_sql, (channel, now - timedelta(seconds=longest)))
+            cr.execute(self.log_starts_sql, (channel, now, count))
 
     def _next_due(self, plan: ChannelPlan, now: datetime) -> tuple[str, Sequence[Any]]:
         """The statement that reads when the next pending job of the plan's channels

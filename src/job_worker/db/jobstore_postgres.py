@@ -75,8 +75,8 @@ NOW = "SELECT timezone('UTC', statement_timestamp())"
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and how many of its jobs
-# are started right now.
+# channel, however many jobs wait), with its limit row and the weight of its jobs
+# started right now.
 CHANNEL_STATE = """
 WITH RECURSIVE channels(name) AS (
     SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
@@ -84,8 +84,9 @@ WITH RECURSIVE channels(name) AS (
     SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending' AND channel > c.name)
       FROM channels c WHERE c.name IS NOT NULL
 )
-SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
-       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+SELECT c.name, l."limit", l.rate_limit, l.rates,
+       (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+         WHERE r.state = 'started' AND r.channel = c.name)
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
  WHERE c.name IS NOT NULL
 """
@@ -97,11 +98,25 @@ NEXT_SCHEDULED = (
     "SELECT min(scheduled_at) FROM queue_job WHERE state = 'pending' AND scheduled_at > %s"
 )
 
-# -- name: mark_rate_limited_start
-# `now` is the claim's clock (read in channel_state_at).
-MARK_RATE_LIMITED_START = (
-    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
-)
+# -- name: window_usage
+# The starts of a channel in the window that ends now, at most the window's count of
+# them (an index range scan of that many entries at most), and the oldest of those.
+WINDOW_USAGE = """
+SELECT count(*), min(started_at) FROM (
+    SELECT started_at FROM queue_channel_start WHERE channel = %s AND started_at > %s
+     ORDER BY started_at DESC LIMIT %s) recent
+"""
+
+# -- name: log_starts
+# `count` starts of a channel at `now`, in its start log.
+LOG_STARTS = """
+INSERT INTO queue_channel_start (channel, started_at)
+SELECT %s, %s FROM generate_series(1, %s)
+"""
+
+# -- name: forget_starts
+# Starts that have left the channel's longest window.
+FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
 
 # -- name: check_jobs
 # Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
@@ -139,22 +154,30 @@ SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
 # Two constants written into the text bound it by the claim's real work, without
 # ever cutting: {channels}, a power of two at least the channels in the plan, and
 # {rows}, a power of two at least the most jobs one channel may give. A channel's
-# jobs come up one at a time through the lock to `LIMIT plan.free`, which stops
-# the index scan, and the locking, at `free` jobs (no ORDER BY at that level: it
+# jobs come up one at a time through the lock to `LIMIT plan.take`, which stops
+# the index scan, and the locking, at `take` jobs (no ORDER BY at that level: it
 # would sort, and so lock, all {rows} first; the level below gives them in order).
+# Of those, the channel gives the longest run, in order, whose weights fit in its
+# free weight (`free`): a job that does not fit stops its channel's line.
 TAKE = f"""
 WITH plan AS (
-    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int) LIMIT {{channels}}
+    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int, take int)
+     LIMIT {{channels}}
 ), candidates AS (
     SELECT j.id, j.priority, j.scheduled_at
       FROM plan, LATERAL (
         SELECT * FROM (
-            SELECT id, priority, scheduled_at FROM queue_job
-             WHERE state = 'pending' AND channel = plan.channel AND scheduled_at <= %s
-             ORDER BY priority, scheduled_at, id
-             LIMIT {{rows}}
-             FOR UPDATE SKIP LOCKED) best
-         LIMIT plan.free) j
+            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+              FROM (
+                SELECT * FROM (
+                    SELECT id, priority, scheduled_at, weight FROM queue_job
+                     WHERE state = 'pending' AND channel = plan.channel AND fair_key = ''
+                       AND scheduled_at <= %s
+                     ORDER BY priority, scheduled_at, id
+                     LIMIT {{rows}}
+                     FOR UPDATE SKIP LOCKED) best
+                 LIMIT plan.take) b) fitting
+         WHERE fitting.used <= plan.free) j
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
 )
@@ -424,7 +447,9 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 class PostgresJobStore(JobStore):
     backend: PostgresBackend
     next_scheduled_sql = NEXT_SCHEDULED
-    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    window_usage_sql = WINDOW_USAGE
+    log_starts_sql = LOG_STARTS
+    forget_starts_sql = FORGET_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
@@ -459,7 +484,7 @@ class PostgresJobStore(JobStore):
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[list[ClaimedJob], datetime | None]:
-        if not plan.free or plan.rate_limited:
+        if not plan.free or plan.windows:
             return super()._take_and_commit(cr, plan, wanted, worker_id, now)
         # one round trip: the jobs, when the channels' next job becomes due (read every
         # time, used when a channel came up short), and the commit
@@ -474,11 +499,13 @@ class PostgresJobStore(JobStore):
     def _take_statement(
         plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[str, Sequence[Any]]:
-        # the plan as one JSON text (far cheaper to send than two arrays); no channel needs
+        # the plan as one JSON text (far cheaper to send than arrays); no channel needs
         # more candidates than the claim wants: each one is locked (FOR UPDATE)
-        free = {channel: min(count, wanted) for channel, count in plan.free.items()}
-        channels = json.dumps([{"channel": c, "free": count} for c, count in free.items()])
-        sql = _take_sql(len(free), max(free.values()))
+        take = {channel: plan.jobs_at_most(channel, wanted) for channel in plan.free}
+        channels = json.dumps(
+            [{"channel": c, "free": plan.free[c], "take": count} for c, count in take.items()]
+        )
+        sql = _take_sql(len(take), max(take.values()))
         return sql, (channels, now, wanted, worker_id, now, now, now)
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:

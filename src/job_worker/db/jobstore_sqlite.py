@@ -70,8 +70,8 @@ def clock() -> datetime:
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and how many of its jobs
-# are started right now. Without statistics SQLite's planner prefers any
+# channel, however many jobs wait), with its limit row and the weight of its jobs
+# started right now. Without statistics SQLite's planner prefers any
 # (state, ...) index for "state = 'pending'" and then scans every pending job:
 # the partial index is named.
 CHANNEL_STATE = """
@@ -83,8 +83,9 @@ WITH RECURSIVE channels(name) AS (
              WHERE state = 'pending' AND channel > c.name)
       FROM channels c WHERE c.name IS NOT NULL
 )
-SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
-       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+SELECT c.name, l."limit", l.rate_limit, l.rates,
+       (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+         WHERE r.state = 'started' AND r.channel = c.name)
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
  WHERE c.name IS NOT NULL
 """
@@ -101,8 +102,8 @@ SELECT min(scheduled_at) FROM queue_job INDEXED BY queue_job_pending_due
 # The best due jobs of one channel (SQLite has no LATERAL: one query per channel
 # with room, each an index range scan of the pending index).
 TAKE_CHANNEL = """
-SELECT id, priority, scheduled_at FROM queue_job INDEXED BY queue_job_pending
- WHERE state = 'pending' AND channel = %s AND scheduled_at <= %s
+SELECT id, priority, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND fair_key = '' AND scheduled_at <= %s
  ORDER BY priority, scheduled_at, id LIMIT %s
 """
 
@@ -114,10 +115,26 @@ UPDATE queue_job SET state = 'started', worker_id = %s, started_at = %s, heartbe
 RETURNING {", ".join(CLAIM_COLUMNS)}
 """
 
-# -- name: mark_rate_limited_start
-MARK_RATE_LIMITED_START = (
-    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
-)
+# -- name: window_usage
+# The starts of a channel in the window that ends now, at most the window's count of
+# them, and the oldest of those.
+WINDOW_USAGE = """
+SELECT count(*), min(started_at) FROM (
+    SELECT started_at FROM queue_channel_start WHERE channel = %s AND started_at > %s
+     ORDER BY started_at DESC LIMIT %s)
+"""
+
+# -- name: log_starts
+# `count` starts of a channel at `now`, in its start log.
+LOG_STARTS = """
+INSERT INTO queue_channel_start (channel, started_at)
+SELECT %s, %s FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)
+                    SELECT i FROM n)
+"""
+
+# -- name: forget_starts
+# Starts that have left the channel's longest window.
+FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
 
 # -- name: check_jobs
 # (The caller adds the condition on the ids.)
@@ -378,7 +395,9 @@ class JobCursor(SqliteCursor):
 class SqliteJobStore(JobStore):
     backend: SqliteBackend
     next_scheduled_sql = NEXT_SCHEDULED.strip()
-    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    window_usage_sql = WINDOW_USAGE
+    log_starts_sql = LOG_STARTS
+    forget_starts_sql = FORGET_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
@@ -405,8 +424,13 @@ class SqliteJobStore(JobStore):
     ) -> list[ClaimedJob]:
         candidates: list[tuple[Any, ...]] = []
         for channel, free in plan.free.items():
-            cr.execute(TAKE_CHANNEL, (channel, now, min(free, wanted)))
-            candidates.extend(cr.fetchall())
+            cr.execute(TAKE_CHANNEL, (channel, now, plan.jobs_at_most(channel, wanted)))
+            used = 0
+            for row in cr.fetchall():  # the run of jobs, in order, whose weights fit
+                used += row[3]
+                if used > free:
+                    break
+                candidates.append(row)
         candidates.sort(key=lambda row: (row[1], row[2], row[0]))
         ids = [row[0] for row in candidates[:wanted]]
         if not ids:

@@ -14,9 +14,9 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``waiting_parents``: a graph job waiting on unfinished parents (named);
 - ``scheduled``: due later (an ``eta``); ``retry_backoff``: due later because
   its last attempt failed;
-- ``channel_paused`` (limit 0), ``channel_full`` (as many jobs running as the
-  limit allows), ``rate_limited`` (the channel started as many jobs in the
-  last second as its rate limit);
+- ``channel_paused`` (limit 0), ``channel_full`` (the weights of the running jobs
+  leave no room for this one's), ``rate_limited`` (a rate window of the channel
+  holds as many starts as it allows);
 - ``no_worker``: no live worker (none ever ran, the last one stopped cleanly,
   or the last one went silent: no heartbeat within the stale window), or no
   live worker takes this channel;
@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..db.jobstore import job_store
 from ..durations import duration_text
 from ..orm.fields import Datetime
+from ..rates import RateWindow, channel_windows
 from . import config
 from .lifecycle import ACTIVE, TERMINAL, JobState
 
@@ -71,16 +73,16 @@ def _when(moment: datetime, now: datetime) -> str:
 
 def channel_limit(
     env: Environment, channel: str, default_limit: int | None = None
-) -> tuple[int, float, bool]:
-    """(limit, rate_limit, configured) of ``channel``: its queue.limit row or the default
-    limit (the ``default_limit`` cluster setting unless given)."""
-    env.cr.execute('SELECT "limit", rate_limit FROM queue_limit WHERE name = %s', [channel])
+) -> tuple[int, tuple[RateWindow, ...], bool]:
+    """(limit, rate windows, configured) of ``channel``: its queue.limit row or the
+    default limit (the ``default_limit`` cluster setting unless given)."""
+    env.cr.execute('SELECT "limit", rate_limit, rates FROM queue_limit WHERE name = %s', [channel])
     row = env.cr.fetchone()
     if row is None:
         if default_limit is None:
             default_limit = config.read(env.cr).default_limit
-        return default_limit, 0.0, False
-    return int(row[0]), float(row[1] or 0.0), True
+        return default_limit, (), False
+    return int(row[0]), channel_windows(row[2], row[1]), True
 
 
 def live_workers(
@@ -129,7 +131,8 @@ def explain(
         default_limit = settings.default_limit if default_limit is None else default_limit
     cr.execute(
         "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
-        " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence"
+        " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence,"
+        " weight"
         " FROM queue_job WHERE id = %s",
         [job_id],
     )
@@ -263,7 +266,7 @@ def _explain_pending(
                 Reason("scheduled", f"scheduled for {_when(due, now)}", {"until": due.isoformat()})
             )
 
-    limit, rate_limit, configured = channel_limit(env, channel, default_limit)
+    limit, windows, configured = channel_limit(env, channel, default_limit)
     source = "its queue.limit" if configured else "the default limit, no queue.limit row"
     if limit == 0:
         reasons.append(
@@ -273,22 +276,28 @@ def _explain_pending(
         )
     else:
         cr.execute(
-            "SELECT id FROM queue_job WHERE state = 'started' AND channel = %s ORDER BY id LIMIT %s",
+            "SELECT id, weight FROM queue_job WHERE state = 'started' AND channel = %s"
+            " ORDER BY id LIMIT %s",
             [channel, limit + 1],
         )
-        running = [r[0] for r in cr.fetchall()]
-        if len(running) >= limit:
-            shown = ", ".join(str(i) for i in running[:10])
+        running = cr.fetchall()
+        used = sum(weight for _id, weight in running)
+        if used + job["weight"] > limit:
+            shown = ", ".join(str(i) for i, _weight in running[:10])
+            taken = (
+                f"{len(running)} of {limit} running"
+                if used == len(running) and job["weight"] == 1
+                else f"running jobs weigh {used} of {limit}, this one {job['weight']}"
+            )
             reasons.append(
                 Reason(
                     "channel_full",
-                    f"channel {channel!r} is at its limit: {len(running)} of {limit} running ({source});"
-                    f" running: {shown}",
-                    {"channel": channel, "limit": limit, "running": len(running)},
+                    f"channel {channel!r} is at its limit: {taken} ({source}); running: {shown}",
+                    {"channel": channel, "limit": limit, "running": len(running), "weight": used},
                 )
             )
-    if rate_limit > 0:
-        reason = _rate_limited(env, channel, rate_limit, now)
+    if windows:
+        reason = _rate_limited(env, channel, windows, now)
         if reason is not None:
             reasons.append(reason)
 
@@ -375,37 +384,24 @@ def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:
 
 
 def _rate_limited(
-    env: Environment, channel: str, rate_limit: float, now: datetime
+    env: Environment, channel: str, windows: tuple[RateWindow, ...], now: datetime
 ) -> Reason | None:
-    """The channel started its last job less than ``1 / rate_limit`` s ago (when the
-    workers record ``queue.limit.last_started_at``), or it started ``rate_limit``
-    jobs within the last second."""
-    cr = env.cr
-    if "last_started_at" in env["queue.limit"]._fields:
-        cr.execute("SELECT last_started_at FROM queue_limit WHERE name = %s", [channel])
-        row = cr.fetchone()
-        last = _dt(row[0]) if row else None
-        if last is not None:
-            next_start = last + timedelta(seconds=1 / rate_limit)
-            if next_start > now:
-                return Reason(
-                    "rate_limited",
-                    f"channel {channel!r} is rate-limited ({rate_limit:g} starts/s): its next start"
-                    f" comes at {_when(next_start, now)}",
-                    {"channel": channel, "rate_limit": rate_limit, "until": next_start.isoformat()},
-                )
-    since = now - timedelta(seconds=1)
-    cr.execute(
-        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND channel = %s AND ("
-        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))",
-        [since, channel, since],
-    )
-    starts = cr.fetchone()[0]  # type: ignore[index]
-    if starts >= rate_limit:
+    """A rate window of the channel holds as many starts as it allows (the claim's own
+    count, from the channel's start log): when its oldest start leaves it."""
+    store = job_store(env.cr.backend)
+    for window, used, oldest in store.window_usage(env.cr, channel, windows, now):
+        if used < window.count or oldest is None:
+            continue
+        next_start = oldest + timedelta(seconds=window.seconds)
         return Reason(
             "rate_limited",
-            f"channel {channel!r} is rate-limited: {starts} start(s) in the last second"
-            f" (rate limit {rate_limit:g}/s)",
-            {"channel": channel, "rate_limit": rate_limit, "starts": starts},
+            f"channel {channel!r} is rate-limited: {used} start(s) within its window"
+            f" {window}: its next start comes at {_when(next_start, now)}",
+            {
+                "channel": channel,
+                "window": window.text,
+                "starts": used,
+                "until": next_start.isoformat(),
+            },
         )
     return None

@@ -1,4 +1,4 @@
-"""queue.limit: how many jobs of a channel run at once, and how fast they start."""
+"""queue.limit: how much of a channel runs at once, and how fast its jobs start."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from ...orm import fields, models
 from ...orm.fields import INT_MAX, short_repr
+from ...rates import parse_rates, rates_text
 from ..options import CHANNEL_RE, MAX_CHANNEL_LENGTH
 
 
@@ -23,7 +24,14 @@ class QueueLimit(models.Model):
         help="Jobs of the channel running at once, across every worker; 0 pauses the channel.",
     )
     rate_limit = fields.Float(
-        default=0.0, help="Job starts per second, across every worker; 0 = no rate limit."
+        default=0.0,
+        help="Job starts per second, across every worker, never two closer than 1/rate_limit"
+        " seconds; 0 = no such limit.",
+    )
+    rates = fields.Char(
+        "Rate windows",
+        help="Windows of starts, across every worker: '10/s 500/min' never starts more than 10"
+        " jobs in any second nor 500 in any minute.",
     )
 
     def _check_limit_values(self, vals: dict[str, Any]) -> None:
@@ -43,6 +51,17 @@ class QueueLimit(models.Model):
                 raise ValueError(
                     f"queue.limit {key} must be a finite number >= 0, got {short_repr(value)}"
                 )
+        if "rates" in vals:
+            rates = vals["rates"]
+            if rates is not None and not isinstance(rates, str):
+                raise ValueError(
+                    f"queue.limit rates must be a text such as '10/s 500/min', "
+                    f"got {short_repr(rates)}"
+                )
+            try:
+                vals["rates"] = rates_text(parse_rates(rates)) or None
+            except ValueError as exc:
+                raise ValueError(f"queue.limit rates: {exc}") from None
         if "limit" in vals and not (isinstance(vals["limit"], int) and vals["limit"] <= INT_MAX):
             raise ValueError(
                 f"queue.limit limit must be an int from 0 to {INT_MAX}, "
@@ -58,11 +77,22 @@ class QueueLimit(models.Model):
         self._check_limit_values(vals)
         return super().write(vals)
 
-    def set_limit(self, channel: str, limit: int, rate_limit: float | None = None) -> Any:
-        """Create or update the limit of ``channel``; returns the queue.limit record."""
+    def set_limit(
+        self,
+        channel: str,
+        limit: int,
+        rate_limit: float | None = None,
+        *,
+        rates: str | None = None,
+    ) -> Any:
+        """Create or update the limit of ``channel``; returns the queue.limit record.
+        ``rate_limit`` and ``rates`` (rate windows, :mod:`job_worker.rates`) replace what
+        the channel had when given; an empty ``rates`` removes its windows."""
         vals: dict[str, Any] = {"limit": limit}
         if rate_limit is not None:
             vals["rate_limit"] = rate_limit
+        if rates is not None:
+            vals["rates"] = rates
         record = self.search([("name", "=", channel)])
         if record:
             record.write(vals)
