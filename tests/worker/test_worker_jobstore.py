@@ -186,6 +186,98 @@ def test_starts_that_left_every_window_are_forgotten(registry, claim):
     assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
 
 
+def _keyed(registry, key: str, count: int, channel: str = "shared", **options) -> list[int]:
+    ids = enqueue(registry, "noop", count=count, channel=channel, **options)
+    with registry.cursor() as cr:
+        for job_id in ids:
+            cr.execute("UPDATE queue_job SET fair_key = %s WHERE id = %s", (key, job_id))
+    return ids
+
+
+def _keys_of(registry, jobs) -> list[str]:
+    keys = dict(query(registry, "SELECT id, fair_key FROM queue_job"))
+    return [keys[job.id] for job in jobs]
+
+
+def _one_by_one(claim, count: int) -> list:
+    started = []
+    for _ in range(count):
+        started.extend(claim(1, default_limit=1000).jobs)
+    return started
+
+
+def test_fair_keys_take_turns_at_equal_priority(registry, claim):
+    _keyed(registry, "a", 10)
+    _keyed(registry, "b", 3)
+    _keyed(registry, "c", 3)
+    started = _one_by_one(claim, 12)
+    assert _keys_of(registry, started) == [*"abcabcabc", "a", "a", "a"]
+
+
+def test_a_claim_of_several_jobs_gives_each_key_a_turn_first(registry, claim):
+    _keyed(registry, "a", 10)
+    _keyed(registry, "b", 2)
+    first = claim(3, default_limit=1000).jobs
+    assert sorted(_keys_of(registry, first)) == ["a", "a", "b"]
+    second = claim(3, default_limit=1000).jobs
+    assert sorted(_keys_of(registry, second)) == ["a", "a", "b"]
+
+
+def test_fair_share_serves_the_best_priority_first(registry, claim):
+    _keyed(registry, "a", 3, priority=10)
+    [urgent] = _keyed(registry, "b", 1, priority=1)
+    assert [job.id for job in claim(1, default_limit=1000).jobs] == [urgent]
+
+
+def test_a_weighted_key_gets_as_many_turns_a_round(registry, store, claim):
+    _keyed(registry, "a", 6)
+    _keyed(registry, "b", 6)
+    with registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["queue.fair.key"].set_weight("shared", "a", 2)
+    assert _keys_of(registry, _one_by_one(claim, 6)) == [*"aabaab"]
+
+
+def test_jobs_without_a_key_share_one_turn(registry, claim):
+    _keyed(registry, "a", 4)
+    _keyed(registry, "b", 4)
+    plain = enqueue(registry, "noop", count=4, channel="shared")
+    started = _one_by_one(claim, 6)
+    assert _keys_of(registry, started) == ["a", "b", "", "a", "b", ""]
+    assert [job.id for job in started if job.id in plain] == plain[:2]
+
+
+def test_a_key_with_few_jobs_is_not_held_behind_a_big_one(registry, store, claim):
+    set_limit(registry, "shared", 2)
+    big = _keyed(registry, "big", 300)
+    small = set(_keyed(registry, "small", 20))
+    started: list[int] = []
+    while small - set(started):
+        jobs = claim(2).jobs
+        assert jobs, "a claim with room took nothing"
+        started.extend(job.id for job in jobs)
+        with registry.cursor() as cr:
+            store.finish(cr, [(job.id, None, 0.0) for job in jobs], "w1")
+    assert len(started) <= 40 and started[0] == big[0]
+
+
+def test_fair_channels_and_plain_channels_share_a_claim(registry, claim):
+    set_limit(registry, "root", 5)
+    _keyed(registry, "a", 2, priority=5)
+    plain = enqueue(registry, "noop", count=2, channel="root", priority=1)
+    jobs = claim(3, default_limit=1000).jobs
+    assert [job.id for job in jobs][:2] == plain
+    assert len(jobs) == 3
+
+
+def test_a_heavy_job_of_a_fair_key_waits_for_room_at_its_turn(registry, claim):
+    set_limit(registry, "shared", 4)
+    [heavy] = _keyed(registry, "a", 1)
+    _weigh(registry, [heavy], 4)
+    _keyed(registry, "b", 3)
+    jobs = claim(4).jobs
+    assert [job.id for job in jobs] == [heavy]
+
+
 def test_channels_filter(registry, claim):
     set_limit(registry, "a", 5)
     set_limit(registry, "b", 5)

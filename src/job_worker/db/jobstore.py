@@ -28,6 +28,13 @@ holds the database's claim lock, so no interleaving of claimers can exceed it:
   longest window); a claim starts at most N minus that count. Every start is
   checked against the window that ends at it, so no window of length T, wherever
   it lies, holds more than N.
+- **Fair share.** In a channel with pending jobs that have a ``fair_key``, each claim
+  serves the best due priority first and, at that priority, turns between the keys
+  with due jobs (jobs without a key share the key ``''``), one job per key per round
+  (a key's ``queue.fair.key`` weight: that many), starting after the key that had the
+  channel's last turn (``queue_channel.fair_cursor``). Finding the next keys walks
+  the pending index key by key: a claim costs in proportion to the keys it looks
+  at, never to the jobs waiting.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
+from ..orm.fields import INT_MAX, INT_MIN
 from ..rates import RateWindow, channel_windows
 
 if TYPE_CHECKING:
@@ -126,6 +134,9 @@ class ChannelPlan:
     windows: dict[str, tuple[RateWindow, ...]] = field(default_factory=dict)
     #: seconds until a channel held back by a rule of time may start its next job
     retry_in: float | None = None
+    #: channels with room and pending jobs with a fair key, with the key that had their
+    #: last turn ('' when none did) and how many jobs it has had in that turn
+    fair: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def jobs_at_most(self, channel: str, wanted: int) -> int:
         """How many jobs ``channel`` may give a claim that wants ``wanted``: every job
@@ -145,16 +156,19 @@ def plan_channels(
     channels: Sequence[str] | None = None,
 ) -> ChannelPlan:
     """The weighted limits of the module docstring, applied to ``CHANNEL_STATE`` rows
-    (name, limit, rate_limit, rates, running weight); the channels with room and rate
-    windows are noted, for :func:`apply_windows`."""
+    (name, limit, rate_limit, rates, running weight, has fair keys, fair cursor, jobs
+    of its turn); the channels with room and rate windows are noted, for
+    :func:`apply_windows`."""
     plan = ChannelPlan()
-    for name, limit, rate_limit, rates, running in rows:
+    for name, limit, rate_limit, rates, running, fair, cursor, turn in rows:
         if channels is not None and name not in channels:
             continue
         free = (default_limit if limit is None else int(limit)) - int(running or 0)
         if free <= 0:
             continue
         plan.free[name] = free
+        if fair:
+            plan.fair[name] = (cursor or "", int(turn or 0))
         windows = channel_windows(rates, rate_limit)
         if windows:
             plan.windows[name] = windows
@@ -182,6 +196,85 @@ def apply_windows(
                 del plan.free[channel]
             else:
                 plan.most[channel] = room
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A due pending job a claim may start."""
+
+    id: int
+    channel: str
+    priority: int
+    scheduled_at: Any
+    weight: int
+    fair_key: str = ""
+    #: in a fair channel, the jobs its key has had in its turn with this one, when that
+    #: turn is not over (0 when it is)
+    turn: int = 0
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        return (self.priority, _as_datetime(self.scheduled_at), self.id)
+
+
+def fitting(line: Iterable[Candidate], free: int) -> list[Candidate]:
+    """The longest run of ``line``, in its order, whose weights fit in ``free``: a job
+    that does not fit stops the line (nothing behind it overtakes it)."""
+    run, used = [], 0
+    for candidate in line:
+        used += candidate.weight
+        if used > free:
+            break
+        run.append(candidate)
+    return run
+
+
+def merge_lines(lines: dict[str, list[Candidate]], wanted: int) -> list[Candidate]:
+    """Up to ``wanted`` candidates, each channel's line taken in its own order, the
+    channels in the order (priority, due time, id) of the jobs at their heads."""
+    heads = {channel: 0 for channel, line in lines.items() if line}
+    picked: list[Candidate] = []
+    while heads and len(picked) < wanted:
+        channel = min(heads, key=lambda name: lines[name][heads[name]].order)
+        picked.append(lines[channel][heads[channel]])
+        heads[channel] += 1
+        if heads[channel] == len(lines[channel]):
+            del heads[channel]
+    return picked
+
+
+#: a fair level's rows: (fair key, lap, key weight, id, scheduled_at, weight); lap 0 for
+#: the keys after the channel's cursor, 1 for those from the start up to it
+FairRow = tuple[str, int, int, int, Any, int]
+
+
+def rotation(
+    channel: str,
+    priority: int,
+    rows: Iterable[FairRow],
+    count: int,
+    cursor: tuple[str, int] = ("", 0),
+) -> list[Candidate]:
+    """The first ``count`` turns of one priority level of a fair channel: round by
+    round, each key in rotation order (after the cursor, then from the start) gives
+    as many jobs per round as its weight, oldest first. A ``cursor`` of a key with an
+    unfinished turn (``cursor[1]`` jobs of it given so far, not 0) leads the rotation
+    (lap 0) and ends its turn first."""
+    last_key, given = cursor
+    turns = []
+    rank: Counter[str] = Counter()
+    for key, lap, key_weight, job_id, scheduled_at, weight in sorted(
+        rows, key=lambda row: (row[1], row[0], _as_datetime(row[4]), row[3])
+    ):
+        quantum = max(int(key_weight or 1), 1)
+        place = rank[key] + (given if key == last_key else 0)
+        rank[key] += 1
+        round_, turn = divmod(place, quantum)
+        unfinished = turn + 1 if turn + 1 < quantum else 0
+        candidate = Candidate(job_id, channel, priority, scheduled_at, weight, key, unfinished)
+        turns.append(((round_, lap, key, rank[key]), candidate))
+    turns.sort(key=lambda turn: turn[0])
+    return [candidate for _turn, candidate in turns[:count]]
 
 
 def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
@@ -359,11 +452,75 @@ class JobStore(ABC):
         finished before ``now``, so recorded start and end times agree with the limits.
         """
 
-    @abstractmethod
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
-        """The best ``wanted`` due jobs of the channels in ``plan``, marked started."""
+        """The best ``wanted`` due jobs of the channels in ``plan``, marked started: each
+        channel's line (in order, or in turns of its fair keys) cut where its weights
+        stop fitting, the lines merged by the jobs at their heads."""
+        lines = {}
+        for channel, free in plan.free.items():
+            count = plan.jobs_at_most(channel, wanted)
+            if channel in plan.fair:
+                line = self._fair_line(cr, channel, plan.fair[channel], count, now)
+            else:
+                line = self._channel_line(cr, channel, count, now)
+            lines[channel] = fitting(line, free)
+        picked = merge_lines(lines, wanted)
+        if not picked:
+            return []
+        jobs = self._mark_started(cr, [candidate.id for candidate in picked], worker_id, now)
+        started = {job.id for job in jobs}
+        last_turns = {c.channel: (c.fair_key, c.turn) for c in picked if c.id in started}
+        for channel in plan.fair.keys() & last_turns.keys():
+            cr.execute(self.set_fair_cursor_sql, (channel, *last_turns[channel]), write=True)
+        return jobs
+
+    def _fair_line(
+        self, cr: Cursor, channel: str, cursor: tuple[str, int], count: int, now: datetime
+    ) -> list[Candidate]:
+        """The next ``count`` turns of a fair channel: its best due priority first, then
+        the next ones while turns are missing."""
+        line: list[Candidate] = []
+        floor = INT_MIN
+        while len(line) < count:
+            level = self._fair_level(cr, channel, floor, cursor, count - len(line), now)
+            if level is None:
+                break
+            priority, rows = level
+            line.extend(rotation(channel, priority, rows, count - len(line), cursor))
+            if priority >= INT_MAX:
+                break
+            floor = priority + 1
+        return line
+
+    #: upsert of a channel's fair cursor: (channel, key, jobs of its turn)
+    set_fair_cursor_sql: str
+
+    @abstractmethod
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        """The ``count`` best due jobs of a channel without fair keys, in order."""
+
+    @abstractmethod
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        """The best due priority of ``channel`` at or above ``floor`` (None: no due job),
+        and for the first ``count`` keys with due jobs at that priority in rotation order
+        from ``cursor``, their first ``count`` due jobs there. The rotation starts after
+        the cursor's key, or at it when its turn is not over."""
+
+    @abstractmethod
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        """pending -> started for those of ``job_ids`` still pending."""
 
     # -- execution ------------------------------------------------------------
 

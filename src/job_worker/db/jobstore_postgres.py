@@ -31,9 +31,11 @@ import psycopg
 
 from .jobstore import (
     CLAIM_COLUMNS,
+    Candidate,
     ChannelPlan,
     ClaimedJob,
     FailingJob,
+    FairRow,
     JobStore,
     Listener,
     Session,
@@ -75,8 +77,9 @@ NOW = "SELECT timezone('UTC', statement_timestamp())"
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and the weight of its jobs
-# started right now.
+# channel, however many jobs wait), with its limit row, the weight of its jobs
+# started right now, whether it has pending jobs with a fair key, the key that had
+# its last turn and the jobs it has had in that turn.
 CHANNEL_STATE = """
 WITH RECURSIVE channels(name) AS (
     SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
@@ -86,8 +89,12 @@ WITH RECURSIVE channels(name) AS (
 )
 SELECT c.name, l."limit", l.rate_limit, l.rates,
        (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
-         WHERE r.state = 'started' AND r.channel = c.name)
+         WHERE r.state = 'started' AND r.channel = c.name),
+       EXISTS (SELECT 1 FROM queue_job f
+                WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
+       ch.fair_cursor, ch.fair_turn
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+       LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
 """
 
@@ -208,6 +215,98 @@ def _take_text(channels: int, rows: int) -> str:
 def _power_of_two(count: int) -> int:
     return 1 << max(count - 1, 0).bit_length()
 
+
+# -- name: channel_line
+# The best due jobs of one channel without fair keys (a claim that also serves fair
+# channels merges the lines of its channels itself).
+CHANNEL_LINE = """
+SELECT id, priority, scheduled_at, weight FROM queue_job
+ WHERE state = 'pending' AND channel = %s AND fair_key = '' AND scheduled_at <= %s
+ ORDER BY priority, scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_level
+# One priority level of a fair channel, in one statement: the best due priority at or
+# above a floor; the keys with pending jobs there in rotation order (after the cursor,
+# or from it when its turn is not over, then from the start up to it: a loose index scan, one probe a key, which stops once
+# `count` keys with due jobs are found); their weights and their first due jobs there.
+FAIR_LEVEL = """
+WITH RECURSIVE args AS (
+    SELECT %s::text AS channel, %s::int AS floor, %s::text AS cursor, %s::bool AS inclusive,
+           %s::timestamp AS now, %s::int AS count
+), level AS (
+    SELECT j.priority FROM queue_job j, args a
+     WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority >= a.floor
+       AND j.scheduled_at <= a.now
+     ORDER BY j.priority LIMIT 1
+), after(k) AS (
+    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
+             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
+               AND j.fair_key >= a.cursor AND (a.inclusive OR j.fair_key > a.cursor))
+  UNION ALL
+    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
+             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
+               AND j.fair_key > p.k)
+      FROM after p WHERE p.k IS NOT NULL
+), upto(k) AS (
+    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
+             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority)
+  UNION ALL
+    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
+             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
+               AND j.fair_key > p.k)
+      FROM upto p, args a WHERE p.k IS NOT NULL AND p.k < a.cursor
+), keys AS (
+    SELECT k, 0 AS lap FROM after WHERE k IS NOT NULL
+  UNION ALL
+    SELECT p.k, 1 FROM upto p, args a
+     WHERE p.k IS NOT NULL AND (p.k < a.cursor OR (p.k = a.cursor AND NOT a.inclusive))
+), turns AS (
+    SELECT keys.k, keys.lap FROM keys, args a, level l
+     WHERE EXISTS (SELECT 1 FROM queue_job j
+                    WHERE j.state = 'pending' AND j.channel = a.channel
+                      AND j.priority = l.priority AND j.fair_key = keys.k
+                      AND j.scheduled_at <= a.now)
+     LIMIT (SELECT count FROM args)
+)
+SELECT l.priority, t.k, t.lap, coalesce(w.weight, 1), j.id, j.scheduled_at, j.weight
+  FROM level l CROSS JOIN args a CROSS JOIN turns t
+  LEFT JOIN queue_fair_key w ON w.channel = a.channel AND w.fair_key = t.k
+  CROSS JOIN LATERAL (
+    SELECT id, scheduled_at, weight FROM queue_job
+     WHERE state = 'pending' AND channel = a.channel AND priority = l.priority
+       AND fair_key = t.k AND scheduled_at <= a.now
+     ORDER BY scheduled_at, id LIMIT a.count) j
+"""
+
+# -- name: fair_level_priority
+# The level's priority alone, when no key at it has a due job any more (a race with a
+# cancel): the claim goes on to the next level.
+FAIR_LEVEL_PRIORITY = """
+SELECT priority FROM queue_job
+ WHERE state = 'pending' AND channel = %s AND priority >= %s AND scheduled_at <= %s
+ ORDER BY priority LIMIT 1
+"""
+
+# -- name: mark_started
+# The jobs a claim that serves fair channels picked, marked started.
+MARK_STARTED = f"""
+UPDATE queue_job
+   SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
+ WHERE id = ANY(%s::integer[]) AND state = 'pending'
+RETURNING {
+    ", ".join(
+        f"{c}::text" if c in ("record_ids", "args", "kwargs", "context") else c
+        for c in CLAIM_COLUMNS
+    )
+}
+"""
+
+# -- name: set_fair_cursor
+SET_FAIR_CURSOR = """
+INSERT INTO queue_channel (name, fair_cursor, fair_turn) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET fair_cursor = excluded.fair_cursor, fair_turn = excluded.fair_turn
+"""
 
 # -- name: heartbeat_worker
 HEARTBEAT_WORKER = """
@@ -448,6 +547,7 @@ class PostgresJobStore(JobStore):
     backend: PostgresBackend
     next_scheduled_sql = NEXT_SCHEDULED
     window_usage_sql = WINDOW_USAGE
+    set_fair_cursor_sql = SET_FAIR_CURSOR
     log_starts_sql = LOG_STARTS
     forget_starts_sql = FORGET_STARTS
     check_jobs_sql = CHECK_JOBS
@@ -478,13 +578,43 @@ class PostgresJobStore(JobStore):
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
+        if plan.fair:  # the lines of fair channels are made in turns, merged in Python
+            return super()._take(cr, plan, wanted, worker_id, now)
         cr.execute(*self._take_statement(plan, wanted, worker_id, now))
+        return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        cr.execute(CHANNEL_LINE, (channel, now, count))
+        return [Candidate(row[0], channel, *row[1:]) for row in cr.fetchall()]
+
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        start, unfinished = cursor
+        cr.execute(FAIR_LEVEL, (channel, floor, start, bool(unfinished), now, count))
+        rows = cr.fetchall()
+        if rows:
+            return rows[0][0], [tuple(row[1:]) for row in rows]
+        cr.execute(FAIR_LEVEL_PRIORITY, (channel, floor, now))
+        level = cr.fetchone()
+        return None if level is None else (level[0], [])
+
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        cr.execute(MARK_STARTED, (worker_id, now, now, now, list(job_ids)))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[list[ClaimedJob], datetime | None]:
-        if not plan.free or plan.windows:
+        if not plan.free or plan.windows or plan.fair:
             return super()._take_and_commit(cr, plan, wanted, worker_id, now)
         # one round trip: the jobs, when the channels' next job becomes due (read every
         # time, used when a channel came up short), and the commit

@@ -33,7 +33,7 @@ import os
 import re
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 from ..orm.fields import Datetime
 from .jobstore import (
     CLAIM_COLUMNS,
-    ChannelPlan,
+    Candidate,
     ClaimedJob,
     FailingJob,
+    FairRow,
     JobStore,
     Listener,
     Session,
@@ -70,8 +71,9 @@ def clock() -> datetime:
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and the weight of its jobs
-# started right now. Without statistics SQLite's planner prefers any
+# channel, however many jobs wait), with its limit row, the weight of its jobs
+# started right now, whether it has pending jobs with a fair key, the key that had
+# its last turn and the jobs it has had in that turn. Without statistics SQLite's planner prefers any
 # (state, ...) index for "state = 'pending'" and then scans every pending job:
 # the partial index is named.
 CHANNEL_STATE = """
@@ -85,8 +87,12 @@ WITH RECURSIVE channels(name) AS (
 )
 SELECT c.name, l."limit", l.rate_limit, l.rates,
        (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
-         WHERE r.state = 'started' AND r.channel = c.name)
+         WHERE r.state = 'started' AND r.channel = c.name),
+       EXISTS (SELECT 1 FROM queue_job f INDEXED BY queue_job_pending_keyed
+                WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
+       ch.fair_cursor, ch.fair_turn
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+       LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
 """
 
@@ -105,6 +111,41 @@ TAKE_CHANNEL = """
 SELECT id, priority, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
  WHERE state = 'pending' AND channel = %s AND fair_key = '' AND scheduled_at <= %s
  ORDER BY priority, scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_level
+# The best due priority of a channel at or above a floor.
+FAIR_LEVEL = """
+SELECT priority FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority >= %s AND scheduled_at <= %s
+ ORDER BY priority LIMIT 1
+"""
+
+# -- name: next_fair_key
+# The first key, from a key on (itself too when asked: then the next after it), with
+# pending jobs at a priority (one index probe).
+NEXT_FAIR_KEY = """
+SELECT min(fair_key) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key >= %s
+   AND (%s OR fair_key > %s)
+"""
+
+# -- name: fair_key_jobs
+# The first due jobs of one key at one priority.
+FAIR_KEY_JOBS = """
+SELECT id, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key = %s
+   AND scheduled_at <= %s
+ ORDER BY scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_key_weight
+FAIR_KEY_WEIGHT = "SELECT weight FROM queue_fair_key WHERE channel = %s AND fair_key = %s"
+
+# -- name: set_fair_cursor
+SET_FAIR_CURSOR = """
+INSERT INTO queue_channel (name, fair_cursor, fair_turn) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET fair_cursor = excluded.fair_cursor, fair_turn = excluded.fair_turn
 """
 
 # -- name: mark_started
@@ -396,6 +437,7 @@ class SqliteJobStore(JobStore):
     backend: SqliteBackend
     next_scheduled_sql = NEXT_SCHEDULED.strip()
     window_usage_sql = WINDOW_USAGE
+    set_fair_cursor_sql = SET_FAIR_CURSOR
     log_starts_sql = LOG_STARTS
     forget_starts_sql = FORGET_STARTS
     check_jobs_sql = CHECK_JOBS
@@ -419,23 +461,65 @@ class SqliteJobStore(JobStore):
         rows = cr.fetchall()
         return rows, clock()
 
-    def _take(
-        self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        cr.execute(TAKE_CHANNEL, (channel, now, count))
+        return [Candidate(row[0], channel, *row[1:]) for row in cr.fetchall()]
+
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        # one index probe a statement: in-process, the loop costs no round trip
+        cr.execute(FAIR_LEVEL, (channel, floor, now))
+        row = cr.fetchone()
+        if row is None:
+            return None
+        priority = row[0]
+        rows: list[FairRow] = []
+        keys = 0
+        for lap, key in self._rotation_keys(cr, channel, priority, cursor):
+            cr.execute(FAIR_KEY_JOBS, (channel, priority, key, now, count))
+            jobs = cr.fetchall()
+            if not jobs:
+                continue
+            cr.execute(FAIR_KEY_WEIGHT, (channel, key))
+            found = cr.fetchone()
+            weight = found[0] if found else 1
+            rows.extend((key, lap, weight, *job) for job in jobs)
+            keys += 1
+            if keys == count:
+                break
+        return priority, rows
+
+    @staticmethod
+    def _rotation_keys(
+        cr: Cursor, channel: str, priority: int, cursor: tuple[str, int]
+    ) -> Iterator[tuple[int, str]]:
+        """The keys with pending jobs at ``priority``: those after the cursor's key (from
+        it when its turn is not over), then from the start up to it."""
+        start, unfinished = cursor
+        cr.execute(NEXT_FAIR_KEY, (channel, priority, start, bool(unfinished), start))
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None:
+            yield 0, key
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key))
+            key = cr.fetchone()[0]  # type: ignore[index]
+        cr.execute(NEXT_FAIR_KEY, (channel, priority, "", True, ""))
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None and (key < start or (key == start and not unfinished)):
+            yield 1, key
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key))
+            key = cr.fetchone()[0]  # type: ignore[index]
+
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
-        candidates: list[tuple[Any, ...]] = []
-        for channel, free in plan.free.items():
-            cr.execute(TAKE_CHANNEL, (channel, now, plan.jobs_at_most(channel, wanted)))
-            used = 0
-            for row in cr.fetchall():  # the run of jobs, in order, whose weights fit
-                used += row[3]
-                if used > free:
-                    break
-                candidates.append(row)
-        candidates.sort(key=lambda row: (row[1], row[2], row[0]))
-        ids = [row[0] for row in candidates[:wanted]]
-        if not ids:
-            return []
-        cr.execute(MARK_STARTED, (worker_id, now, now, now, _ids(ids)), write=True)
+        cr.execute(MARK_STARTED, (worker_id, now, now, now, _ids(job_ids)), write=True)
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
     def begin_jobs(self, cr: Cursor, job_ids: Sequence[int], worker_id: str) -> set[int]:

@@ -22,6 +22,8 @@ CHANNEL_RE = re.compile(rf"\A[A-Za-z0-9._-]{{1,{MAX_CHANNEL_LENGTH}}}\Z")
 #: the longest identity key: a unique index holds it (PostgreSQL caps an index
 #: entry at 2,704 bytes; 500 characters are at most 2,000 bytes of UTF-8)
 MAX_IDENTITY_KEY_LENGTH = 500
+#: the longest fair key (``with_delay(fair_key=...)``): the pending jobs' index holds it
+MAX_FAIR_KEY_LENGTH = 200
 
 _UNSET: Any = object()
 
