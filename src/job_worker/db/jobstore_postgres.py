@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache, partial
@@ -212,6 +213,20 @@ def _take_text(channels: int, rows: int) -> str:
     return TAKE.format(channels=channels, rows=rows)
 
 
+def _positional(sql: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` written with ``%(name)s`` parameters, as ``%s`` ones and their values
+    (the cursors take positional parameters only)."""
+    return _positional_text(sql), tuple(values[name] for name in _NAMED.findall(sql))
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=16)
+def _positional_text(sql: str) -> str:
+    return _NAMED.sub("%s", sql)
+
+
 def _power_of_two(count: int) -> int:
     return 1 << max(count - 1, 0).bit_length()
 
@@ -231,52 +246,51 @@ SELECT id, priority, scheduled_at, weight FROM queue_job
 # or from it when its turn is not over, then from the start up to it: a loose index scan, one probe a key, which stops once
 # `count` keys with due jobs are found); their weights and their first due jobs there.
 FAIR_LEVEL = """
-WITH RECURSIVE args AS (
-    SELECT %s::text AS channel, %s::int AS floor, %s::text AS cursor, %s::bool AS inclusive,
-           %s::timestamp AS now, %s::int AS count
-), level AS (
-    SELECT j.priority FROM queue_job j, args a
-     WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority >= a.floor
-       AND j.scheduled_at <= a.now
-     ORDER BY j.priority LIMIT 1
+WITH RECURSIVE level AS (
+    SELECT priority FROM queue_job
+     WHERE state = 'pending' AND channel = %(channel)s AND priority >= %(floor)s
+       AND scheduled_at <= %(now)s
+     ORDER BY priority LIMIT 1
 ), after(k) AS (
-    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
-             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
-               AND j.fair_key >= a.cursor AND (a.inclusive OR j.fair_key > a.cursor))
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level)
+               AND fair_key >= %(cursor)s AND (%(inclusive)s OR fair_key > %(cursor)s))
   UNION ALL
-    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
-             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
-               AND j.fair_key > p.k)
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k)
       FROM after p WHERE p.k IS NOT NULL
 ), upto(k) AS (
-    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
-             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority)
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level))
   UNION ALL
-    SELECT (SELECT min(j.fair_key) FROM queue_job j, args a, level l
-             WHERE j.state = 'pending' AND j.channel = a.channel AND j.priority = l.priority
-               AND j.fair_key > p.k)
-      FROM upto p, args a WHERE p.k IS NOT NULL AND p.k < a.cursor
-), keys AS (
-    SELECT k, 0 AS lap FROM after WHERE k IS NOT NULL
-  UNION ALL
-    SELECT p.k, 1 FROM upto p, args a
-     WHERE p.k IS NOT NULL AND (p.k < a.cursor OR (p.k = a.cursor AND NOT a.inclusive))
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k)
+      FROM upto p WHERE p.k IS NOT NULL AND p.k < %(cursor)s
 ), turns AS (
-    SELECT keys.k, keys.lap FROM keys, args a, level l
-     WHERE EXISTS (SELECT 1 FROM queue_job j
-                    WHERE j.state = 'pending' AND j.channel = a.channel
-                      AND j.priority = l.priority AND j.fair_key = keys.k
-                      AND j.scheduled_at <= a.now)
-     LIMIT (SELECT count FROM args)
+    SELECT keys.k, keys.lap FROM (
+        SELECT k, 0 AS lap FROM after WHERE k IS NOT NULL
+      UNION ALL
+        SELECT k, 1 FROM upto
+         WHERE k IS NOT NULL AND (k < %(cursor)s OR (k = %(cursor)s AND NOT %(inclusive)s))
+    ) keys
+     WHERE EXISTS (SELECT 1 FROM queue_job
+                    WHERE state = 'pending' AND channel = %(channel)s
+                      AND priority = (SELECT priority FROM level) AND fair_key = keys.k
+                      AND scheduled_at <= %(now)s)
+     LIMIT %(count)s
 )
 SELECT l.priority, t.k, t.lap, coalesce(w.weight, 1), j.id, j.scheduled_at, j.weight
-  FROM level l CROSS JOIN args a CROSS JOIN turns t
-  LEFT JOIN queue_fair_key w ON w.channel = a.channel AND w.fair_key = t.k
+  FROM level l CROSS JOIN turns t
+  LEFT JOIN queue_fair_key w ON w.channel = %(channel)s AND w.fair_key = t.k
   CROSS JOIN LATERAL (
     SELECT id, scheduled_at, weight FROM queue_job
-     WHERE state = 'pending' AND channel = a.channel AND priority = l.priority
-       AND fair_key = t.k AND scheduled_at <= a.now
-     ORDER BY scheduled_at, id LIMIT a.count) j
+     WHERE state = 'pending' AND channel = %(channel)s AND priority = l.priority
+       AND fair_key = t.k AND scheduled_at <= %(now)s
+     ORDER BY scheduled_at, id LIMIT %(count)s) j
 """
 
 # -- name: fair_level_priority
@@ -597,8 +611,16 @@ class PostgresJobStore(JobStore):
         now: datetime,
     ) -> tuple[int, list[FairRow]] | None:
         start, unfinished = cursor
-        cr.execute(FAIR_LEVEL, (channel, floor, start, bool(unfinished), now, count))
-        rows = cr.fetchall()
+        values = {
+            "channel": channel,
+            "floor": floor,
+            "cursor": start,
+            "inclusive": bool(unfinished),
+            "now": now,
+            "count": count,
+        }
+        # prepared: planning this statement costs more than running it
+        [rows] = cr.execute_together([_positional(FAIR_LEVEL, values)], prepared=True)
         if rows:
             return rows[0][0], [tuple(row[1:]) for row in rows]
         cr.execute(FAIR_LEVEL_PRIORITY, (channel, floor, now))
