@@ -69,6 +69,15 @@ class QueueJob(models.Model):
     attempts = fields.Integer(default=0, readonly=True, help="Failed attempts so far.")
     timeout = fields.Float(default=0.0, help="Seconds before the worker kills the job; 0 = none.")
     identity_key = fields.Char(readonly=True)
+    weight = fields.Integer(
+        required=True,
+        default=1,
+        help="The share of its channel's limit the job takes while it runs (1 or more).",
+    )
+    fair_key = fields.Char(
+        "Fair-share key",
+        help="Jobs of a channel with different keys take turns at its capacity.",
+    )
     user_id = fields.Many2one(
         "res.users",
         "User",
