@@ -9,9 +9,11 @@ from job_worker import SUPERUSER_ID, api
 
 def _limit(ops_registry):
     with ops_registry.cursor() as cr:
-        return api.Environment(cr, SUPERUSER_ID, {})["queue.limit"].search(
-            [("name", "=", "exports")]
-        ).read(["limit", "max_depth", "depth_policy", "skipped"])
+        return (
+            api.Environment(cr, SUPERUSER_ID, {})["queue.limit"]
+            .search([("name", "=", "exports")])
+            .read(["limit", "max_depth", "depth_policy", "skipped"])
+        )
 
 
 def test_manager_sets_max_depth_and_policy_on_the_channels_page(manager, scenario, ops_registry):
