@@ -6,7 +6,8 @@ fate, and the worker records ``TimeoutJobError`` and ``WorkerDiedJobError``
 when it had to stop an executor. The worker and ``run_now()`` fail a job at
 once, without retry, with ``MissingRecordsError`` or ``MissingUserError`` when
 what it runs on is gone. ``MissingError`` and ``TransactionOwnedError`` come
-from the record runtime, ``UnknownMethodError`` from describing a job. Errors
+from the record runtime, ``UnknownMethodError`` from describing a job,
+``ChannelFullError`` from an enqueue into a channel at its ``max_depth``. Errors
 of bad input are the builtin ``TypeError``, ``ValueError`` and ``KeyError``,
 with a message naming the bad value. Every class a caller may catch is
 importable from here.
@@ -111,3 +112,24 @@ class DatabaseFullError(Exception):
     the room: nothing of that transaction is kept. The message names the file. The
     worker treats it like any database outage: it backs off and retries, and resumes
     once space is freed."""
+
+
+class ChannelFullError(Exception):
+    """Raised by an enqueue into a channel whose ``max_depth`` (waiting and pending
+    jobs) it would exceed, when the channel's ``depth_policy`` is ``raise`` (the
+    default). Nothing of the enqueue is written and the caller's transaction stays
+    usable. ``channel``, ``depth`` (jobs waiting or pending when it was counted) and
+    ``max_depth`` say which bound was hit."""
+
+    def __init__(self, channel: str, depth: int, max_depth: int, wanted: int = 1):
+        self.channel = channel
+        self.depth = depth
+        self.max_depth = max_depth
+        jobs = "a job" if wanted == 1 else f"{wanted} jobs"
+        super().__init__(
+            f"channel {channel} is full: {depth} of {max_depth} jobs waiting or pending, "
+            f"no room for {jobs}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+        return type(self), (self.channel, self.depth, self.max_depth)

@@ -11,7 +11,19 @@ from .config import moved_option
 from .main import database_options, fail, open_registry
 from .output import TEXT, FiniteFloat, Output, json_option
 
-COLUMNS = ("channel", "limit", "rate_limit", "configured", "running", "pending", "waiting")
+COLUMNS = (
+    "channel",
+    "limit",
+    "rate_limit",
+    "configured",
+    "running",
+    "pending",
+    "waiting",
+    "max_depth",
+    "depth",
+    "depth_policy",
+    "skipped",
+)
 
 
 @click.group()
@@ -39,6 +51,17 @@ def list_(database: str, load: list[str], as_json: bool) -> None:
 @click.argument("channel", type=TEXT)
 @click.argument("limit", type=click.IntRange(0, INT_MAX))
 @click.option("--rate", "rate_limit", type=FiniteFloat(min=0), help="Starts per second (0 = none).")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0, INT_MAX),
+    help="Jobs waiting or pending at most (0 = unbounded); unchanged if not given.",
+)
+@click.option(
+    "--depth-policy",
+    type=click.Choice(["raise", "skip"]),
+    help="An enqueue into a full channel raises ChannelFullError (raise, the default) "
+    "or is dropped and counted (skip).",
+)
 @json_option
 def set_(
     database: str,
@@ -46,23 +69,38 @@ def set_(
     channel: str,
     limit: int,
     rate_limit: float | None,
+    max_depth: int | None,
+    depth_policy: str | None,
     as_json: bool,
 ) -> None:
     """Set CHANNEL to run at most LIMIT jobs at once (0 pauses it)."""
     with open_registry(database, load) as registry, registry.cursor() as cr:
         env = Environment(cr, SUPERUSER_ID, {})
         try:
-            record = env["queue.limit"].set_limit(channel, limit, rate_limit)
+            record = env["queue.limit"].set_limit(
+                channel, limit, rate_limit, max_depth=max_depth, depth_policy=depth_policy
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        values = {"channel": record.name, "limit": record.limit, "rate_limit": record.rate_limit}
+        values = {
+            "channel": record.name,
+            "limit": record.limit,
+            "rate_limit": record.rate_limit,
+            "max_depth": record.max_depth,
+            "depth_policy": record.depth_policy,
+        }
     out = Output(as_json)
     if as_json:
         out.json(values)
     else:
         rate = f", at most {values['rate_limit']:g} starts/s" if values["rate_limit"] else ""
         paused = " (paused)" if not values["limit"] else ""
-        out.say(f"channel {channel}: limit {values['limit']}{rate}{paused}", "green")
+        bound = (
+            f", at most {values['max_depth']} waiting or pending ({values['depth_policy']} when full)"
+            if values["max_depth"]
+            else ""
+        )
+        out.say(f"channel {channel}: limit {values['limit']}{rate}{bound}{paused}", "green")
 
 
 @limits.command()

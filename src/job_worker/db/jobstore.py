@@ -327,6 +327,15 @@ class FailureRecord:
     attempts: int
 
 
+@dataclass(frozen=True)
+class ChannelRules:
+    """What an enqueue into a channel must respect (its ``queue.limit`` row)."""
+
+    limit: int
+    max_depth: int  # 0: unbounded
+    depth_policy: str  # "raise" or "skip"
+
+
 class JobStore(ABC):
     """Every operation of the engine that changes a job's state, on one database. Get
     the store of a backend with :func:`job_store`.
@@ -748,6 +757,38 @@ class JobStore(ABC):
         """After a requeue of ``parent_ids``: their dependents that failed or were
         cancelled because of them, and their on_error dependents released but not yet
         started, wait again. The ids that wait again (whose own dependents come next)."""
+
+    # -- enqueue-time channel rules (PRODUCT.md 12: weight, max_depth) -----------------
+    # An enqueue reads its channels' rules once per transaction; into a channel with a
+    # max_depth it serialises with the other enqueuers of that channel (a lock held to
+    # its commit) and counts the depth while it holds the lock.
+
+    #: the statements of this section (each database's module has them, as
+    #: CHANNEL_RULES, CHANNEL_DEPTH and COUNT_SKIPPED)
+    channel_rules_sql: str
+    channel_depth_sql: str
+    count_skipped_sql: str
+
+    def channel_rules(self, cr: Cursor, channels: Sequence[str]) -> dict[str, ChannelRules]:
+        """The rules of those of ``channels`` that have a ``queue.limit`` row."""
+        in_sql, params = self.backend.in_values("name", list(channels))
+        cr.execute(f"{self.channel_rules_sql} WHERE {in_sql}", params, write=False)
+        return {
+            name: ChannelRules(int(limit), int(max_depth or 0), depth_policy or "raise")
+            for name, limit, max_depth, depth_policy in cr.fetchall()
+        }
+
+    def lock_depth(self, cr: Cursor, channel: str) -> int:
+        """Serialise with the other enqueuers of ``channel`` until ``cr``'s transaction
+        ends, then count its jobs waiting or pending (committed ones, and this
+        transaction's own)."""
+        cr.execute(self.channel_depth_sql, (channel, channel), write=True)
+        row = cr.fetchone()
+        return int(row[0]) if row else 0
+
+    def count_skipped(self, cr: Cursor, channel: str, count: int = 1) -> None:
+        """Add ``count`` to the channel's ``skipped`` counter (the skip policy)."""
+        cr.execute(self.count_skipped_sql, (count, channel), write=True)
 
     # -- bookkeeping ----------------------------------------------------------
 

@@ -553,6 +553,33 @@ TERMINATE_SESSION = "SELECT pg_terminate_backend(%s)"
 # -- name: elect
 ELECT = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.queue_job'), %s)"
 
+# -- Enqueue-time channel rules (PRODUCT.md 12): weight, max_depth. -----------------
+
+# -- name: channel_rules
+# (The caller adds the condition on the channel names.)
+CHANNEL_RULES = 'SELECT name, "limit", max_depth, depth_policy FROM queue_limit'
+
+# -- name: lock_depth
+# Enqueuers into one bounded channel serialise on a transaction advisory lock (key:
+# the schema, then the channel's name), held to their commit; the count is a
+# statement of its own, sent with the lock: under READ COMMITTED its snapshot is
+# taken once the lock is held, so it sees every job the previous holder committed.
+LOCK_DEPTH = (
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job.depth'), hashtext(%s))"
+)
+
+# -- name: channel_depth
+# Jobs of the channel waiting or pending (the pending ones by their partial index).
+CHANNEL_DEPTH = """
+SELECT (SELECT count(*) FROM queue_job WHERE state = 'pending' AND channel = %s)
+     + (SELECT count(*) FROM queue_job WHERE state = 'waiting' AND channel = %s)
+"""
+
+# -- name: count_skipped
+COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
+
+# -- end of the enqueue-time channel rules ------------------------------------------
+
 # -- name: notify
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
@@ -569,6 +596,9 @@ class PostgresJobStore(JobStore):
     retry_sql = RETRY
     fail_sql = FAIL
     fail_dependents_sql = FAIL_DEPENDENTS
+    channel_rules_sql = CHANNEL_RULES
+    channel_depth_sql = CHANNEL_DEPTH
+    count_skipped_sql = COUNT_SKIPPED
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -662,6 +692,13 @@ class PostgresJobStore(JobStore):
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         return [(LOCK_JOBS, (list(job_ids),))]
+
+    def lock_depth(self, cr: Cursor, channel: str) -> int:
+        # one round trip: the lock, then the count in a statement of its own
+        _lock, rows = cr.execute_together(
+            [(LOCK_DEPTH, (channel,)), (CHANNEL_DEPTH, (channel, channel))]
+        )
+        return int(rows[0][0])
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         cr.execute(EXECUTOR_GONE, (job_id,))

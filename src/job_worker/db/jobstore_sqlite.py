@@ -376,6 +376,27 @@ DELETE FROM queue_job WHERE id IN (
      ORDER BY id LIMIT %s)
 """
 
+# -- Enqueue-time channel rules (PRODUCT.md 12): weight, max_depth. -----------------
+
+# -- name: channel_rules
+# (The caller adds the condition on the channel names.)
+CHANNEL_RULES = 'SELECT name, "limit", max_depth, depth_policy FROM queue_limit'
+
+# -- name: channel_depth
+# Jobs of the channel waiting or pending. No lock of its own: the store runs it as a
+# write (write=True), inside the transaction that holds the database's one write lock
+# until it commits, so no other enqueuer can add a job between the count and the commit.
+CHANNEL_DEPTH = """
+SELECT (SELECT count(*) FROM queue_job INDEXED BY queue_job_pending
+         WHERE state = 'pending' AND channel = %s)
+     + (SELECT count(*) FROM queue_job WHERE state = 'waiting' AND channel = %s)
+"""
+
+# -- name: count_skipped
+COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
+
+# -- end of the enqueue-time channel rules ------------------------------------------
+
 # -- name: elect
 ELECT = """
 INSERT INTO queue_lease (name, holder, expires_at, create_date, write_date)
@@ -434,6 +455,9 @@ class JobCursor(SqliteCursor):
 
 
 class SqliteJobStore(JobStore):
+    channel_rules_sql = CHANNEL_RULES
+    channel_depth_sql = CHANNEL_DEPTH
+    count_skipped_sql = COUNT_SKIPPED
     backend: SqliteBackend
     next_scheduled_sql = NEXT_SCHEDULED.strip()
     window_usage_sql = WINDOW_USAGE

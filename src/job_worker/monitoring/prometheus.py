@@ -5,6 +5,9 @@ read-only transaction and reports, with names prefixed ``job_worker_``:
 
 - ``job_worker_jobs{channel,state}``: jobs waiting, pending and started;
 - ``job_worker_jobs_running{channel}`` and ``job_worker_channel_limit{channel}``;
+- ``job_worker_channel_max_depth{channel}`` (0 = unbounded) and the counter
+  ``job_worker_channel_skipped_total{channel}``: enqueues a full channel of policy
+  ``skip`` dropped (kept on the ``queue.limit`` row, so every process's skips count);
 - ``job_worker_jobs_started_total``, ``job_worker_jobs_done_total``,
   ``job_worker_jobs_failed_total`` ``{channel}``: counters kept by the metric
   snapshots (:mod:`.models.snapshot`) plus the live tail since the last one;
@@ -65,13 +68,25 @@ class QueueCollector(Collector):
         limits = GaugeMetricFamily(
             "job_worker_channel_limit", "Jobs a channel may run at once.", labels=["channel"]
         )
+        max_depth = GaugeMetricFamily(
+            "job_worker_channel_max_depth",
+            "Jobs a channel may hold waiting or pending (0 = unbounded).",
+            labels=["channel"],
+        )
+        skipped = CounterMetricFamily(
+            "job_worker_channel_skipped",
+            "Enqueues dropped because the channel was full (policy skip).",
+            labels=["channel"],
+        )
         for row in stats.channel_rows(cr):
+            max_depth.add_metric([row["name"]], row["max_depth"])
+            skipped.add_metric([row["name"]], row["skipped"])
             for state in QUEUED:
                 jobs.add_metric([row["name"], state], row[state])
             jobs.add_metric([row["name"], JobState.STARTED], row["running"])
             running.add_metric([row["name"]], row["running"])
             limits.add_metric([row["name"]], row["limit"])
-        yield from (jobs, running, limits)
+        yield from (jobs, running, limits, max_depth, skipped)
 
     def _counters(self, env: Any, now: Any) -> Iterator[Metric]:
         totals = env["queue.metric.counter"]._totals()

@@ -205,17 +205,26 @@ def exhausted_where() -> tuple[str, list[Any]]:
 
 def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str, Any]]:
     """Every channel with a limit or with active jobs: limits (a channel without a row
-    has the default limit, the cluster setting unless given), depth, utilisation."""
+    has the default limit, the cluster setting unless given), depth, utilisation, and
+    the depth bound (``max_depth``, 0 = unbounded; ``depth`` = waiting + pending;
+    ``depth_policy``; ``skipped``: enqueues the skip policy dropped)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
     counts = depth(cr)
-    cr.execute('SELECT id, name, "limit", rate_limit FROM queue_limit ORDER BY name')
-    limits = {name: (id_, limit, rate) for id_, name, limit, rate in cr.fetchall()}
+    cr.execute(
+        'SELECT id, name, "limit", rate_limit, max_depth, depth_policy, skipped'
+        " FROM queue_limit ORDER BY name"
+    )
+    limits = {row[1]: (row[0], *row[2:]) for row in cr.fetchall()}
     names = sorted({channel for channel, _state in counts} | set(limits))
     rows = []
     for name in names:
-        limit_id, limit, rate = limits.get(name, (None, default_limit, 0.0))
+        limit_id, limit, rate, max_depth, policy, skipped = limits.get(
+            name, (None, default_limit, 0.0, 0, "raise", 0)
+        )
         running = counts.get((name, "started"), 0)
+        waiting = counts.get((name, "waiting"), 0)
+        pending = counts.get((name, "pending"), 0)
         rows.append(
             {
                 "name": name,
@@ -223,10 +232,15 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "limit": int(limit),
                 "rate_limit": float(rate or 0.0),
                 "configured": limit_id is not None,
-                "waiting": counts.get((name, "waiting"), 0),
-                "pending": counts.get((name, "pending"), 0),
+                "waiting": waiting,
+                "pending": pending,
                 "running": running,
                 "utilisation": (running / limit) if limit else None,
+                # bounded depth (PRODUCT.md 12): depth = waiting + pending; 0 = unbounded
+                "max_depth": int(max_depth or 0),
+                "depth": waiting + pending,
+                "depth_policy": policy or "raise",
+                "skipped": int(skipped or 0),
             }
         )
     return rows

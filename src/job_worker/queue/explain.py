@@ -14,9 +14,14 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``waiting_parents``: a graph job waiting on unfinished parents (named);
 - ``scheduled``: due later (an ``eta``); ``retry_backoff``: due later because
   its last attempt failed;
+- ``weight_never_fits``: the job's weight is above its channel's limit (lowered
+  after the job was enqueued): it can never start until the limit is raised;
 - ``channel_paused`` (limit 0), ``channel_full`` (the weights of the running jobs
   leave no room for this one's), ``rate_limited`` (a rate window of the channel
   holds as many starts as it allows);
+- ``depth_full``: the channel holds as many jobs waiting or pending as its
+  ``max_depth``: new enqueues into it are refused or skipped (this job is not
+  held back by it);
 - ``no_worker``: no live worker (none ever ran, the last one stopped cleanly,
   or the last one went silent: no heartbeat within the stale window), or no
   live worker takes this channel;
@@ -83,6 +88,34 @@ def channel_limit(
             default_limit = config.read(env.cr).default_limit
         return default_limit, (), False
     return int(row[0]), channel_windows(row[2], row[1]), True
+
+
+def _depth_bound(env: Environment, channel: str) -> Reason | None:
+    """``depth_full`` when ``channel`` holds as many jobs waiting or pending as its
+    ``max_depth`` (counted up to the bound, never further)."""
+    env.cr.execute(
+        "SELECT max_depth, depth_policy FROM queue_limit WHERE name = %s AND max_depth > 0",
+        [channel],
+    )
+    row = env.cr.fetchone()
+    if row is None:
+        return None
+    max_depth, policy = int(row[0]), row[1]
+    env.cr.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE channel = %s"
+        " AND state IN ('waiting', 'pending') LIMIT %s) queued",
+        [channel, max_depth],
+    )
+    depth = int(env.cr.fetchone()[0])  # type: ignore[index]
+    if depth < max_depth:
+        return None
+    what = "refused (ChannelFullError)" if policy != "skip" else "skipped and counted"
+    return Reason(
+        "depth_full",
+        f"channel {channel} is full: {depth} of {max_depth} waiting or pending;"
+        f" new enqueues into it are {what}",
+        {"channel": channel, "depth": depth, "max_depth": max_depth, "depth_policy": policy},
+    )
 
 
 def live_workers(
@@ -296,6 +329,20 @@ def _explain_pending(
                     {"channel": channel, "limit": limit, "running": len(running), "weight": used},
                 )
             )
+    weight = int(job.get("weight") or 1)
+    if limit and weight > limit:
+        reasons.insert(
+            0,
+            Reason(
+                "weight_never_fits",
+                f"weight {weight} never fits in limit {limit} of channel {channel!r} ({source}):"
+                " the job cannot start until the limit is raised",
+                {"channel": channel, "weight": weight, "limit": limit},
+            ),
+        )
+    bound = _depth_bound(env, channel)
+    if bound is not None:
+        reasons.append(bound)
     if windows:
         reason = _rate_limited(env, channel, windows, now)
         if reason is not None:

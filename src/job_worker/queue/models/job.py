@@ -70,6 +70,7 @@ class QueueJob(models.Model):
     attempts = fields.Integer(default=0, readonly=True, help="Failed attempts so far.")
     timeout = fields.Float(default=0.0, help="Seconds before the worker kills the job; 0 = none.")
     fair_key = fields.Char(
+        "Fair-share key",
         required=True,
         default="",
         readonly=True,
@@ -79,7 +80,7 @@ class QueueJob(models.Model):
     weight = fields.Integer(
         required=True,
         default=1,
-        help="How much of its channel's limit the job takes while it runs.",
+        help="The share of its channel's limit the job takes while it runs (1 or more).",
     )
     identity_key = fields.Char(readonly=True)
     user_id = fields.Many2one(

@@ -9,8 +9,11 @@ from starlette.responses import Response
 
 from ...monitoring import stats
 from ...queue import config
+from ...queue.models.limit import DEPTH_POLICIES as _POLICIES
 from .. import auth
 from ..pages import Ctx, flash, read_form, redirect, render, run, to_float, to_int
+
+DEPTH_POLICIES = tuple(dict(_POLICIES))
 
 
 async def channel_list(request: Request) -> Response:
@@ -23,6 +26,7 @@ async def channel_list(request: Request) -> Response:
             "user": ctx.user,
             "channels": stats.channel_rows(ctx.cr, default_limit),
             "default_limit": default_limit,
+            "depth_policies": DEPTH_POLICIES,
         }
 
     return render(request, "channels.html", await run(request, work))
@@ -37,12 +41,24 @@ async def _set_limit(request: Request) -> Response:
         try:
             limit = to_int(str(form.get("limit", "")).strip() or "0", "limit")
             rate = to_float(str(form.get("rate_limit", "")).strip() or "0", "rate limit")
+            # a form without the depth fields keeps the channel's bound as it is
+            given = str(form.get("max_depth", "")).strip()
+            max_depth = to_int(given, "max depth") if given else None
+            policy = str(form.get("depth_policy", "")).strip() or None
+            if policy is not None and policy not in DEPTH_POLICIES:
+                raise ValueError(
+                    f"depth policy must be one of {', '.join(DEPTH_POLICIES)}, got {policy[:40]!r}"
+                )
             with ctx.cr.savepoint():
-                ctx.env["queue.limit"].set_limit(channel, limit, rate)
+                record = ctx.env["queue.limit"].set_limit(
+                    channel, limit, rate, max_depth=max_depth, depth_policy=policy
+                )
+                max_depth, policy = record.max_depth, record.depth_policy
         except ValueError as exc:
             return False, str(exc)
         paused = " (paused)" if limit == 0 else ""
-        return True, f"channel {channel}: limit {limit}, rate {rate:g}/s{paused}"
+        bound = f", max depth {max_depth} ({policy} when full)" if max_depth else ""
+        return True, f"channel {channel}: limit {limit}, rate {rate:g}/s{bound}{paused}"
 
     ok, message = await run(request, work, write=True)
     flash(request, message, "ok" if ok else "error")
