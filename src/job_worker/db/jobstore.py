@@ -769,10 +769,16 @@ class JobStore(ABC):
     channel_depth_sql: str
     count_skipped_sql: str
 
-    def channel_rules(self, cr: Cursor, channels: Sequence[str]) -> dict[str, ChannelRules]:
-        """The rules of those of ``channels`` that have a ``queue.limit`` row."""
-        in_sql, params = self.backend.in_values("name", list(channels))
-        cr.execute(f"{self.channel_rules_sql} WHERE {in_sql}", params, write=False)
+    def channel_rules(
+        self, cr: Cursor, channels: Sequence[str] | None = None
+    ) -> dict[str, ChannelRules]:
+        """The rules of those of ``channels`` (every channel: None) that have a
+        ``queue.limit`` row."""
+        if channels is None:
+            cr.execute(self.channel_rules_sql, (), write=False)
+        else:
+            in_sql, params = self.backend.in_values("name", list(channels))
+            cr.execute(f"{self.channel_rules_sql} WHERE {in_sql}", params, write=False)
         return {
             name: ChannelRules(int(limit), int(max_depth or 0), depth_policy or "raise")
             for name, limit, max_depth, depth_policy in cr.fetchall()

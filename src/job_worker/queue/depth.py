@@ -2,10 +2,13 @@
 channel's limit, and a channel's depth (jobs waiting or pending) stays within its
 ``max_depth``.
 
-- The rules of a channel (its ``queue.limit`` row) are read once per transaction,
-  at its first enqueue into that channel, and kept on the cursor for the rest of the
-  transaction (forgotten at its end, at a rolled-back savepoint, and when the
-  transaction writes a ``queue.limit`` row).
+- The rules of the channels (their ``queue.limit`` rows) are read by each process at
+  most every :data:`~job_worker.queue.config.REFRESH_SECONDS` (an enqueue costs no
+  statement more), like the worker reads the cluster settings: a new ``max_depth``
+  or limit reaches the enqueuers of every process within that many seconds, and
+  those of the process that set it at once. A transaction keeps the rules it first
+  used until it ends (forgotten at its end, at a rolled-back savepoint, and when
+  the transaction writes a ``queue.limit`` row: then it reads them again, for itself).
 - A job heavier than its channel's limit (the row's, else the cluster's
   ``default_limit``) is refused with ``ValueError``: it could never start. A limit
   of 0 (a paused channel) refuses nothing: a pause is temporary.
@@ -25,6 +28,9 @@ channel's limit, and a channel's depth (jobs waiting or pending) stays within it
 
 from __future__ import annotations
 
+import math
+import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,21 +46,38 @@ if TYPE_CHECKING:
 _RULES_KEY = "queue.limit.rules"
 
 
+#: the transaction wrote a queue.limit row: its rules are its own, never shared
+_OWN_KEY = "queue.limit.rules.own"
+
+#: per database (its backend): when the rules were read, and the rules of every
+#: channel with a queue.limit row
+_SNAPSHOTS: weakref.WeakKeyDictionary[Any, tuple[float, dict[str, ChannelRules]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def forget_channel_rules(cr: Cursor) -> None:
-    """The transaction changed a ``queue.limit`` row: read the rules again."""
+    """The transaction changed a ``queue.limit`` row: it reads the rules again (and so
+    does the process, once the change may have committed)."""
     cr.transaction_cache.pop(_RULES_KEY, None)
+    cr.transaction_cache[_OWN_KEY] = True
+    _SNAPSHOTS.pop(cr.backend, None)
 
 
 def channel_rules(cr: Cursor, channels: list[str]) -> dict[str, ChannelRules | None]:
-    """The rules of ``channels`` (None: no ``queue.limit`` row), read at most once per
-    transaction per channel."""
-    known: dict[str, ChannelRules | None] = cr.transaction_cache.setdefault(_RULES_KEY, {})
-    missing = [channel for channel in channels if channel not in known]
-    if missing:
-        found = job_store(cr.backend).channel_rules(cr, missing)
-        for channel in missing:
-            known[channel] = found.get(channel)
-    return {channel: known[channel] for channel in channels}
+    """The rules of ``channels`` (None: no ``queue.limit`` row): the process's snapshot,
+    read again when older than ``REFRESH_SECONDS``, kept for the transaction."""
+    known: dict[str, ChannelRules] | None = cr.transaction_cache.get(_RULES_KEY)
+    if known is None:
+        if cr.transaction_cache.get(_OWN_KEY):
+            known = job_store(cr.backend).channel_rules(cr)
+        else:
+            read_at, known = _SNAPSHOTS.get(cr.backend, (-math.inf, {}))
+            if time.monotonic() - read_at > config.REFRESH_SECONDS:
+                known = job_store(cr.backend).channel_rules(cr)
+                _SNAPSHOTS[cr.backend] = (time.monotonic(), known)
+        cr.transaction_cache[_RULES_KEY] = known
+    return {channel: known.get(channel) for channel in channels}
 
 
 @dataclass(frozen=True)
