@@ -19,7 +19,10 @@ and, with a ``rate_limit`` of R starts per second, at most one start every
 1/R seconds. Starts spaced by at least 1/R can never put more than R of them
 in any one-second window, so the rate limit is exact without keeping a log
 of starts. Both limits are decided while the claimer holds the database's
-claim lock, so no interleaving of claimers can exceed them.
+claim lock, so no interleaving of claimers can exceed them. A channel whose
+``queue_channel.backoff_until`` (a backoff a job signalled) is still ahead starts no
+job, decided under the same lock; the claim's ``retry_in`` then includes the time
+until the pause ends.
 """
 
 from __future__ import annotations
@@ -123,8 +126,12 @@ def plan_channels(
 ) -> ChannelPlan:
     """The capacity rules of the module docstring, applied to ``CHANNEL_STATE`` rows."""
     plan = ChannelPlan()
-    for name, limit, rate_limit, last_started_at, running in rows:
+    for name, limit, rate_limit, last_started_at, running, backoff_until in rows:
         if channels is not None and name not in channels:
+            continue
+        if backoff_until is not None and (until := _as_datetime(backoff_until)) > now:
+            wait = (until - now).total_seconds()  # a job's backoff pauses the channel
+            plan.retry_in = wait if plan.retry_in is None else min(plan.retry_in, wait)
             continue
         free = (default_limit if limit is None else int(limit)) - int(running)
         if free <= 0:
@@ -179,6 +186,19 @@ class FailingJob:
     has_dependents: bool
     worker_id: str | None
     now: datetime
+    channel: str = ""
+    #: the channel backoffs it signalled that did not count an attempt
+    backoffs: int = 0
+
+
+@dataclass
+class ChannelBackoffState:
+    """A channel's pause in force (``queue_channel``), as the readers show it."""
+
+    until: datetime
+    reason: str | None
+    job_id: int | None
+    set_at: datetime | None
 
 
 @dataclass
@@ -409,6 +429,50 @@ class JobStore(ABC):
         )
         cr.execute(sql, params, write=True)
         return cr.rowcount == 1
+
+    #: the statements of a channel backoff (BACK_OFF and BACK_OFF_CHANNEL of each
+    #: database's module): the same parameters on both databases
+    back_off_sql: str
+    back_off_channel_sql: str
+
+    def back_off(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
+    ) -> bool:
+        """The job paused its channel: -> pending, no attempt counted (``outcome.attempts``
+        is the job's own), ``backoffs`` + 1, due as it was (the pause is the channel's)."""
+        return self._record(
+            cr, self.back_off_sql, outcome, (at,), job_id, expected_state, worker_id
+        )
+
+    def back_off_channel(
+        self, cr: Cursor, channel: str, *, until: datetime, reason: str, job_id: int, at: datetime
+    ) -> datetime:
+        """Pause ``channel`` until ``until`` (upsert of its ``queue_channel`` row): a pause
+        already in force that ends later is kept (with its reason and job); its backoff
+        counter grows either way. Returns when the pause in force ends."""
+        cr.execute(
+            self.back_off_channel_sql,
+            (channel, until, reason, job_id, at, at, at),
+            write=True,
+        )
+        row = cr.fetchone()
+        assert row is not None
+        return _as_datetime(row[0])
+
+    @abstractmethod
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        """The channels whose pause ends after ``now``."""
+
+    @abstractmethod
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        """End ``channel``'s pause now; whether it had one in force."""
 
     @abstractmethod
     def return_to_pending(
