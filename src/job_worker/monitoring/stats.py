@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..db.jobstore import job_store
 from ..orm.fields import Datetime
 from ..queue import config
 from ..queue.lifecycle import ACTIVE, JobState, sql_in
@@ -204,16 +205,23 @@ def exhausted_where() -> tuple[str, list[Any]]:
 
 
 def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str, Any]]:
-    """Every channel with a limit or with active jobs: limits (a channel without a row
-    has the default limit, the cluster setting unless given), depth, utilisation."""
+    """Every channel with a limit, with active jobs or paused by a job's backoff: limits
+    (a channel without a row has the default limit, the cluster setting unless given),
+    depth, utilisation, and the backoff in force (``backoff_until``, ``backoff_reason``,
+    ``backoff_job_id``, ``backoff_seconds`` left by the database's clock; None and 0.0
+    when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
     counts = depth(cr)
     cr.execute('SELECT id, name, "limit", rate_limit FROM queue_limit ORDER BY name')
     limits = {name: (id_, limit, rate) for id_, name, limit, rate in cr.fetchall()}
-    names = sorted({channel for channel, _state in counts} | set(limits))
+    store = job_store(cr.backend)
+    clock = store.now(cr)
+    backoffs = store.channel_backoffs(cr, clock)
+    names = sorted({channel for channel, _state in counts} | set(limits) | set(backoffs))
     rows = []
     for name in names:
+        backoff = backoffs.get(name)
         limit_id, limit, rate = limits.get(name, (None, default_limit, 0.0))
         running = counts.get((name, "started"), 0)
         rows.append(
@@ -227,6 +235,10 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "pending": counts.get((name, "pending"), 0),
                 "running": running,
                 "utilisation": (running / limit) if limit else None,
+                "backoff_until": backoff.until if backoff else None,
+                "backoff_reason": backoff.reason if backoff else None,
+                "backoff_job_id": backoff.job_id if backoff else None,
+                "backoff_seconds": (backoff.until - clock).total_seconds() if backoff else 0.0,
             }
         )
     return rows

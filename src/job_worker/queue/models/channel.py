@@ -10,9 +10,8 @@ job to pending; the claim reads it under its lock, like the channel's limits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from ...db.jobstore import job_store, notify_jobs_enqueued
+from ...db.jobstore import ChannelBackoffState, job_store, notify_jobs_enqueued
 from ...orm import fields, models
 
 
@@ -35,9 +34,9 @@ class QueueChannel(models.Model):
         default=0, readonly=True, help="Backoffs its jobs signalled, ever (a counter)."
     )
 
-    def active_backoffs(self, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-        """The channels paused now (database clock unless ``now`` is given):
-        {name: {"until", "reason", "job_id", "set_at"}}."""
+    def active_backoffs(self, now: datetime | None = None) -> dict[str, ChannelBackoffState]:
+        """The channels paused now (the database's clock unless ``now`` is given), each
+        with until when, why and the job that asked."""
         store = job_store(self.env.cr.backend)
         if now is None:
             now = store.now(self.env.cr)
