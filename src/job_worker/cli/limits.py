@@ -1,4 +1,5 @@
-"""``job-worker limits list|set|delete``: channel capacity and rate limits."""
+"""``job-worker limits list|set|delete|lift``: channel capacity and rate limits, and the
+pauses (backoffs) jobs put on channels."""
 
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ COLUMNS = (
     "depth",
     "depth_policy",
     "skipped",
+    "backoff_until",
+    "backoff_reason",
+    "backoff_job_id",
 )
 
 
 @click.group()
 def limits() -> None:
-    """Channel limits (queue.limit): jobs running at once and starts per second."""
+    """Channel limits (queue.limit): jobs running at once and starts per second; the
+    backoffs jobs asked for (queue.channel)."""
 
 
 @limits.command("list")
@@ -36,8 +41,9 @@ def limits() -> None:
 @moved_option("--default-limit", "default_limit")
 @json_option
 def list_(database: str, load: list[str], as_json: bool) -> None:
-    """Every channel with a limit or with active jobs (others run `default_limit` jobs
-    at once: see `job-worker config`)."""
+    """Every channel with a limit, with active jobs or with a backoff in force (others run
+    `default_limit` jobs at once: see `job-worker config`). A backoff shows until when
+    (UTC), why, and the job that asked for it."""
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
         rows = stats.channel_rows(cr)
     for row in rows:
@@ -120,3 +126,22 @@ def delete(database: str, load: list[str], channel: str, as_json: bool) -> None:
         out.json({"channel": channel, "deleted": True})
     else:
         out.say(f"channel {channel}: limit removed (default limit applies)")
+
+
+@limits.command()
+@database_options()
+@click.argument("channel", type=TEXT)
+@json_option
+def lift(database: str, load: list[str], channel: str, as_json: bool) -> None:
+    """End CHANNEL's backoff now (the pause a job asked for with ChannelBackoff): its
+    jobs start at once."""
+    with open_registry(database, load) as registry, registry.cursor() as cr:
+        env = Environment(cr, SUPERUSER_ID, {})
+        lifted = env["queue.channel"].lift_backoff(channel)
+    if not lifted:
+        fail(f"channel {channel!r} has no backoff in force: nothing to lift")
+    out = Output(as_json)
+    if as_json:
+        out.json({"channel": channel, "lifted": True})
+    else:
+        out.say(f"channel {channel}: backoff lifted, its jobs start again", "green")

@@ -35,6 +35,9 @@ holds the database's claim lock, so no interleaving of claimers can exceed it:
   channel's last turn (``queue_channel.fair_cursor``). Finding the next keys walks
   the pending index key by key: a claim costs in proportion to the keys it looks
   at, never to the jobs waiting.
+- **Backoff.** A channel whose ``queue_channel.backoff_until`` (a backoff a job
+  signalled) is still ahead starts no job; the claim's ``retry_in`` then includes
+  the time until the pause ends.
 """
 
 from __future__ import annotations
@@ -153,15 +156,19 @@ def plan_channels(
     rows: Iterable[Sequence[Any]],
     *,
     default_limit: int,
+    now: datetime,
     channels: Sequence[str] | None = None,
 ) -> ChannelPlan:
-    """The weighted limits of the module docstring, applied to ``CHANNEL_STATE`` rows
-    (name, limit, rate_limit, rates, running weight, has fair keys, fair cursor, jobs
-    of its turn); the channels with room and rate windows are noted, for
+    """The weighted limits and backoffs of the module docstring, applied to
+    ``CHANNEL_STATE`` rows (name, limit, rate_limit, rates, running weight, has fair
+    keys, fair cursor, jobs of its turn, backoff until); the channels with room and rate windows are noted, for
     :func:`apply_windows`."""
     plan = ChannelPlan()
-    for name, limit, rate_limit, rates, running, fair, cursor, turn in rows:
+    for name, limit, rate_limit, rates, running, fair, cursor, turn, backoff_until in rows:
         if channels is not None and name not in channels:
+            continue
+        if backoff_until is not None and (until := _as_datetime(backoff_until)) > now:
+            plan.wait((until - now).total_seconds())  # a job's backoff pauses the channel
             continue
         free = (default_limit if limit is None else int(limit)) - int(running or 0)
         if free <= 0:
@@ -315,6 +322,19 @@ class FailingJob:
     has_dependents: bool
     worker_id: str | None
     now: datetime
+    channel: str = ""
+    #: the channel backoffs it signalled that did not count an attempt
+    backoffs: int = 0
+
+
+@dataclass
+class ChannelBackoffState:
+    """A channel's pause in force (``queue_channel``), as the readers show it."""
+
+    until: datetime
+    reason: str | None
+    job_id: int | None
+    set_at: datetime | None
 
 
 @dataclass
@@ -385,7 +405,7 @@ class JobStore(ABC):
         if wanted <= 0:
             return Claim([])
         rows, now = self._lock_and_read(cr)
-        plan = plan_channels(rows, default_limit=default_limit, channels=channels)
+        plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
         if plan.windows:
             apply_windows(plan, self._window_usage(cr, plan, now), now)
         jobs, due = self._take_and_commit(cr, plan, wanted, worker_id, now)
@@ -655,6 +675,50 @@ class JobStore(ABC):
         )
         cr.execute(sql, params, write=True)
         return cr.rowcount == 1
+
+    #: the statements of a channel backoff (BACK_OFF and BACK_OFF_CHANNEL of each
+    #: database's module): the same parameters on both databases
+    back_off_sql: str
+    back_off_channel_sql: str
+
+    def back_off(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
+    ) -> bool:
+        """The job paused its channel: -> pending, no attempt counted (``outcome.attempts``
+        is the job's own), ``backoffs`` + 1, due as it was (the pause is the channel's)."""
+        return self._record(
+            cr, self.back_off_sql, outcome, (at,), job_id, expected_state, worker_id
+        )
+
+    def back_off_channel(
+        self, cr: Cursor, channel: str, *, until: datetime, reason: str, job_id: int, at: datetime
+    ) -> datetime:
+        """Pause ``channel`` until ``until`` (upsert of its ``queue_channel`` row): a pause
+        already in force that ends later is kept (with its reason and job); its backoff
+        counter grows either way. Returns when the pause in force ends."""
+        cr.execute(
+            self.back_off_channel_sql,
+            (channel, until, reason, job_id, at, at, at),
+            write=True,
+        )
+        row = cr.fetchone()
+        assert row is not None
+        return _as_datetime(row[0])
+
+    @abstractmethod
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        """The channels whose pause ends after ``now``."""
+
+    @abstractmethod
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        """End ``channel``'s pause now; whether it had one in force."""
 
     @abstractmethod
     def return_to_pending(

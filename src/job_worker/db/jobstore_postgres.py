@@ -33,6 +33,7 @@ import psycopg
 from .jobstore import (
     CLAIM_COLUMNS,
     Candidate,
+    ChannelBackoffState,
     ChannelPlan,
     ClaimedJob,
     FailingJob,
@@ -93,7 +94,7 @@ SELECT c.name, l."limit", l.rate_limit, l.rates,
          WHERE r.state = 'started' AND r.channel = c.name),
        EXISTS (SELECT 1 FROM queue_job f
                 WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
-       ch.fair_cursor, ch.fair_turn
+       ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
        LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
@@ -391,7 +392,7 @@ RETURNING has_dependents
 # What deciding between a retry and a failure needs, and the clock it is decided at.
 FAILING_JOB = """
 SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id,
-       timezone('UTC', statement_timestamp())
+       timezone('UTC', statement_timestamp()), channel, backoffs
   FROM queue_job WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
 """
 
@@ -419,6 +420,54 @@ UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, star
        write_date = timezone('UTC', statement_timestamp())
  WHERE id = ANY(%s::integer[]) AND state = 'started' AND (%s::text IS NULL OR worker_id = %s)
 RETURNING id
+"""
+
+# -- name: back_off
+# The job paused its channel (ChannelBackoff): pending again, attempts as they were (the
+# caller passes the job's own), backoffs + 1, due as it was: the pause is the channel's,
+# so lifting it lets the job run at once. The time is failing_job's clock.
+BACK_OFF = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, backoffs = COALESCE(backoffs, 0) + 1, worker_id = NULL,
+       heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
+"""
+
+# -- name: back_off_channel
+# Pause a channel until a moment (failing_job's clock + the seconds asked), by name: a
+# pause in force that ends later is kept, with its reason and job (a later backoff
+# extends, a shorter one changes nothing); the counter grows either way. Returns the
+# end of the pause in force.
+BACK_OFF_CHANNEL = """
+INSERT INTO queue_channel (name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at,
+                           backoff_count, create_date, write_date)
+VALUES (%s, %s, %s, %s, %s, 1, %s, %s)
+ON CONFLICT (name) DO UPDATE SET
+    backoff_until = GREATEST(queue_channel.backoff_until, excluded.backoff_until),
+    backoff_reason = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_reason ELSE excluded.backoff_reason END,
+    backoff_job_id = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_job_id ELSE excluded.backoff_job_id END,
+    backoff_set_at = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_set_at ELSE excluded.backoff_set_at END,
+    backoff_count = COALESCE(queue_channel.backoff_count, 0) + 1,
+    write_date = excluded.write_date
+RETURNING backoff_until
+"""
+
+# -- name: channel_backoffs
+# The pauses in force at a moment.
+CHANNEL_BACKOFFS = """
+SELECT name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at
+  FROM queue_channel WHERE backoff_until > %s ORDER BY name
+"""
+
+# -- name: lift_channel_backoff
+# A manager ends a channel's pause now (its counter stays).
+LIFT_CHANNEL_BACKOFF = """
+UPDATE queue_channel SET backoff_until = NULL, backoff_reason = NULL, backoff_job_id = NULL,
+       backoff_set_at = NULL, write_date = timezone('UTC', statement_timestamp())
+ WHERE name = %s AND backoff_until > timezone('UTC', statement_timestamp())
 """
 
 # -- name: exc_infos
@@ -456,7 +505,7 @@ UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_messa
        exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
        started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
        cascaded_from_id = NULL, scheduled_at = timezone('UTC', statement_timestamp()),
-       write_date = timezone('UTC', statement_timestamp())
+       write_date = timezone('UTC', statement_timestamp()), backoffs = 0
  WHERE id = ANY(%s::integer[])
 """
 
@@ -599,6 +648,8 @@ class PostgresJobStore(JobStore):
     channel_rules_sql = CHANNEL_RULES
     channel_depth_sql = CHANNEL_DEPTH
     count_skipped_sql = COUNT_SKIPPED
+    back_off_sql = BACK_OFF
+    back_off_channel_sql = BACK_OFF_CHANNEL
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -748,6 +799,14 @@ class PostgresJobStore(JobStore):
     ) -> list[int]:
         cr.execute(RETURN_TO_PENDING, (list(job_ids), worker_id, worker_id))
         return [row[0] for row in cr.fetchall()]
+
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        cr.execute(CHANNEL_BACKOFFS, (now,))
+        return {name: ChannelBackoffState(*state) for name, *state in cr.fetchall()}
+
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        cr.execute(LIFT_CHANNEL_BACKOFF, (channel,))
+        return cr.rowcount == 1
 
     def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
         cr.execute(EXC_INFOS, (list(job_ids),))

@@ -42,6 +42,7 @@ from ..orm.fields import Datetime
 from .jobstore import (
     CLAIM_COLUMNS,
     Candidate,
+    ChannelBackoffState,
     ClaimedJob,
     FailingJob,
     FairRow,
@@ -90,7 +91,7 @@ SELECT c.name, l."limit", l.rate_limit, l.rates,
          WHERE r.state = 'started' AND r.channel = c.name),
        EXISTS (SELECT 1 FROM queue_job f INDEXED BY queue_job_pending_keyed
                 WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
-       ch.fair_cursor, ch.fair_turn
+       ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
        LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
@@ -230,7 +231,7 @@ RETURNING has_dependents
 
 # -- name: failing_job
 FAILING_JOB = """
-SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id
+SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id, channel, backoffs
   FROM queue_job WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
 """
 
@@ -258,6 +259,55 @@ UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, star
  WHERE id IN (SELECT value FROM json_each(%s)) AND state = 'started'
    AND (%s IS NULL OR worker_id = %s)
 RETURNING id
+"""
+
+# -- name: back_off
+# The job paused its channel (ChannelBackoff): pending again, attempts as they were (the
+# caller passes the job's own), backoffs + 1, due as it was: the pause is the channel's,
+# so lifting it lets the job run at once.
+BACK_OFF = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, backoffs = COALESCE(backoffs, 0) + 1, worker_id = NULL,
+       heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
+"""
+
+# -- name: back_off_channel
+# Pause a channel until a moment, by name: a pause in force that ends later is kept, with
+# its reason and job (a later backoff extends, a shorter one changes nothing); the counter
+# grows either way. Returns the end of the pause in force. (Times are ISO text of one
+# format: they compare as text; SQLite's two-argument max() is its GREATEST, and a NULL
+# there gives NULL, hence the COALESCE.)
+BACK_OFF_CHANNEL = """
+INSERT INTO queue_channel (name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at,
+                           backoff_count, create_date, write_date)
+VALUES (%s, %s, %s, %s, %s, 1, %s, %s)
+ON CONFLICT (name) DO UPDATE SET
+    backoff_until = max(COALESCE(queue_channel.backoff_until, ''), excluded.backoff_until),
+    backoff_reason = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_reason ELSE excluded.backoff_reason END,
+    backoff_job_id = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_job_id ELSE excluded.backoff_job_id END,
+    backoff_set_at = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_set_at ELSE excluded.backoff_set_at END,
+    backoff_count = COALESCE(queue_channel.backoff_count, 0) + 1,
+    write_date = excluded.write_date
+RETURNING backoff_until
+"""
+
+# -- name: channel_backoffs
+# The pauses in force at a moment.
+CHANNEL_BACKOFFS = """
+SELECT name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at
+  FROM queue_channel WHERE backoff_until > %s ORDER BY name
+"""
+
+# -- name: lift_channel_backoff
+# A manager ends a channel's pause now (its counter stays).
+LIFT_CHANNEL_BACKOFF = """
+UPDATE queue_channel SET backoff_until = NULL, backoff_reason = NULL, backoff_job_id = NULL,
+       backoff_set_at = NULL, write_date = %s
+ WHERE name = %s AND backoff_until > %s
 """
 
 # -- name: exc_infos
@@ -292,7 +342,7 @@ REQUEUE = """
 UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,
        exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
        started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
-       cascaded_from_id = NULL, scheduled_at = %s, write_date = %s
+       cascaded_from_id = NULL, scheduled_at = %s, write_date = %s, backoffs = 0
  WHERE id IN (SELECT value FROM json_each(%s))
 """
 
@@ -469,6 +519,8 @@ class SqliteJobStore(JobStore):
     retry_sql = RETRY
     fail_sql = FAIL
     fail_dependents_sql = FAIL_DEPENDENTS
+    back_off_sql = BACK_OFF
+    back_off_channel_sql = BACK_OFF_CHANNEL
 
     #: how long the supervisor waits for the write lock before retrying on its next turn
     supervisor_busy_timeout = 0.5
@@ -589,7 +641,7 @@ class SqliteJobStore(JobStore):
         row = cr.fetchone()
         if row is None:
             return None
-        attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
+        attempts, max_retries, exc_info, started_at, has_dependents, ran_on, channel, backoffs = row
         return FailingJob(
             attempts,
             max_retries,
@@ -598,6 +650,8 @@ class SqliteJobStore(JobStore):
             bool(has_dependents),
             ran_on,
             clock(),
+            channel,
+            backoffs or 0,
         )
 
     def return_to_pending(
@@ -605,6 +659,18 @@ class SqliteJobStore(JobStore):
     ) -> list[int]:
         cr.execute(RETURN_TO_PENDING, (clock(), _ids(job_ids), worker_id, worker_id), write=True)
         return [row[0] for row in cr.fetchall()]
+
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        cr.execute(CHANNEL_BACKOFFS, (now,), write=False)
+        return {
+            name: ChannelBackoffState(_as_datetime(until), reason, job_id, _as_datetime(set_at))
+            for name, until, reason, job_id, set_at in cr.fetchall()
+        }
+
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        now = clock()
+        cr.execute(LIFT_CHANNEL_BACKOFF, (now, channel, now), write=True)
+        return cr.rowcount == 1
 
     def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
         cr.execute(EXC_INFOS, (_ids(job_ids),), write=True)  # read to be rewritten: locked

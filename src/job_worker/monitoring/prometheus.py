@@ -8,6 +8,10 @@ read-only transaction and reports, with names prefixed ``job_worker_``:
 - ``job_worker_channel_max_depth{channel}`` (0 = unbounded) and the counter
   ``job_worker_channel_skipped_total{channel}``: enqueues a full channel of policy
   ``skip`` dropped (kept on the ``queue.limit`` row, so every process's skips count);
+- ``job_worker_channel_backoff_seconds{channel}``: seconds left of the pause a job's
+  ``ChannelBackoff`` put on the channel (0 when none), and the counter
+  ``job_worker_channel_backoffs_total{channel}`` of the backoffs its jobs signalled
+  (kept on the ``queue.channel`` rows, so every worker's backoffs count);
 - ``job_worker_jobs_started_total``, ``job_worker_jobs_done_total``,
   ``job_worker_jobs_failed_total`` ``{channel}``: counters kept by the metric
   snapshots (:mod:`.models.snapshot`) plus the live tail since the last one;
@@ -78,6 +82,11 @@ class QueueCollector(Collector):
             "Enqueues dropped because the channel was full (policy skip).",
             labels=["channel"],
         )
+        backoff = GaugeMetricFamily(
+            "job_worker_channel_backoff_seconds",
+            "Seconds left of the pause a job's backoff put on the channel (0: none).",
+            labels=["channel"],
+        )
         for row in stats.channel_rows(cr):
             max_depth.add_metric([row["name"]], row["max_depth"])
             skipped.add_metric([row["name"]], row["skipped"])
@@ -86,7 +95,17 @@ class QueueCollector(Collector):
             jobs.add_metric([row["name"], JobState.STARTED], row["running"])
             running.add_metric([row["name"]], row["running"])
             limits.add_metric([row["name"]], row["limit"])
-        yield from (jobs, running, limits, max_depth, skipped)
+            backoff.add_metric([row["name"]], row["backoff_seconds"])
+        yield from (jobs, running, limits, max_depth, skipped, backoff)
+        backoffs = CounterMetricFamily(
+            "job_worker_channel_backoffs",
+            "Backoffs (ChannelBackoff) the jobs of each channel signalled.",
+            labels=["channel"],
+        )
+        cr.execute("SELECT name, backoff_count FROM queue_channel ORDER BY name")
+        for name, count in cr.fetchall():
+            backoffs.add_metric([name], count or 0)
+        yield backoffs
 
     def _counters(self, env: Any, now: Any) -> Iterator[Metric]:
         totals = env["queue.metric.counter"]._totals()

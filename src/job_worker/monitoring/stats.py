@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..db.jobstore import job_store
 from ..orm.fields import Datetime
 from ..queue import config
 from ..queue.lifecycle import ACTIVE, JobState, sql_in
@@ -204,23 +205,30 @@ def exhausted_where() -> tuple[str, list[Any]]:
 
 
 def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str, Any]]:
-    """Every channel with a limit or with active jobs: limits (a channel without a row
-    has the default limit, the cluster setting unless given), depth, utilisation, and
-    the depth bound (``max_depth``, 0 = unbounded; ``depth`` = waiting + pending;
-    ``depth_policy``; ``skipped``: enqueues the skip policy dropped)."""
+    """Every channel with a limit, with active jobs or paused by a job's backoff: limits
+    (a channel without a row has the default limit, the cluster setting unless given),
+    depth, utilisation, the depth bound (``max_depth``, 0 = unbounded; ``depth`` =
+    waiting + pending; ``depth_policy``; ``skipped``: enqueues the skip policy dropped),
+    the rate windows (``rates``) and the backoff in force (``backoff_until``,
+    ``backoff_reason``, ``backoff_job_id``, ``backoff_seconds`` left by the database's
+    clock; None and 0.0 when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
     counts = depth(cr)
     cr.execute(
-        'SELECT id, name, "limit", rate_limit, max_depth, depth_policy, skipped'
+        'SELECT id, name, "limit", rate_limit, rates, max_depth, depth_policy, skipped'
         " FROM queue_limit ORDER BY name"
     )
     limits = {row[1]: (row[0], *row[2:]) for row in cr.fetchall()}
-    names = sorted({channel for channel, _state in counts} | set(limits))
+    store = job_store(cr.backend)
+    clock = store.now(cr)
+    backoffs = store.channel_backoffs(cr, clock)
+    names = sorted({channel for channel, _state in counts} | set(limits) | set(backoffs))
     rows = []
     for name in names:
-        limit_id, limit, rate, max_depth, policy, skipped = limits.get(
-            name, (None, default_limit, 0.0, 0, "raise", 0)
+        backoff = backoffs.get(name)
+        limit_id, limit, rate, rates, max_depth, policy, skipped = limits.get(
+            name, (None, default_limit, 0.0, None, 0, "raise", 0)
         )
         running = counts.get((name, "started"), 0)
         waiting = counts.get((name, "waiting"), 0)
@@ -231,6 +239,7 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "limit_id": limit_id,
                 "limit": int(limit),
                 "rate_limit": float(rate or 0.0),
+                "rates": rates or "",
                 "configured": limit_id is not None,
                 "waiting": waiting,
                 "pending": pending,
@@ -241,6 +250,10 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "depth": waiting + pending,
                 "depth_policy": policy or "raise",
                 "skipped": int(skipped or 0),
+                "backoff_until": backoff.until if backoff else None,
+                "backoff_reason": backoff.reason if backoff else None,
+                "backoff_job_id": backoff.job_id if backoff else None,
+                "backoff_seconds": (backoff.until - clock).total_seconds() if backoff else 0.0,
             }
         )
     return rows

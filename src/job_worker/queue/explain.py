@@ -14,6 +14,8 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``waiting_parents``: a graph job waiting on unfinished parents (named);
 - ``scheduled``: due later (an ``eta``); ``retry_backoff``: due later because
   its last attempt failed;
+- ``channel_backoff``: a job of the channel asked it to pause (``ChannelBackoff``)
+  and the pause has not ended; it holds every job of the channel;
 - ``weight_never_fits``: the job's weight is above its channel's limit (lowered
   after the job was enqueued): it can never start until the limit is raised;
 - ``channel_paused`` (limit 0), ``channel_full`` (the weights of the running jobs
@@ -299,6 +301,10 @@ def _explain_pending(
                 Reason("scheduled", f"scheduled for {_when(due, now)}", {"until": due.isoformat()})
             )
 
+    backoff = env["queue.channel"].active_backoffs(now).get(channel)
+    if backoff is not None:
+        reasons.insert(0, _channel_backoff(channel, backoff, now))
+
     limit, windows, configured = channel_limit(env, channel, default_limit)
     source = "its queue.limit" if configured else "the default limit, no queue.limit row"
     if limit == 0:
@@ -395,6 +401,25 @@ def _explain_pending(
             )
         )
     return reasons
+
+
+def _channel_backoff(channel: str, backoff: Any, now: datetime) -> Reason:
+    """The channel's pause (a ``ChannelBackoff`` of one of its jobs): it blocks every job
+    of the channel until it ends or a manager lifts it, so it is said first."""
+    until = backoff.until
+    left = duration_text((until - now).total_seconds())
+    reason = f": {backoff.reason}" if backoff.reason else ""
+    source = f" from job {backoff.job_id}" if backoff.job_id else ""
+    return Reason(
+        "channel_backoff",
+        f"channel {channel} backs off until {until:%H:%M:%S} UTC (in {left}){reason}{source}",
+        {
+            "channel": channel,
+            "until": until.isoformat(),
+            "reason": backoff.reason,
+            "job_id": backoff.job_id,
+        },
+    )
 
 
 def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:

@@ -1,10 +1,20 @@
-"""queue.channel: what the workers keep about a channel while it runs (its place in
-the rotation of fair keys); queue.fair.key: the weights managers give fair keys."""
+"""queue.channel: what a channel's jobs asked of the channel as a whole (a backoff), and
+where its fair keys' rotation stands; queue.fair.key: the weights managers give fair keys.
+
+A job raises :class:`~job_worker.exceptions.ChannelBackoff`: its channel starts no job
+until ``backoff_until`` (the database's clock), on any worker. The row is written by
+the job store (:meth:`job_worker.db.jobstore.JobStore.back_off_channel`, an upsert by
+name that only ever moves ``backoff_until`` later) in the transaction that returns the
+job to pending; the claim reads it under its lock, like the channel's limits. The claim
+also writes ``fair_cursor`` and ``fair_turn`` there (:mod:`job_worker.db.jobstore`).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from ...db.jobstore import ChannelBackoffState, job_store, notify_jobs_enqueued
 from ...orm import fields, models
 from ...orm.fields import INT_MAX, short_repr
 from ..options import CHANNEL_RE, MAX_CHANNEL_LENGTH, MAX_FAIR_KEY_LENGTH
@@ -17,6 +27,17 @@ class QueueChannel(models.Model):
     _indexes = [models.Index("queue_channel_name_unique", ("name",), unique=True)]
 
     name = fields.Char("Channel", required=True, readonly=True)
+    backoff_until = fields.Datetime(
+        readonly=True, help="The channel starts no job before this moment (UTC)."
+    )
+    backoff_reason = fields.Text(readonly=True, help="Why the job that paused it asked.")
+    backoff_job_id = fields.Many2one(
+        "queue.job", "Backoff asked by", readonly=True, ondelete="set null"
+    )
+    backoff_set_at = fields.Datetime(readonly=True, help="When the current pause was asked for.")
+    backoff_count = fields.Integer(
+        default=0, readonly=True, help="Backoffs its jobs signalled, ever (a counter)."
+    )
     fair_cursor = fields.Char(
         readonly=True,
         help="The fair key that had the channel's last turn: the next claim starts after it.",
@@ -25,6 +46,24 @@ class QueueChannel(models.Model):
         readonly=True,
         help="Jobs the key of fair_cursor has started in its turn (a key of weight w has w).",
     )
+
+    def active_backoffs(self, now: datetime | None = None) -> dict[str, ChannelBackoffState]:
+        """The channels paused now (the database's clock unless ``now`` is given), each
+        with until when, why and the job that asked."""
+        store = job_store(self.env.cr.backend)
+        if now is None:
+            now = store.now(self.env.cr)
+        return store.channel_backoffs(self.env.cr, now)
+
+    def lift_backoff(self, channel: str) -> bool:
+        """End the pause of ``channel`` now; whether it had one. Idle workers are woken
+        (at commit) so that its jobs start at once."""
+        cr = self.env.cr
+        lifted = job_store(cr.backend).lift_channel_backoff(cr, channel)
+        cr.cache.pop(self._name, None)  # its row changed under the record cache
+        if lifted:
+            notify_jobs_enqueued(cr)
+        return lifted
 
 
 class QueueFairKey(models.Model):
@@ -90,3 +129,14 @@ class QueueFairKey(models.Model):
             record.write({"weight": weight})
             return record
         return self.create({"channel": channel, "fair_key": fair_key, "weight": weight})
+
+
+class QueueJob(models.Model):
+    _inherit = "queue.job"
+
+    backoffs = fields.Integer(
+        default=0,
+        readonly=True,
+        help="Times the job paused its channel and returned to pending without counting"
+        " an attempt (bounded by the max_channel_backoffs setting).",
+    )

@@ -1,4 +1,5 @@
-"""Channels (limits, utilisation; managers edit them) and workers."""
+"""Channels (limits, utilisation, backoffs; managers edit limits and lift backoffs) and
+workers."""
 
 from __future__ import annotations
 
@@ -76,6 +77,22 @@ async def channel_delete(request: Request) -> Response:
             return False, f"channel {channel} has no limit"
         record.unlink()
         return True, f"channel {channel}: limit removed, the default limit applies"
+
+    ok, message = await run(request, work, write=True)
+    flash(request, message, "ok" if ok else "error")
+    return redirect("/channels")
+
+
+async def channel_lift(request: Request) -> Response:
+    """End the backoff a job put on the channel (managers only)."""
+    await read_form(request)
+    channel = request.path_params["name"]
+
+    def work(ctx: Ctx) -> tuple[bool, str]:
+        auth.require_manager(ctx.user)
+        if not ctx.env["queue.channel"].lift_backoff(channel):
+            return False, f"channel {channel} has no backoff in force: nothing to lift"
+        return True, f"channel {channel}: backoff lifted, its jobs start again"
 
     ok, message = await run(request, work, write=True)
     flash(request, message, "ok" if ok else "error")
