@@ -284,6 +284,13 @@ def rotation(
     return [candidate for _turn, candidate in turns[:count]]
 
 
+def fair_turns(plan: ChannelPlan, picked: Sequence[Candidate]) -> dict[str, tuple[str, int]]:
+    """Where the rotation of each fair channel of ``plan`` stands once ``picked`` start:
+    the key of its last job, and the jobs of that key's unfinished turn (0: over)."""
+    turns = {c.channel: (c.fair_key, c.turn) for c in picked}
+    return {channel: turn for channel, turn in turns.items() if channel in plan.fair}
+
+
 def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
     """Whether a channel with room gave fewer jobs than it could, with the claim
     wanting more: it may have no due job left, so when does its next one become due?
@@ -484,9 +491,19 @@ class JobStore(ABC):
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
-        """The best ``wanted`` due jobs of the channels in ``plan``, marked started: each
-        channel's line (in order, or in turns of its fair keys) cut where its weights
-        stop fitting, the lines merged by the jobs at their heads."""
+        """The best ``wanted`` due jobs of the channels in ``plan``, marked started."""
+        picked = self._pick(cr, plan, wanted, now)
+        if not picked:
+            return []
+        jobs = self._mark_started(cr, [candidate.id for candidate in picked], worker_id, now)
+        for channel, turn in fair_turns(plan, picked).items():
+            cr.execute(self.set_fair_cursor_sql, (channel, *turn), write=True)
+        return jobs
+
+    def _pick(self, cr: Cursor, plan: ChannelPlan, wanted: int, now: datetime) -> list[Candidate]:
+        """The best ``wanted`` due jobs of the channels in ``plan``: each channel's line
+        (in order, or in turns of its fair keys) cut where its weights stop fitting, the
+        lines merged by the jobs at their heads."""
         lines = {}
         for channel, free in plan.free.items():
             count = plan.jobs_at_most(channel, wanted)
@@ -495,15 +512,7 @@ class JobStore(ABC):
             else:
                 line = self._channel_line(cr, channel, count, now)
             lines[channel] = fitting(line, free)
-        picked = merge_lines(lines, wanted)
-        if not picked:
-            return []
-        jobs = self._mark_started(cr, [candidate.id for candidate in picked], worker_id, now)
-        started = {job.id for job in jobs}
-        last_turns = {c.channel: (c.fair_key, c.turn) for c in picked if c.id in started}
-        for channel in plan.fair.keys() & last_turns.keys():
-            cr.execute(self.set_fair_cursor_sql, (channel, *last_turns[channel]), write=True)
-        return jobs
+        return merge_lines(lines, wanted)
 
     def _fair_line(
         self, cr: Cursor, channel: str, cursor: tuple[str, int], count: int, now: datetime

@@ -41,6 +41,7 @@ from .jobstore import (
     JobStore,
     Listener,
     Session,
+    fair_turns,
 )
 from .postgres import PostgresCursor, connection_options
 
@@ -92,8 +93,8 @@ WITH RECURSIVE channels(name) AS (
 SELECT c.name, l."limit", l.rate_limit, l.rates,
        (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
          WHERE r.state = 'started' AND r.channel = c.name),
-       EXISTS (SELECT 1 FROM queue_job f
-                WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
+       (SELECT min(f.fair_key) FROM queue_job f
+         WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> '') IS NOT NULL,
        ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
        LEFT JOIN queue_channel ch ON ch.name = c.name
@@ -244,8 +245,11 @@ SELECT id, priority, scheduled_at, weight FROM queue_job
 # -- name: fair_level
 # One priority level of a fair channel, in one statement: the best due priority at or
 # above a floor; the keys with pending jobs there in rotation order (after the cursor,
-# or from it when its turn is not over, then from the start up to it: a loose index scan, one probe a key, which stops once
-# `count` keys with due jobs are found); their weights and their first due jobs there.
+# or from it when its turn is not over, then from the start up to it: a loose index
+# scan, one probe a key, which stops once `count` keys with due jobs are found); their
+# weights and their first due jobs there. Every probe is an ORDER BY ... LIMIT 1 or a
+# LATERAL ... LIMIT: a nested index scan whatever the statistics say (an aggregate or a
+# semi join lets a planner without statistics read every pending job of the channel).
 FAIR_LEVEL = """
 WITH RECURSIVE level AS (
     SELECT priority FROM queue_job
@@ -253,23 +257,26 @@ WITH RECURSIVE level AS (
        AND scheduled_at <= %(now)s
      ORDER BY priority LIMIT 1
 ), after(k) AS (
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s
-               AND priority = (SELECT priority FROM level)
-               AND fair_key >= %(cursor)s AND (%(inclusive)s OR fair_key > %(cursor)s))
+               AND priority = (SELECT priority FROM level) AND fair_key {after} %(cursor)s
+             ORDER BY fair_key LIMIT 1)
   UNION ALL
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s
-               AND priority = (SELECT priority FROM level) AND fair_key > p.k)
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1)
       FROM after p WHERE p.k IS NOT NULL
 ), upto(k) AS (
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s
-               AND priority = (SELECT priority FROM level))
+               AND priority = (SELECT priority FROM level)
+             ORDER BY fair_key LIMIT 1)
   UNION ALL
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s
-               AND priority = (SELECT priority FROM level) AND fair_key > p.k)
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1)
       FROM upto p WHERE p.k IS NOT NULL AND p.k < %(cursor)s
 ), turns AS (
     SELECT keys.k, keys.lap FROM (
@@ -278,10 +285,12 @@ WITH RECURSIVE level AS (
         SELECT k, 1 FROM upto
          WHERE k IS NOT NULL AND (k < %(cursor)s OR (k = %(cursor)s AND NOT %(inclusive)s))
     ) keys
-     WHERE EXISTS (SELECT 1 FROM queue_job
-                    WHERE state = 'pending' AND channel = %(channel)s
-                      AND priority = (SELECT priority FROM level) AND fair_key = keys.k
-                      AND scheduled_at <= %(now)s)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM queue_job
+         WHERE state = 'pending' AND channel = %(channel)s
+           AND priority = (SELECT priority FROM level) AND fair_key = keys.k
+           AND scheduled_at <= %(now)s
+         LIMIT 1) due
      LIMIT %(count)s
 )
 SELECT l.priority, t.k, t.lap, coalesce(w.weight, 1), j.id, j.scheduled_at, j.weight
@@ -700,8 +709,10 @@ class PostgresJobStore(JobStore):
             "now": now,
             "count": count,
         }
-        # prepared: planning this statement costs more than running it
-        [rows] = cr.execute_together([_positional(FAIR_LEVEL, values)], prepared=True)
+        # prepared: planning this statement costs more than running it; the cursor's key is
+        # passed over by the index's own bound (a filter would read every job of the key)
+        sql = FAIR_LEVEL.replace("{after}", ">=" if unfinished else ">")
+        [rows] = cr.execute_together([_positional(sql, values)], prepared=True)
         if rows:
             return rows[0][0], [tuple(row[1:]) for row in rows]
         cr.execute(FAIR_LEVEL_PRIORITY, (channel, floor, now))
@@ -717,15 +728,33 @@ class PostgresJobStore(JobStore):
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[list[ClaimedJob], datetime | None]:
-        if not plan.free or plan.windows or plan.fair:
+        if not plan.free or plan.windows:
             return super()._take_and_commit(cr, plan, wanted, worker_id, now)
-        # one round trip: the jobs, when the channels' next job becomes due (read every
-        # time, used when a channel came up short), and the commit
         assert isinstance(cr, PostgresCursor)
-        take, due = cr.execute_and_commit(
-            [self._take_statement(plan, wanted, worker_id, now), self._next_due(plan, now)],
-            prepared=True,
-        )
+        if plan.fair:
+            # the turns are worked out first (a statement a priority level); then one round
+            # trip: the jobs marked started, the channels' rotation, when the next job
+            # becomes due, and the commit
+            picked = self._pick(cr, plan, wanted, now)
+            ids = [candidate.id for candidate in picked]
+            take, *_cursors, due = cr.execute_and_commit(
+                [
+                    (MARK_STARTED, (worker_id, now, now, now, ids)),
+                    *(
+                        (SET_FAIR_CURSOR, (channel, *turn))
+                        for channel, turn in fair_turns(plan, picked).items()
+                    ),
+                    self._next_due(plan, now),
+                ],
+                prepared=True,
+            )
+        else:
+            # one round trip: the jobs, when the channels' next job becomes due (read every
+            # time, used when a channel came up short), and the commit
+            take, due = cr.execute_and_commit(
+                [self._take_statement(plan, wanted, worker_id, now), self._next_due(plan, now)],
+                prepared=True,
+            )
         return [ClaimedJob.from_row(row) for row in take], due[0][0] if due else None
 
     @staticmethod

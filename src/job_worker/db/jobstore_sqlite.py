@@ -89,8 +89,8 @@ WITH RECURSIVE channels(name) AS (
 SELECT c.name, l."limit", l.rate_limit, l.rates,
        (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
          WHERE r.state = 'started' AND r.channel = c.name),
-       EXISTS (SELECT 1 FROM queue_job f INDEXED BY queue_job_pending_keyed
-                WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> ''),
+       (SELECT min(f.fair_key) FROM queue_job f INDEXED BY queue_job_pending_keyed
+         WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> '') IS NOT NULL,
        ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
        LEFT JOIN queue_channel ch ON ch.name = c.name
@@ -123,12 +123,17 @@ SELECT priority FROM queue_job INDEXED BY queue_job_pending
 """
 
 # -- name: next_fair_key
-# The first key, from a key on (itself too when asked: then the next after it), with
-# pending jobs at a priority (one index probe).
+# The first key after a key with pending jobs at a priority (one index probe).
 NEXT_FAIR_KEY = """
 SELECT min(fair_key) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key > %s
+"""
+
+# -- name: fair_key_from
+# The first key from a key on, itself included.
+FAIR_KEY_FROM = """
+SELECT min(fair_key) FROM queue_job INDEXED BY queue_job_pending
  WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key >= %s
-   AND (%s OR fair_key > %s)
 """
 
 # -- name: fair_key_jobs
@@ -579,17 +584,17 @@ class SqliteJobStore(JobStore):
         """The keys with pending jobs at ``priority``: those after the cursor's key (from
         it when its turn is not over), then from the start up to it."""
         start, unfinished = cursor
-        cr.execute(NEXT_FAIR_KEY, (channel, priority, start, bool(unfinished), start))
+        cr.execute(FAIR_KEY_FROM if unfinished else NEXT_FAIR_KEY, (channel, priority, start))
         key = cr.fetchone()[0]  # type: ignore[index]
         while key is not None:
             yield 0, key
-            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key))
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key))
             key = cr.fetchone()[0]  # type: ignore[index]
-        cr.execute(NEXT_FAIR_KEY, (channel, priority, "", True, ""))
+        cr.execute(FAIR_KEY_FROM, (channel, priority, ""))
         key = cr.fetchone()[0]  # type: ignore[index]
         while key is not None and (key < start or (key == start and not unfinished)):
             yield 1, key
-            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key))
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key))
             key = cr.fetchone()[0]  # type: ignore[index]
 
     def _mark_started(

@@ -18,9 +18,12 @@ class QueueJob(models.Model):
         models.Index("queue_job_started_channel", ("channel",), where="state = 'started'"),
         # when the next scheduled job becomes due
         models.Index("queue_job_pending_due", ("scheduled_at",), where="state = 'pending'"),
-        # whether a channel has pending jobs with a fair key (one probe per claim)
+        # whether a channel has pending jobs with a fair key (one probe per claim: the
+        # smallest key, read from the index whatever the statistics say)
         models.Index(
-            "queue_job_pending_keyed", ("channel",), where="state = 'pending' AND fair_key <> ''"
+            "queue_job_pending_keyed",
+            ("channel", "fair_key"),
+            where="state = 'pending' AND fair_key <> ''",
         ),
         # stale-job reclaim
         models.Index("queue_job_started_heartbeat", ("heartbeat",), where="state = 'started'"),
