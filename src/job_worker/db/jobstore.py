@@ -869,6 +869,66 @@ class JobStore(ABC):
         """Add ``count`` to the channel's ``skipped`` counter (the skip policy)."""
         cr.execute(self.count_skipped_sql, (count, channel), write=True)
 
+    # -- readers of fair share (jobs explain, limits fair, the dashboard, metrics) -------
+    # Read-only, and bounded like the claim: they walk the pending index key by key and
+    # stop after a given number of keys, never reading the jobs waiting behind them.
+
+    @abstractmethod
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        """The first ``pairs`` (priority, key) pairs with pending jobs of ``channel``, in
+        the order of the pending index (priority, then key; jobs without a key have the
+        key ``''``), each with its pending jobs there counted up to ``count`` (0: not
+        counted)."""
+
+    @abstractmethod
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        """How many keys of ``channel`` with due jobs at ``priority`` lie after ``start``
+        (from it when ``inclusive``) and before ``stop`` (None: up to the last key), in
+        key order, looking at ``walk`` keys with pending jobs there at most; and whether
+        the walk stopped at that bound (there may be more)."""
+
+    @abstractmethod
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        """Whether fair key ``key`` sorts after ``other`` in the database's order of keys
+        (the order of the rotation)."""
+
+    def fair_keys_ahead(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        cursor: tuple[str, int],
+        key: str,
+        walk: int,
+    ) -> tuple[int, bool]:
+        """How many other keys with due jobs at ``priority`` the rotation of ``channel``
+        serves before ``key`` (in the order of :meth:`_fair_level`: after the cursor's
+        key, or from it when its turn is not over, then from the start up to it), each
+        walk looking at ``walk`` keys at most; and whether a walk stopped at its bound."""
+        start, unfinished = cursor
+        inclusive = bool(unfinished)
+        walked = partial(self.due_fair_keys, cr, channel, priority, now, walk=walk)
+        if (inclusive and key == start) or self.key_after(cr, key, start):
+            return walked(start=start, inclusive=inclusive, stop=key)  # in this lap
+        tail, more = walked(start=start, inclusive=inclusive, stop=None)
+        head, more_head = walked(start="", inclusive=True, stop=key)  # in the next lap
+        return tail + head, more or more_head
+
     # -- bookkeeping ----------------------------------------------------------
 
     @abstractmethod

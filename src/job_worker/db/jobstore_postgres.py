@@ -638,6 +638,67 @@ COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
 
 # -- end of the enqueue-time channel rules ------------------------------------------
 
+# -- Readers of fair share (jobs explain, limits fair, the dashboard, metrics). --------
+# Read-only; each walks the pending index one probe a key and stops at its bound.
+
+# -- name: fair_keys
+# The first (priority, key) pairs with pending jobs of a channel, in the order of the
+# pending index (a loose index scan: one probe a pair, stopped after `pairs` of them),
+# each with its pending jobs there counted up to `count`.
+FAIR_KEYS = """
+WITH RECURSIVE pairs(priority, fair_key, n) AS (
+    (SELECT priority, fair_key, 1 FROM queue_job
+      WHERE state = 'pending' AND channel = %(channel)s
+      ORDER BY priority, fair_key LIMIT 1)
+  UNION ALL
+    SELECT q.priority, q.fair_key, p.n + 1 FROM pairs p CROSS JOIN LATERAL (
+        SELECT priority, fair_key FROM queue_job
+         WHERE state = 'pending' AND channel = %(channel)s
+           AND (priority, fair_key) > (p.priority, p.fair_key)
+         ORDER BY priority, fair_key LIMIT 1) q
+     WHERE p.n < %(pairs)s
+)
+SELECT p.priority, p.fair_key,
+       (SELECT count(*) FROM (SELECT 1 FROM queue_job
+                               WHERE state = 'pending' AND channel = %(channel)s
+                                 AND priority = p.priority AND fair_key = p.fair_key
+                               LIMIT %(count)s) c)
+  FROM pairs p ORDER BY p.n
+"""
+
+# -- name: key_after
+# Whether a fair key sorts after another in the order of the keys' column.
+KEY_AFTER = "SELECT %s::text > %s::text"
+
+# -- name: due_fair_keys
+# The keys with pending jobs at one priority of a channel in a range of keys (after a
+# key, or from it when asked; before a key, or to the last one when NULL), walked one
+# probe a key and stopped after `walk` of them: how many have a due job there, and how
+# many were walked.
+DUE_FAIR_KEYS = """
+WITH RECURSIVE keys(k, n) AS (
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
+               AND fair_key >= %(start)s AND (%(inclusive)s OR fair_key > %(start)s)), 1
+  UNION ALL
+    SELECT (SELECT min(fair_key) FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
+               AND fair_key > p.k), p.n + 1
+      FROM keys p
+     WHERE p.k IS NOT NULL AND p.n < %(walk)s
+       AND (%(stop)s::text IS NULL OR p.k < %(stop)s)
+), walked AS (
+    SELECT EXISTS (SELECT 1 FROM queue_job
+                    WHERE state = 'pending' AND channel = %(channel)s
+                      AND priority = %(priority)s AND fair_key = keys.k
+                      AND scheduled_at <= %(now)s) AS due
+      FROM keys
+     WHERE k IS NOT NULL AND (%(stop)s::text IS NULL OR k < %(stop)s)
+)
+SELECT count(*) FILTER (WHERE due), count(*) FROM walked
+"""
+
+
 # -- name: notify
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
@@ -902,6 +963,48 @@ class PostgresJobStore(JobStore):
             [(REWAIT_DECIDED, (ids,)), (REWAIT_RELEASED, (ids,))]
         )
         return [row[0] for row in (*decided, *released)]
+
+    # -- readers of fair share ---------------------------------------------------
+
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        if pairs <= 0:
+            return []
+        values = {"channel": channel, "pairs": pairs, "count": count}
+        cr.execute(*_positional(FAIR_KEYS, values))
+        return [(priority, key, int(pending)) for priority, key, pending in cr.fetchall()]
+
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        if walk <= 0:
+            return 0, True
+        values = {
+            "channel": channel,
+            "priority": priority,
+            "start": start,
+            "inclusive": inclusive,
+            "stop": stop,
+            "walk": walk,
+            "now": now,
+        }
+        cr.execute(*_positional(DUE_FAIR_KEYS, values))
+        due, walked = cr.fetchone()  # type: ignore[misc]
+        return int(due), int(walked) >= walk
+
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        cr.execute(KEY_AFTER, (key, other))
+        return bool(cr.fetchone()[0])  # type: ignore[index]
 
     # -- bookkeeping ----------------------------------------------------------
 

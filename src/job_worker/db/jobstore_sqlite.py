@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..orm.fields import Datetime
+from ..orm.fields import INT_MIN, Datetime
 from .jobstore import (
     CLAIM_COLUMNS,
     Candidate,
@@ -452,6 +452,27 @@ COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
 
 # -- end of the enqueue-time channel rules ------------------------------------------
 
+# -- Readers of fair share (jobs explain, limits fair, the dashboard, metrics). --------
+# Read-only; the store walks the pending index with them one probe a key (in-process:
+# a loop costs no round trip) and stops at its bound.
+
+# -- name: next_fair_pair
+# The first (priority, key) pair with pending jobs of a channel after a pair.
+NEXT_FAIR_PAIR = """
+SELECT priority, fair_key FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND (priority, fair_key) > (%s, %s)
+ ORDER BY priority, fair_key LIMIT 1
+"""
+
+# -- name: fair_pair_pending
+# The pending jobs of one key at one priority, counted up to a bound.
+FAIR_PAIR_PENDING = """
+SELECT count(*) FROM (SELECT 1 FROM queue_job INDEXED BY queue_job_pending
+                       WHERE state = 'pending' AND channel = %s AND priority = %s
+                         AND fair_key = %s LIMIT %s)
+"""
+
+
 # -- name: elect
 ELECT = """
 INSERT INTO queue_lease (name, holder, expires_at, create_date, write_date)
@@ -745,6 +766,52 @@ class SqliteJobStore(JobStore):
         decided = [row[0] for row in cr.fetchall()]
         cr.execute(REWAIT_RELEASED, (now, ids), write=True)
         return decided + [row[0] for row in cr.fetchall()]
+
+    # -- readers of fair share ---------------------------------------------------
+
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        found: list[tuple[int, str, int]] = []
+        priority, key = INT_MIN - 1, ""
+        while len(found) < pairs:
+            cr.execute(NEXT_FAIR_PAIR, (channel, priority, key), write=False)
+            row = cr.fetchone()
+            if row is None:
+                break
+            priority, key = row
+            pending = 0
+            if count:
+                cr.execute(FAIR_PAIR_PENDING, (channel, priority, key, count), write=False)
+                pending = int(cr.fetchone()[0])  # type: ignore[index]
+            found.append((priority, key, pending))
+        return found
+
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        due = walked = 0
+        cr.execute(NEXT_FAIR_KEY, (channel, priority, start, inclusive, start), write=False)
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None and (stop is None or key < stop) and walked < walk:
+            walked += 1
+            cr.execute(FAIR_KEY_JOBS, (channel, priority, key, now, 1), write=False)
+            due += cr.fetchone() is not None
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key), write=False)
+            key = cr.fetchone()[0]  # type: ignore[index]
+        return due, walked >= walk
+
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        return key > other  # the keys' column compares as BINARY: code point order
 
     # -- bookkeeping ----------------------------------------------------------
 

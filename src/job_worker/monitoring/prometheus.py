@@ -5,6 +5,13 @@ read-only transaction and reports, with names prefixed ``job_worker_``:
 
 - ``job_worker_jobs{channel,state}``: jobs waiting, pending and started;
 - ``job_worker_jobs_running{channel}`` and ``job_worker_channel_limit{channel}``;
+- ``job_worker_channel_running_weight{channel}``: the weights of the started jobs (what
+  the limit counts);
+- ``job_worker_channel_rate_window_starts{channel,window}``: the starts in each rate
+  window of the channel ending now (counted up to the window's count, as the claim
+  does; a ``rate_limit`` R is the window ``1/(1/R)s``);
+- ``job_worker_channel_fair_keys{channel}``: fair keys with pending jobs (counted up to
+  1000, one index probe a key; 0 when the channel has no pending job with a key);
 - ``job_worker_channel_max_depth{channel}`` (0 = unbounded) and the counter
   ``job_worker_channel_skipped_total{channel}``: enqueues a full channel of policy
   ``skip`` dropped (kept on the ``queue.limit`` row, so every process's skips count);
@@ -36,7 +43,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..db.jobstore import job_store
 from ..queue.lifecycle import QUEUED, JobState
+from ..rates import channel_windows
 from . import stats
 from .models.snapshot import ALL, DURATION_BUCKETS, floor_time, interval_counts
 
@@ -87,7 +96,8 @@ class QueueCollector(Collector):
             "Seconds left of the pause a job's backoff put on the channel (0: none).",
             labels=["channel"],
         )
-        for row in stats.channel_rows(cr):
+        rows = stats.channel_rows(cr)
+        for row in rows:
             max_depth.add_metric([row["name"]], row["max_depth"])
             skipped.add_metric([row["name"]], row["skipped"])
             for state in QUEUED:
@@ -97,6 +107,7 @@ class QueueCollector(Collector):
             limits.add_metric([row["name"]], row["limit"])
             backoff.add_metric([row["name"]], row["backoff_seconds"])
         yield from (jobs, running, limits, max_depth, skipped, backoff)
+        yield from self._flow(cr, rows)
         backoffs = CounterMetricFamily(
             "job_worker_channel_backoffs",
             "Backoffs (ChannelBackoff) the jobs of each channel signalled.",
@@ -106,6 +117,36 @@ class QueueCollector(Collector):
         for name, count in cr.fetchall():
             backoffs.add_metric([name], count or 0)
         yield backoffs
+
+    def _flow(self, cr: Any, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        """Weighted capacity, rate windows and fair share (PRODUCT.md 12), bounded: one
+        query a window, one walk of at most 1000 keys a channel with keyed jobs."""
+        weight = GaugeMetricFamily(
+            "job_worker_channel_running_weight",
+            "Weights of the jobs running now (what the channel's limit counts).",
+            labels=["channel"],
+        )
+        starts = GaugeMetricFamily(
+            "job_worker_channel_rate_window_starts",
+            "Starts in each rate window of the channel ending now (up to its count).",
+            labels=["channel", "window"],
+        )
+        fair_keys = GaugeMetricFamily(
+            "job_worker_channel_fair_keys",
+            f"Fair keys with pending jobs (counted up to {stats.FAIR_KEYS_CAP}).",
+            labels=["channel"],
+        )
+        store = job_store(cr.backend)
+        clock = store.now(cr)
+        for row in rows:
+            name = row["name"]
+            weight.add_metric([name], row["running_weight"])
+            windows = channel_windows(row["rates"], row["rate_limit"])
+            for window, used, _oldest in store.window_usage(cr, name, windows, clock):
+                starts.add_metric([name, window.text], used)
+            keyed = row["pending"] and stats.keyed(cr, name)
+            fair_keys.add_metric([name], stats.fair_key_count(cr, name) if keyed else 0)
+        yield from (weight, starts, fair_keys)
 
     def _counters(self, env: Any, now: Any) -> Iterator[Metric]:
         totals = env["queue.metric.counter"]._totals()

@@ -30,6 +30,12 @@ WINDOW_CAP = 500_000
 SAMPLE = 10_000
 #: a pending job due for longer than this is "aged"
 AGED_PENDING = timedelta(minutes=10)
+#: fair keys with work shown per channel (``limits fair``, the dashboard); "+" beyond
+FAIR_KEYS_SHOWN = 100
+#: pending jobs counted per fair key, up to this many
+FAIR_PENDING_CAP = 1000
+#: fair keys with work counted per channel for ``/metrics``, up to this many
+FAIR_KEYS_CAP = 1000
 
 _DT = Datetime()
 
@@ -209,12 +215,14 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
     (a channel without a row has the default limit, the cluster setting unless given),
     depth, utilisation, the depth bound (``max_depth``, 0 = unbounded; ``depth`` =
     waiting + pending; ``depth_policy``; ``skipped``: enqueues the skip policy dropped),
-    the rate windows (``rates``) and the backoff in force (``backoff_until``,
+    the weights of the started jobs (``running_weight``, what the limit counts, and
+    what ``utilisation`` divides), the rate windows (``rates``) and the backoff in force (``backoff_until``,
     ``backoff_reason``, ``backoff_job_id``, ``backoff_seconds`` left by the database's
     clock; None and 0.0 when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
     counts = depth(cr)
+    weights = running_weights(cr)
     cr.execute(
         'SELECT id, name, "limit", rate_limit, rates, max_depth, depth_policy, skipped'
         " FROM queue_limit ORDER BY name"
@@ -231,6 +239,7 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
             name, (None, default_limit, 0.0, None, 0, "raise", 0)
         )
         running = counts.get((name, "started"), 0)
+        weight = weights.get(name, 0)
         waiting = counts.get((name, "waiting"), 0)
         pending = counts.get((name, "pending"), 0)
         rows.append(
@@ -244,7 +253,9 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "waiting": waiting,
                 "pending": pending,
                 "running": running,
-                "utilisation": (running / limit) if limit else None,
+                # weighted capacity (PRODUCT.md 12): the limit counts these weights
+                "running_weight": weight,
+                "utilisation": (weight / limit) if limit else None,
                 # bounded depth (PRODUCT.md 12): depth = waiting + pending; 0 = unbounded
                 "max_depth": int(max_depth or 0),
                 "depth": waiting + pending,
@@ -257,6 +268,84 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
             }
         )
     return rows
+
+
+def running_weights(cr: Cursor) -> dict[str, int]:
+    """{channel: weight of its started jobs} (what its limit counts)."""
+    cr.execute(
+        "SELECT channel, SUM(weight) FROM queue_job WHERE state = 'started' GROUP BY channel"
+    )
+    return {channel: int(weight or 0) for channel, weight in cr.fetchall()}
+
+
+def keyed(cr: Cursor, channel: str) -> bool:
+    """Whether ``channel`` has pending jobs with a fair key (its claims take turns
+    between keys): one index probe."""
+    cr.execute(
+        "SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s AND fair_key <> ''"
+        " LIMIT 1",
+        [channel],
+    )
+    return cr.fetchone() is not None
+
+
+def fair_key_count(cr: Cursor, channel: str, cap: int = FAIR_KEYS_CAP) -> int:
+    """Fair keys (not counting jobs without a key) with pending jobs in ``channel``,
+    counted up to ``cap`` (a walk of the pending index, one probe a key)."""
+    pairs = job_store(cr.backend).fair_keys(cr, channel, pairs=cap)
+    return min(len({key for _priority, key, _pending in pairs if key}), cap)
+
+
+@dataclass
+class FairKeys:
+    """A channel's fair share now: its keys with work, the weights managers gave keys,
+    and which key had the channel's last turn."""
+
+    channel: str
+    #: key -> pending jobs (counted up to :data:`FAIR_PENDING_CAP`); '' = jobs without a
+    #: key; the first :data:`FAIR_KEYS_SHOWN` keys by (best priority, key)
+    keys: dict[str, int]
+    #: whether there are keys with work beyond those
+    more: bool
+    #: key -> weight (turns per round), for the keys that have more than 1
+    weights: dict[str, int]
+    #: the key that had the channel's last turn (None: no turn yet), and the jobs it has
+    #: started in that turn
+    cursor: str | None
+    turn: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "keys": [
+                {"key": key, "pending": pending, "capped": pending >= FAIR_PENDING_CAP}
+                for key, pending in self.keys.items()
+            ],
+            "more_keys": self.more,
+            "weights": self.weights,
+            "last_turn": self.cursor,
+            "turn": self.turn,
+        }
+
+
+def fair_keys(
+    cr: Cursor, channel: str, shown: int = FAIR_KEYS_SHOWN, cap: int = FAIR_PENDING_CAP
+) -> FairKeys:
+    """The fair share of ``channel``: bounded (``shown`` keys at most, each counted up to
+    ``cap`` pending jobs), whatever the number of jobs waiting."""
+    pairs = job_store(cr.backend).fair_keys(cr, channel, pairs=shown + 1, count=cap)
+    keys: dict[str, int] = {}
+    for _priority, key, pending in pairs[:shown]:
+        keys[key] = min(keys.get(key, 0) + pending, cap)
+    cr.execute(
+        "SELECT fair_key, weight FROM queue_fair_key WHERE channel = %s ORDER BY fair_key",
+        [channel],
+    )
+    weights = {key: int(weight) for key, weight in cr.fetchall()}
+    cr.execute("SELECT fair_cursor, fair_turn FROM queue_channel WHERE name = %s", [channel])
+    row = cr.fetchone()
+    cursor, turn = (row[0], int(row[1] or 0)) if row else (None, 0)
+    return FairKeys(channel, keys, len(pairs) > shown, weights, cursor, turn)
 
 
 def now() -> datetime:

@@ -27,7 +27,12 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``no_worker``: no live worker (none ever ran, the last one stopped cleanly,
   or the last one went silent: no heartbeat within the stale window), or no
   live worker takes this channel;
-- ``queued_behind``: due jobs of the channel come first (priority, due time);
+- ``queued_behind``: due jobs of the channel come first (priority, due time; in a
+  channel with fair keys, the due jobs of a better priority);
+- ``fair_turn``: in a channel with pending jobs that have a fair key, the other keys
+  with due jobs at the job's priority that the rotation serves before the job's key
+  (after the key that had the channel's last turn, wrapping), and the due jobs of its
+  own key ahead of it (jobs without a key share the key ``''``, "jobs without a key");
 - ``ready``: nothing holds it back; a worker picks it up at its next free slot;
 - ``periodic`` (last, for the jobs of a ``queue.cron``): which occurrence of which
   periodic job it is, or that it was run by hand.
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
 
 #: "N jobs ahead" is counted up to this many (a bounded count, never the whole queue)
 AHEAD_CAP = 1000
+#: "behind N keys": each walk of the keys in rotation looks at this many keys at most
+FAIR_KEYS_CAP = 1000
 
 _DT = Datetime()
 
@@ -167,7 +174,7 @@ def explain(
     cr.execute(
         "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
         " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence,"
-        " weight"
+        " weight, fair_key"
         " FROM queue_job WHERE id = %s",
         [job_id],
     )
@@ -367,31 +374,40 @@ def _explain_pending(
         )
 
     if not (due and due > now):
+        fair = _fair_cursor(env, channel)
+        # in a fair channel, jobs of the job's own priority take turns (fair_turn)
+        same_priority = (
+            ""
+            if fair is not None
+            else (" OR (priority = %s AND (scheduled_at < %s OR (scheduled_at = %s AND id < %s)))")
+        )
+        params = [] if fair is not None else [
+            job["priority"], job["scheduled_at"], job["scheduled_at"], job["id"]
+        ]  # fmt: skip
         cr.execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s"
-            " AND scheduled_at <= %s AND (priority < %s OR (priority = %s AND"
-            " (scheduled_at < %s OR (scheduled_at = %s AND id < %s)))) LIMIT %s) ahead",
-            [
-                channel,
-                now,
-                job["priority"],
-                job["priority"],
-                job["scheduled_at"],
-                job["scheduled_at"],
-                job["id"],
-                AHEAD_CAP,
-            ],
+            f" AND scheduled_at <= %s AND (priority < %s{same_priority}) LIMIT %s) ahead",
+            [channel, now, job["priority"], *params, AHEAD_CAP],
         )
         ahead = cr.fetchone()[0]  # type: ignore[index]
         if ahead:
             shown = f"{AHEAD_CAP}+" if ahead >= AHEAD_CAP else str(ahead)
+            why = (
+                "lower priority number"
+                if fair is not None
+                else "lower priority number or due earlier"
+            )
             reasons.append(
                 Reason(
                     "queued_behind",
-                    f"{shown} due job(s) of channel {channel!r} come first (lower priority number or due earlier)",
+                    f"{shown} due job(s) of channel {channel!r} come first ({why})",
                     {"ahead": ahead},
                 )
             )
+        if fair is not None:
+            turn = _fair_turn(env, job, fair, now)
+            if turn is not None:
+                reasons.append(turn)
     if not reasons:
         reasons.append(
             Reason(
@@ -401,6 +417,83 @@ def _explain_pending(
             )
         )
     return reasons
+
+
+def _fair_cursor(env: Environment, channel: str) -> tuple[str | None, int] | None:
+    """Where the rotation of ``channel``'s fair keys stands (the key that had its last
+    turn, '' when none did, and the jobs of that turn: 0 when it is over), or None when
+    the channel has no pending job with a fair key (its jobs do not take turns)."""
+    env.cr.execute(
+        "SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s AND fair_key <> ''"
+        " LIMIT 1",
+        [channel],
+    )
+    if env.cr.fetchone() is None:
+        return None
+    env.cr.execute("SELECT fair_cursor, fair_turn FROM queue_channel WHERE name = %s", [channel])
+    row = env.cr.fetchone()
+    return (row[0], int(row[1] or 0)) if row else (None, 0)
+
+
+def _plural(count: int | str, noun: str) -> str:
+    return f"{count} {noun}" if count in (1, "1") else f"{count} {noun}s"
+
+
+def _fair_turn(
+    env: Environment, job: dict[str, Any], cursor: tuple[str | None, int], now: datetime
+) -> Reason | None:
+    """``fair_turn``: the other keys with due jobs at the job's priority that the
+    rotation serves before its key, and the due jobs of its own key ahead of it (both
+    counted with a bound)."""
+    cr = env.cr
+    channel, priority, key = job["channel"], job["priority"], job["fair_key"] or ""
+    keys, more = job_store(cr.backend).fair_keys_ahead(
+        cr, channel, priority, now, cursor=(cursor[0] or "", cursor[1]), key=key, walk=FAIR_KEYS_CAP
+    )
+    cr.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s"
+        " AND priority = %s AND fair_key = %s AND scheduled_at <= %s AND (scheduled_at < %s"
+        " OR (scheduled_at = %s AND id < %s)) LIMIT %s) own",
+        [
+            channel,
+            priority,
+            key,
+            now,
+            job["scheduled_at"],
+            job["scheduled_at"],
+            job["id"],
+            AHEAD_CAP,
+        ],
+    )
+    own = int(cr.fetchone()[0])  # type: ignore[index]
+    if not keys and not own:
+        return None
+    keys_shown = f"{min(keys, FAIR_KEYS_CAP)}+" if more or keys >= FAIR_KEYS_CAP else str(keys)
+    own_shown = f"{AHEAD_CAP}+" if own >= AHEAD_CAP else str(own)
+    who = f"{key} waits" if key else "jobs without a key wait"
+    whose = "its" if key else "their"
+    parts = []
+    if keys:
+        parts.append(f"{who} {whose} turn behind {_plural(keys_shown, 'key')}")
+    if own:
+        own_text = (
+            f"{_plural(own_shown, 'job')} of {whose} own key"
+            if key
+            else (f"{_plural(own_shown, 'job')} without a key")
+        )
+        parts.append(f"and {own_text}" if parts else f"{who} behind {own_text}")
+    return Reason(
+        "fair_turn",
+        f"{' '.join(parts)} in channel {channel!r} (fair share at priority {priority})",
+        {
+            "channel": channel,
+            "fair_key": key,
+            "keys_ahead": keys,
+            "keys_capped": more or keys >= FAIR_KEYS_CAP,
+            "jobs_ahead": own,
+            "last_turn": cursor[0],
+        },
+    )
 
 
 def _channel_backoff(channel: str, backoff: Any, now: datetime) -> Reason:
