@@ -677,13 +677,15 @@ KEY_AFTER = "SELECT %s::text > %s::text"
 # many were walked.
 DUE_FAIR_KEYS = """
 WITH RECURSIVE keys(k, n) AS (
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
-               AND fair_key >= %(start)s AND (%(inclusive)s OR fair_key > %(start)s)), 1
+               AND fair_key {after} %(start)s
+             ORDER BY fair_key LIMIT 1), 1
   UNION ALL
-    SELECT (SELECT min(fair_key) FROM queue_job
+    SELECT (SELECT fair_key FROM queue_job
              WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
-               AND fair_key > p.k), p.n + 1
+               AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1), p.n + 1
       FROM keys p
      WHERE p.k IS NOT NULL AND p.n < %(walk)s
        AND (%(stop)s::text IS NULL OR p.k < %(stop)s)
@@ -993,12 +995,13 @@ class PostgresJobStore(JobStore):
             "channel": channel,
             "priority": priority,
             "start": start,
-            "inclusive": inclusive,
             "stop": stop,
             "walk": walk,
             "now": now,
         }
-        cr.execute(*_positional(DUE_FAIR_KEYS, values))
+        # the start key is passed over by the index's own bound, not read through
+        sql = DUE_FAIR_KEYS.replace("{after}", ">=" if inclusive else ">")
+        cr.execute(*_positional(sql, values))
         due, walked = cr.fetchone()  # type: ignore[misc]
         return int(due), int(walked) >= walk
 

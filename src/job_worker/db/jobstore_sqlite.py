@@ -800,13 +800,14 @@ class SqliteJobStore(JobStore):
         walk: int,
     ) -> tuple[int, bool]:
         due = walked = 0
-        cr.execute(NEXT_FAIR_KEY, (channel, priority, start, inclusive, start), write=False)
+        first = FAIR_KEY_FROM if inclusive else NEXT_FAIR_KEY
+        cr.execute(first, (channel, priority, start), write=False)
         key = cr.fetchone()[0]  # type: ignore[index]
         while key is not None and (stop is None or key < stop) and walked < walk:
             walked += 1
             cr.execute(FAIR_KEY_JOBS, (channel, priority, key, now, 1), write=False)
             due += cr.fetchone() is not None
-            cr.execute(NEXT_FAIR_KEY, (channel, priority, key, False, key), write=False)
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key), write=False)
             key = cr.fetchone()[0]  # type: ignore[index]
         return due, walked >= walk
 
