@@ -186,6 +186,17 @@ def test_starts_that_left_every_window_are_forgotten(registry, claim):
     assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
 
 
+def test_the_maintenance_forgets_starts_older_than_any_window(registry, claim):
+    set_limit(registry, "api", 10, rates="5/s")
+    enqueue(registry, "noop", count=2, channel="api")
+    assert len(claim(2).jobs) == 2
+    with registry.cursor() as cr:
+        cr.execute("UPDATE queue_channel_start SET started_at = %s", (datetime(2000, 1, 1),))
+        counters = api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
+    assert counters["starts_forgotten"] == 2
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 0
+
+
 def _keyed(registry, key: str, count: int, channel: str = "shared", **options) -> list[int]:
     ids = enqueue(registry, "noop", count=count, channel=channel, **options)
     with registry.cursor() as cr:

@@ -379,6 +379,7 @@ class JobStore(ABC):
     window_usage_sql: str
     log_starts_sql: str
     forget_starts_sql: str
+    forget_old_starts_sql: str
     check_jobs_sql: str
     stale_candidates_sql: str
 
@@ -472,6 +473,12 @@ class JobStore(ABC):
             longest = max(window.seconds for window in plan.windows[channel])
             cr.execute(self.forget_starts_sql, (channel, now - timedelta(seconds=longest)))
             cr.execute(self.log_starts_sql, (channel, now, count))
+
+    def forget_starts_before(self, cr: Cursor, before: datetime) -> int:
+        """Delete the logged starts older than ``before`` of every channel (the
+        maintenance: a channel's own claims forget only its own); how many."""
+        cr.execute(self.forget_old_starts_sql, (before,), write=True)
+        return max(cr.rowcount, 0)
 
     def _next_due(self, plan: ChannelPlan, now: datetime) -> tuple[str, Sequence[Any]]:
         """The statement that reads when the next pending job of the plan's channels

@@ -128,6 +128,10 @@ SELECT %s, %s FROM generate_series(1, %s)
 # Starts that have left the channel's longest window.
 FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
 
+# -- name: forget_old_starts
+# The maintenance's sweep of the start log: starts older than the longest window.
+FORGET_OLD_STARTS = "DELETE FROM queue_channel_start WHERE started_at < %s"
+
 # -- name: check_jobs
 # Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
 # before we got them. (The caller adds the condition on the ids.)
@@ -712,6 +716,7 @@ class PostgresJobStore(JobStore):
     set_fair_cursor_sql = SET_FAIR_CURSOR
     log_starts_sql = LOG_STARTS
     forget_starts_sql = FORGET_STARTS
+    forget_old_starts_sql = FORGET_OLD_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY

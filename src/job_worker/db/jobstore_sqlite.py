@@ -183,6 +183,10 @@ SELECT %s, %s FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM
 # Starts that have left the channel's longest window.
 FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
 
+# -- name: forget_old_starts
+# The maintenance's sweep of the start log: starts older than the longest window.
+FORGET_OLD_STARTS = "DELETE FROM queue_channel_start WHERE started_at < %s"
+
 # -- name: check_jobs
 # (The caller adds the condition on the ids.)
 CHECK_JOBS = "SELECT id FROM queue_job WHERE state = 'started' AND worker_id = %s"
@@ -540,6 +544,7 @@ class SqliteJobStore(JobStore):
     set_fair_cursor_sql = SET_FAIR_CURSOR
     log_starts_sql = LOG_STARTS
     forget_starts_sql = FORGET_STARTS
+    forget_old_starts_sql = FORGET_OLD_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
