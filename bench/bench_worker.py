@@ -89,13 +89,13 @@ def reset(registry: Registry) -> None:
 # -- baseline ---------------------------------------------------------------------------
 
 PG_CLAIM = """UPDATE queue_job SET state = 'started', started_at = now()
- WHERE id = (SELECT id FROM queue_job WHERE state = 'pending' AND channel = 'root' AND fair_key = ''
-              ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+ WHERE id = (SELECT id FROM queue_job WHERE state = 'pending' AND channel = 'root'
+              ORDER BY priority, fair_key, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id"""
 SQLITE_CLAIM = """UPDATE queue_job SET state = 'started', started_at = ?
  WHERE id = (SELECT id FROM queue_job INDEXED BY queue_job_pending
-              WHERE state = 'pending' AND channel = 'root' AND fair_key = ''
-              ORDER BY priority, scheduled_at, id LIMIT 1)
+              WHERE state = 'pending' AND channel = 'root'
+              ORDER BY priority, fair_key, scheduled_at, id LIMIT 1)
 RETURNING id"""
 
 

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..orm.fields import INT_MIN, Datetime
+from ..orm.fields import INT_MAX, INT_MIN, Datetime
 from .jobstore import (
     CLAIM_COLUMNS,
     Candidate,
@@ -105,13 +105,23 @@ SELECT min(scheduled_at) FROM queue_job INDEXED BY queue_job_pending_due
  WHERE state = 'pending' AND scheduled_at > %s
 """
 
-# -- name: take_channel
-# The best due jobs of one channel (SQLite has no LATERAL: one query per channel
-# with room, each an index range scan of the pending index).
-TAKE_CHANNEL = """
+# -- name: next_level
+# The best priority at or above a floor with pending jobs in a channel (one probe).
+NEXT_LEVEL = """
+SELECT min(priority) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority >= %s
+"""
+
+# -- name: take_level
+# The best due jobs without a fair key of one channel at one priority: an index range
+# scan in the order of service. (Across priorities SQLite cannot see that the key ''
+# keeps the index in that order, and would sort every pending job of the channel:
+# the claim walks the channel's priorities instead, one probe each.)
+TAKE_LEVEL = """
 SELECT id, priority, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
- WHERE state = 'pending' AND channel = %s AND fair_key = '' AND scheduled_at <= %s
- ORDER BY priority, scheduled_at, id LIMIT %s
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key = ''
+   AND scheduled_at <= %s
+ ORDER BY scheduled_at, id LIMIT %s
 """
 
 # -- name: fair_level
@@ -569,8 +579,19 @@ class SqliteJobStore(JobStore):
         return rows, clock()
 
     def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
-        cr.execute(TAKE_CHANNEL, (channel, now, count))
-        return [Candidate(row[0], channel, *row[1:]) for row in cr.fetchall()]
+        line: list[Candidate] = []
+        floor = INT_MIN
+        while len(line) < count:
+            cr.execute(NEXT_LEVEL, (channel, floor))
+            priority = cr.fetchone()[0]  # type: ignore[index]
+            if priority is None:
+                break
+            cr.execute(TAKE_LEVEL, (channel, priority, now, count - len(line)))
+            line.extend(Candidate(row[0], channel, *row[1:]) for row in cr.fetchall())
+            if priority >= INT_MAX:
+                break
+            floor = priority + 1
+        return line
 
     def _fair_level(
         self,
