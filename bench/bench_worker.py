@@ -65,14 +65,18 @@ def drop_database(dropping: object) -> None:
             cnx.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def enqueue_noops(registry: Registry, count: int) -> float:
-    """Enqueue ``count`` no-op jobs in one transaction; returns jobs/s."""
+def enqueue_noops(registry: Registry, count: int, fair_keys: int = 0) -> float:
+    """Enqueue ``count`` no-op jobs in one transaction (with ``fair_keys``, spread over
+    that many fair keys); returns jobs/s."""
     began = time.perf_counter()
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         partner = env["res.partner"].browse([])
-        for _ in range(count):
-            partner.with_delay().exists()
+        for i in range(count):
+            if fair_keys:
+                partner.with_delay(fair_key=f"tenant-{i % fair_keys}").exists()
+            else:
+                partner.with_delay().exists()
     return count / (time.perf_counter() - began)
 
 
@@ -86,12 +90,12 @@ def reset(registry: Registry) -> None:
 
 PG_CLAIM = """UPDATE queue_job SET state = 'started', started_at = now()
  WHERE id = (SELECT id FROM queue_job WHERE state = 'pending' AND channel = 'root'
-              ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+              ORDER BY priority, fair_key, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id"""
 SQLITE_CLAIM = """UPDATE queue_job SET state = 'started', started_at = ?
  WHERE id = (SELECT id FROM queue_job INDEXED BY queue_job_pending
               WHERE state = 'pending' AND channel = 'root'
-              ORDER BY priority, scheduled_at, id LIMIT 1)
+              ORDER BY priority, fair_key, scheduled_at, id LIMIT 1)
 RETURNING id"""
 
 
@@ -194,11 +198,17 @@ def _dt(value):
 
 
 def drain(
-    registry: Registry, url: str, jobs: int, concurrency: int, limit: int | None = None
+    registry: Registry,
+    url: str,
+    jobs: int,
+    concurrency: int,
+    limit: int | None = None,
+    fair_keys: int = 0,
 ) -> tuple[float, dict]:
-    """Jobs/s from the first start to the last completion; ``limit``: the channel's."""
+    """Jobs/s from the first start to the last completion; ``limit``: the channel's;
+    ``fair_keys``: the jobs spread over that many fair keys."""
     reset(registry)
-    enqueue_noops(registry, jobs)
+    enqueue_noops(registry, jobs, fair_keys)
     set_default_limit(registry, limit or concurrency)
     process = start_worker(url, concurrency)
     try:
@@ -301,6 +311,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--latency-jobs", type=int, default=300)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between enqueues")
+    parser.add_argument(
+        "--fair-keys",
+        type=int,
+        default=1000,
+        help="also drain the jobs spread over this many fair keys (0: skip)",
+    )
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as workdir:
@@ -315,6 +331,11 @@ def main() -> None:
             base = baseline(registry, url, args.jobs, args.concurrency)
             rate, memory = drain(registry, url, args.jobs, args.concurrency)
             unbound, _memory = drain(registry, url, args.jobs, args.concurrency, args.jobs)
+            fair = (
+                drain(registry, url, args.jobs, args.concurrency, args.jobs, args.fair_keys)[0]
+                if args.fair_keys
+                else None
+            )
             lat = latency(registry, url, args.latency_jobs, args.interval, args.concurrency)
             registry.close()
         finally:
@@ -330,6 +351,11 @@ def main() -> None:
     print(
         f"  worker drain, limit not binding  {unbound:9.0f} jobs/s  = {unbound / base:.2f} x baseline"
     )
+    if fair is not None:
+        print(
+            f"  worker drain, {args.fair_keys} fair keys   {fair:9.0f} jobs/s  "
+            f"= {fair / unbound:.2f} x the drain without keys"
+        )
     print(
         f"  enqueue-to-start latency (ms)    p50 {percentile(lat, 50):.1f}  "
         f"p95 {percentile(lat, 95):.1f}  p99 {percentile(lat, 99):.1f}  "

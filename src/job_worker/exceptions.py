@@ -2,11 +2,12 @@
 
 ``JobError`` is the root of the errors that concern a job's execution; a job
 method raises ``RetryableJobError`` or ``FailedJobError`` to steer its own
-fate, and the worker records ``TimeoutJobError`` and ``WorkerDiedJobError``
+fate, ``ChannelBackoff`` to pause its whole channel, and the worker records ``TimeoutJobError`` and ``WorkerDiedJobError``
 when it had to stop an executor. The worker and ``run_now()`` fail a job at
 once, without retry, with ``MissingRecordsError`` or ``MissingUserError`` when
 what it runs on is gone. ``MissingError`` and ``TransactionOwnedError`` come
-from the record runtime, ``UnknownMethodError`` from describing a job. Errors
+from the record runtime, ``UnknownMethodError`` from describing a job,
+``ChannelFullError`` from an enqueue into a channel at its ``max_depth``. Errors
 of bad input are the builtin ``TypeError``, ``ValueError`` and ``KeyError``,
 with a message naming the bad value. Every class a caller may catch is
 importable from here.
@@ -45,6 +46,45 @@ class RetryableJobError(JobError):
             raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
         self.seconds = seconds
         self.ignore_retry = ignore_retry
+
+
+#: the longest pause a job may ask of its channel (one day)
+MAX_CHANNEL_BACKOFF = 86_400
+#: the reason of a channel backoff is kept up to this many characters
+MAX_BACKOFF_REASON = 500
+
+
+class ChannelBackoff(JobError):
+    """Raised by a job to pause its whole channel for ``seconds`` (for example on an
+    HTTP 429 with a Retry-After header).
+
+    The job's writes are rolled back; the job returns to ``pending`` without counting
+    an attempt (its ``backoffs`` counter grows, bounded by the ``max_channel_backoffs``
+    cluster setting) and no job of its channel starts, on any worker, until the pause
+    ends. A later backoff extends the pause, never shortens it. ``seconds``: a finite
+    number > 0 and at most one day; ``reason``: a text shown with the pause (the first
+    :data:`MAX_BACKOFF_REASON` characters are kept).
+    """
+
+    def __init__(self, seconds: float, reason: str = ""):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 < seconds <= MAX_CHANNEL_BACKOFF  # also refuses NaN and infinities
+        ):
+            raise ValueError(
+                "ChannelBackoff seconds must be a finite number > 0 and at most "
+                f"{MAX_CHANNEL_BACKOFF} (one day), got {seconds!r}"
+            )
+        if not isinstance(reason, str):
+            raise TypeError(f"ChannelBackoff reason must be a str, got {type(reason).__name__}")
+        self.seconds = float(seconds)
+        self.reason = reason[:MAX_BACKOFF_REASON]
+        text = f"channel backoff for {self.seconds:g} s"
+        super().__init__(f"{text}: {self.reason}" if self.reason else text)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.seconds, self.reason))
 
 
 class FailedJobError(JobError):
@@ -111,3 +151,24 @@ class DatabaseFullError(Exception):
     the room: nothing of that transaction is kept. The message names the file. The
     worker treats it like any database outage: it backs off and retries, and resumes
     once space is freed."""
+
+
+class ChannelFullError(Exception):
+    """Raised by an enqueue into a channel whose ``max_depth`` (waiting and pending
+    jobs) it would exceed, when the channel's ``depth_policy`` is ``raise`` (the
+    default). Nothing of the enqueue is written and the caller's transaction stays
+    usable. ``channel``, ``depth`` (jobs waiting or pending when it was counted) and
+    ``max_depth`` say which bound was hit."""
+
+    def __init__(self, channel: str, depth: int, max_depth: int, wanted: int = 1):
+        self.channel = channel
+        self.depth = depth
+        self.max_depth = max_depth
+        jobs = "a job" if wanted == 1 else f"{wanted} jobs"
+        super().__init__(
+            f"channel {channel} is full: {depth} of {max_depth} jobs waiting or pending, "
+            f"no room for {jobs}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+        return type(self), (self.channel, self.depth, self.max_depth)

@@ -101,7 +101,12 @@ def test_stale_window_set_once_is_what_stats_kpis_and_explain_use(cli, ops_regis
 
 def test_list_get_and_unset_say_where_each_value_comes_from(cli, ops_registry):
     rows = {row["key"]: row for row in as_json(cli("config", "list", "--json"))}
-    assert set(rows) == {"default_limit", "stale_seconds", "retention_days"}
+    assert set(rows) == {
+        "default_limit",
+        "stale_seconds",
+        "retention_days",
+        "max_channel_backoffs",
+    }
     assert all(row["source"] == "default" for row in rows.values())
     assert (rows["retention_days"]["value"], rows["stale_seconds"]["value"]) == ("30", "30")
 
@@ -125,6 +130,8 @@ def test_list_get_and_unset_say_where_each_value_comes_from(cli, ops_registry):
         ("stale_seconds", "soon", "seconds > 0"),
         ("stale_seconds", "inf", "seconds > 0"),
         ("retention_days", "0", "an integer number of days >= 1, or 'forever'"),
+        ("max_channel_backoffs", "0", "an integer >= 1"),
+        ("max_channel_backoffs", "many", "an integer >= 1"),
         ("retention_days", "never", "an integer number of days >= 1, or 'forever'"),
         ("retention", "3", "one of default_limit, stale_seconds, retention_days"),
     ],

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from job_worker.db.jobstore import job_store
 from job_worker.delay import chain
 from job_worker.monitoring import stats
 from job_worker.queue import states
@@ -93,21 +94,35 @@ def test_paused_channel_says_limit_zero(ops_env, partner):
     assert "paused (limit 0)" in message(ops_env, job, "channel_paused")
 
 
-def test_rate_limited_channel_counts_the_starts_of_the_last_second(ops_env, partner):
-    ops_env["queue.limit"].set_limit("mail", 10, rate_limit=1)
-    started = partner.with_delay(channel="mail").export()
-    states.mark_started(ops_env.cr, started.id, "host:1:x")
+def _claim(env, channel: str) -> list[int]:
+    """Start the due jobs of ``channel`` the way a worker does (the claim logs the starts
+    of rate-limited channels)."""
+    store = job_store(env.cr.backend)
+    claim = store.claim(
+        env.cr, worker_id="host:1:x", wanted=10, default_limit=1, channels=[channel]
+    )
+    return [job.id for job in claim.jobs]
+
+
+def test_rate_limited_channel_counts_the_starts_of_its_window(ops_env, partner):
+    ops_env["queue.limit"].set_limit("mail", 10, rates="2/min")
+    first = partner.with_delay(channel="mail").export()
+    second = partner.with_delay(channel="mail").export()
+    assert _claim(ops_env, "mail") == [first.id, second.id]
     job = partner.with_delay(channel="mail").export()
-    assert "1 start(s) in the last second" in message(ops_env, job, "rate_limited")
+    text = message(ops_env, job, "rate_limited")
+    assert "2 start(s) within its window 2/min" in text
+    assert "next start comes at" in text
+    assert _claim(ops_env, "mail") == []
 
 
 def test_rate_limited_channel_says_when_its_next_start_comes(ops_env, partner):
-    limit = ops_env["queue.limit"].set_limit("mail", 10, rate_limit=0.5)
-    if "last_started_at" not in limit._fields:
-        pytest.skip("the workers do not record last_started_at")
-    limit.write({"last_started_at": stats.now()})
+    ops_env["queue.limit"].set_limit("mail", 10, rate_limit=0.5)
+    partner.with_delay(channel="mail").export()
+    assert len(_claim(ops_env, "mail")) == 1
     job = partner.with_delay(channel="mail").export()
     assert "next start comes at" in message(ops_env, job, "rate_limited")
+    assert "its window 1/2s" in message(ops_env, job, "rate_limited")
 
 
 def test_rate_limit_not_reached_is_not_a_reason(ops_env, partner):

@@ -114,6 +114,181 @@ def test_rate_limit_spaces_starts_by_one_over_rate(registry, claim):
     assert again.jobs == [] and again.retry_in is not None and 0 < again.retry_in <= 0.25
 
 
+def _weigh(registry, job_ids, weight: int) -> None:
+    with registry.cursor() as cr:
+        for job_id in job_ids:
+            cr.execute("UPDATE queue_job SET weight = %s WHERE id = %s", (weight, job_id))
+
+
+def test_a_limit_counts_the_weights_of_running_jobs(registry, claim):
+    set_limit(registry, "video", 10)
+    heavy = enqueue(registry, "noop", channel="video", count=2)
+    _weigh(registry, heavy, 4)
+    light = enqueue(registry, "noop", channel="video", count=5)
+    # 4 + 4 + 1 + 1 = 10: the third light job would pass the limit
+    assert [j.id for j in claim(10).jobs] == [*heavy, *light[:2]]
+    assert claim(10).jobs == []
+    assert query(registry, "SELECT sum(weight) FROM queue_job WHERE state = 'started'")[0][0] == 10
+
+
+def test_a_heavy_job_at_the_head_is_not_overtaken_by_lighter_ones(registry, store, claim):
+    set_limit(registry, "video", 10)
+    first = enqueue(registry, "noop", channel="video", count=3)
+    [heavy] = enqueue(registry, "noop", channel="video")
+    _weigh(registry, [heavy], 8)
+    behind = enqueue(registry, "noop", channel="video", count=3)
+    assert [j.id for j in claim(10).jobs] == first  # 3 running: 8 does not fit in 7
+    assert claim(10).jobs == []  # the light jobs behind it wait too
+    with registry.cursor() as cr:  # one light job ends: 2 running, 8 fits
+        store.finish(cr, [(first[0], None, 0.1)], "w1")
+    assert [j.id for j in claim(10).jobs] == [heavy]
+    assert claim(10).jobs == []  # 2 + 8 = 10
+    with registry.cursor() as cr:
+        store.finish(cr, [(heavy, None, 0.1)], "w1")
+    assert [j.id for j in claim(10).jobs] == behind
+
+
+def test_a_job_heavier_than_the_limit_stops_its_channel_only(registry, claim):
+    set_limit(registry, "video", 5)
+    [heavy] = enqueue(registry, "noop", channel="video")
+    _weigh(registry, [heavy], 8)
+    enqueue(registry, "noop", channel="video")
+    other = enqueue(registry, "noop", channel="root")
+    assert [j.id for j in claim(10).jobs] == other
+
+
+def test_rate_windows_stack_and_each_holds(registry, claim):
+    set_limit(registry, "api", 10, rates="3/s 4/min")
+    enqueue(registry, "noop", count=10, channel="api")
+    assert len(claim(10).jobs) == 3  # 3/s
+    full = claim(10)
+    assert full.jobs == [] and full.retry_in is not None and 0 < full.retry_in <= 1.0
+    with registry.cursor() as cr:  # the first second is over for the log
+        cr.execute(
+            "UPDATE queue_channel_start SET started_at = started_at - interval '2 seconds'"
+            if registry.backend.dialect == "postgresql"
+            else "UPDATE queue_channel_start SET started_at = datetime(started_at, '-2 seconds')"
+        )
+    second = claim(10)
+    assert len(second.jobs) == 1  # 4/min: one left in the minute
+    third = claim(10)
+    assert third.jobs == [] and third.retry_in is not None and 55 < third.retry_in <= 60
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
+
+
+def test_starts_that_left_every_window_are_forgotten(registry, claim):
+    set_limit(registry, "api", 10, rates="5/s")
+    enqueue(registry, "noop", count=6, channel="api")
+    assert len(claim(2).jobs) == 2
+    with registry.cursor() as cr:
+        cr.execute("UPDATE queue_channel_start SET started_at = %s", (datetime(2000, 1, 1),))
+    assert len(claim(10).jobs) == 4
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 4
+
+
+def test_the_maintenance_forgets_starts_older_than_any_window(registry, claim):
+    set_limit(registry, "api", 10, rates="5/s")
+    enqueue(registry, "noop", count=2, channel="api")
+    assert len(claim(2).jobs) == 2
+    with registry.cursor() as cr:
+        cr.execute("UPDATE queue_channel_start SET started_at = %s", (datetime(2000, 1, 1),))
+        counters = api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
+    assert counters["starts_forgotten"] == 2
+    assert query(registry, "SELECT count(*) FROM queue_channel_start")[0][0] == 0
+
+
+def _keyed(registry, key: str, count: int, channel: str = "shared", **options) -> list[int]:
+    ids = enqueue(registry, "noop", count=count, channel=channel, **options)
+    with registry.cursor() as cr:
+        for job_id in ids:
+            cr.execute("UPDATE queue_job SET fair_key = %s WHERE id = %s", (key, job_id))
+    return ids
+
+
+def _keys_of(registry, jobs) -> list[str]:
+    keys = dict(query(registry, "SELECT id, fair_key FROM queue_job"))
+    return [keys[job.id] for job in jobs]
+
+
+def _one_by_one(claim, count: int) -> list:
+    started = []
+    for _ in range(count):
+        started.extend(claim(1, default_limit=1000).jobs)
+    return started
+
+
+def test_fair_keys_take_turns_at_equal_priority(registry, claim):
+    _keyed(registry, "a", 10)
+    _keyed(registry, "b", 3)
+    _keyed(registry, "c", 3)
+    started = _one_by_one(claim, 12)
+    assert _keys_of(registry, started) == [*"abcabcabc", "a", "a", "a"]
+
+
+def test_a_claim_of_several_jobs_gives_each_key_a_turn_first(registry, claim):
+    _keyed(registry, "a", 10)
+    _keyed(registry, "b", 2)
+    first = claim(3, default_limit=1000).jobs
+    assert sorted(_keys_of(registry, first)) == ["a", "a", "b"]
+    second = claim(3, default_limit=1000).jobs
+    assert sorted(_keys_of(registry, second)) == ["a", "a", "b"]
+
+
+def test_fair_share_serves_the_best_priority_first(registry, claim):
+    _keyed(registry, "a", 3, priority=10)
+    [urgent] = _keyed(registry, "b", 1, priority=1)
+    assert [job.id for job in claim(1, default_limit=1000).jobs] == [urgent]
+
+
+def test_a_weighted_key_gets_as_many_turns_a_round(registry, store, claim):
+    _keyed(registry, "a", 6)
+    _keyed(registry, "b", 6)
+    with registry.cursor() as cr:
+        api.Environment(cr, SUPERUSER_ID, {})["queue.fair.key"].set_weight("shared", "a", 2)
+    assert _keys_of(registry, _one_by_one(claim, 6)) == [*"aabaab"]
+
+
+def test_jobs_without_a_key_share_one_turn(registry, claim):
+    _keyed(registry, "a", 4)
+    _keyed(registry, "b", 4)
+    plain = enqueue(registry, "noop", count=4, channel="shared")
+    started = _one_by_one(claim, 6)
+    assert _keys_of(registry, started) == ["a", "b", "", "a", "b", ""]
+    assert [job.id for job in started if job.id in plain] == plain[:2]
+
+
+def test_a_key_with_few_jobs_is_not_held_behind_a_big_one(registry, store, claim):
+    set_limit(registry, "shared", 2)
+    big = _keyed(registry, "big", 300)
+    small = set(_keyed(registry, "small", 20))
+    started: list[int] = []
+    while small - set(started):
+        jobs = claim(2).jobs
+        assert jobs, "a claim with room took nothing"
+        started.extend(job.id for job in jobs)
+        with registry.cursor() as cr:
+            store.finish(cr, [(job.id, None, 0.0) for job in jobs], "w1")
+    assert len(started) <= 40 and started[0] == big[0]
+
+
+def test_fair_channels_and_plain_channels_share_a_claim(registry, claim):
+    set_limit(registry, "root", 5)
+    _keyed(registry, "a", 2, priority=5)
+    plain = enqueue(registry, "noop", count=2, channel="root", priority=1)
+    jobs = claim(3, default_limit=1000).jobs
+    assert [job.id for job in jobs][:2] == plain
+    assert len(jobs) == 3
+
+
+def test_a_heavy_job_of_a_fair_key_waits_for_room_at_its_turn(registry, claim):
+    set_limit(registry, "shared", 4)
+    [heavy] = _keyed(registry, "a", 1)
+    _weigh(registry, [heavy], 4)
+    _keyed(registry, "b", 3)
+    jobs = claim(4).jobs
+    assert [job.id for job in jobs] == [heavy]
+
+
 def test_channels_filter(registry, claim):
     set_limit(registry, "a", 5)
     set_limit(registry, "b", 5)
@@ -263,7 +438,7 @@ def test_a_claim_locks_no_more_candidates_than_it_wants(registry, store, claim, 
 
     monkeypatch.setattr(PostgresCursor, "_send", spy)
     assert len(claim(wanted=2, default_limit=100).jobs) == 2
-    assert plans == [[{"channel": "root", "free": 2}]]
+    assert plans == [[{"channel": "root", "free": 100, "take": 2}]]
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count

@@ -217,10 +217,17 @@ def enqueue(
 
 
 def set_limit(
-    registry: Registry, channel: str, limit: int, rate_limit: float | None = None
+    registry: Registry,
+    channel: str,
+    limit: int,
+    rate_limit: float | None = None,
+    *,
+    rates: str | None = None,
 ) -> None:
     with registry.cursor() as cr:
-        api.Environment(cr, SUPERUSER_ID, {})["queue.limit"].set_limit(channel, limit, rate_limit)
+        api.Environment(cr, SUPERUSER_ID, {})["queue.limit"].set_limit(
+            channel, limit, rate_limit, rates=rates
+        )
 
 
 def worker_ready(registry: Registry, worker: WorkerProcess) -> bool:

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from ..exceptions import ChannelFullError
 from ..orm import SUPERUSER_ID, Environment
-from .main import database_options, open_registry
+from .main import database_options, fail, open_registry
 from .output import TEXT, Output, json_option
 
 
@@ -71,6 +72,8 @@ def _eta(value: str | None) -> Any:
 @click.option("--description", help="The job's description.")
 @click.option("--identity-key", help="Do not enqueue when an active job has this key.")
 @click.option("--timeout", type=float, help="Seconds before the worker kills the job (0 = none).")
+@click.option("--weight", type=int, help="Share of the channel's limit the job takes (default 1).")
+@click.option("--fair-key", help="Fair-share key: jobs with other keys take turns with it.")
 @click.option(
     "--user", "user_login", type=TEXT, help="Run as this user (login); default the superuser."
 )
@@ -93,6 +96,7 @@ def enqueue(
     kwargs = _json(kwargs_json, "--kwargs", dict)
     options["eta"] = _eta(options["eta"])
     options = {k: v for k, v in options.items() if v is not None}
+    skipped: str | None = None
     with open_registry(database, load) as registry, registry.cursor() as cr:
         env = Environment(cr, SUPERUSER_ID, {})
         if user_login:
@@ -104,14 +108,24 @@ def enqueue(
             job = env["queue.job"].enqueue(model, method, record_ids, args, kwargs, **options)
         except (ValueError, TypeError) as exc:
             raise click.UsageError(str(exc)) from exc
-        values = {
-            "id": job.id,
-            "uuid": job.uuid,
-            "state": job.state,
-            "channel": job.channel,
-            "priority": job.priority,
-            "scheduled_at": job.scheduled_at,
-        }
+        except ChannelFullError as exc:
+            fail(str(exc))
+        if not job:  # the skip, counted, commits with the block
+            skipped = options.get("channel", "root")
+        values = (
+            {}
+            if skipped
+            else {
+                "id": job.id,
+                "uuid": job.uuid,
+                "state": job.state,
+                "channel": job.channel,
+                "priority": job.priority,
+                "scheduled_at": job.scheduled_at,
+            }
+        )
+    if skipped:
+        fail(f"channel {skipped} is full: the enqueue was skipped (its depth policy is skip)")
     out = Output(as_json)
     if as_json:
         out.json(values)

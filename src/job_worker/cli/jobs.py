@@ -187,6 +187,8 @@ def _print_job(out: Output, job: dict[str, Any], events: list[describe.Event]) -
         "state": job["state"],
         "channel": job["channel"],
         "priority": job["priority"],
+        "weight": job.get("weight") or 1,
+        "fair key": job.get("fair_key"),
         "attempts": describe.attempts_text(job["attempts"], job["max_retries"]),
         "timeout": f"{job['timeout']:g} s" if job["timeout"] else "none",
         "uuid": job["uuid"],

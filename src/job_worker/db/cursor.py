@@ -78,6 +78,9 @@ class Cursor:
         #: the record cache shared by every environment on this cursor:
         #: model name -> field name -> record id -> value (in cache form)
         self.cache: dict[str, dict[str, dict[int, Any]]] = {}
+        #: what the engine read once for this transaction (a channel's enqueue rules),
+        #: keyed by what read it; forgotten with the record cache
+        self.transaction_cache: dict[str, Any] = {}
         #: statements executed so far (tests count queries with it)
         self.sql_count = 0
         self.precommit = Callbacks()
@@ -199,6 +202,7 @@ class Cursor:
         self._savepoint_due = self._savepoint_open = None
         result = send()
         self.cache.clear()
+        self.transaction_cache.clear()
         self.postrollback.clear()
         self.postcommit.run(swallow=True)
         return result
@@ -210,6 +214,7 @@ class Cursor:
         self._savepoint_due = self._savepoint_open = None
         self._cnx.rollback()
         self.cache.clear()
+        self.transaction_cache.clear()
         self.postrollback.run(swallow=True)
 
     @contextmanager
@@ -288,6 +293,7 @@ class Cursor:
         ):
             callbacks.truncate(length)
         self.cache.clear()
+        self.transaction_cache.clear()
 
     # -- lifetime -------------------------------------------------------------
 

@@ -13,13 +13,31 @@ heartbeat, the attempt headers of ``exc_info``) is the database's (:meth:`JobSto
 on PostgreSQL read in the statement itself, so that workers on several hosts never
 mix their clocks in one row.
 
-Capacity of a channel (PRODUCT.md 6): ``limit`` jobs started at once (the
-``queue.limit`` row, else the worker's default limit; 0 pauses the channel)
-and, with a ``rate_limit`` of R starts per second, at most one start every
-1/R seconds. Starts spaced by at least 1/R can never put more than R of them
-in any one-second window, so the rate limit is exact without keeping a log
-of starts. Both limits are decided while the claimer holds the database's
-claim lock, so no interleaving of claimers can exceed them.
+Capacity of a channel (PRODUCT.md 6 and 12), every rule decided while the claimer
+holds the database's claim lock, so no interleaving of claimers can exceed it:
+
+- **Weighted limit.** ``limit`` (the ``queue.limit`` row, else the default limit; 0
+  pauses the channel) counts the weights of the channel's started jobs (a job's
+  ``weight`` is 1 unless enqueued heavier). A channel takes its due jobs strictly in
+  order (priority, due time, id) while their weights fit: a job that does not fit
+  yet stops the channel's line, so a heavy job at the head is never overtaken by
+  lighter jobs behind it, and starts as soon as enough of the running weight ends.
+- **Rate windows.** Each window "N starts in any T seconds" of the channel
+  (:mod:`job_worker.rates`) counts the starts of the last T seconds in the
+  channel's start log (``queue_channel_start``, one row per start, kept for the
+  longest window); a claim starts at most N minus that count. Every start is
+  checked against the window that ends at it, so no window of length T, wherever
+  it lies, holds more than N.
+- **Fair share.** In a channel with pending jobs that have a ``fair_key``, each claim
+  serves the best due priority first and, at that priority, turns between the keys
+  with due jobs (jobs without a key share the key ``''``), one job per key per round
+  (a key's ``queue.fair.key`` weight: that many), starting after the key that had the
+  channel's last turn (``queue_channel.fair_cursor``). Finding the next keys walks
+  the pending index key by key: a claim costs in proportion to the keys it looks
+  at, never to the jobs waiting.
+- **Backoff.** A channel whose ``queue_channel.backoff_until`` (a backoff a job
+  signalled) is still ahead starts no job; the claim's ``retry_in`` then includes
+  the time until the pause ends.
 """
 
 from __future__ import annotations
@@ -35,6 +53,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
+
+from ..orm.fields import INT_MAX, INT_MIN
+from ..rates import RateWindow, channel_windows
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -106,12 +127,29 @@ class ClaimedJob:
 
 @dataclass
 class ChannelPlan:
-    """How many jobs each channel may start now, and when to look again."""
+    """How much each channel may start now, and when to look again."""
 
+    #: weight each channel with room may still start (its limit minus its running weight)
     free: dict[str, int] = field(default_factory=dict)
-    rate_limited: set[str] = field(default_factory=set)
-    #: seconds until a rate-limited channel may start its next job
+    #: jobs at most a channel may start now, where its rate windows say fewer than free
+    most: dict[str, int] = field(default_factory=dict)
+    #: the rate windows of the channels with room that have any
+    windows: dict[str, tuple[RateWindow, ...]] = field(default_factory=dict)
+    #: seconds until a channel held back by a rule of time may start its next job
     retry_in: float | None = None
+    #: channels with room and pending jobs with a fair key, with the key that had their
+    #: last turn ('' when none did) and how many jobs it has had in that turn
+    fair: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def jobs_at_most(self, channel: str, wanted: int) -> int:
+        """How many jobs ``channel`` may give a claim that wants ``wanted``: every job
+        weighs at least 1, so never more than its free weight."""
+        return min(self.free[channel], wanted, self.most.get(channel, wanted))
+
+    def wait(self, seconds: float) -> None:
+        """Look again in ``seconds`` at the latest."""
+        seconds = max(seconds, 0.0)
+        self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
 
 
 def plan_channels(
@@ -121,34 +159,146 @@ def plan_channels(
     now: datetime,
     channels: Sequence[str] | None = None,
 ) -> ChannelPlan:
-    """The capacity rules of the module docstring, applied to ``CHANNEL_STATE`` rows."""
+    """The weighted limits and backoffs of the module docstring, applied to
+    ``CHANNEL_STATE`` rows (name, limit, rate_limit, rates, running weight, has fair
+    keys, fair cursor, jobs of its turn, backoff until); the channels with room and rate windows are noted, for
+    :func:`apply_windows`."""
     plan = ChannelPlan()
-    for name, limit, rate_limit, last_started_at, running in rows:
+    for name, limit, rate_limit, rates, running, fair, cursor, turn, backoff_until in rows:
         if channels is not None and name not in channels:
             continue
-        free = (default_limit if limit is None else int(limit)) - int(running)
+        if backoff_until is not None and (until := _as_datetime(backoff_until)) > now:
+            plan.wait((until - now).total_seconds())  # a job's backoff pauses the channel
+            continue
+        free = (default_limit if limit is None else int(limit)) - int(running or 0)
         if free <= 0:
             continue
-        if rate_limit and rate_limit > 0:
-            if isinstance(last_started_at, str):
-                last_started_at = datetime.fromisoformat(last_started_at)
-            interval = timedelta(seconds=1.0 / float(rate_limit))
-            if last_started_at is not None and now < last_started_at + interval:
-                wait = (last_started_at + interval - now).total_seconds()
-                plan.retry_in = wait if plan.retry_in is None else min(plan.retry_in, wait)
-                continue
-            free = 1  # one start per interval: never two starts closer than 1/R
-            plan.rate_limited.add(name)
         plan.free[name] = free
+        if fair:
+            plan.fair[name] = (cursor or "", int(turn or 0))
+        windows = channel_windows(rates, rate_limit)
+        if windows:
+            plan.windows[name] = windows
     return plan
+
+
+def apply_windows(
+    plan: ChannelPlan, usage: dict[tuple[str, float], tuple[int, Any]], now: datetime
+) -> None:
+    """Hold the plan's channels to their rate windows, given each window's ``usage``:
+    ``(channel, seconds) -> (starts in the window ending now, capped at its count; the
+    oldest of them)``. A full window closes its channel until its oldest start leaves it."""
+    for channel, windows in plan.windows.items():
+        room = None
+        for window in windows:
+            used, oldest = usage.get((channel, window.seconds), (0, None))
+            left = window.count - int(used)
+            if left <= 0:
+                if oldest is not None:
+                    plan.wait((_as_datetime(oldest) - now).total_seconds() + window.seconds)
+                left = 0
+            room = left if room is None else min(room, left)
+        if room is not None and room < plan.free[channel]:
+            if room == 0:
+                del plan.free[channel]
+            else:
+                plan.most[channel] = room
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A due pending job a claim may start."""
+
+    id: int
+    channel: str
+    priority: int
+    scheduled_at: Any
+    weight: int
+    fair_key: str = ""
+    #: in a fair channel, the jobs its key has had in its turn with this one, when that
+    #: turn is not over (0 when it is)
+    turn: int = 0
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        return (self.priority, _as_datetime(self.scheduled_at), self.id)
+
+
+def fitting(line: Iterable[Candidate], free: int) -> list[Candidate]:
+    """The longest run of ``line``, in its order, whose weights fit in ``free``: a job
+    that does not fit stops the line (nothing behind it overtakes it)."""
+    run, used = [], 0
+    for candidate in line:
+        used += candidate.weight
+        if used > free:
+            break
+        run.append(candidate)
+    return run
+
+
+def merge_lines(lines: dict[str, list[Candidate]], wanted: int) -> list[Candidate]:
+    """Up to ``wanted`` candidates, each channel's line taken in its own order, the
+    channels in the order (priority, due time, id) of the jobs at their heads."""
+    heads = {channel: 0 for channel, line in lines.items() if line}
+    picked: list[Candidate] = []
+    while heads and len(picked) < wanted:
+        channel = min(heads, key=lambda name: lines[name][heads[name]].order)
+        picked.append(lines[channel][heads[channel]])
+        heads[channel] += 1
+        if heads[channel] == len(lines[channel]):
+            del heads[channel]
+    return picked
+
+
+#: a fair level's rows: (fair key, lap, key weight, id, scheduled_at, weight); lap 0 for
+#: the keys after the channel's cursor, 1 for those from the start up to it
+FairRow = tuple[str, int, int, int, Any, int]
+
+
+def rotation(
+    channel: str,
+    priority: int,
+    rows: Iterable[FairRow],
+    count: int,
+    cursor: tuple[str, int] = ("", 0),
+) -> list[Candidate]:
+    """The first ``count`` turns of one priority level of a fair channel: round by
+    round, each key in rotation order (after the cursor, then from the start) gives
+    as many jobs per round as its weight, oldest first. A ``cursor`` of a key with an
+    unfinished turn (``cursor[1]`` jobs of it given so far, not 0) leads the rotation
+    (lap 0) and ends its turn first."""
+    last_key, given = cursor
+    turns = []
+    rank: Counter[str] = Counter()
+    for key, lap, key_weight, job_id, scheduled_at, weight in sorted(
+        rows, key=lambda row: (row[1], row[0], _as_datetime(row[4]), row[3])
+    ):
+        quantum = max(int(key_weight or 1), 1)
+        place = rank[key] + (given if key == last_key else 0)
+        rank[key] += 1
+        round_, turn = divmod(place, quantum)
+        unfinished = turn + 1 if turn + 1 < quantum else 0
+        candidate = Candidate(job_id, channel, priority, scheduled_at, weight, key, unfinished)
+        turns.append(((round_, lap, key, rank[key]), candidate))
+    turns.sort(key=lambda turn: turn[0])
+    return [candidate for _turn, candidate in turns[:count]]
+
+
+def fair_turns(plan: ChannelPlan, picked: Sequence[Candidate]) -> dict[str, tuple[str, int]]:
+    """Where the rotation of each fair channel of ``plan`` stands once ``picked`` start:
+    the key of its last job, and the jobs of that key's unfinished turn (0: over)."""
+    turns = {c.channel: (c.fair_key, c.turn) for c in picked}
+    return {channel: turn for channel, turn in turns.items() if channel in plan.fair}
 
 
 def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
     """Whether a channel with room gave fewer jobs than it could, with the claim
-    wanting more: it has no due job left, so when does its next one become due?
+    wanting more: it may have no due job left, so when does its next one become due?
     (Full channels wait for a job to end instead.)"""
     taken = Counter(job.channel for job in jobs)
-    return len(jobs) < wanted and any(taken[name] < free for name, free in plan.free.items())
+    return len(jobs) < wanted and any(
+        taken[name] < plan.jobs_at_most(name, wanted) for name in plan.free
+    )
 
 
 @dataclass
@@ -179,6 +329,19 @@ class FailingJob:
     has_dependents: bool
     worker_id: str | None
     now: datetime
+    channel: str = ""
+    #: the channel backoffs it signalled that did not count an attempt
+    backoffs: int = 0
+
+
+@dataclass
+class ChannelBackoffState:
+    """A channel's pause in force (``queue_channel``), as the readers show it."""
+
+    until: datetime
+    reason: str | None
+    job_id: int | None
+    set_at: datetime | None
 
 
 @dataclass
@@ -189,6 +352,15 @@ class FailureRecord:
     exc_message: str
     exc_info: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """What an enqueue into a channel must respect (its ``queue.limit`` row)."""
+
+    limit: int
+    max_depth: int  # 0: unbounded
+    depth_policy: str  # "raise" or "skip"
 
 
 class JobStore(ABC):
@@ -204,7 +376,10 @@ class JobStore(ABC):
     #: the statements the claim and the begin share on every database (set by each
     #: database's store, from the constants of its module)
     next_scheduled_sql: str
-    mark_rate_limited_start_sql: str
+    window_usage_sql: str
+    log_starts_sql: str
+    forget_starts_sql: str
+    forget_old_starts_sql: str
     check_jobs_sql: str
     stale_candidates_sql: str
 
@@ -239,6 +414,8 @@ class JobStore(ABC):
             return Claim([])
         rows, now = self._lock_and_read(cr)
         plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
+        if plan.windows:
+            apply_windows(plan, self._window_usage(cr, plan, now), now)
         jobs, due = self._take_and_commit(cr, plan, wanted, worker_id, now)
         retry_in = plan.retry_in
         if due is not None and _short(plan, jobs, wanted):
@@ -254,8 +431,7 @@ class JobStore(ABC):
         commit; with the jobs, when the next job of a channel that came up short
         becomes due (None: no such job, or no channel came up short)."""
         jobs = self._take(cr, plan, wanted, worker_id, now) if plan.free else []
-        for channel in {job.channel for job in jobs} & plan.rate_limited:
-            cr.execute(self.mark_rate_limited_start_sql, (now, channel))
+        self._log_starts(cr, plan, jobs, now)
         due = None
         if _short(plan, jobs, wanted):
             cr.execute(*self._next_due(plan, now))
@@ -263,6 +439,46 @@ class JobStore(ABC):
             due = _as_datetime(row[0]) if row and row[0] is not None else None
         cr.commit()
         return jobs, due
+
+    def _window_usage(
+        self, cr: Cursor, plan: ChannelPlan, now: datetime
+    ) -> dict[tuple[str, float], tuple[int, Any]]:
+        return {
+            (channel, window.seconds): (used, oldest)
+            for channel, windows in plan.windows.items()
+            for window, used, oldest in self.window_usage(cr, channel, windows, now)
+        }
+
+    def window_usage(
+        self, cr: Cursor, channel: str, windows: Sequence[RateWindow], now: datetime
+    ) -> list[tuple[RateWindow, int, datetime | None]]:
+        """For each rate window of ``channel``: the starts of the window that ends at
+        ``now`` (at most its count of them), and the oldest of those."""
+        usage = []
+        for window in windows:
+            since = now - timedelta(seconds=window.seconds)
+            cr.execute(self.window_usage_sql, (channel, since, window.count))
+            row = cr.fetchone()
+            used, oldest = (row[0], row[1]) if row else (0, None)
+            usage.append((window, int(used), _as_datetime(oldest) if oldest else None))
+        return usage
+
+    def _log_starts(
+        self, cr: Cursor, plan: ChannelPlan, jobs: Sequence[ClaimedJob], now: datetime
+    ) -> None:
+        """Log the starts of the channels with rate windows, and forget the starts that
+        have left their longest window."""
+        started = Counter(job.channel for job in jobs if job.channel in plan.windows)
+        for channel, count in started.items():
+            longest = max(window.seconds for window in plan.windows[channel])
+            cr.execute(self.forget_starts_sql, (channel, now - timedelta(seconds=longest)))
+            cr.execute(self.log_starts_sql, (channel, now, count))
+
+    def forget_starts_before(self, cr: Cursor, before: datetime) -> int:
+        """Delete the logged starts older than ``before`` of every channel (the
+        maintenance: a channel's own claims forget only its own); how many."""
+        cr.execute(self.forget_old_starts_sql, (before,), write=True)
+        return max(cr.rowcount, 0)
 
     def _next_due(self, plan: ChannelPlan, now: datetime) -> tuple[str, Sequence[Any]]:
         """The statement that reads when the next pending job of the plan's channels
@@ -279,11 +495,77 @@ class JobStore(ABC):
         finished before ``now``, so recorded start and end times agree with the limits.
         """
 
-    @abstractmethod
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
         """The best ``wanted`` due jobs of the channels in ``plan``, marked started."""
+        picked = self._pick(cr, plan, wanted, now)
+        if not picked:
+            return []
+        jobs = self._mark_started(cr, [candidate.id for candidate in picked], worker_id, now)
+        for channel, turn in fair_turns(plan, picked).items():
+            cr.execute(self.set_fair_cursor_sql, (channel, *turn), write=True)
+        return jobs
+
+    def _pick(self, cr: Cursor, plan: ChannelPlan, wanted: int, now: datetime) -> list[Candidate]:
+        """The best ``wanted`` due jobs of the channels in ``plan``: each channel's line
+        (in order, or in turns of its fair keys) cut where its weights stop fitting, the
+        lines merged by the jobs at their heads."""
+        lines = {}
+        for channel, free in plan.free.items():
+            count = plan.jobs_at_most(channel, wanted)
+            if channel in plan.fair:
+                line = self._fair_line(cr, channel, plan.fair[channel], count, now)
+            else:
+                line = self._channel_line(cr, channel, count, now)
+            lines[channel] = fitting(line, free)
+        return merge_lines(lines, wanted)
+
+    def _fair_line(
+        self, cr: Cursor, channel: str, cursor: tuple[str, int], count: int, now: datetime
+    ) -> list[Candidate]:
+        """The next ``count`` turns of a fair channel: its best due priority first, then
+        the next ones while turns are missing."""
+        line: list[Candidate] = []
+        floor = INT_MIN
+        while len(line) < count:
+            level = self._fair_level(cr, channel, floor, cursor, count - len(line), now)
+            if level is None:
+                break
+            priority, rows = level
+            line.extend(rotation(channel, priority, rows, count - len(line), cursor))
+            if priority >= INT_MAX:
+                break
+            floor = priority + 1
+        return line
+
+    #: upsert of a channel's fair cursor: (channel, key, jobs of its turn)
+    set_fair_cursor_sql: str
+
+    @abstractmethod
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        """The ``count`` best due jobs of a channel without fair keys, in order."""
+
+    @abstractmethod
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        """The best due priority of ``channel`` at or above ``floor`` (None: no due job),
+        and for the first ``count`` keys with due jobs at that priority in rotation order
+        from ``cursor``, their first ``count`` due jobs there. The rotation starts after
+        the cursor's key, or at it when its turn is not over."""
+
+    @abstractmethod
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        """pending -> started for those of ``job_ids`` still pending."""
 
     # -- execution ------------------------------------------------------------
 
@@ -410,6 +692,50 @@ class JobStore(ABC):
         cr.execute(sql, params, write=True)
         return cr.rowcount == 1
 
+    #: the statements of a channel backoff (BACK_OFF and BACK_OFF_CHANNEL of each
+    #: database's module): the same parameters on both databases
+    back_off_sql: str
+    back_off_channel_sql: str
+
+    def back_off(
+        self,
+        cr: Cursor,
+        job_id: int,
+        expected_state: str,
+        worker_id: str | None,
+        outcome: FailureRecord,
+        *,
+        at: datetime,
+    ) -> bool:
+        """The job paused its channel: -> pending, no attempt counted (``outcome.attempts``
+        is the job's own), ``backoffs`` + 1, due as it was (the pause is the channel's)."""
+        return self._record(
+            cr, self.back_off_sql, outcome, (at,), job_id, expected_state, worker_id
+        )
+
+    def back_off_channel(
+        self, cr: Cursor, channel: str, *, until: datetime, reason: str, job_id: int, at: datetime
+    ) -> datetime:
+        """Pause ``channel`` until ``until`` (upsert of its ``queue_channel`` row): a pause
+        already in force that ends later is kept (with its reason and job); its backoff
+        counter grows either way. Returns when the pause in force ends."""
+        cr.execute(
+            self.back_off_channel_sql,
+            (channel, until, reason, job_id, at, at, at),
+            write=True,
+        )
+        row = cr.fetchone()
+        assert row is not None
+        return _as_datetime(row[0])
+
+    @abstractmethod
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        """The channels whose pause ends after ``now``."""
+
+    @abstractmethod
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        """End ``channel``'s pause now; whether it had one in force."""
+
     @abstractmethod
     def return_to_pending(
         self, cr: Cursor, job_ids: Sequence[int], worker_id: str | None
@@ -511,6 +837,104 @@ class JobStore(ABC):
         """After a requeue of ``parent_ids``: their dependents that failed or were
         cancelled because of them, and their on_error dependents released but not yet
         started, wait again. The ids that wait again (whose own dependents come next)."""
+
+    # -- enqueue-time channel rules (PRODUCT.md 12: weight, max_depth) -----------------
+    # An enqueue reads its channels' rules once per transaction; into a channel with a
+    # max_depth it serialises with the other enqueuers of that channel (a lock held to
+    # its commit) and counts the depth while it holds the lock.
+
+    #: the statements of this section (each database's module has them, as
+    #: CHANNEL_RULES, CHANNEL_DEPTH and COUNT_SKIPPED)
+    channel_rules_sql: str
+    channel_depth_sql: str
+    count_skipped_sql: str
+
+    def channel_rules(
+        self, cr: Cursor, channels: Sequence[str] | None = None
+    ) -> dict[str, ChannelRules]:
+        """The rules of those of ``channels`` (every channel: None) that have a
+        ``queue.limit`` row."""
+        if channels is None:
+            cr.execute(self.channel_rules_sql, (), write=False)
+        else:
+            in_sql, params = self.backend.in_values("name", list(channels))
+            cr.execute(f"{self.channel_rules_sql} WHERE {in_sql}", params, write=False)
+        return {
+            name: ChannelRules(int(limit), int(max_depth or 0), depth_policy or "raise")
+            for name, limit, max_depth, depth_policy in cr.fetchall()
+        }
+
+    def lock_depth(self, cr: Cursor, channel: str) -> int:
+        """Serialise with the other enqueuers of ``channel`` until ``cr``'s transaction
+        ends, then count its jobs waiting or pending (committed ones, and this
+        transaction's own)."""
+        cr.execute(self.channel_depth_sql, (channel, channel), write=True)
+        row = cr.fetchone()
+        return int(row[0]) if row else 0
+
+    def count_skipped(self, cr: Cursor, channel: str, count: int = 1) -> None:
+        """Add ``count`` to the channel's ``skipped`` counter (the skip policy)."""
+        cr.execute(self.count_skipped_sql, (count, channel), write=True)
+
+    # -- readers of fair share (jobs explain, limits fair, the dashboard, metrics) -------
+    # Read-only, and bounded like the claim: they walk the pending index key by key and
+    # stop after a given number of keys, never reading the jobs waiting behind them.
+
+    @abstractmethod
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        """The first ``pairs`` (priority, key) pairs with pending jobs of ``channel``, in
+        the order of the pending index (priority, then key; jobs without a key have the
+        key ``''``), each with its pending jobs there counted up to ``count`` (0: not
+        counted)."""
+
+    @abstractmethod
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        """How many keys of ``channel`` with due jobs at ``priority`` lie after ``start``
+        (from it when ``inclusive``) and before ``stop`` (None: up to the last key), in
+        key order, looking at ``walk`` keys with pending jobs there at most; and whether
+        the walk stopped at that bound (there may be more)."""
+
+    @abstractmethod
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        """Whether fair key ``key`` sorts after ``other`` in the database's order of keys
+        (the order of the rotation)."""
+
+    def fair_keys_ahead(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        cursor: tuple[str, int],
+        key: str,
+        walk: int,
+    ) -> tuple[int, bool]:
+        """How many other keys with due jobs at ``priority`` the rotation of ``channel``
+        serves before ``key`` (in the order of :meth:`_fair_level`: after the cursor's
+        key, or from it when its turn is not over, then from the start up to it), each
+        walk looking at ``walk`` keys at most; and whether a walk stopped at its bound."""
+        start, unfinished = cursor
+        inclusive = bool(unfinished)
+        walked = partial(self.due_fair_keys, cr, channel, priority, now, walk=walk)
+        if (inclusive and key == start) or self.key_after(cr, key, start):
+            return walked(start=start, inclusive=inclusive, stop=key)  # in this lap
+        tail, more = walked(start=start, inclusive=inclusive, stop=None)
+        head, more_head = walked(start="", inclusive=True, stop=key)  # in the next lap
+        return tail + head, more or more_head
 
     # -- bookkeeping ----------------------------------------------------------
 

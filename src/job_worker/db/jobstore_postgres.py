@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache, partial
@@ -31,12 +32,16 @@ import psycopg
 
 from .jobstore import (
     CLAIM_COLUMNS,
+    Candidate,
+    ChannelBackoffState,
     ChannelPlan,
     ClaimedJob,
     FailingJob,
+    FairRow,
     JobStore,
     Listener,
     Session,
+    fair_turns,
 )
 from .postgres import PostgresCursor, connection_options
 
@@ -75,8 +80,9 @@ NOW = "SELECT timezone('UTC', statement_timestamp())"
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and how many of its jobs
-# are started right now.
+# channel, however many jobs wait), with its limit row, the weight of its jobs
+# started right now, whether it has pending jobs with a fair key, the key that had
+# its last turn and the jobs it has had in that turn.
 CHANNEL_STATE = """
 WITH RECURSIVE channels(name) AS (
     SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
@@ -84,9 +90,14 @@ WITH RECURSIVE channels(name) AS (
     SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending' AND channel > c.name)
       FROM channels c WHERE c.name IS NOT NULL
 )
-SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
-       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+SELECT c.name, l."limit", l.rate_limit, l.rates,
+       (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+         WHERE r.state = 'started' AND r.channel = c.name),
+       (SELECT min(f.fair_key) FROM queue_job f
+         WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> '') IS NOT NULL,
+       ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+       LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
 """
 
@@ -97,11 +108,29 @@ NEXT_SCHEDULED = (
     "SELECT min(scheduled_at) FROM queue_job WHERE state = 'pending' AND scheduled_at > %s"
 )
 
-# -- name: mark_rate_limited_start
-# `now` is the claim's clock (read in channel_state_at).
-MARK_RATE_LIMITED_START = (
-    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
-)
+# -- name: window_usage
+# The starts of a channel in the window that ends now, at most the window's count of
+# them (an index range scan of that many entries at most), and the oldest of those.
+WINDOW_USAGE = """
+SELECT count(*), min(started_at) FROM (
+    SELECT started_at FROM queue_channel_start WHERE channel = %s AND started_at > %s
+     ORDER BY started_at DESC LIMIT %s) recent
+"""
+
+# -- name: log_starts
+# `count` starts of a channel at `now`, in its start log.
+LOG_STARTS = """
+INSERT INTO queue_channel_start (channel, started_at)
+SELECT %s, %s FROM generate_series(1, %s)
+"""
+
+# -- name: forget_starts
+# Starts that have left the channel's longest window.
+FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
+
+# -- name: forget_old_starts
+# The maintenance's sweep of the start log: starts older than the longest window.
+FORGET_OLD_STARTS = "DELETE FROM queue_channel_start WHERE started_at < %s"
 
 # -- name: check_jobs
 # Run after the jobs' locks, in a statement of its own: it sees a reclaim that committed
@@ -139,22 +168,30 @@ SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
 # Two constants written into the text bound it by the claim's real work, without
 # ever cutting: {channels}, a power of two at least the channels in the plan, and
 # {rows}, a power of two at least the most jobs one channel may give. A channel's
-# jobs come up one at a time through the lock to `LIMIT plan.free`, which stops
-# the index scan, and the locking, at `free` jobs (no ORDER BY at that level: it
+# jobs come up one at a time through the lock to `LIMIT plan.take`, which stops
+# the index scan, and the locking, at `take` jobs (no ORDER BY at that level: it
 # would sort, and so lock, all {rows} first; the level below gives them in order).
+# Of those, the channel gives the longest run, in order, whose weights fit in its
+# free weight (`free`): a job that does not fit stops its channel's line.
 TAKE = f"""
 WITH plan AS (
-    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int) LIMIT {{channels}}
+    SELECT * FROM json_to_recordset(%s::json) AS p(channel text, free int, take int)
+     LIMIT {{channels}}
 ), candidates AS (
     SELECT j.id, j.priority, j.scheduled_at
       FROM plan, LATERAL (
         SELECT * FROM (
-            SELECT id, priority, scheduled_at FROM queue_job
-             WHERE state = 'pending' AND channel = plan.channel AND scheduled_at <= %s
-             ORDER BY priority, scheduled_at, id
-             LIMIT {{rows}}
-             FOR UPDATE SKIP LOCKED) best
-         LIMIT plan.free) j
+            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+              FROM (
+                SELECT * FROM (
+                    SELECT id, priority, scheduled_at, weight FROM queue_job
+                     WHERE state = 'pending' AND channel = plan.channel AND fair_key = ''
+                       AND scheduled_at <= %s
+                     ORDER BY priority, scheduled_at, id
+                     LIMIT {{rows}}
+                     FOR UPDATE SKIP LOCKED) best
+                 LIMIT plan.take) b) fitting
+         WHERE fitting.used <= plan.free) j
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
 )
@@ -182,9 +219,122 @@ def _take_text(channels: int, rows: int) -> str:
     return TAKE.format(channels=channels, rows=rows)
 
 
+def _positional(sql: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` written with ``%(name)s`` parameters, as ``%s`` ones and their values
+    (the cursors take positional parameters only)."""
+    return _positional_text(sql), tuple(values[name] for name in _NAMED.findall(sql))
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=16)
+def _positional_text(sql: str) -> str:
+    return _NAMED.sub("%s", sql)
+
+
 def _power_of_two(count: int) -> int:
     return 1 << max(count - 1, 0).bit_length()
 
+
+# -- name: channel_line
+# The best due jobs of one channel without fair keys (a claim that also serves fair
+# channels merges the lines of its channels itself).
+CHANNEL_LINE = """
+SELECT id, priority, scheduled_at, weight FROM queue_job
+ WHERE state = 'pending' AND channel = %s AND fair_key = '' AND scheduled_at <= %s
+ ORDER BY priority, scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_level
+# One priority level of a fair channel, in one statement: the best due priority at or
+# above a floor; the keys with pending jobs there in rotation order (after the cursor,
+# or from it when its turn is not over, then from the start up to it: a loose index
+# scan, one probe a key, which stops once `count` keys with due jobs are found); their
+# weights and their first due jobs there. Every probe is an ORDER BY ... LIMIT 1 or a
+# LATERAL ... LIMIT: a nested index scan whatever the statistics say (an aggregate or a
+# semi join lets a planner without statistics read every pending job of the channel).
+FAIR_LEVEL = """
+WITH RECURSIVE level AS (
+    SELECT priority FROM queue_job
+     WHERE state = 'pending' AND channel = %(channel)s AND priority >= %(floor)s
+       AND scheduled_at <= %(now)s
+     ORDER BY priority LIMIT 1
+), after(k) AS (
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level) AND fair_key {after} %(cursor)s
+             ORDER BY fair_key LIMIT 1)
+  UNION ALL
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1)
+      FROM after p WHERE p.k IS NOT NULL
+), upto(k) AS (
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level)
+             ORDER BY fair_key LIMIT 1)
+  UNION ALL
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s
+               AND priority = (SELECT priority FROM level) AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1)
+      FROM upto p WHERE p.k IS NOT NULL AND p.k < %(cursor)s
+), turns AS (
+    SELECT keys.k, keys.lap FROM (
+        SELECT k, 0 AS lap FROM after WHERE k IS NOT NULL
+      UNION ALL
+        SELECT k, 1 FROM upto
+         WHERE k IS NOT NULL AND (k < %(cursor)s OR (k = %(cursor)s AND NOT %(inclusive)s))
+    ) keys
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM queue_job
+         WHERE state = 'pending' AND channel = %(channel)s
+           AND priority = (SELECT priority FROM level) AND fair_key = keys.k
+           AND scheduled_at <= %(now)s
+         LIMIT 1) due
+     LIMIT %(count)s
+)
+SELECT l.priority, t.k, t.lap, coalesce(w.weight, 1), j.id, j.scheduled_at, j.weight
+  FROM level l CROSS JOIN turns t
+  LEFT JOIN queue_fair_key w ON w.channel = %(channel)s AND w.fair_key = t.k
+  CROSS JOIN LATERAL (
+    SELECT id, scheduled_at, weight FROM queue_job
+     WHERE state = 'pending' AND channel = %(channel)s AND priority = l.priority
+       AND fair_key = t.k AND scheduled_at <= %(now)s
+     ORDER BY scheduled_at, id LIMIT %(count)s) j
+"""
+
+# -- name: fair_level_priority
+# The level's priority alone, when no key at it has a due job any more (a race with a
+# cancel): the claim goes on to the next level.
+FAIR_LEVEL_PRIORITY = """
+SELECT priority FROM queue_job
+ WHERE state = 'pending' AND channel = %s AND priority >= %s AND scheduled_at <= %s
+ ORDER BY priority LIMIT 1
+"""
+
+# -- name: mark_started
+# The jobs a claim that serves fair channels picked, marked started.
+MARK_STARTED = f"""
+UPDATE queue_job
+   SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
+ WHERE id = ANY(%s::integer[]) AND state = 'pending'
+RETURNING {
+    ", ".join(
+        f"{c}::text" if c in ("record_ids", "args", "kwargs", "context") else c
+        for c in CLAIM_COLUMNS
+    )
+}
+"""
+
+# -- name: set_fair_cursor
+SET_FAIR_CURSOR = """
+INSERT INTO queue_channel (name, fair_cursor, fair_turn) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET fair_cursor = excluded.fair_cursor, fair_turn = excluded.fair_turn
+"""
 
 # -- name: heartbeat_worker
 HEARTBEAT_WORKER = """
@@ -255,7 +405,7 @@ RETURNING has_dependents
 # What deciding between a retry and a failure needs, and the clock it is decided at.
 FAILING_JOB = """
 SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id,
-       timezone('UTC', statement_timestamp())
+       timezone('UTC', statement_timestamp()), channel, backoffs
   FROM queue_job WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
 """
 
@@ -283,6 +433,54 @@ UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, star
        write_date = timezone('UTC', statement_timestamp())
  WHERE id = ANY(%s::integer[]) AND state = 'started' AND (%s::text IS NULL OR worker_id = %s)
 RETURNING id
+"""
+
+# -- name: back_off
+# The job paused its channel (ChannelBackoff): pending again, attempts as they were (the
+# caller passes the job's own), backoffs + 1, due as it was: the pause is the channel's,
+# so lifting it lets the job run at once. The time is failing_job's clock.
+BACK_OFF = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, backoffs = COALESCE(backoffs, 0) + 1, worker_id = NULL,
+       heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s::text IS NULL OR worker_id = %s)
+"""
+
+# -- name: back_off_channel
+# Pause a channel until a moment (failing_job's clock + the seconds asked), by name: a
+# pause in force that ends later is kept, with its reason and job (a later backoff
+# extends, a shorter one changes nothing); the counter grows either way. Returns the
+# end of the pause in force.
+BACK_OFF_CHANNEL = """
+INSERT INTO queue_channel (name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at,
+                           backoff_count, create_date, write_date)
+VALUES (%s, %s, %s, %s, %s, 1, %s, %s)
+ON CONFLICT (name) DO UPDATE SET
+    backoff_until = GREATEST(queue_channel.backoff_until, excluded.backoff_until),
+    backoff_reason = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_reason ELSE excluded.backoff_reason END,
+    backoff_job_id = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_job_id ELSE excluded.backoff_job_id END,
+    backoff_set_at = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_set_at ELSE excluded.backoff_set_at END,
+    backoff_count = COALESCE(queue_channel.backoff_count, 0) + 1,
+    write_date = excluded.write_date
+RETURNING backoff_until
+"""
+
+# -- name: channel_backoffs
+# The pauses in force at a moment.
+CHANNEL_BACKOFFS = """
+SELECT name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at
+  FROM queue_channel WHERE backoff_until > %s ORDER BY name
+"""
+
+# -- name: lift_channel_backoff
+# A manager ends a channel's pause now (its counter stays).
+LIFT_CHANNEL_BACKOFF = """
+UPDATE queue_channel SET backoff_until = NULL, backoff_reason = NULL, backoff_job_id = NULL,
+       backoff_set_at = NULL, write_date = timezone('UTC', statement_timestamp())
+ WHERE name = %s AND backoff_until > timezone('UTC', statement_timestamp())
 """
 
 # -- name: exc_infos
@@ -320,7 +518,7 @@ UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_messa
        exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
        started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
        cascaded_from_id = NULL, scheduled_at = timezone('UTC', statement_timestamp()),
-       write_date = timezone('UTC', statement_timestamp())
+       write_date = timezone('UTC', statement_timestamp()), backoffs = 0
  WHERE id = ANY(%s::integer[])
 """
 
@@ -417,6 +615,96 @@ TERMINATE_SESSION = "SELECT pg_terminate_backend(%s)"
 # -- name: elect
 ELECT = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.queue_job'), %s)"
 
+# -- Enqueue-time channel rules (PRODUCT.md 12): weight, max_depth. -----------------
+
+# -- name: channel_rules
+# (The caller adds the condition on the channel names.)
+CHANNEL_RULES = 'SELECT name, "limit", max_depth, depth_policy FROM queue_limit'
+
+# -- name: lock_depth
+# Enqueuers into one bounded channel serialise on a transaction advisory lock (key:
+# the schema, then the channel's name), held to their commit; the count is a
+# statement of its own, sent with the lock: under READ COMMITTED its snapshot is
+# taken once the lock is held, so it sees every job the previous holder committed.
+LOCK_DEPTH = (
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.queue_job.depth'), hashtext(%s))"
+)
+
+# -- name: channel_depth
+# Jobs of the channel waiting or pending (the pending ones by their partial index).
+CHANNEL_DEPTH = """
+SELECT (SELECT count(*) FROM queue_job WHERE state = 'pending' AND channel = %s)
+     + (SELECT count(*) FROM queue_job WHERE state = 'waiting' AND channel = %s)
+"""
+
+# -- name: count_skipped
+COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
+
+# -- end of the enqueue-time channel rules ------------------------------------------
+
+# -- Readers of fair share (jobs explain, limits fair, the dashboard, metrics). --------
+# Read-only; each walks the pending index one probe a key and stops at its bound.
+
+# -- name: fair_keys
+# The first (priority, key) pairs with pending jobs of a channel, in the order of the
+# pending index (a loose index scan: one probe a pair, stopped after `pairs` of them),
+# each with its pending jobs there counted up to `count`.
+FAIR_KEYS = """
+WITH RECURSIVE pairs(priority, fair_key, n) AS (
+    (SELECT priority, fair_key, 1 FROM queue_job
+      WHERE state = 'pending' AND channel = %(channel)s
+      ORDER BY priority, fair_key LIMIT 1)
+  UNION ALL
+    SELECT q.priority, q.fair_key, p.n + 1 FROM pairs p CROSS JOIN LATERAL (
+        SELECT priority, fair_key FROM queue_job
+         WHERE state = 'pending' AND channel = %(channel)s
+           AND (priority, fair_key) > (p.priority, p.fair_key)
+         ORDER BY priority, fair_key LIMIT 1) q
+     WHERE p.n < %(pairs)s
+)
+SELECT p.priority, p.fair_key,
+       (SELECT count(*) FROM (SELECT 1 FROM queue_job
+                               WHERE state = 'pending' AND channel = %(channel)s
+                                 AND priority = p.priority AND fair_key = p.fair_key
+                               LIMIT %(count)s) c)
+  FROM pairs p ORDER BY p.n
+"""
+
+# -- name: key_after
+# Whether a fair key sorts after another in the order of the keys' column.
+KEY_AFTER = "SELECT %s::text > %s::text"
+
+# -- name: due_fair_keys
+# The keys with pending jobs at one priority of a channel in a range of keys (after a
+# key, or from it when asked; before a key, or to the last one when NULL), walked one
+# probe a key and stopped after `walk` of them: how many have a due job there, and how
+# many were walked.
+DUE_FAIR_KEYS = """
+WITH RECURSIVE keys(k, n) AS (
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
+               AND fair_key {after} %(start)s
+             ORDER BY fair_key LIMIT 1), 1
+  UNION ALL
+    SELECT (SELECT fair_key FROM queue_job
+             WHERE state = 'pending' AND channel = %(channel)s AND priority = %(priority)s
+               AND fair_key > p.k
+             ORDER BY fair_key LIMIT 1), p.n + 1
+      FROM keys p
+     WHERE p.k IS NOT NULL AND p.n < %(walk)s
+       AND (%(stop)s::text IS NULL OR p.k < %(stop)s)
+), walked AS (
+    SELECT EXISTS (SELECT 1 FROM queue_job
+                    WHERE state = 'pending' AND channel = %(channel)s
+                      AND priority = %(priority)s AND fair_key = keys.k
+                      AND scheduled_at <= %(now)s) AS due
+      FROM keys
+     WHERE k IS NOT NULL AND (%(stop)s::text IS NULL OR k < %(stop)s)
+)
+SELECT count(*) FILTER (WHERE due), count(*) FROM walked
+"""
+
+
 # -- name: notify
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
@@ -424,12 +712,21 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 class PostgresJobStore(JobStore):
     backend: PostgresBackend
     next_scheduled_sql = NEXT_SCHEDULED
-    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    window_usage_sql = WINDOW_USAGE
+    set_fair_cursor_sql = SET_FAIR_CURSOR
+    log_starts_sql = LOG_STARTS
+    forget_starts_sql = FORGET_STARTS
+    forget_old_starts_sql = FORGET_OLD_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
     fail_sql = FAIL
     fail_dependents_sql = FAIL_DEPENDENTS
+    channel_rules_sql = CHANNEL_RULES
+    channel_depth_sql = CHANNEL_DEPTH
+    count_skipped_sql = COUNT_SKIPPED
+    back_off_sql = BACK_OFF
+    back_off_channel_sql = BACK_OFF_CHANNEL
 
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
@@ -453,36 +750,103 @@ class PostgresJobStore(JobStore):
     def _take(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
+        if plan.fair:  # the lines of fair channels are made in turns, merged in Python
+            return super()._take(cr, plan, wanted, worker_id, now)
         cr.execute(*self._take_statement(plan, wanted, worker_id, now))
+        return [ClaimedJob.from_row(row) for row in cr.fetchall()]
+
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        cr.execute(CHANNEL_LINE, (channel, now, count))
+        return [Candidate(row[0], channel, *row[1:]) for row in cr.fetchall()]
+
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        start, unfinished = cursor
+        values = {
+            "channel": channel,
+            "floor": floor,
+            "cursor": start,
+            "inclusive": bool(unfinished),
+            "now": now,
+            "count": count,
+        }
+        # prepared: planning this statement costs more than running it; the cursor's key is
+        # passed over by the index's own bound (a filter would read every job of the key)
+        sql = FAIR_LEVEL.replace("{after}", ">=" if unfinished else ">")
+        [rows] = cr.execute_together([_positional(sql, values)], prepared=True)
+        if rows:
+            return rows[0][0], [tuple(row[1:]) for row in rows]
+        cr.execute(FAIR_LEVEL_PRIORITY, (channel, floor, now))
+        level = cr.fetchone()
+        return None if level is None else (level[0], [])
+
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        cr.execute(MARK_STARTED, (worker_id, now, now, now, list(job_ids)))
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[list[ClaimedJob], datetime | None]:
-        if not plan.free or plan.rate_limited:
+        if not plan.free or plan.windows:
             return super()._take_and_commit(cr, plan, wanted, worker_id, now)
-        # one round trip: the jobs, when the channels' next job becomes due (read every
-        # time, used when a channel came up short), and the commit
         assert isinstance(cr, PostgresCursor)
-        take, due = cr.execute_and_commit(
-            [self._take_statement(plan, wanted, worker_id, now), self._next_due(plan, now)],
-            prepared=True,
-        )
+        if plan.fair:
+            # the turns are worked out first (a statement a priority level); then one round
+            # trip: the jobs marked started, the channels' rotation, when the next job
+            # becomes due, and the commit
+            picked = self._pick(cr, plan, wanted, now)
+            ids = [candidate.id for candidate in picked]
+            take, *_cursors, due = cr.execute_and_commit(
+                [
+                    (MARK_STARTED, (worker_id, now, now, now, ids)),
+                    *(
+                        (SET_FAIR_CURSOR, (channel, *turn))
+                        for channel, turn in fair_turns(plan, picked).items()
+                    ),
+                    self._next_due(plan, now),
+                ],
+                prepared=True,
+            )
+        else:
+            # one round trip: the jobs, when the channels' next job becomes due (read every
+            # time, used when a channel came up short), and the commit
+            take, due = cr.execute_and_commit(
+                [self._take_statement(plan, wanted, worker_id, now), self._next_due(plan, now)],
+                prepared=True,
+            )
         return [ClaimedJob.from_row(row) for row in take], due[0][0] if due else None
 
     @staticmethod
     def _take_statement(
         plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[str, Sequence[Any]]:
-        # the plan as one JSON text (far cheaper to send than two arrays); no channel needs
+        # the plan as one JSON text (far cheaper to send than arrays); no channel needs
         # more candidates than the claim wants: each one is locked (FOR UPDATE)
-        free = {channel: min(count, wanted) for channel, count in plan.free.items()}
-        channels = json.dumps([{"channel": c, "free": count} for c, count in free.items()])
-        sql = _take_sql(len(free), max(free.values()))
+        take = {channel: plan.jobs_at_most(channel, wanted) for channel in plan.free}
+        channels = json.dumps(
+            [{"channel": c, "free": plan.free[c], "take": count} for c, count in take.items()]
+        )
+        sql = _take_sql(len(take), max(take.values()))
         return sql, (channels, now, wanted, worker_id, now, now, now)
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         return [(LOCK_JOBS, (list(job_ids),))]
+
+    def lock_depth(self, cr: Cursor, channel: str) -> int:
+        # one round trip: the lock, then the count in a statement of its own
+        _lock, rows = cr.execute_together(
+            [(LOCK_DEPTH, (channel,)), (CHANNEL_DEPTH, (channel, channel))]
+        )
+        return int(rows[0][0])
 
     def executor_gone(self, cr: Cursor, job_id: int) -> bool:
         cr.execute(EXECUTOR_GONE, (job_id,))
@@ -532,6 +896,14 @@ class PostgresJobStore(JobStore):
     ) -> list[int]:
         cr.execute(RETURN_TO_PENDING, (list(job_ids), worker_id, worker_id))
         return [row[0] for row in cr.fetchall()]
+
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        cr.execute(CHANNEL_BACKOFFS, (now,))
+        return {name: ChannelBackoffState(*state) for name, *state in cr.fetchall()}
+
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        cr.execute(LIFT_CHANNEL_BACKOFF, (channel,))
+        return cr.rowcount == 1
 
     def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
         cr.execute(EXC_INFOS, (list(job_ids),))
@@ -598,6 +970,49 @@ class PostgresJobStore(JobStore):
             [(REWAIT_DECIDED, (ids,)), (REWAIT_RELEASED, (ids,))]
         )
         return [row[0] for row in (*decided, *released)]
+
+    # -- readers of fair share ---------------------------------------------------
+
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        if pairs <= 0:
+            return []
+        values = {"channel": channel, "pairs": pairs, "count": count}
+        cr.execute(*_positional(FAIR_KEYS, values))
+        return [(priority, key, int(pending)) for priority, key, pending in cr.fetchall()]
+
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        if walk <= 0:
+            return 0, True
+        values = {
+            "channel": channel,
+            "priority": priority,
+            "start": start,
+            "stop": stop,
+            "walk": walk,
+            "now": now,
+        }
+        # the start key is passed over by the index's own bound, not read through
+        sql = DUE_FAIR_KEYS.replace("{after}", ">=" if inclusive else ">")
+        cr.execute(*_positional(sql, values))
+        due, walked = cr.fetchone()  # type: ignore[misc]
+        return int(due), int(walked) >= walk
+
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        cr.execute(KEY_AFTER, (key, other))
+        return bool(cr.fetchone()[0])  # type: ignore[index]
 
     # -- bookkeeping ----------------------------------------------------------
 

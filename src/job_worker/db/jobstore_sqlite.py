@@ -33,17 +33,19 @@ import os
 import re
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..orm.fields import Datetime
+from ..orm.fields import INT_MAX, INT_MIN, Datetime
 from .jobstore import (
     CLAIM_COLUMNS,
-    ChannelPlan,
+    Candidate,
+    ChannelBackoffState,
     ClaimedJob,
     FailingJob,
+    FairRow,
     JobStore,
     Listener,
     Session,
@@ -70,8 +72,9 @@ def clock() -> datetime:
 
 # -- name: channel_state
 # Every channel that has pending jobs (a loose index scan: one index probe per
-# channel, however many jobs wait), with its limit row and how many of its jobs
-# are started right now. Without statistics SQLite's planner prefers any
+# channel, however many jobs wait), with its limit row, the weight of its jobs
+# started right now, whether it has pending jobs with a fair key, the key that had
+# its last turn and the jobs it has had in that turn. Without statistics SQLite's planner prefers any
 # (state, ...) index for "state = 'pending'" and then scans every pending job:
 # the partial index is named.
 CHANNEL_STATE = """
@@ -83,9 +86,14 @@ WITH RECURSIVE channels(name) AS (
              WHERE state = 'pending' AND channel > c.name)
       FROM channels c WHERE c.name IS NOT NULL
 )
-SELECT c.name, l."limit", l.rate_limit, l.last_started_at,
-       (SELECT count(*) FROM queue_job r WHERE r.state = 'started' AND r.channel = c.name)
+SELECT c.name, l."limit", l.rate_limit, l.rates,
+       (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+         WHERE r.state = 'started' AND r.channel = c.name),
+       (SELECT min(f.fair_key) FROM queue_job f INDEXED BY queue_job_pending_keyed
+         WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> '') IS NOT NULL,
+       ch.fair_cursor, ch.fair_turn, ch.backoff_until
   FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+       LEFT JOIN queue_channel ch ON ch.name = c.name
  WHERE c.name IS NOT NULL
 """
 
@@ -97,13 +105,63 @@ SELECT min(scheduled_at) FROM queue_job INDEXED BY queue_job_pending_due
  WHERE state = 'pending' AND scheduled_at > %s
 """
 
-# -- name: take_channel
-# The best due jobs of one channel (SQLite has no LATERAL: one query per channel
-# with room, each an index range scan of the pending index).
-TAKE_CHANNEL = """
-SELECT id, priority, scheduled_at FROM queue_job INDEXED BY queue_job_pending
- WHERE state = 'pending' AND channel = %s AND scheduled_at <= %s
- ORDER BY priority, scheduled_at, id LIMIT %s
+# -- name: next_level
+# The best priority at or above a floor with pending jobs in a channel (one probe).
+NEXT_LEVEL = """
+SELECT min(priority) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority >= %s
+"""
+
+# -- name: take_level
+# The best due jobs without a fair key of one channel at one priority: an index range
+# scan in the order of service. (Across priorities SQLite cannot see that the key ''
+# keeps the index in that order, and would sort every pending job of the channel:
+# the claim walks the channel's priorities instead, one probe each.)
+TAKE_LEVEL = """
+SELECT id, priority, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key = ''
+   AND scheduled_at <= %s
+ ORDER BY scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_level
+# The best due priority of a channel at or above a floor.
+FAIR_LEVEL = """
+SELECT priority FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority >= %s AND scheduled_at <= %s
+ ORDER BY priority LIMIT 1
+"""
+
+# -- name: next_fair_key
+# The first key after a key with pending jobs at a priority (one index probe).
+NEXT_FAIR_KEY = """
+SELECT min(fair_key) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key > %s
+"""
+
+# -- name: fair_key_from
+# The first key from a key on, itself included.
+FAIR_KEY_FROM = """
+SELECT min(fair_key) FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key >= %s
+"""
+
+# -- name: fair_key_jobs
+# The first due jobs of one key at one priority.
+FAIR_KEY_JOBS = """
+SELECT id, scheduled_at, weight FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND priority = %s AND fair_key = %s
+   AND scheduled_at <= %s
+ ORDER BY scheduled_at, id LIMIT %s
+"""
+
+# -- name: fair_key_weight
+FAIR_KEY_WEIGHT = "SELECT weight FROM queue_fair_key WHERE channel = %s AND fair_key = %s"
+
+# -- name: set_fair_cursor
+SET_FAIR_CURSOR = """
+INSERT INTO queue_channel (name, fair_cursor, fair_turn) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET fair_cursor = excluded.fair_cursor, fair_turn = excluded.fair_turn
 """
 
 # -- name: mark_started
@@ -114,10 +172,30 @@ UPDATE queue_job SET state = 'started', worker_id = %s, started_at = %s, heartbe
 RETURNING {", ".join(CLAIM_COLUMNS)}
 """
 
-# -- name: mark_rate_limited_start
-MARK_RATE_LIMITED_START = (
-    "UPDATE queue_limit SET last_started_at = %s WHERE name = %s AND rate_limit > 0"
-)
+# -- name: window_usage
+# The starts of a channel in the window that ends now, at most the window's count of
+# them, and the oldest of those.
+WINDOW_USAGE = """
+SELECT count(*), min(started_at) FROM (
+    SELECT started_at FROM queue_channel_start WHERE channel = %s AND started_at > %s
+     ORDER BY started_at DESC LIMIT %s)
+"""
+
+# -- name: log_starts
+# `count` starts of a channel at `now`, in its start log.
+LOG_STARTS = """
+INSERT INTO queue_channel_start (channel, started_at)
+SELECT %s, %s FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)
+                    SELECT i FROM n)
+"""
+
+# -- name: forget_starts
+# Starts that have left the channel's longest window.
+FORGET_STARTS = "DELETE FROM queue_channel_start WHERE channel = %s AND started_at <= %s"
+
+# -- name: forget_old_starts
+# The maintenance's sweep of the start log: starts older than the longest window.
+FORGET_OLD_STARTS = "DELETE FROM queue_channel_start WHERE started_at < %s"
 
 # -- name: check_jobs
 # (The caller adds the condition on the ids.)
@@ -172,7 +250,7 @@ RETURNING has_dependents
 
 # -- name: failing_job
 FAILING_JOB = """
-SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id
+SELECT attempts, max_retries, exc_info, started_at, has_dependents, worker_id, channel, backoffs
   FROM queue_job WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
 """
 
@@ -200,6 +278,55 @@ UPDATE queue_job SET state = 'pending', worker_id = NULL, heartbeat = NULL, star
  WHERE id IN (SELECT value FROM json_each(%s)) AND state = 'started'
    AND (%s IS NULL OR worker_id = %s)
 RETURNING id
+"""
+
+# -- name: back_off
+# The job paused its channel (ChannelBackoff): pending again, attempts as they were (the
+# caller passes the job's own), backoffs + 1, due as it was: the pause is the channel's,
+# so lifting it lets the job run at once.
+BACK_OFF = """
+UPDATE queue_job SET state = 'pending', exc_name = %s, exc_message = %s, exc_info = %s,
+       attempts = %s, write_date = %s, backoffs = COALESCE(backoffs, 0) + 1, worker_id = NULL,
+       heartbeat = NULL
+ WHERE id = %s AND state = %s AND (%s IS NULL OR worker_id = %s)
+"""
+
+# -- name: back_off_channel
+# Pause a channel until a moment, by name: a pause in force that ends later is kept, with
+# its reason and job (a later backoff extends, a shorter one changes nothing); the counter
+# grows either way. Returns the end of the pause in force. (Times are ISO text of one
+# format: they compare as text; SQLite's two-argument max() is its GREATEST, and a NULL
+# there gives NULL, hence the COALESCE.)
+BACK_OFF_CHANNEL = """
+INSERT INTO queue_channel (name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at,
+                           backoff_count, create_date, write_date)
+VALUES (%s, %s, %s, %s, %s, 1, %s, %s)
+ON CONFLICT (name) DO UPDATE SET
+    backoff_until = max(COALESCE(queue_channel.backoff_until, ''), excluded.backoff_until),
+    backoff_reason = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_reason ELSE excluded.backoff_reason END,
+    backoff_job_id = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_job_id ELSE excluded.backoff_job_id END,
+    backoff_set_at = CASE WHEN queue_channel.backoff_until >= excluded.backoff_until
+                          THEN queue_channel.backoff_set_at ELSE excluded.backoff_set_at END,
+    backoff_count = COALESCE(queue_channel.backoff_count, 0) + 1,
+    write_date = excluded.write_date
+RETURNING backoff_until
+"""
+
+# -- name: channel_backoffs
+# The pauses in force at a moment.
+CHANNEL_BACKOFFS = """
+SELECT name, backoff_until, backoff_reason, backoff_job_id, backoff_set_at
+  FROM queue_channel WHERE backoff_until > %s ORDER BY name
+"""
+
+# -- name: lift_channel_backoff
+# A manager ends a channel's pause now (its counter stays).
+LIFT_CHANNEL_BACKOFF = """
+UPDATE queue_channel SET backoff_until = NULL, backoff_reason = NULL, backoff_job_id = NULL,
+       backoff_set_at = NULL, write_date = %s
+ WHERE name = %s AND backoff_until > %s
 """
 
 # -- name: exc_infos
@@ -234,7 +361,7 @@ REQUEUE = """
 UPDATE queue_job SET state = 'pending', attempts = 0, exc_name = NULL, exc_message = NULL,
        exc_info = NULL, result = NULL, completed_at = NULL, cancelled_at = NULL,
        started_at = NULL, duration = NULL, worker_id = NULL, heartbeat = NULL,
-       cascaded_from_id = NULL, scheduled_at = %s, write_date = %s
+       cascaded_from_id = NULL, scheduled_at = %s, write_date = %s, backoffs = 0
  WHERE id IN (SELECT value FROM json_each(%s))
 """
 
@@ -318,6 +445,48 @@ DELETE FROM queue_job WHERE id IN (
      ORDER BY id LIMIT %s)
 """
 
+# -- Enqueue-time channel rules (PRODUCT.md 12): weight, max_depth. -----------------
+
+# -- name: channel_rules
+# (The caller adds the condition on the channel names.)
+CHANNEL_RULES = 'SELECT name, "limit", max_depth, depth_policy FROM queue_limit'
+
+# -- name: channel_depth
+# Jobs of the channel waiting or pending. No lock of its own: the store runs it as a
+# write (write=True), inside the transaction that holds the database's one write lock
+# until it commits, so no other enqueuer can add a job between the count and the commit.
+CHANNEL_DEPTH = """
+SELECT (SELECT count(*) FROM queue_job INDEXED BY queue_job_pending
+         WHERE state = 'pending' AND channel = %s)
+     + (SELECT count(*) FROM queue_job WHERE state = 'waiting' AND channel = %s)
+"""
+
+# -- name: count_skipped
+COUNT_SKIPPED = "UPDATE queue_limit SET skipped = skipped + %s WHERE name = %s"
+
+# -- end of the enqueue-time channel rules ------------------------------------------
+
+# -- Readers of fair share (jobs explain, limits fair, the dashboard, metrics). --------
+# Read-only; the store walks the pending index with them one probe a key (in-process:
+# a loop costs no round trip) and stops at its bound.
+
+# -- name: next_fair_pair
+# The first (priority, key) pair with pending jobs of a channel after a pair.
+NEXT_FAIR_PAIR = """
+SELECT priority, fair_key FROM queue_job INDEXED BY queue_job_pending
+ WHERE state = 'pending' AND channel = %s AND (priority, fair_key) > (%s, %s)
+ ORDER BY priority, fair_key LIMIT 1
+"""
+
+# -- name: fair_pair_pending
+# The pending jobs of one key at one priority, counted up to a bound.
+FAIR_PAIR_PENDING = """
+SELECT count(*) FROM (SELECT 1 FROM queue_job INDEXED BY queue_job_pending
+                       WHERE state = 'pending' AND channel = %s AND priority = %s
+                         AND fair_key = %s LIMIT %s)
+"""
+
+
 # -- name: elect
 ELECT = """
 INSERT INTO queue_lease (name, holder, expires_at, create_date, write_date)
@@ -376,14 +545,23 @@ class JobCursor(SqliteCursor):
 
 
 class SqliteJobStore(JobStore):
+    channel_rules_sql = CHANNEL_RULES
+    channel_depth_sql = CHANNEL_DEPTH
+    count_skipped_sql = COUNT_SKIPPED
     backend: SqliteBackend
     next_scheduled_sql = NEXT_SCHEDULED.strip()
-    mark_rate_limited_start_sql = MARK_RATE_LIMITED_START
+    window_usage_sql = WINDOW_USAGE
+    set_fair_cursor_sql = SET_FAIR_CURSOR
+    log_starts_sql = LOG_STARTS
+    forget_starts_sql = FORGET_STARTS
+    forget_old_starts_sql = FORGET_OLD_STARTS
     check_jobs_sql = CHECK_JOBS
     stale_candidates_sql = STALE_CANDIDATES
     retry_sql = RETRY
     fail_sql = FAIL
     fail_dependents_sql = FAIL_DEPENDENTS
+    back_off_sql = BACK_OFF
+    back_off_channel_sql = BACK_OFF_CHANNEL
 
     #: how long the supervisor waits for the write lock before retrying on its next turn
     supervisor_busy_timeout = 0.5
@@ -400,18 +578,76 @@ class SqliteJobStore(JobStore):
         rows = cr.fetchall()
         return rows, clock()
 
-    def _take(
-        self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
+    def _channel_line(self, cr: Cursor, channel: str, count: int, now: datetime) -> list[Candidate]:
+        line: list[Candidate] = []
+        floor = INT_MIN
+        while len(line) < count:
+            cr.execute(NEXT_LEVEL, (channel, floor))
+            priority = cr.fetchone()[0]  # type: ignore[index]
+            if priority is None:
+                break
+            cr.execute(TAKE_LEVEL, (channel, priority, now, count - len(line)))
+            line.extend(Candidate(row[0], channel, *row[1:]) for row in cr.fetchall())
+            if priority >= INT_MAX:
+                break
+            floor = priority + 1
+        return line
+
+    def _fair_level(
+        self,
+        cr: Cursor,
+        channel: str,
+        floor: int,
+        cursor: tuple[str, int],
+        count: int,
+        now: datetime,
+    ) -> tuple[int, list[FairRow]] | None:
+        # one index probe a statement: in-process, the loop costs no round trip
+        cr.execute(FAIR_LEVEL, (channel, floor, now))
+        row = cr.fetchone()
+        if row is None:
+            return None
+        priority = row[0]
+        rows: list[FairRow] = []
+        keys = 0
+        for lap, key in self._rotation_keys(cr, channel, priority, cursor):
+            cr.execute(FAIR_KEY_JOBS, (channel, priority, key, now, count))
+            jobs = cr.fetchall()
+            if not jobs:
+                continue
+            cr.execute(FAIR_KEY_WEIGHT, (channel, key))
+            found = cr.fetchone()
+            weight = found[0] if found else 1
+            rows.extend((key, lap, weight, *job) for job in jobs)
+            keys += 1
+            if keys == count:
+                break
+        return priority, rows
+
+    @staticmethod
+    def _rotation_keys(
+        cr: Cursor, channel: str, priority: int, cursor: tuple[str, int]
+    ) -> Iterator[tuple[int, str]]:
+        """The keys with pending jobs at ``priority``: those after the cursor's key (from
+        it when its turn is not over), then from the start up to it."""
+        start, unfinished = cursor
+        cr.execute(FAIR_KEY_FROM if unfinished else NEXT_FAIR_KEY, (channel, priority, start))
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None:
+            yield 0, key
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key))
+            key = cr.fetchone()[0]  # type: ignore[index]
+        cr.execute(FAIR_KEY_FROM, (channel, priority, ""))
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None and (key < start or (key == start and not unfinished)):
+            yield 1, key
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key))
+            key = cr.fetchone()[0]  # type: ignore[index]
+
+    def _mark_started(
+        self, cr: Cursor, job_ids: Sequence[int], worker_id: str, now: datetime
     ) -> list[ClaimedJob]:
-        candidates: list[tuple[Any, ...]] = []
-        for channel, free in plan.free.items():
-            cr.execute(TAKE_CHANNEL, (channel, now, min(free, wanted)))
-            candidates.extend(cr.fetchall())
-        candidates.sort(key=lambda row: (row[1], row[2], row[0]))
-        ids = [row[0] for row in candidates[:wanted]]
-        if not ids:
-            return []
-        cr.execute(MARK_STARTED, (worker_id, now, now, now, _ids(ids)), write=True)
+        cr.execute(MARK_STARTED, (worker_id, now, now, now, _ids(job_ids)), write=True)
         return [ClaimedJob.from_row(row) for row in cr.fetchall()]
 
     def begin_jobs(self, cr: Cursor, job_ids: Sequence[int], worker_id: str) -> set[int]:
@@ -457,7 +693,7 @@ class SqliteJobStore(JobStore):
         row = cr.fetchone()
         if row is None:
             return None
-        attempts, max_retries, exc_info, started_at, has_dependents, ran_on = row
+        attempts, max_retries, exc_info, started_at, has_dependents, ran_on, channel, backoffs = row
         return FailingJob(
             attempts,
             max_retries,
@@ -466,6 +702,8 @@ class SqliteJobStore(JobStore):
             bool(has_dependents),
             ran_on,
             clock(),
+            channel,
+            backoffs or 0,
         )
 
     def return_to_pending(
@@ -473,6 +711,18 @@ class SqliteJobStore(JobStore):
     ) -> list[int]:
         cr.execute(RETURN_TO_PENDING, (clock(), _ids(job_ids), worker_id, worker_id), write=True)
         return [row[0] for row in cr.fetchall()]
+
+    def channel_backoffs(self, cr: Cursor, now: datetime) -> dict[str, ChannelBackoffState]:
+        cr.execute(CHANNEL_BACKOFFS, (now,), write=False)
+        return {
+            name: ChannelBackoffState(_as_datetime(until), reason, job_id, _as_datetime(set_at))
+            for name, until, reason, job_id, set_at in cr.fetchall()
+        }
+
+    def lift_channel_backoff(self, cr: Cursor, channel: str) -> bool:
+        now = clock()
+        cr.execute(LIFT_CHANNEL_BACKOFF, (now, channel, now), write=True)
+        return cr.rowcount == 1
 
     def exc_infos(self, cr: Cursor, job_ids: Sequence[int]) -> dict[int, str | None]:
         cr.execute(EXC_INFOS, (_ids(job_ids),), write=True)  # read to be rewritten: locked
@@ -542,6 +792,53 @@ class SqliteJobStore(JobStore):
         decided = [row[0] for row in cr.fetchall()]
         cr.execute(REWAIT_RELEASED, (now, ids), write=True)
         return decided + [row[0] for row in cr.fetchall()]
+
+    # -- readers of fair share ---------------------------------------------------
+
+    def fair_keys(
+        self, cr: Cursor, channel: str, *, pairs: int, count: int = 0
+    ) -> list[tuple[int, str, int]]:
+        found: list[tuple[int, str, int]] = []
+        priority, key = INT_MIN - 1, ""
+        while len(found) < pairs:
+            cr.execute(NEXT_FAIR_PAIR, (channel, priority, key), write=False)
+            row = cr.fetchone()
+            if row is None:
+                break
+            priority, key = row
+            pending = 0
+            if count:
+                cr.execute(FAIR_PAIR_PENDING, (channel, priority, key, count), write=False)
+                pending = int(cr.fetchone()[0])  # type: ignore[index]
+            found.append((priority, key, pending))
+        return found
+
+    def due_fair_keys(
+        self,
+        cr: Cursor,
+        channel: str,
+        priority: int,
+        now: datetime,
+        *,
+        start: str,
+        inclusive: bool,
+        stop: str | None,
+        walk: int,
+    ) -> tuple[int, bool]:
+        due = walked = 0
+        first = FAIR_KEY_FROM if inclusive else NEXT_FAIR_KEY
+        cr.execute(first, (channel, priority, start), write=False)
+        key = cr.fetchone()[0]  # type: ignore[index]
+        while key is not None and (stop is None or key < stop) and walked < walk:
+            walked += 1
+            cr.execute(FAIR_KEY_JOBS, (channel, priority, key, now, 1), write=False)
+            due += cr.fetchone() is not None
+            cr.execute(NEXT_FAIR_KEY, (channel, priority, key), write=False)
+            key = cr.fetchone()[0]  # type: ignore[index]
+        return due, walked >= walk
+
+    def key_after(self, cr: Cursor, key: str, other: str) -> bool:
+        return key > other  # the keys' column compares as BINARY: code point order
 
     # -- bookkeeping ----------------------------------------------------------
 

@@ -5,6 +5,20 @@ read-only transaction and reports, with names prefixed ``job_worker_``:
 
 - ``job_worker_jobs{channel,state}``: jobs waiting, pending and started;
 - ``job_worker_jobs_running{channel}`` and ``job_worker_channel_limit{channel}``;
+- ``job_worker_channel_running_weight{channel}``: the weights of the started jobs (what
+  the limit counts);
+- ``job_worker_channel_rate_window_starts{channel,window}``: the starts in each rate
+  window of the channel ending now (counted up to the window's count, as the claim
+  does; a ``rate_limit`` R is the window ``1/(1/R)s``);
+- ``job_worker_channel_fair_keys{channel}``: fair keys with pending jobs (counted up to
+  1000, one index probe a key; 0 when the channel has no pending job with a key);
+- ``job_worker_channel_max_depth{channel}`` (0 = unbounded) and the counter
+  ``job_worker_channel_skipped_total{channel}``: enqueues a full channel of policy
+  ``skip`` dropped (kept on the ``queue.limit`` row, so every process's skips count);
+- ``job_worker_channel_backoff_seconds{channel}``: seconds left of the pause a job's
+  ``ChannelBackoff`` put on the channel (0 when none), and the counter
+  ``job_worker_channel_backoffs_total{channel}`` of the backoffs its jobs signalled
+  (kept on the ``queue.channel`` rows, so every worker's backoffs count);
 - ``job_worker_jobs_started_total``, ``job_worker_jobs_done_total``,
   ``job_worker_jobs_failed_total`` ``{channel}``: counters kept by the metric
   snapshots (:mod:`.models.snapshot`) plus the live tail since the last one;
@@ -29,7 +43,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..db.jobstore import job_store
 from ..queue.lifecycle import QUEUED, JobState
+from ..rates import channel_windows
 from . import stats
 from .models.snapshot import ALL, DURATION_BUCKETS, floor_time, interval_counts
 
@@ -65,13 +81,72 @@ class QueueCollector(Collector):
         limits = GaugeMetricFamily(
             "job_worker_channel_limit", "Jobs a channel may run at once.", labels=["channel"]
         )
-        for row in stats.channel_rows(cr):
+        max_depth = GaugeMetricFamily(
+            "job_worker_channel_max_depth",
+            "Jobs a channel may hold waiting or pending (0 = unbounded).",
+            labels=["channel"],
+        )
+        skipped = CounterMetricFamily(
+            "job_worker_channel_skipped",
+            "Enqueues dropped because the channel was full (policy skip).",
+            labels=["channel"],
+        )
+        backoff = GaugeMetricFamily(
+            "job_worker_channel_backoff_seconds",
+            "Seconds left of the pause a job's backoff put on the channel (0: none).",
+            labels=["channel"],
+        )
+        rows = stats.channel_rows(cr)
+        for row in rows:
+            max_depth.add_metric([row["name"]], row["max_depth"])
+            skipped.add_metric([row["name"]], row["skipped"])
             for state in QUEUED:
                 jobs.add_metric([row["name"], state], row[state])
             jobs.add_metric([row["name"], JobState.STARTED], row["running"])
             running.add_metric([row["name"]], row["running"])
             limits.add_metric([row["name"]], row["limit"])
-        yield from (jobs, running, limits)
+            backoff.add_metric([row["name"]], row["backoff_seconds"])
+        yield from (jobs, running, limits, max_depth, skipped, backoff)
+        yield from self._flow(cr, rows)
+        backoffs = CounterMetricFamily(
+            "job_worker_channel_backoffs",
+            "Backoffs (ChannelBackoff) the jobs of each channel signalled.",
+            labels=["channel"],
+        )
+        cr.execute("SELECT name, backoff_count FROM queue_channel ORDER BY name")
+        for name, count in cr.fetchall():
+            backoffs.add_metric([name], count or 0)
+        yield backoffs
+
+    def _flow(self, cr: Any, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        """Weighted capacity, rate windows and fair share (PRODUCT.md 12), bounded: one
+        query a window, one walk of at most 1000 keys a channel with keyed jobs."""
+        weight = GaugeMetricFamily(
+            "job_worker_channel_running_weight",
+            "Weights of the jobs running now (what the channel's limit counts).",
+            labels=["channel"],
+        )
+        starts = GaugeMetricFamily(
+            "job_worker_channel_rate_window_starts",
+            "Starts in each rate window of the channel ending now (up to its count).",
+            labels=["channel", "window"],
+        )
+        fair_keys = GaugeMetricFamily(
+            "job_worker_channel_fair_keys",
+            f"Fair keys with pending jobs (counted up to {stats.FAIR_KEYS_CAP}).",
+            labels=["channel"],
+        )
+        store = job_store(cr.backend)
+        clock = store.now(cr)
+        for row in rows:
+            name = row["name"]
+            weight.add_metric([name], row["running_weight"])
+            windows = channel_windows(row["rates"], row["rate_limit"])
+            for window, used, _oldest in store.window_usage(cr, name, windows, clock):
+                starts.add_metric([name, window.text], used)
+            keyed = row["pending"] and stats.keyed(cr, name)
+            fair_keys.add_metric([name], stats.fair_key_count(cr, name) if keyed else 0)
+        yield from (weight, starts, fair_keys)
 
     def _counters(self, env: Any, now: Any) -> Iterator[Metric]:
         totals = env["queue.metric.counter"]._totals()

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..db import Cursor
+from ..db.jobstore import job_store
 from ..orm.fields import Datetime
 from ..queue import config
 from ..queue.lifecycle import ACTIVE, JobState, sql_in
@@ -29,6 +30,12 @@ WINDOW_CAP = 500_000
 SAMPLE = 10_000
 #: a pending job due for longer than this is "aged"
 AGED_PENDING = timedelta(minutes=10)
+#: fair keys with work shown per channel (``limits fair``, the dashboard); "+" beyond
+FAIR_KEYS_SHOWN = 100
+#: pending jobs counted per fair key, up to this many
+FAIR_PENDING_CAP = 1000
+#: fair keys with work counted per channel for ``/metrics``, up to this many
+FAIR_KEYS_CAP = 1000
 
 _DT = Datetime()
 
@@ -204,32 +211,141 @@ def exhausted_where() -> tuple[str, list[Any]]:
 
 
 def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str, Any]]:
-    """Every channel with a limit or with active jobs: limits (a channel without a row
-    has the default limit, the cluster setting unless given), depth, utilisation."""
+    """Every channel with a limit, with active jobs or paused by a job's backoff: limits
+    (a channel without a row has the default limit, the cluster setting unless given),
+    depth, utilisation, the depth bound (``max_depth``, 0 = unbounded; ``depth`` =
+    waiting + pending; ``depth_policy``; ``skipped``: enqueues the skip policy dropped),
+    the weights of the started jobs (``running_weight``, what the limit counts, and
+    what ``utilisation`` divides), the rate windows (``rates``) and the backoff in force (``backoff_until``,
+    ``backoff_reason``, ``backoff_job_id``, ``backoff_seconds`` left by the database's
+    clock; None and 0.0 when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
     counts = depth(cr)
-    cr.execute('SELECT id, name, "limit", rate_limit FROM queue_limit ORDER BY name')
-    limits = {name: (id_, limit, rate) for id_, name, limit, rate in cr.fetchall()}
-    names = sorted({channel for channel, _state in counts} | set(limits))
+    weights = running_weights(cr)
+    cr.execute(
+        'SELECT id, name, "limit", rate_limit, rates, max_depth, depth_policy, skipped'
+        " FROM queue_limit ORDER BY name"
+    )
+    limits = {row[1]: (row[0], *row[2:]) for row in cr.fetchall()}
+    store = job_store(cr.backend)
+    clock = store.now(cr)
+    backoffs = store.channel_backoffs(cr, clock)
+    names = sorted({channel for channel, _state in counts} | set(limits) | set(backoffs))
     rows = []
     for name in names:
-        limit_id, limit, rate = limits.get(name, (None, default_limit, 0.0))
+        backoff = backoffs.get(name)
+        limit_id, limit, rate, rates, max_depth, policy, skipped = limits.get(
+            name, (None, default_limit, 0.0, None, 0, "raise", 0)
+        )
         running = counts.get((name, "started"), 0)
+        weight = weights.get(name, 0)
+        waiting = counts.get((name, "waiting"), 0)
+        pending = counts.get((name, "pending"), 0)
         rows.append(
             {
                 "name": name,
                 "limit_id": limit_id,
                 "limit": int(limit),
                 "rate_limit": float(rate or 0.0),
+                "rates": rates or "",
                 "configured": limit_id is not None,
-                "waiting": counts.get((name, "waiting"), 0),
-                "pending": counts.get((name, "pending"), 0),
+                "waiting": waiting,
+                "pending": pending,
                 "running": running,
-                "utilisation": (running / limit) if limit else None,
+                # weighted capacity (PRODUCT.md 12): the limit counts these weights
+                "running_weight": weight,
+                "utilisation": (weight / limit) if limit else None,
+                # bounded depth (PRODUCT.md 12): depth = waiting + pending; 0 = unbounded
+                "max_depth": int(max_depth or 0),
+                "depth": waiting + pending,
+                "depth_policy": policy or "raise",
+                "skipped": int(skipped or 0),
+                "backoff_until": backoff.until if backoff else None,
+                "backoff_reason": backoff.reason if backoff else None,
+                "backoff_job_id": backoff.job_id if backoff else None,
+                "backoff_seconds": (backoff.until - clock).total_seconds() if backoff else 0.0,
             }
         )
     return rows
+
+
+def running_weights(cr: Cursor) -> dict[str, int]:
+    """{channel: weight of its started jobs} (what its limit counts)."""
+    cr.execute(
+        "SELECT channel, SUM(weight) FROM queue_job WHERE state = 'started' GROUP BY channel"
+    )
+    return {channel: int(weight or 0) for channel, weight in cr.fetchall()}
+
+
+def keyed(cr: Cursor, channel: str) -> bool:
+    """Whether ``channel`` has pending jobs with a fair key (its claims take turns
+    between keys): one index probe."""
+    cr.execute(
+        "SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s AND fair_key <> ''"
+        " LIMIT 1",
+        [channel],
+    )
+    return cr.fetchone() is not None
+
+
+def fair_key_count(cr: Cursor, channel: str, cap: int = FAIR_KEYS_CAP) -> int:
+    """Fair keys (not counting jobs without a key) with pending jobs in ``channel``,
+    counted up to ``cap`` (a walk of the pending index, one probe a key)."""
+    pairs = job_store(cr.backend).fair_keys(cr, channel, pairs=cap)
+    return min(len({key for _priority, key, _pending in pairs if key}), cap)
+
+
+@dataclass
+class FairKeys:
+    """A channel's fair share now: its keys with work, the weights managers gave keys,
+    and which key had the channel's last turn."""
+
+    channel: str
+    #: key -> pending jobs (counted up to :data:`FAIR_PENDING_CAP`); '' = jobs without a
+    #: key; the first :data:`FAIR_KEYS_SHOWN` keys by (best priority, key)
+    keys: dict[str, int]
+    #: whether there are keys with work beyond those
+    more: bool
+    #: key -> weight (turns per round), for the keys that have more than 1
+    weights: dict[str, int]
+    #: the key that had the channel's last turn (None: no turn yet), and the jobs it has
+    #: started in that turn
+    cursor: str | None
+    turn: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "keys": [
+                {"key": key, "pending": pending, "capped": pending >= FAIR_PENDING_CAP}
+                for key, pending in self.keys.items()
+            ],
+            "more_keys": self.more,
+            "weights": self.weights,
+            "last_turn": self.cursor,
+            "turn": self.turn,
+        }
+
+
+def fair_keys(
+    cr: Cursor, channel: str, shown: int = FAIR_KEYS_SHOWN, cap: int = FAIR_PENDING_CAP
+) -> FairKeys:
+    """The fair share of ``channel``: bounded (``shown`` keys at most, each counted up to
+    ``cap`` pending jobs), whatever the number of jobs waiting."""
+    pairs = job_store(cr.backend).fair_keys(cr, channel, pairs=shown + 1, count=cap)
+    keys: dict[str, int] = {}
+    for _priority, key, pending in pairs[:shown]:
+        keys[key] = min(keys.get(key, 0) + pending, cap)
+    cr.execute(
+        "SELECT fair_key, weight FROM queue_fair_key WHERE channel = %s ORDER BY fair_key",
+        [channel],
+    )
+    weights = {key: int(weight) for key, weight in cr.fetchall()}
+    cr.execute("SELECT fair_cursor, fair_turn FROM queue_channel WHERE name = %s", [channel])
+    row = cr.fetchone()
+    cursor, turn = (row[0], int(row[1] or 0)) if row else (None, 0)
+    return FairKeys(channel, keys, len(pairs) > shown, weights, cursor, turn)
 
 
 def now() -> datetime:

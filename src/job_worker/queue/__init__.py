@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..orm.schema import Migration
 from . import models  # noqa: F401  (defines the models)
 
 DEPENDS = ["job_worker.base"]
+
+
+def _rebuild_pending_index(cr: Any) -> None:
+    """The pending index gained the fair key: the schema sync creates it anew."""
+    cr.execute("DROP INDEX IF EXISTS queue_job_pending")
+
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "the pending jobs' index leads each priority with the fair key",
+        pre=_rebuild_pending_index,
+    ),
+]
 
 GROUPS = [
     ("queue_job.group_user", "Queue Job User"),

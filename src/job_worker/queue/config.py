@@ -8,6 +8,9 @@ config set``.
   dead (the stale-job reclaim, the stuck-job and live-worker figures);
 - ``retention_days``: done, failed and cancelled jobs are deleted that many days after
   they finished (the maintenance's clean-up, ``vacuum``); ``forever`` keeps them.
+- ``max_channel_backoffs``: how many times one job may pause its channel
+  (``ChannelBackoff``) and return to pending without counting an attempt; past it, a
+  backoff counts as a failed attempt.
 
 A key without a row has its default. :func:`read` is what every reader calls; a
 running worker reads again every :data:`REFRESH_SECONDS`.
@@ -32,6 +35,8 @@ DEFAULT_LIMIT = 1
 STALE_SECONDS = 30.0
 #: days finished jobs are kept (PRODUCT.md 6)
 RETENTION_DAYS = 30
+#: channel backoffs a job may signal without counting an attempt (PRODUCT.md 12)
+MAX_CHANNEL_BACKOFFS = 20
 #: how often a running worker reads the settings again: a change reaches every worker
 #: within this many seconds
 REFRESH_SECONDS = 5.0
@@ -114,6 +119,14 @@ SETTINGS: dict[str, Setting] = {
             "Days done, failed and cancelled jobs are kept before the maintenance deletes"
             f" them; {FOREVER!r} keeps them.",
         ),
+        Setting(
+            "max_channel_backoffs",
+            MAX_CHANNEL_BACKOFFS,
+            _int_at_least(1),
+            "an integer >= 1",
+            "Times one job may pause its channel (ChannelBackoff) and return to pending"
+            " without counting an attempt; past it, a backoff counts as a failed attempt.",
+        ),
     )
 }
 
@@ -136,6 +149,7 @@ class ClusterSettings:
     stale_seconds: float = STALE_SECONDS
     #: None keeps finished jobs forever
     retention_days: int | None = RETENTION_DAYS
+    max_channel_backoffs: int = MAX_CHANNEL_BACKOFFS
 
     def maintenance_settings(self) -> dict[str, Any]:
         """What ``queue.maintenance._run_maintenance`` receives of them."""

@@ -258,6 +258,8 @@ class Delayable(Node):
             "scheduled_at": opts.eta or now,
             "max_retries": opts.max_retries,
             "timeout": float(opts.timeout),
+            "weight": opts.weight,
+            "fair_key": opts.fair_key or "",  # '': no key (the pending index holds it)
             "identity_key": key,
             "user_id": uid,
             "company_id": allowed[0] if allowed else company_ids[uid],

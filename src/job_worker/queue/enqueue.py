@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.jobstore import notify_jobs_enqueued
 from ..orm.fields import INT_MAX, Datetime, short_repr
+from .depth import admit
 from .lifecycle import JobState
 from .options import STORED_CHECKS, check_identity_key, check_text
 
@@ -116,6 +117,8 @@ def _store_values(delayable: Delayable, values: dict[str, Any]) -> dict[str, Any
                 check(result[key])
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"{records._name}._job_store_values() set {key}: {exc}") from None
+    if result.get("fair_key", "") is None:
+        result["fair_key"] = ""  # no key, as the column holds it
     return result
 
 
@@ -125,6 +128,10 @@ def enqueue_graph(root: Node) -> Any:
     Jobs with dependencies start ``waiting``; the others ``pending``. A job whose
     identity key matches an active job is not created: the graph uses the
     existing job instead (it gains the new dependents, not new parents).
+
+    The channels' rules come first (:mod:`job_worker.queue.depth`): a job too heavy
+    for its channel or a full channel refuses the whole graph, or (policy ``skip``)
+    the graph is not written and an empty ``queue.job`` recordset is returned.
     """
     delayables, edges = _collect(root)
     enqueued = [d for d in delayables if d._job is not None]
@@ -149,6 +156,8 @@ def enqueue_graph(root: Node) -> Any:
         built.append(values)
         vals_list.append(_store_values(delayable, values))
     Job = env["queue.job"]
+    if not admit(env.cr, vals_list):  # a full channel whose policy is skip: nothing written
+        return Job.browse(())
     jobs = Job._create_enqueued(vals_list, built, now)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):

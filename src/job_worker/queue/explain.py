@@ -14,13 +14,25 @@ Each :class:`Reason` has a stable ``code`` (for scripts and tests) and a
 - ``waiting_parents``: a graph job waiting on unfinished parents (named);
 - ``scheduled``: due later (an ``eta``); ``retry_backoff``: due later because
   its last attempt failed;
-- ``channel_paused`` (limit 0), ``channel_full`` (as many jobs running as the
-  limit allows), ``rate_limited`` (the channel started as many jobs in the
-  last second as its rate limit);
+- ``channel_backoff``: a job of the channel asked it to pause (``ChannelBackoff``)
+  and the pause has not ended; it holds every job of the channel;
+- ``weight_never_fits``: the job's weight is above its channel's limit (lowered
+  after the job was enqueued): it can never start until the limit is raised;
+- ``channel_paused`` (limit 0), ``channel_full`` (the weights of the running jobs
+  leave no room for this one's), ``rate_limited`` (a rate window of the channel
+  holds as many starts as it allows);
+- ``depth_full``: the channel holds as many jobs waiting or pending as its
+  ``max_depth``: new enqueues into it are refused or skipped (this job is not
+  held back by it);
 - ``no_worker``: no live worker (none ever ran, the last one stopped cleanly,
   or the last one went silent: no heartbeat within the stale window), or no
   live worker takes this channel;
-- ``queued_behind``: due jobs of the channel come first (priority, due time);
+- ``queued_behind``: due jobs of the channel come first (priority, due time; in a
+  channel with fair keys, the due jobs of a better priority);
+- ``fair_turn``: in a channel with pending jobs that have a fair key, the other keys
+  with due jobs at the job's priority that the rotation serves before the job's key
+  (after the key that had the channel's last turn, wrapping), and the due jobs of its
+  own key ahead of it (jobs without a key share the key ``''``, "jobs without a key");
 - ``ready``: nothing holds it back; a worker picks it up at its next free slot;
 - ``periodic`` (last, for the jobs of a ``queue.cron``): which occurrence of which
   periodic job it is, or that it was run by hand.
@@ -32,8 +44,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..db.jobstore import job_store
 from ..durations import duration_text
 from ..orm.fields import Datetime
+from ..rates import RateWindow, channel_windows
 from . import config
 from .lifecycle import ACTIVE, TERMINAL, JobState
 
@@ -42,6 +56,8 @@ if TYPE_CHECKING:
 
 #: "N jobs ahead" is counted up to this many (a bounded count, never the whole queue)
 AHEAD_CAP = 1000
+#: "behind N keys": each walk of the keys in rotation looks at this many keys at most
+FAIR_KEYS_CAP = 1000
 
 _DT = Datetime()
 
@@ -71,16 +87,44 @@ def _when(moment: datetime, now: datetime) -> str:
 
 def channel_limit(
     env: Environment, channel: str, default_limit: int | None = None
-) -> tuple[int, float, bool]:
-    """(limit, rate_limit, configured) of ``channel``: its queue.limit row or the default
-    limit (the ``default_limit`` cluster setting unless given)."""
-    env.cr.execute('SELECT "limit", rate_limit FROM queue_limit WHERE name = %s', [channel])
+) -> tuple[int, tuple[RateWindow, ...], bool]:
+    """(limit, rate windows, configured) of ``channel``: its queue.limit row or the
+    default limit (the ``default_limit`` cluster setting unless given)."""
+    env.cr.execute('SELECT "limit", rate_limit, rates FROM queue_limit WHERE name = %s', [channel])
     row = env.cr.fetchone()
     if row is None:
         if default_limit is None:
             default_limit = config.read(env.cr).default_limit
-        return default_limit, 0.0, False
-    return int(row[0]), float(row[1] or 0.0), True
+        return default_limit, (), False
+    return int(row[0]), channel_windows(row[2], row[1]), True
+
+
+def _depth_bound(env: Environment, channel: str) -> Reason | None:
+    """``depth_full`` when ``channel`` holds as many jobs waiting or pending as its
+    ``max_depth`` (counted up to the bound, never further)."""
+    env.cr.execute(
+        "SELECT max_depth, depth_policy FROM queue_limit WHERE name = %s AND max_depth > 0",
+        [channel],
+    )
+    row = env.cr.fetchone()
+    if row is None:
+        return None
+    max_depth, policy = int(row[0]), row[1]
+    env.cr.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE channel = %s"
+        " AND state IN ('waiting', 'pending') LIMIT %s) queued",
+        [channel, max_depth],
+    )
+    depth = int(env.cr.fetchone()[0])  # type: ignore[index]
+    if depth < max_depth:
+        return None
+    what = "refused (ChannelFullError)" if policy != "skip" else "skipped and counted"
+    return Reason(
+        "depth_full",
+        f"channel {channel} is full: {depth} of {max_depth} waiting or pending;"
+        f" new enqueues into it are {what}",
+        {"channel": channel, "depth": depth, "max_depth": max_depth, "depth_policy": policy},
+    )
 
 
 def live_workers(
@@ -129,7 +173,8 @@ def explain(
         default_limit = settings.default_limit if default_limit is None else default_limit
     cr.execute(
         "SELECT id, state, channel, priority, scheduled_at, attempts, max_retries, exc_name,"
-        " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence"
+        " worker_id, heartbeat, started_at, completed_at, cancelled_at, cron_id, cron_occurrence,"
+        " weight, fair_key"
         " FROM queue_job WHERE id = %s",
         [job_id],
     )
@@ -263,7 +308,11 @@ def _explain_pending(
                 Reason("scheduled", f"scheduled for {_when(due, now)}", {"until": due.isoformat()})
             )
 
-    limit, rate_limit, configured = channel_limit(env, channel, default_limit)
+    backoff = env["queue.channel"].active_backoffs(now).get(channel)
+    if backoff is not None:
+        reasons.insert(0, _channel_backoff(channel, backoff, now))
+
+    limit, windows, configured = channel_limit(env, channel, default_limit)
     source = "its queue.limit" if configured else "the default limit, no queue.limit row"
     if limit == 0:
         reasons.append(
@@ -273,22 +322,42 @@ def _explain_pending(
         )
     else:
         cr.execute(
-            "SELECT id FROM queue_job WHERE state = 'started' AND channel = %s ORDER BY id LIMIT %s",
+            "SELECT id, weight FROM queue_job WHERE state = 'started' AND channel = %s"
+            " ORDER BY id LIMIT %s",
             [channel, limit + 1],
         )
-        running = [r[0] for r in cr.fetchall()]
-        if len(running) >= limit:
-            shown = ", ".join(str(i) for i in running[:10])
+        running = cr.fetchall()
+        used = sum(weight for _id, weight in running)
+        if used + job["weight"] > limit:
+            shown = ", ".join(str(i) for i, _weight in running[:10])
+            taken = (
+                f"{len(running)} of {limit} running"
+                if used == len(running) and job["weight"] == 1
+                else f"running jobs weigh {used} of {limit}, this one {job['weight']}"
+            )
             reasons.append(
                 Reason(
                     "channel_full",
-                    f"channel {channel!r} is at its limit: {len(running)} of {limit} running ({source});"
-                    f" running: {shown}",
-                    {"channel": channel, "limit": limit, "running": len(running)},
+                    f"channel {channel!r} is at its limit: {taken} ({source}); running: {shown}",
+                    {"channel": channel, "limit": limit, "running": len(running), "weight": used},
                 )
             )
-    if rate_limit > 0:
-        reason = _rate_limited(env, channel, rate_limit, now)
+    weight = int(job.get("weight") or 1)
+    if limit and weight > limit:
+        reasons.insert(
+            0,
+            Reason(
+                "weight_never_fits",
+                f"weight {weight} never fits in limit {limit} of channel {channel!r} ({source}):"
+                " the job cannot start until the limit is raised",
+                {"channel": channel, "weight": weight, "limit": limit},
+            ),
+        )
+    bound = _depth_bound(env, channel)
+    if bound is not None:
+        reasons.append(bound)
+    if windows:
+        reason = _rate_limited(env, channel, windows, now)
         if reason is not None:
             reasons.append(reason)
 
@@ -305,31 +374,40 @@ def _explain_pending(
         )
 
     if not (due and due > now):
+        fair = _fair_cursor(env, channel)
+        # in a fair channel, jobs of the job's own priority take turns (fair_turn)
+        same_priority = (
+            ""
+            if fair is not None
+            else (" OR (priority = %s AND (scheduled_at < %s OR (scheduled_at = %s AND id < %s)))")
+        )
+        params = [] if fair is not None else [
+            job["priority"], job["scheduled_at"], job["scheduled_at"], job["id"]
+        ]  # fmt: skip
         cr.execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s"
-            " AND scheduled_at <= %s AND (priority < %s OR (priority = %s AND"
-            " (scheduled_at < %s OR (scheduled_at = %s AND id < %s)))) LIMIT %s) ahead",
-            [
-                channel,
-                now,
-                job["priority"],
-                job["priority"],
-                job["scheduled_at"],
-                job["scheduled_at"],
-                job["id"],
-                AHEAD_CAP,
-            ],
+            f" AND scheduled_at <= %s AND (priority < %s{same_priority}) LIMIT %s) ahead",
+            [channel, now, job["priority"], *params, AHEAD_CAP],
         )
         ahead = cr.fetchone()[0]  # type: ignore[index]
         if ahead:
             shown = f"{AHEAD_CAP}+" if ahead >= AHEAD_CAP else str(ahead)
+            why = (
+                "lower priority number"
+                if fair is not None
+                else "lower priority number or due earlier"
+            )
             reasons.append(
                 Reason(
                     "queued_behind",
-                    f"{shown} due job(s) of channel {channel!r} come first (lower priority number or due earlier)",
+                    f"{shown} due job(s) of channel {channel!r} come first ({why})",
                     {"ahead": ahead},
                 )
             )
+        if fair is not None:
+            turn = _fair_turn(env, job, fair, now)
+            if turn is not None:
+                reasons.append(turn)
     if not reasons:
         reasons.append(
             Reason(
@@ -339,6 +417,102 @@ def _explain_pending(
             )
         )
     return reasons
+
+
+def _fair_cursor(env: Environment, channel: str) -> tuple[str | None, int] | None:
+    """Where the rotation of ``channel``'s fair keys stands (the key that had its last
+    turn, '' when none did, and the jobs of that turn: 0 when it is over), or None when
+    the channel has no pending job with a fair key (its jobs do not take turns)."""
+    env.cr.execute(
+        "SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s AND fair_key <> ''"
+        " LIMIT 1",
+        [channel],
+    )
+    if env.cr.fetchone() is None:
+        return None
+    env.cr.execute("SELECT fair_cursor, fair_turn FROM queue_channel WHERE name = %s", [channel])
+    row = env.cr.fetchone()
+    return (row[0], int(row[1] or 0)) if row else (None, 0)
+
+
+def _plural(count: int | str, noun: str) -> str:
+    return f"{count} {noun}" if count in (1, "1") else f"{count} {noun}s"
+
+
+def _fair_turn(
+    env: Environment, job: dict[str, Any], cursor: tuple[str | None, int], now: datetime
+) -> Reason | None:
+    """``fair_turn``: the other keys with due jobs at the job's priority that the
+    rotation serves before its key, and the due jobs of its own key ahead of it (both
+    counted with a bound)."""
+    cr = env.cr
+    channel, priority, key = job["channel"], job["priority"], job["fair_key"] or ""
+    keys, more = job_store(cr.backend).fair_keys_ahead(
+        cr, channel, priority, now, cursor=(cursor[0] or "", cursor[1]), key=key, walk=FAIR_KEYS_CAP
+    )
+    cr.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE state = 'pending' AND channel = %s"
+        " AND priority = %s AND fair_key = %s AND scheduled_at <= %s AND (scheduled_at < %s"
+        " OR (scheduled_at = %s AND id < %s)) LIMIT %s) own",
+        [
+            channel,
+            priority,
+            key,
+            now,
+            job["scheduled_at"],
+            job["scheduled_at"],
+            job["id"],
+            AHEAD_CAP,
+        ],
+    )
+    own = int(cr.fetchone()[0])  # type: ignore[index]
+    if not keys and not own:
+        return None
+    keys_shown = f"{min(keys, FAIR_KEYS_CAP)}+" if more or keys >= FAIR_KEYS_CAP else str(keys)
+    own_shown = f"{AHEAD_CAP}+" if own >= AHEAD_CAP else str(own)
+    who = f"{key} waits" if key else "jobs without a key wait"
+    whose = "its" if key else "their"
+    parts = []
+    if keys:
+        parts.append(f"{who} {whose} turn behind {_plural(keys_shown, 'key')}")
+    if own:
+        own_text = (
+            f"{_plural(own_shown, 'job')} of {whose} own key"
+            if key
+            else (f"{_plural(own_shown, 'job')} without a key")
+        )
+        parts.append(f"and {own_text}" if parts else f"{who} behind {own_text}")
+    return Reason(
+        "fair_turn",
+        f"{' '.join(parts)} in channel {channel!r} (fair share at priority {priority})",
+        {
+            "channel": channel,
+            "fair_key": key,
+            "keys_ahead": keys,
+            "keys_capped": more or keys >= FAIR_KEYS_CAP,
+            "jobs_ahead": own,
+            "last_turn": cursor[0],
+        },
+    )
+
+
+def _channel_backoff(channel: str, backoff: Any, now: datetime) -> Reason:
+    """The channel's pause (a ``ChannelBackoff`` of one of its jobs): it blocks every job
+    of the channel until it ends or a manager lifts it, so it is said first."""
+    until = backoff.until
+    left = duration_text((until - now).total_seconds())
+    reason = f": {backoff.reason}" if backoff.reason else ""
+    source = f" from job {backoff.job_id}" if backoff.job_id else ""
+    return Reason(
+        "channel_backoff",
+        f"channel {channel} backs off until {until:%H:%M:%S} UTC (in {left}){reason}{source}",
+        {
+            "channel": channel,
+            "until": until.isoformat(),
+            "reason": backoff.reason,
+            "job_id": backoff.job_id,
+        },
+    )
 
 
 def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:
@@ -375,37 +549,24 @@ def _no_worker(env: Environment, now: datetime, stale_seconds: float) -> Reason:
 
 
 def _rate_limited(
-    env: Environment, channel: str, rate_limit: float, now: datetime
+    env: Environment, channel: str, windows: tuple[RateWindow, ...], now: datetime
 ) -> Reason | None:
-    """The channel started its last job less than ``1 / rate_limit`` s ago (when the
-    workers record ``queue.limit.last_started_at``), or it started ``rate_limit``
-    jobs within the last second."""
-    cr = env.cr
-    if "last_started_at" in env["queue.limit"]._fields:
-        cr.execute("SELECT last_started_at FROM queue_limit WHERE name = %s", [channel])
-        row = cr.fetchone()
-        last = _dt(row[0]) if row else None
-        if last is not None:
-            next_start = last + timedelta(seconds=1 / rate_limit)
-            if next_start > now:
-                return Reason(
-                    "rate_limited",
-                    f"channel {channel!r} is rate-limited ({rate_limit:g} starts/s): its next start"
-                    f" comes at {_when(next_start, now)}",
-                    {"channel": channel, "rate_limit": rate_limit, "until": next_start.isoformat()},
-                )
-    since = now - timedelta(seconds=1)
-    cr.execute(
-        "SELECT COUNT(*) FROM queue_job WHERE started_at >= %s AND channel = %s AND ("
-        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))",
-        [since, channel, since],
-    )
-    starts = cr.fetchone()[0]  # type: ignore[index]
-    if starts >= rate_limit:
+    """A rate window of the channel holds as many starts as it allows (the claim's own
+    count, from the channel's start log): when its oldest start leaves it."""
+    store = job_store(env.cr.backend)
+    for window, used, oldest in store.window_usage(env.cr, channel, windows, now):
+        if used < window.count or oldest is None:
+            continue
+        next_start = oldest + timedelta(seconds=window.seconds)
         return Reason(
             "rate_limited",
-            f"channel {channel!r} is rate-limited: {starts} start(s) in the last second"
-            f" (rate limit {rate_limit:g}/s)",
-            {"channel": channel, "rate_limit": rate_limit, "starts": starts},
+            f"channel {channel!r} is rate-limited: {used} start(s) within its window"
+            f" {window}: its next start comes at {_when(next_start, now)}",
+            {
+                "channel": channel,
+                "window": window.text,
+                "starts": used,
+                "until": next_start.isoformat(),
+            },
         )
     return None

@@ -22,6 +22,8 @@ CHANNEL_RE = re.compile(rf"\A[A-Za-z0-9._-]{{1,{MAX_CHANNEL_LENGTH}}}\Z")
 #: the longest identity key: a unique index holds it (PostgreSQL caps an index
 #: entry at 2,704 bytes; 500 characters are at most 2,000 bytes of UTF-8)
 MAX_IDENTITY_KEY_LENGTH = 500
+#: the longest fair key (``with_delay(fair_key=...)``): the pending jobs' index holds it
+MAX_FAIR_KEY_LENGTH = 200
 
 _UNSET: Any = object()
 
@@ -35,6 +37,8 @@ class JobOptions:
     description: str | None = None
     identity_key: str | Callable[[Any], str] | None = None
     timeout: float = 0
+    weight: int = 1
+    fair_key: str | None = None
 
     def update(self, **options: Any) -> JobOptions:
         """A copy with ``options`` validated and applied."""
@@ -159,6 +163,36 @@ def _timeout(value: Any) -> float:
     return value
 
 
+def _weight(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"weight must be an int from 1 to {INT_MAX} (the share of its channel's limit "
+            f"the job takes), got {short_repr(value)}"
+        )
+    if not 1 <= value <= INT_MAX:
+        raise ValueError(
+            f"weight must be an int from 1 to {INT_MAX} (the share of its channel's limit "
+            f"the job takes), got {short_repr(value)}"
+        )
+    return value
+
+
+def _fair_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(
+            f"fair_key must be None or a string of 1 to {MAX_FAIR_KEY_LENGTH} characters, "
+            f"got {short_repr(value)}"
+        )
+    if not 1 <= len(value) <= MAX_FAIR_KEY_LENGTH:
+        raise ValueError(
+            f"fair_key must be None or a string of 1 to {MAX_FAIR_KEY_LENGTH} characters, "
+            f"got {short_repr(value)} ({len(value):,} characters)"
+        )
+    return check_text(value, "fair_key")
+
+
 def _stored_identity_key(value: Any) -> Any:
     return check_identity_key(value) if isinstance(value, str) and value else value
 
@@ -172,6 +206,8 @@ STORED_CHECKS: dict[str, Callable[[Any], Any]] = {
     "name": _description,
     "identity_key": _stored_identity_key,
     "timeout": _timeout,
+    "weight": _weight,
+    "fair_key": _fair_key,
 }
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
@@ -181,6 +217,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "description": _description,
     "identity_key": _identity_key,
     "timeout": _timeout,
+    "weight": _weight,
+    "fair_key": _fair_key,
 }
 
 

@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..db.jobstore import FailureRecord, JobStore, job_store
-from ..exceptions import DependencyFailedError, FailedJobError, RetryableJobError
+from ..db.jobstore import FailingJob, FailureRecord, JobStore, job_store
+from ..exceptions import ChannelBackoff, DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import json_text, storable_text
+from . import config
 from .lifecycle import QUEUED, TERMINAL, JobState
 from .serialization import encode_result
 
@@ -154,7 +155,12 @@ def record_failure(
 ) -> str | None:
     """Record a failed attempt of a started job: retried (``pending`` after a
     backoff) or ``failed`` once its retries are spent. Returns the new state,
-    or None if the job was not in ``expected_state`` (someone else decided)."""
+    or None if the job was not in ``expected_state`` (someone else decided).
+
+    A :class:`~job_worker.exceptions.ChannelBackoff` pauses the job's channel and
+    returns the job to ``pending`` without counting an attempt (:func:`_back_off`);
+    once the job did so ``max_channel_backoffs`` times, the backoff still pauses the
+    channel but counts as a failed attempt."""
     store = _store(cr)
     job = store.failing_job(cr, job_id, expected_state, worker_id)
     if job is None:
@@ -164,9 +170,21 @@ def record_failure(
     now = job.now
     text = traceback or "".join(tb.format_exception_only(type(exc), exc)).strip()
     ran = (now - job.started_at).total_seconds() if job.started_at else None
+    message = str(exc)
+    pause = exc if isinstance(exc, ChannelBackoff) and not final else None
+    if pause is not None:
+        bound = config.read(cr).max_channel_backoffs
+        if job.backoffs < bound:
+            return _back_off(cr, store, job_id, job, pause, text, expected_state, worker_id, ran)
+        message = (
+            f"{_backoff_message(job.channel, pause, job.now)}; the job already paused its"
+            f" channel {job.backoffs} times (max_channel_backoffs = {bound}): counted as a"
+            " failed attempt"
+        )
+        text = f"{text}\n{message}"
     outcome = FailureRecord(
         exception_name(exc),
-        storable_text(str(exc)),
+        storable_text(message),
         append_diagnosis(
             job.exc_info, f"{attempt_header(attempts, now, ran, job.worker_id)}\n{text}"
         ),
@@ -199,9 +217,73 @@ def record_failure(
     if not applied:
         return None
     _forget(cr, [job_id])
+    if pause is not None:  # past the bound the job's attempt counts; the pause holds
+        _pause_channel(cr, store, job_id, job, pause)
     if new_state == "failed" and job.has_dependents:
         cascade(cr, [job_id])
     return new_state
+
+
+def _backoff_message(channel: str, exc: ChannelBackoff, now: datetime) -> str:
+    until = now + timedelta(seconds=exc.seconds)
+    reason = f": {exc.reason}" if exc.reason else ""
+    return (
+        f"channel backoff: channel {channel} paused for {exc.seconds:g} s"
+        f" (until {until:%Y-%m-%d %H:%M:%S} UTC at least){reason}"
+    )
+
+
+def _pause_channel(
+    cr: Cursor, store: JobStore, job_id: int, job: FailingJob, exc: ChannelBackoff
+) -> datetime:
+    """Pause the job's channel for the seconds it asked (from the database's clock, read
+    with the job); a pause in force that ends later stays. Returns the end of the pause
+    in force. Idle workers are woken at commit: their next claim learns when the pause
+    ends and they wake then."""
+    until = store.back_off_channel(
+        cr,
+        job.channel,
+        until=job.now + timedelta(seconds=exc.seconds),
+        reason=storable_text(exc.reason),
+        job_id=job_id,
+        at=job.now,
+    )
+    store.notify_at_commit(cr)
+    cr.cache.pop("queue.channel", None)  # its row changed under the record cache
+    return until
+
+
+def _back_off(
+    cr: Cursor,
+    store: JobStore,
+    job_id: int,
+    job: FailingJob,
+    exc: ChannelBackoff,
+    text: str,
+    expected_state: str,
+    worker_id: str | None,
+    ran: float | None,
+) -> str | None:
+    """The job returns to pending without counting an attempt, due as it was (the pause
+    is its channel's), and pauses its channel. Its diagnosis records the backoff like
+    an attempt."""
+    where = f"on {job.worker_id}" if job.worker_id else "in process"
+    spent = f"ran {ran:.3f} s " if ran is not None else ""
+    message = _backoff_message(job.channel, exc, job.now)
+    header = (
+        f"--- channel backoff {job.backoffs + 1} at {job.now.isoformat(' ')} ({spent}{where}) ---"
+    )
+    outcome = FailureRecord(
+        exception_name(exc),
+        storable_text(message),
+        append_diagnosis(job.exc_info, f"{header}\n{text}\n{message}"),
+        job.attempts,
+    )
+    if not store.back_off(cr, job_id, expected_state, worker_id, outcome, at=job.now):
+        return None
+    _forget(cr, [job_id])
+    _pause_channel(cr, store, job_id, job, exc)
+    return "pending"
 
 
 def return_to_pending(

@@ -278,6 +278,8 @@ def create_app(registry: Registry, settings: Settings | None = None) -> Starlett
         Route("/api/jobs/{job_id:int}/graph", jobs.api_graph),
         Route("/channels", channels.channel_list, methods=["GET", "POST"]),
         Route("/channels/{name}/delete", channels.channel_delete, methods=["POST"]),
+        Route("/channels/{name}/lift", channels.channel_lift, methods=["POST"]),
+        Route("/channels/{name}/fair", channels.channel_fair, methods=["POST"]),
         Route("/workers", channels.worker_list),
         Route("/periodic", periodic.periodic_list, methods=["GET", "POST"]),
         Route("/periodic/{cron_id:int}/action", periodic.periodic_action, methods=["POST"]),

@@ -316,8 +316,12 @@ class Executor:
     def _log_failure(
         job: jobstore.ClaimedJob, report: FailureReport, new_state: str | None
     ) -> None:
-        """A retry is a WARNING (``job.retry``), a final failure an ERROR (``job.failed``)."""
+        """A retry is a WARNING (``job.retry``), a final failure an ERROR (``job.failed``),
+        a channel backoff (back to pending) a WARNING (``job.backoff``)."""
         final = new_state == "failed"
+        event = "job.failed" if final else "job.retry"
+        if report.kind == "backoff" and new_state == "pending":
+            event = "job.backoff"
         _logger.log(
             logging.ERROR if final else logging.WARNING,
             "job %s failed with %s: %s%s",
@@ -326,7 +330,7 @@ class Executor:
             report.message,
             ", will be retried" if new_state == "pending" else "",
             extra={
-                "event": "job.failed" if final else "job.retry",
+                "event": event,
                 "job_id": job.id,
                 "job_uuid": job.uuid,
                 "state": new_state,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..db.jobstore import ClaimedJob
-from ..exceptions import FailedJobError, RetryableJobError
+from ..exceptions import ChannelBackoff, FailedJobError, RetryableJobError
 
 # -- to the executor ------------------------------------------------------------------
 
@@ -150,9 +150,11 @@ class FailureReport:
     exc_qualname: str
     message: str
     traceback: str
-    kind: str  # "retryable", "failed" or "error"
+    kind: str  # "retryable", "failed", "backoff" (ChannelBackoff) or "error"
     seconds: float | None = None
     ignore_retry: bool = False
+    #: the reason of a ChannelBackoff
+    reason: str = ""
 
     @classmethod
     def of(cls, exc: BaseException, text: str) -> FailureReport:
@@ -161,6 +163,8 @@ class FailureReport:
             kind = "retryable"
         elif isinstance(exc, FailedJobError):
             kind = "failed"
+        elif isinstance(exc, ChannelBackoff):
+            kind = "backoff"
         return cls(
             type(exc).__module__,
             type(exc).__qualname__,
@@ -169,6 +173,7 @@ class FailureReport:
             kind,
             getattr(exc, "seconds", None),
             bool(getattr(exc, "ignore_retry", False)),
+            str(getattr(exc, "reason", "") or ""),
         )
 
     @classmethod
@@ -187,9 +192,11 @@ class FailureReport:
     def exception(self) -> BaseException:
         """An exception that ``record_failure`` treats as the original one: same name,
         message, retry semantics."""
-        base: type[Exception] = {"retryable": RetryableJobError, "failed": FailedJobError}.get(
-            self.kind, Exception
-        )
+        base: type[Exception] = {
+            "retryable": RetryableJobError,
+            "failed": FailedJobError,
+            "backoff": ChannelBackoff,
+        }.get(self.kind, Exception)
         stand_in = type(
             self.exc_qualname.rsplit(".", 1)[-1],
             (base,),
@@ -200,4 +207,6 @@ class FailureReport:
         )
         if base is RetryableJobError:
             return stand_in(self.message, seconds=self.seconds, ignore_retry=self.ignore_retry)
+        if base is ChannelBackoff:
+            return stand_in(self.seconds, self.reason)
         return stand_in(self.message)

@@ -1,5 +1,5 @@
 from job_worker import fields, models
-from job_worker.exceptions import FailedJobError, RetryableJobError
+from job_worker.exceptions import ChannelBackoff, FailedJobError, RetryableJobError
 
 
 class JobLog(models.Model):
@@ -55,6 +55,11 @@ class Partner(models.Model):
         if not job.attempts:
             raise RetryableJobError("not yet")
         return self.record(name)
+
+    def back_off(self, seconds, reason=""):
+        """Writes a log row, then asks its channel to pause (the row is rolled back)."""
+        self.env["job.log"].create({"name": "before-backoff"})
+        raise ChannelBackoff(seconds, reason)
 
     def big_result(self, size):
         return "x" * size

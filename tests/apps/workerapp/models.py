@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 from job_worker import fields, models
-from job_worker.exceptions import RetryableJobError
+from job_worker.exceptions import ChannelBackoff, RetryableJobError
 
 
 class Effect(models.Model):
@@ -120,3 +120,10 @@ class Task(models.AbstractModel):
     def lose_connection(self):
         """PostgreSQL: ends the job's own database session, as a server restart would."""
         self.env.cr.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    def back_off_once(self, name, seconds, reason):
+        """The first run pauses its channel for ``seconds``; later runs record ``name``."""
+        job = self.env["queue.job"].search([("uuid", "=", self.env.context.get("job_uuid"))])
+        if not job.backoffs:
+            raise ChannelBackoff(seconds, reason)
+        return self.record(name)

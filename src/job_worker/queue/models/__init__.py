@@ -1,3 +1,3 @@
-# coordination and cron extend queue.job, queue.limit and queue.maintenance: they are imported after them
+# channel, coordination and cron extend queue.job, queue.limit and queue.maintenance: they are imported after them
 from . import base, config, dependency, job, limit, maintenance, worker  # noqa: F401, I001
-from . import coordination, cron  # noqa: F401
+from . import channel, coordination, cron  # noqa: F401

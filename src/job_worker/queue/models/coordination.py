@@ -1,5 +1,5 @@
-"""What workers coordinate through: leases, rate-limit state, and the indexes of the
-claim and of the stale-job reclaim.
+"""What workers coordinate through: leases, the start log of rate windows, and the
+indexes of the claim and of the stale-job reclaim.
 
 The worker's SQL lives in the job store (:mod:`job_worker.db.jobstore`); this module
 gives it the columns and indexes it needs. The reclaim itself is the worker's
@@ -18,19 +18,29 @@ class QueueJob(models.Model):
         models.Index("queue_job_started_channel", ("channel",), where="state = 'started'"),
         # when the next scheduled job becomes due
         models.Index("queue_job_pending_due", ("scheduled_at",), where="state = 'pending'"),
+        # whether a channel has pending jobs with a fair key (one probe per claim: the
+        # smallest key, read from the index whatever the statistics say)
+        models.Index(
+            "queue_job_pending_keyed",
+            ("channel", "fair_key"),
+            where="state = 'pending' AND fair_key <> ''",
+        ),
         # stale-job reclaim
         models.Index("queue_job_started_heartbeat", ("heartbeat",), where="state = 'started'"),
     ]
 
 
-class QueueLimit(models.Model):
-    _inherit = "queue.limit"
+class QueueChannelStart(models.Model):
+    """One start of a job in a channel with rate windows: the claim counts the starts
+    of each window from them, and forgets those older than the channel's longest."""
 
-    last_started_at = fields.Datetime(
-        readonly=True,
-        help="When the channel last started a job (rate-limited channels): the next start "
-        "comes 1/rate_limit seconds later at the earliest.",
-    )
+    _name = "queue.channel.start"
+    _description = "Channel start"
+    _order = "started_at desc"
+    _indexes = [models.Index("queue_channel_start_time", ("channel", "started_at"))]
+
+    channel = fields.Char(required=True, readonly=True)
+    started_at = fields.Datetime(required=True, readonly=True)
 
 
 class QueueLease(models.Model):

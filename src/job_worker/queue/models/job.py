@@ -27,10 +27,11 @@ class QueueJob(models.Model):
             unique=True,
             where=f"identity_key IS NOT NULL AND {_ACTIVE_SQL}",
         ),
-        # what the worker looks at: due pending jobs, by channel then order of service
+        # what the worker looks at: due pending jobs, by channel then order of service,
+        # each fair key's apart at each priority (jobs without a key have the key '')
         models.Index(
             "queue_job_pending",
-            ("channel", "priority", "scheduled_at", "id"),
+            ("channel", "priority", "fair_key", "scheduled_at", "id"),
             where="state = 'pending'",
         ),
         models.Index("queue_job_started", ("worker_id",), where="state = 'started'"),
@@ -68,6 +69,19 @@ class QueueJob(models.Model):
     max_retries = fields.Integer(default=5, help="Failed attempts allowed; 0 retries forever.")
     attempts = fields.Integer(default=0, readonly=True, help="Failed attempts so far.")
     timeout = fields.Float(default=0.0, help="Seconds before the worker kills the job; 0 = none.")
+    fair_key = fields.Char(
+        "Fair-share key",
+        required=True,
+        default="",
+        readonly=True,
+        help="At equal priority, its channel's capacity rotates between the keys with work;"
+        " empty: the job has no key (those jobs share one turn).",
+    )
+    weight = fields.Integer(
+        required=True,
+        default=1,
+        help="The share of its channel's limit the job takes while it runs (1 or more).",
+    )
     identity_key = fields.Char(readonly=True)
     user_id = fields.Many2one(
         "res.users",

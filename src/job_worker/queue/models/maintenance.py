@@ -9,10 +9,12 @@ snapshots, alert rules) and their counters to the result.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from ...db.jobstore import job_store
 from ...orm import models
+from ...rates import MAX_PERIOD
 from .. import config
 
 
@@ -26,11 +28,17 @@ class QueueMaintenance(models.AbstractModel):
         ``settings``: ``retention_days`` (the cluster setting of that name; 0 keeps
         every job), ``retention_batch`` (1000).
         """
+        store = job_store(self.env.cr.backend)
         return {
             "jobs_purged": self._purge_old_jobs(
                 settings.get("retention_days", config.RETENTION_DAYS),
                 settings.get("retention_batch", 1000),
-            )
+            ),
+            # the start log of rate windows: a channel's claims forget its old starts,
+            # these are those of channels that no longer start jobs or keep windows
+            "starts_forgotten": store.forget_starts_before(
+                self.env.cr, store.now(self.env.cr) - timedelta(seconds=MAX_PERIOD)
+            ),
         }
 
     def _purge_old_jobs(self, retention_days: float, batch: int) -> int:

@@ -66,6 +66,8 @@ _DETAIL_FIELDS = (
     "max_retries",
     "attempts",
     "timeout",
+    "weight",
+    "fair_key",
     "identity_key",
     "context",
     "result",
