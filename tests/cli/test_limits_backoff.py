@@ -62,3 +62,13 @@ def test_max_channel_backoffs_is_a_cluster_setting(cli, ops_registry):
     with ops_registry.cursor() as cr:
         settings = api.Environment(cr, SUPERUSER_ID, {})["queue.config"].get_settings()
         assert settings.max_channel_backoffs == 5
+
+
+def test_jobs_show_says_how_often_a_job_backed_off(cli, scenario, ops_registry):
+    job_id = scenario.pending
+    assert "channel backoffs" not in cli("jobs", "show", str(job_id)).output
+    with ops_registry.cursor() as cr:
+        cr.execute("UPDATE queue_job SET backoffs = 2 WHERE id = %s", (job_id,))
+    shown = cli("jobs", "show", str(job_id)).output
+    assert "channel backoffs" in shown and "2" in shown.split("channel backoffs", 1)[1][:40]
+    assert json.loads(cli("jobs", "show", str(job_id), "--json").output)["backoffs"] == 2

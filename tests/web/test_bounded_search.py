@@ -89,3 +89,16 @@ def test_the_job_list_page_says_how_far_a_search_looked(manager, scenario, windo
     assert "Searched jobs #" in page.text and "10 ids at most per page" in page.text
     found = manager.get(f"/jobs?q=%23{scenario.failed}")
     assert f'href="/jobs/{scenario.failed}"' in found.text and "Searched jobs" not in found.text
+
+
+def test_the_channel_filter_lists_every_channel_without_counting(env):
+    from job_worker.monitoring import stats
+
+    env["queue.limit"].set_limit("limited", 2)
+    for channel in ("exports", "mail", "exports"):
+        env["queue.job"].enqueue("res.partner", "send_reminder", [], channel=channel)
+    done = env["queue.job"].enqueue("res.partner", "send_reminder", [], channel="archive")
+    env.cr.execute("UPDATE queue_job SET state = 'done' WHERE id = %s", [done.id])
+    statements = env.cr.sql_count
+    assert stats.channel_names(env.cr) == ["archive", "exports", "limited", "mail"]
+    assert env.cr.sql_count - statements == 1

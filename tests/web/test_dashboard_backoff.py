@@ -73,3 +73,12 @@ def test_metrics_tell_the_seconds_left_and_count_backoffs(client_for, scenario, 
     body = client_for(None).get("/metrics").text
     assert 'job_worker_channel_backoff_seconds{channel="exports"} 0.0' in body
     assert 'job_worker_channel_backoffs_total{channel="exports"} 2.0' in body
+
+
+def test_the_job_page_says_how_often_a_job_backed_off(manager, scenario, ops_registry):
+    job_id = scenario.pending
+    assert "Channel backoffs" not in manager.get(f"/jobs/{job_id}").text
+    with ops_registry.cursor() as cr:
+        cr.execute("UPDATE queue_job SET backoffs = 3 WHERE id = %s", (job_id,))
+    page = manager.get(f"/jobs/{job_id}").text
+    assert "<th>Channel backoffs</th><td>3 " in page

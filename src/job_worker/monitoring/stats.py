@@ -72,6 +72,29 @@ def depth(cr: Cursor) -> dict[tuple[str, str], int]:
     return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
 
 
+#: every channel that has a job (a loose scan of the channel index: one probe per
+#: channel, however many jobs it holds) or a limit row
+CHANNEL_NAMES = """
+WITH RECURSIVE channels(name) AS (
+    SELECT (SELECT min(channel) FROM queue_job)
+  UNION ALL
+    SELECT (SELECT min(channel) FROM queue_job WHERE channel > c.name)
+      FROM channels c WHERE c.name IS NOT NULL
+)
+SELECT name FROM channels WHERE name IS NOT NULL
+UNION
+SELECT name FROM queue_limit
+"""
+
+
+def channel_names(cr: Cursor) -> list[str]:
+    """Every channel with a job in any state or a ``queue.limit`` row, sorted: what a
+    filter by channel offers. Nothing is counted: with 10^7 jobs it reads one index
+    entry per channel."""
+    cr.execute(CHANNEL_NAMES)
+    return sorted(row[0] for row in cr.fetchall())
+
+
 @dataclass
 class Window:
     """What finished in a time window."""

@@ -68,6 +68,7 @@ _DETAIL_FIELDS = (
     "timeout",
     "weight",
     "fair_key",
+    "backoffs",
     "identity_key",
     "context",
     "result",
@@ -110,8 +111,8 @@ async def job_list(request: Request) -> Response:
         params = flt.as_params()
         if ctx.user.only_user_id is not None:
             params.pop("user_id", None)
-        # the channels with a limit or with active jobs (kept counts: nothing is counted)
-        channels = [row["name"] for row in stats.channel_rows(ctx.cr)]
+        # the channels of the filter: read from the channel index, nothing counted
+        channels = stats.channel_names(ctx.cr)
         return {
             "user": ctx.user,
             "page": page,
