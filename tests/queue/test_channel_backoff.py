@@ -125,3 +125,17 @@ def test_requeue_resets_the_backoff_counter(qenv, partner):
     job.cancel()
     job.requeue()
     assert (job.state, job.backoffs) == ("pending", 0)
+
+
+def test_the_timeline_tells_each_backoff_apart_from_the_attempts(qenv, partner):
+    from job_worker.queue import describe
+
+    job = partner.with_delay(channel="api", max_retries=3).back_off(3, "HTTP 429")
+    job.run_now()
+    labels = [event.label for event in describe.timeline(job)]
+    assert labels[0] == "enqueued"
+    assert "run before channel backoff 1 started in the calling process (run_now)" in labels
+    [backed_off] = [label for label in labels if label.startswith("channel backoff 1")]
+    assert "back to pending after" in backed_off
+    assert "channel api paused for 3 s" in backed_off and "HTTP 429" in backed_off
+    assert not any(label.startswith("attempt") for label in labels)  # no attempt counted

@@ -6,7 +6,8 @@
   at most ``max_retries + 1`` times, PRODUCT.md 5), so a failed job with
   ``max_retries`` 5 reads "6 failed of 6 runs allowed", never "6/5";
 - :func:`timeline`: what happened to the job and when: enqueued, each attempt
-  (where it ran, for how long, what it raised), the current run, the end.
+  (where it ran, for how long, what it raised) and each channel backoff (the pause
+  it asked for), the current run, the end.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from uuid import UUID
 from ..durations import duration_text
 from ..orm.fields import Datetime
 from .lifecycle import QUEUED, TERMINAL, JobState
-from .states import ATTEMPT_HEADER
+from .states import ATTEMPT_HEADER, BACKOFF_HEADER, BACKOFF_PREFIX
 
 _DT = Datetime()
 
@@ -121,33 +122,48 @@ def _moment(text: str) -> datetime | None:
         return None
 
 
+def _backoff_text(block: str) -> str:
+    """What a backoff's diagnosis says of the pause (its last line, without its prefix)."""
+    lines = [line for line in block.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    return last.removeprefix(BACKOFF_PREFIX) if last.startswith(BACKOFF_PREFIX) else ""
+
+
 def _attempts(exc_info: str, enqueued: datetime) -> list[Event]:
+    """The runs a job's diagnoses record: failed attempts and channel backoffs, each
+    with when it began (from its run time) and how it ended."""
     events: list[Event] = []
-    matches = list(ATTEMPT_HEADER.finditer(exc_info))
-    for index, match in enumerate(matches):
+    headers = sorted(
+        [(m, "attempt") for m in ATTEMPT_HEADER.finditer(exc_info)]
+        + [(m, "backoff") for m in BACKOFF_HEADER.finditer(exc_info)],
+        key=lambda header: header[0].start(),
+    )
+    for index, (match, kind) in enumerate(headers):
         number, moment, ran, where = match.groups()
         at = _moment(moment)
         if at is None:
             continue
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(exc_info)
-        name = _exception(exc_info[match.end() : end])
-        raised = f": {name}" if name else ""
+        end = headers[index + 1][0].start() if index + 1 < len(headers) else len(exc_info)
+        block = exc_info[match.end() : end]
+        what = f"attempt {number}" if kind == "attempt" else f"run before channel backoff {number}"
+        if kind == "attempt":
+            name = _exception(block)
+            raised = f": {name}" if name else ""
+            ended, state = f"attempt {number} failed", "failed"
+        else:
+            pause = _backoff_text(block)
+            raised = f": {pause}" if pause else ""
+            ended, state = f"channel backoff {number}, back to pending", "pending"
         if ran is None:
-            events.append(Event(at, f"attempt {number} failed{raised}", "failed"))
+            events.append(Event(at, f"{ended}{raised}", state))
             continue
         spent = float(ran)
         worker = where[3:] if where.startswith("on ") else None
-        # the header rounds the run time to the millisecond: an attempt never seems to
-        # begin before the enqueue or before the previous attempt failed
+        # the header rounds the run time to the millisecond: a run never seems to begin
+        # before the enqueue or before the previous one ended
         began = max(at - timedelta(seconds=spent), events[-1].at if events else enqueued)
-        events.append(Event(began, f"attempt {number} started {_where(worker)}", "started"))
-        events.append(
-            Event(
-                at,
-                f"attempt {number} failed after {duration_text(spent, fine=True)}{raised}",
-                "failed",
-            )
-        )
+        events.append(Event(began, f"{what} started {_where(worker)}", "started"))
+        events.append(Event(at, f"{ended} after {duration_text(spent, fine=True)}{raised}", state))
     return events
 
 

@@ -74,6 +74,13 @@ ATTEMPT_HEADER = re.compile(
     r"^--- attempt (\d+) at (.+?)(?: \((?:ran ([0-9.]+) s )?(on .+?|in process)\))? ---$",
     re.MULTILINE,
 )
+#: the header of a run that ended in a ChannelBackoff (no attempt counted)
+BACKOFF_HEADER = re.compile(
+    r"^--- channel backoff (\d+) at (.+?)(?: \((?:ran ([0-9.]+) s )?(on .+?|in process)\))? ---$",
+    re.MULTILINE,
+)
+#: the first words of the last line of a backoff's diagnosis
+BACKOFF_PREFIX = "channel backoff: "
 
 
 def _store(cr: Cursor) -> JobStore:
@@ -228,7 +235,7 @@ def _backoff_message(channel: str, exc: ChannelBackoff, now: datetime) -> str:
     until = now + timedelta(seconds=exc.seconds)
     reason = f": {exc.reason}" if exc.reason else ""
     return (
-        f"channel backoff: channel {channel} paused for {exc.seconds:g} s"
+        f"{BACKOFF_PREFIX}channel {channel} paused for {exc.seconds:g} s"
         f" (until {until:%Y-%m-%d %H:%M:%S} UTC at least){reason}"
     )
 
