@@ -85,31 +85,42 @@ def _when(moment: datetime, now: datetime) -> str:
     return f"{stamp} (in {span})" if delta >= 0 else f"{stamp} ({span} ago)"
 
 
-def channel_limit(
-    env: Environment, channel: str, default_limit: int | None = None
-) -> tuple[int, tuple[RateWindow, ...], bool]:
-    """(limit, rate windows, configured) of ``channel``: its queue.limit row or the
-    default limit (the ``default_limit`` cluster setting unless given)."""
-    env.cr.execute('SELECT "limit", rate_limit, rates FROM queue_limit WHERE name = %s', [channel])
-    row = env.cr.fetchone()
-    if row is None:
-        if default_limit is None:
-            default_limit = config.read(env.cr).default_limit
-        return default_limit, (), False
-    return int(row[0]), channel_windows(row[2], row[1]), True
+@dataclass(frozen=True)
+class ChannelLimit:
+    """What a channel's ``queue.limit`` row says (the defaults where it has none)."""
+
+    limit: int
+    windows: tuple[RateWindow, ...]
+    configured: bool
+    max_depth: int = 0
+    depth_policy: str = "raise"
 
 
-def _depth_bound(env: Environment, channel: str) -> Reason | None:
-    """``depth_full`` when ``channel`` holds as many jobs waiting or pending as its
-    ``max_depth`` (counted up to the bound, never further)."""
+def channel_limit(env: Environment, channel: str, default_limit: int | None = None) -> ChannelLimit:
+    """The limit, rate windows and depth bound of ``channel``, read once: its queue.limit
+    row or the default limit (the ``default_limit`` cluster setting unless given)."""
     env.cr.execute(
-        "SELECT max_depth, depth_policy FROM queue_limit WHERE name = %s AND max_depth > 0",
+        'SELECT "limit", rate_limit, rates, max_depth, depth_policy FROM queue_limit'
+        " WHERE name = %s",
         [channel],
     )
     row = env.cr.fetchone()
     if row is None:
+        if default_limit is None:
+            default_limit = config.read(env.cr).default_limit
+        return ChannelLimit(default_limit, (), False)
+    limit, rate_limit, rates, max_depth, policy = row
+    return ChannelLimit(
+        int(limit), channel_windows(rates, rate_limit), True, int(max_depth or 0), policy or "raise"
+    )
+
+
+def _depth_bound(env: Environment, channel: str, rules: ChannelLimit) -> Reason | None:
+    """``depth_full`` when ``channel`` holds as many jobs waiting or pending as its
+    ``max_depth`` (counted up to the bound, never further)."""
+    if not rules.max_depth:
         return None
-    max_depth, policy = int(row[0]), row[1]
+    max_depth, policy = rules.max_depth, rules.depth_policy
     env.cr.execute(
         "SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE channel = %s"
         " AND state IN ('waiting', 'pending') LIMIT %s) queued",
@@ -312,7 +323,8 @@ def _explain_pending(
     if backoff is not None:
         reasons.insert(0, _channel_backoff(channel, backoff, now))
 
-    limit, windows, configured = channel_limit(env, channel, default_limit)
+    rules = channel_limit(env, channel, default_limit)
+    limit, windows, configured = rules.limit, rules.windows, rules.configured
     source = "its queue.limit" if configured else "the default limit, no queue.limit row"
     if limit == 0:
         reasons.append(
@@ -353,7 +365,7 @@ def _explain_pending(
                 {"channel": channel, "weight": weight, "limit": limit},
             ),
         )
-    bound = _depth_bound(env, channel)
+    bound = _depth_bound(env, channel, rules)
     if bound is not None:
         reasons.append(bound)
     if windows:
