@@ -9,8 +9,11 @@ rows take seconds. What they look like (a month of a busy queue):
 - 90 % done, 3 % failed (half of them with their retries spent), 1 % cancelled,
   4 % pending (a tenth of those scheduled in the future), 2 % waiting, and a
   handful started; ``--pending-percent`` moves done rows to pending;
-- channels root (60 %), exports, mail, reports; 10 users, user 2 is "bench"
-  (a Queue Job Manager, password "bench") and user 3 "viewer" (a Queue Job User);
+- channels root (60 %), exports, mail, reports; 10 users owning a tenth of the
+  rows each: user 2 is "bench" (a Queue Job Manager, password "bench"), user 3
+  "viewer" (a Queue Job User, with 40,000 pending jobs in 10^7 rows) and user 4
+  "quiet" (a Queue Job User whose jobs are all finished: its active jobs go to
+  user 1);
 - failed jobs carry an exception name, a message and a traceback;
 - with ``--runnable``, pending and waiting jobs call ``res.partner.exists()`` on
   no records (a no-op a worker can run), so the rows can serve as a backlog.
@@ -31,7 +34,7 @@ INSERT = """
 INSERT INTO queue_job (uuid, name, model_name, method_name, record_ids, args, kwargs, state, priority,
     channel, scheduled_at, max_retries, attempts, timeout, user_id, company_id, context, result,
     exc_name, exc_message, exc_info, worker_id, heartbeat, started_at, completed_at, cancelled_at,
-    duration, create_date, write_date)
+    duration, create_date, write_date, fair_key, weight, backoffs)
 SELECT
     gen_random_uuid()::text,
     (ARRAY['Export partners', 'Send reminder', 'Sync stock', 'Push invoice', 'Rebuild index'])[1 + g %% 5]
@@ -48,7 +51,9 @@ SELECT
     CASE WHEN g %% 10 < 6 THEN 'root' WHEN g %% 10 < 8 THEN 'exports' WHEN g %% 10 < 9 THEN 'mail' ELSE 'reports' END,
     s.created + CASE WHEN s.state = 'pending' AND g %% 10 = 0 THEN interval '2 hours' ELSE interval '0' END,
     5, CASE WHEN s.state = 'failed' THEN 6 - g %% 2 * 5 ELSE 0 END, 0,
-    1 + g %% 10, 1, '{"lang": "en_US", "tz": "UTC"}'::jsonb,
+    CASE WHEN s.state IN ('pending', 'waiting', 'started') AND 1 + g %% 10 = %(quiet)s
+         THEN 1 ELSE 1 + g %% 10 END,
+    1, '{"lang": "en_US", "tz": "UTC"}'::jsonb,
     CASE WHEN s.state = 'done' THEN '{"ok": true}'::jsonb END,
     CASE WHEN s.state = 'failed' THEN
         (ARRAY['builtins.ValueError', 'psycopg.OperationalError', 'TimeoutError'])[1 + g %% 3] END,
@@ -63,7 +68,8 @@ SELECT
     CASE WHEN s.state IN ('done', 'failed') THEN extract(epoch FROM s.took) END,
     s.created,
     CASE WHEN s.state IN ('done', 'failed') THEN s.created + interval '1 second' + s.took
-         WHEN s.state = 'cancelled' THEN s.created + interval '1 minute' ELSE s.created END
+         WHEN s.state = 'cancelled' THEN s.created + interval '1 minute' ELSE s.created END,
+    '', 1, 0
 FROM generate_series(1, %(rows)s) AS g
 CROSS JOIN LATERAL (SELECT
     CASE WHEN g %% 100 < 94 - %(pending)s THEN 'done' WHEN g %% 100 < 97 - %(pending)s THEN 'failed'
@@ -90,6 +96,7 @@ def generate(database: str, rows: int, *, pending_percent: int = 4, runnable: bo
             for login, keys in (
                 ("bench", ["queue_job.group_user", "queue_job.group_manager"]),
                 ("viewer", ["queue_job.group_user"]),
+                ("quiet", ["queue_job.group_user"]),
             ):
                 if not env["res.users"].search([("login", "=", login)]):
                     env["res.users"].create(
@@ -100,12 +107,16 @@ def generate(database: str, rows: int, *, pending_percent: int = 4, runnable: bo
                             "group_ids": [(6, 0, [groups[k] for k in keys])],
                         }
                     )
-            for i in range(4, 11):
+            for i in range(5, 11):
                 if not env["res.users"].search([("login", "=", f"user{i}")]):
                     env["res.users"].create({"name": f"User {i}", "login": f"user{i}"})
+            quiet = env["res.users"].search([("login", "=", "quiet")]).id
         with psycopg.connect(database, autocommit=True) as cnx:
             cnx.execute("ALTER TABLE queue_job DISABLE TRIGGER ALL")
-            cnx.execute(INSERT, {"rows": rows, "pending": pending_percent, "runnable": runnable})
+            cnx.execute(
+                INSERT,
+                {"rows": rows, "pending": pending_percent, "runnable": runnable, "quiet": quiet},
+            )
             cnx.execute("ALTER TABLE queue_job ENABLE TRIGGER ALL")
             cnx.execute(
                 "INSERT INTO queue_job_dependency (job_id, parent_id, kind)"
