@@ -7,8 +7,8 @@ rows take seconds. What they look like (a month of a busy queue):
 
 - created over the last 30 days, newest ids last; 1 % of them in the last hour;
 - 90 % done, 3 % failed (half of them with their retries spent), 1 % cancelled,
-  4 % pending (a tenth of those scheduled in the future), 2 % waiting, and a
-  handful started; ``--pending-percent`` moves done rows to pending;
+  4 % pending (a tenth of those scheduled in the future), 2 % waiting, and one
+  in 50,000 started (by a worker long gone); ``--pending-percent`` moves done rows to pending;
 - channels root (60 %), exports, mail, reports; 10 users owning a tenth of the
   rows each: user 2 is "bench" (a Queue Job Manager, password "bench"), user 3
   "viewer" (a Queue Job User, with 40,000 pending jobs in 10^7 rows) and user 4
@@ -29,6 +29,7 @@ import time
 import psycopg
 
 from job_worker import SUPERUSER_ID, Registry, api
+from job_worker.db.jobstore import job_store
 
 INSERT = """
 INSERT INTO queue_job (uuid, name, model_name, method_name, record_ids, args, kwargs, state, priority,
@@ -48,11 +49,13 @@ SELECT
     CASE WHEN %(runnable)s AND s.state IN ('pending', 'waiting') THEN '[]'::jsonb
          ELSE jsonb_build_array(g %% 1000 + 1) END, '[]'::jsonb, '{}'::jsonb,
     s.state, 5 + g %% 11,
-    CASE WHEN g %% 10 < 6 THEN 'root' WHEN g %% 10 < 8 THEN 'exports' WHEN g %% 10 < 9 THEN 'mail' ELSE 'reports' END,
-    s.created + CASE WHEN s.state = 'pending' AND g %% 10 = 0 THEN interval '2 hours' ELSE interval '0' END,
+    CASE WHEN g / 100 %% 10 < 6 THEN 'root' WHEN g / 100 %% 10 < 8 THEN 'exports'
+         WHEN g / 100 %% 10 < 9 THEN 'mail' ELSE 'reports' END,
+    s.created + CASE WHEN s.state = 'pending' AND g / 7 %% 10 = 0 THEN interval '2 hours'
+                     ELSE interval '0' END,
     5, CASE WHEN s.state = 'failed' THEN 6 - g %% 2 * 5 ELSE 0 END, 0,
-    CASE WHEN s.state IN ('pending', 'waiting', 'started') AND 1 + g %% 10 = %(quiet)s
-         THEN 1 ELSE 1 + g %% 10 END,
+    CASE WHEN s.state IN ('pending', 'waiting', 'started') AND 1 + g / 1000 %% 10 = %(quiet)s
+         THEN 1 ELSE 1 + g / 1000 %% 10 END,
     1, '{"lang": "en_US", "tz": "UTC"}'::jsonb,
     CASE WHEN s.state = 'done' THEN '{"ok": true}'::jsonb END,
     CASE WHEN s.state = 'failed' THEN
@@ -72,7 +75,8 @@ SELECT
     '', 1, 0
 FROM generate_series(1, %(rows)s) AS g
 CROSS JOIN LATERAL (SELECT
-    CASE WHEN g %% 100 < 94 - %(pending)s THEN 'done' WHEN g %% 100 < 97 - %(pending)s THEN 'failed'
+    CASE WHEN g %% 50000 = 777 THEN 'started'
+         WHEN g %% 100 < 94 - %(pending)s THEN 'done' WHEN g %% 100 < 97 - %(pending)s THEN 'failed'
          WHEN g %% 100 < 98 - %(pending)s THEN 'cancelled' WHEN g %% 100 < 98 THEN 'pending'
          ELSE 'waiting' END AS state,
     CASE WHEN g > %(rows)s * 0.99
@@ -129,6 +133,9 @@ def generate(database: str, rows: int, *, pending_percent: int = 4, runnable: bo
             cnx.execute("VACUUM ANALYZE queue_job")
             cnx.execute("VACUUM ANALYZE queue_job_dependency")
             count = cnx.execute("SELECT count(*) FROM queue_job").fetchone()[0]  # type: ignore[index]
+        with registry.cursor() as cr:
+            # the insert ran with the triggers off (the kept counts' among them)
+            job_store(registry.backend).recount(cr)
         with registry.cursor() as cr:  # a snapshot, as the maintenance worker would take
             api.Environment(cr, SUPERUSER_ID, {})["queue.maintenance"]._run_maintenance({})
         return int(count)

@@ -705,12 +705,129 @@ SELECT count(*) FILTER (WHERE due), count(*) FROM walked
 """
 
 
+# -- Kept counts: waiting and pending jobs by channel (the dashboard, /metrics, stats). --
+# Triggers on queue_job add one row of deltas per counted change to queue_job_count,
+# in the transaction that makes the change; nothing is ever updated in place, so
+# enqueuers and claimers never wait on each other's counter row (a row updated in
+# place would be locked until the enqueuer's own transaction commits). A reader sums
+# the rows its snapshot sees: exactly the jobs that snapshot sees. The maintenance
+# folds the deltas into one row per (channel, state) every run.
+
+# -- name: counts_table
+COUNTS_TABLE = """
+CREATE TABLE IF NOT EXISTS queue_job_count (
+    channel VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    n BIGINT NOT NULL
+)
+"""
+
+# -- name: counts_function
+# One function for the three row triggers; the table is named with its schema, so a
+# session with another search_path counts into the right one. (The schema name is
+# quoted by format() when the function is made.)
+COUNTS_FUNCTION = """
+DO $do$ BEGIN EXECUTE format($f$
+CREATE OR REPLACE FUNCTION %1$I.queue_job_counted() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.state IN ('waiting', 'pending') THEN
+        INSERT INTO %1$I.queue_job_count (channel, state, n) VALUES (OLD.channel, OLD.state, -1);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.state IN ('waiting', 'pending') THEN
+        INSERT INTO %1$I.queue_job_count (channel, state, n) VALUES (NEW.channel, NEW.state, 1);
+    END IF;
+    RETURN NULL;
+END
+$body$;
+CREATE OR REPLACE FUNCTION %1$I.queue_job_counts_cleared() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    DELETE FROM %1$I.queue_job_count;
+    RETURN NULL;
+END
+$body$
+$f$, current_schema()); END $do$
+"""
+
+# -- name: counts_triggers
+# The WHEN conditions are checked before any function is called: a heartbeat, a
+# finished job (started -> done) or a purged one costs nothing here.
+COUNTS_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS queue_job_counted_insert ON queue_job",
+    "DROP TRIGGER IF EXISTS queue_job_counted_update ON queue_job",
+    "DROP TRIGGER IF EXISTS queue_job_counted_delete ON queue_job",
+    "DROP TRIGGER IF EXISTS queue_job_counts_cleared ON queue_job",
+    """CREATE TRIGGER queue_job_counted_insert AFTER INSERT ON queue_job FOR EACH ROW
+       WHEN (NEW.state IN ('waiting', 'pending')) EXECUTE FUNCTION queue_job_counted()""",
+    """CREATE TRIGGER queue_job_counted_update AFTER UPDATE OF state, channel ON queue_job
+       FOR EACH ROW WHEN ((OLD.state IS DISTINCT FROM NEW.state
+                           OR OLD.channel IS DISTINCT FROM NEW.channel)
+                          AND (OLD.state IN ('waiting', 'pending')
+                               OR NEW.state IN ('waiting', 'pending')))
+       EXECUTE FUNCTION queue_job_counted()""",
+    """CREATE TRIGGER queue_job_counted_delete AFTER DELETE ON queue_job FOR EACH ROW
+       WHEN (OLD.state IN ('waiting', 'pending')) EXECUTE FUNCTION queue_job_counted()""",
+    """CREATE TRIGGER queue_job_counts_cleared AFTER TRUNCATE ON queue_job
+       FOR EACH STATEMENT EXECUTE FUNCTION queue_job_counts_cleared()""",
+)
+
+# -- name: counts_installed
+# How many of the four triggers the queue's table has.
+COUNTS_INSTALLED = """
+SELECT count(*) FROM pg_trigger
+ WHERE tgrelid = to_regclass(quote_ident(current_schema()) || '.queue_job')
+   AND tgname IN ('queue_job_counted_insert', 'queue_job_counted_update',
+                  'queue_job_counted_delete', 'queue_job_counts_cleared')
+"""
+
+# -- name: recount
+# The counts made again from the jobs, writers kept out meanwhile (SHARE mode lets
+# readers in, and no writer until this transaction ends).
+RECOUNT = (
+    "LOCK TABLE queue_job IN SHARE MODE",
+    "DELETE FROM queue_job_count",
+    """INSERT INTO queue_job_count (channel, state, n)
+       SELECT channel, state, count(*) FROM queue_job
+        WHERE state IN ('waiting', 'pending') GROUP BY channel, state""",
+)
+
+# -- name: compact_counts
+# Fold the deltas into one row per (channel, state), dropping those that sum to 0. A
+# delta committed meanwhile is not in this statement's snapshot and stays as it is;
+# two folds at once would each take distinct rows, but the second one skips its turn
+# (a transaction advisory lock).
+COMPACT_COUNTS_LOCK = (
+    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.queue_job_count'), 0)"
+)
+COMPACT_COUNTS = """
+WITH gone AS (DELETE FROM queue_job_count RETURNING channel, state, n),
+     kept AS (INSERT INTO queue_job_count (channel, state, n)
+              SELECT channel, state, sum(n) FROM gone
+               GROUP BY channel, state HAVING sum(n) <> 0
+              RETURNING 1)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM kept)
+"""
+
+# -- name: vacuum_counts
+# After a fold, outside any transaction (see PostgresJobStore.fold_counts).
+VACUUM_COUNTS = "VACUUM queue_job_count"
+
+# -- name: queued_counts
+QUEUED_COUNTS = """
+SELECT channel, state, sum(n) FROM queue_job_count GROUP BY channel, state HAVING sum(n) <> 0
+"""
+
 # -- name: notify
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
 
 class PostgresJobStore(JobStore):
     backend: PostgresBackend
+    counts_table_sql = COUNTS_TABLE
+    counts_functions_sql = COUNTS_FUNCTION
+    counts_triggers_sql = COUNTS_TRIGGERS
+    counts_installed_sql = COUNTS_INSTALLED
+    recount_sql = RECOUNT
+    queued_counts_sql = QUEUED_COUNTS
     next_scheduled_sql = NEXT_SCHEDULED
     window_usage_sql = WINDOW_USAGE
     set_fair_cursor_sql = SET_FAIR_CURSOR
@@ -1042,6 +1159,24 @@ class PostgresJobStore(JobStore):
         cr.execute(PURGE, (retention_days, batch))
         return cr.rowcount
 
+    def compact_counts(self, cr: Cursor) -> int:
+        cr.execute(COMPACT_COUNTS_LOCK, ())
+        if not cr.fetchone()[0]:  # type: ignore[index]
+            return 0
+        cr.execute(COMPACT_COUNTS, ())
+        gone, kept = cr.fetchone()  # type: ignore[misc]
+        return int(gone) - int(kept)
+
+    def fold_counts(self, session: Session) -> int:
+        folded = super().fold_counts(session)
+        if folded:
+            # each fold leaves the rows it folded dead; without a vacuum now (autovacuum
+            # may be minutes away, or off) new deltas would land on new pages and readers
+            # would scan a table that only grows. A few pages: milliseconds.
+            assert isinstance(session, PostgresSession)
+            session.execute_outside_transaction(VACUUM_COUNTS)
+        return folded
+
     def elect(self, session: Session, name: str, holder: str, ttl: float) -> bool:
         # A session advisory lock: held for as long as the supervisor's connection lives,
         # released by PostgreSQL the moment that session ends.
@@ -1091,6 +1226,16 @@ class PostgresSession(Session):
             self._cnx = cnx
             self.session_id = cnx.info.backend_pid
         return self._cnx
+
+    def execute_outside_transaction(self, statement: str) -> None:
+        """Run a statement that cannot run in a transaction block (``VACUUM``)."""
+        cnx = self._connect()
+        try:
+            cnx.execute(statement)
+        except Exception:
+            if cnx.broken:
+                self.close()
+            raise
 
     def cursor(self, registry: Any, *, readonly: bool = False) -> Cursor:
         cnx = self._connect()

@@ -20,7 +20,7 @@ from ..db import Cursor
 from ..db.jobstore import job_store
 from ..orm.fields import Datetime
 from ..queue import config
-from ..queue.lifecycle import ACTIVE, JobState, sql_in
+from ..queue.lifecycle import JobState
 
 #: counts of possibly huge sets stop here; shown as "100000+"
 COUNT_CAP = 100_000
@@ -64,12 +64,14 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
 
 
 def depth(cr: Cursor) -> dict[tuple[str, str], int]:
-    """{(channel, state): jobs} for the active states (waiting, pending, started)."""
-    cr.execute(
-        f"SELECT channel, state, COUNT(*) FROM queue_job WHERE {sql_in(ACTIVE)}"
-        " GROUP BY channel, state"
-    )
-    return {(channel, state): int(count) for channel, state, count in cr.fetchall()}
+    """{(channel, state): jobs} for the active states: waiting and pending from the
+    kept counts (:meth:`~job_worker.db.jobstore.JobStore.queued_counts`: the backlog is
+    never counted), started from their index (there are at most as many as the
+    workers' executors)."""
+    counts = job_store(cr.backend).queued_counts(cr)
+    for channel, (jobs, _weight) in running(cr).items():
+        counts[channel, JobState.STARTED.value] = jobs
+    return counts
 
 
 #: every channel that has a job (a loose scan of the channel index: one probe per
@@ -244,8 +246,8 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
     clock; None and 0.0 when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
-    counts = depth(cr)
-    weights = running_weights(cr)
+    counts = job_store(cr.backend).queued_counts(cr)
+    started = running(cr)
     cr.execute(
         'SELECT id, name, "limit", rate_limit, rates, max_depth, depth_policy, skipped'
         " FROM queue_limit ORDER BY name"
@@ -254,15 +256,16 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
     store = job_store(cr.backend)
     clock = store.now(cr)
     backoffs = store.channel_backoffs(cr, clock)
-    names = sorted({channel for channel, _state in counts} | set(limits) | set(backoffs))
+    names = sorted(
+        {channel for channel, _state in counts} | set(started) | set(limits) | set(backoffs)
+    )
     rows = []
     for name in names:
         backoff = backoffs.get(name)
         limit_id, limit, rate, rates, max_depth, policy, skipped = limits.get(
             name, (None, default_limit, 0.0, None, 0, "raise", 0)
         )
-        running = counts.get((name, "started"), 0)
-        weight = weights.get(name, 0)
+        jobs, weight = started.get(name, (0, 0))
         waiting = counts.get((name, "waiting"), 0)
         pending = counts.get((name, "pending"), 0)
         rows.append(
@@ -275,7 +278,7 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
                 "configured": limit_id is not None,
                 "waiting": waiting,
                 "pending": pending,
-                "running": running,
+                "running": jobs,
                 # weighted capacity (PRODUCT.md 12): the limit counts these weights
                 "running_weight": weight,
                 "utilisation": (weight / limit) if limit else None,
@@ -293,12 +296,13 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
     return rows
 
 
-def running_weights(cr: Cursor) -> dict[str, int]:
-    """{channel: weight of its started jobs} (what its limit counts)."""
+def running(cr: Cursor) -> dict[str, tuple[int, int]]:
+    """{channel: (started jobs, their weights)} (the weights are what its limit counts)."""
     cr.execute(
-        "SELECT channel, SUM(weight) FROM queue_job WHERE state = 'started' GROUP BY channel"
+        "SELECT channel, COUNT(*), SUM(weight) FROM queue_job WHERE state = 'started'"
+        " GROUP BY channel"
     )
-    return {channel: int(weight or 0) for channel, weight in cr.fetchall()}
+    return {channel: (int(jobs), int(weight or 0)) for channel, jobs, weight in cr.fetchall()}
 
 
 def keyed(cr: Cursor, channel: str) -> bool:

@@ -76,8 +76,11 @@ class Registry:
         about to upgrade the schema, every table of the loaded models too (a database set
         up by an older version, or without one of these modules, is upgraded by
         ``job-worker init``)."""
+        from .schema import installed_modules, migrations_of
+
         with self.cursor(readonly=True) as cr:
             tables = self.backend.existing_tables(cr)
+            installed = installed_modules(cr) if BOOKKEEPING_TABLE in tables else {}
         if BOOKKEEPING_TABLE not in tables:
             raise DatabaseOpenError(
                 f"no job_worker tables in {self.backend.name}: run `job-worker init` first"
@@ -94,6 +97,19 @@ class Registry:
                 f"the schema of {self.backend.name} is older than the loaded modules (no"
                 f" table {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}):"
                 " run `job-worker init` to upgrade it"
+            )
+        behind = [
+            f"{module.__name__} {installed[module.__name__]} < {steps[-1].version}"
+            for module in self.modules
+            if module.__name__ in installed
+            and (steps := migrations_of(module))
+            and installed[module.__name__] < steps[-1].version
+        ]
+        if behind:
+            raise DatabaseOpenError(
+                f"the schema of {self.backend.name} is older than the loaded modules"
+                f" (migrations not run: {', '.join(behind)}): run `job-worker init` to"
+                " upgrade it"
             )
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..db.jobstore import job_store
 from ..orm.schema import Migration
 from . import models  # noqa: F401  (defines the models)
 
@@ -15,11 +16,21 @@ def _rebuild_pending_index(cr: Any) -> None:
     cr.execute("DROP INDEX IF EXISTS queue_job_pending")
 
 
+def _install_counts(env: Any) -> None:
+    """The waiting and pending jobs of each channel, kept by triggers (counted once now)."""
+    job_store(env.cr.backend).install_counts(env.cr)
+
+
 MIGRATIONS = [
     Migration(
         1,
         "the pending jobs' index leads each priority with the fair key",
         pre=_rebuild_pending_index,
+    ),
+    Migration(
+        2,
+        "waiting and pending jobs counted by channel in queue_job_count, kept by triggers",
+        post=_install_counts,
     ),
 ]
 
@@ -30,8 +41,9 @@ GROUPS = [
 
 
 def init_data(env: Any) -> None:
-    """The dashboard roles, as res.groups."""
+    """The dashboard roles, as res.groups; the kept counts of the jobs."""
     env["res.groups"].create([{"key": key, "name": name} for key, name in GROUPS])
+    _install_counts(env)
 
 
 def sync_data(env: Any) -> None:

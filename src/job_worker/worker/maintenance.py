@@ -1,11 +1,13 @@
 """The elected maintenance of one database, beside the supervisor's event loop.
 
-Each run reclaims the jobs of workers that died (:func:`reclaim_stale_jobs`, in a
-transaction of its own), then calls ``queue.maintenance._run_maintenance``: the purge
-of old jobs, and what modules add there (metric snapshots, alert rules).
+Each run folds the kept counts of waiting and pending jobs
+(:meth:`~job_worker.db.jobstore.JobStore.compact_counts`) and reclaims the jobs of
+workers that died (:func:`reclaim_stale_jobs`), each in a transaction of its own,
+then calls ``queue.maintenance._run_maintenance``: the purge of old jobs, and what
+modules add there (metric snapshots, alert rules).
 
-Maintenance can take
-seconds on a large queue: a snapshot counts every channel's jobs. Run on the
+Maintenance can take seconds on a large queue: the purge deletes finished jobs in
+batches, a snapshot reads the windows of finished jobs. Run on the
 event loop, it would stop claims, heartbeats and timeouts for that long. It runs
 in a thread of its own instead, on a database session of its own, which is also
 the session that holds the maintenance role (the election is unchanged: one
@@ -174,6 +176,7 @@ class Maintenance:
         if not self.store.elect(session, "maintenance", self.worker_id, ttl=3 * interval):
             return None
         settings = {**self.settings.maintenance_settings(), **self.cluster().maintenance_settings()}
+        self.store.fold_counts(session)  # the kept counts' deltas of the last interval
         with session.cursor(self.registry) as cr:
             reclaimed = reclaim_stale_jobs(
                 cr,
