@@ -16,6 +16,14 @@ def _rebuild_pending_index(cr: Any) -> None:
     cr.execute("DROP INDEX IF EXISTS queue_job_pending")
 
 
+def _drop_redundant_indexes(cr: Any) -> None:
+    """``(state)`` leads ``(state, id)`` and ``(state, write_date)``; ``(cron_id)`` is
+    read through the unique ``(cron_id, cron_occurrence)``: each cost every job change
+    an index entry for nothing."""
+    cr.execute("DROP INDEX IF EXISTS queue_job_state_index")
+    cr.execute("DROP INDEX IF EXISTS queue_job_cron_id_index")
+
+
 def _install_counts(env: Any) -> None:
     """The waiting and pending jobs of each channel, kept by triggers (counted once now)."""
     job_store(env.cr.backend).install_counts(env.cr)
@@ -31,6 +39,12 @@ MIGRATIONS = [
         2,
         "waiting and pending jobs counted by channel in queue_job_count, kept by triggers",
         post=_install_counts,
+    ),
+    Migration(
+        3,
+        "a plain user's jobs by state read an index of their own; the indexes on state"
+        " and cron_id alone are dropped",
+        pre=_drop_redundant_indexes,
     ),
 ]
 

@@ -12,4 +12,13 @@ class QueueJob(models.Model):
         models.Index("queue_job_state_id", ("state", "id")),
         # a Queue Job User's own jobs, newest first
         models.Index("queue_job_user_id", ("user_id", "id")),
+        # ... in one state (their lists and the counts of their overview)
+        models.Index("queue_job_user_state", ("user_id", "state", "id")),
+        # failed jobs that spent their retries (the KPI and its list, for anyone): only
+        # those rows are in it, so the count never reads the other failed jobs' rows
+        models.Index(
+            "queue_job_exhausted",
+            ("user_id", "id"),
+            where="state = 'failed' AND max_retries > 0 AND attempts > max_retries",
+        ),
     ]

@@ -65,9 +65,8 @@ class QueueJob(models.Model):
         ),
     ]
 
-    cron_id = fields.Many2one(
-        "queue.cron", "Periodic job", readonly=True, ondelete="set null", index=True
-    )
+    # looked up through queue_job_cron_occurrence (cron_id = X implies it is not null)
+    cron_id = fields.Many2one("queue.cron", "Periodic job", readonly=True, ondelete="set null")
     cron_occurrence = fields.Datetime(
         "Occurrence",
         readonly=True,

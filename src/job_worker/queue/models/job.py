@@ -55,7 +55,6 @@ class QueueJob(models.Model):
         [(s.value, s.label) for s in ALL],
         required=True,
         default=JobState.PENDING.value,
-        index=True,
         readonly=True,
     )
     priority = fields.Integer(required=True, default=10, help="Lower runs first.")
