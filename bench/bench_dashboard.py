@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -264,6 +265,84 @@ def timed(client: TestClient, path: str, repeat: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+# -- commands -------------------------------------------------------------------------------
+
+
+def cli_commands(ids: dict[str, object]) -> list[tuple[str, list[str]]]:
+    """(name, arguments) of the read commands of ``job-worker``, without ``-d URL``
+    (added when they run); the first is the baseline, ``--help``: start-up with no
+    database."""
+    mid = str(int(ids["max_id"]) // 2)  # type: ignore[call-overload]
+    commands = [
+        ["jobs", "list"],
+        ["jobs", "list", "--state", "failed"],
+        ["jobs", "list", "--state", "pending", "--channel", "exports"],
+        ["jobs", "list", "--user", "viewer"],
+        ["jobs", "list", "--user", "quiet", "--state", "pending"],
+        ["jobs", "list", "--before", mid],
+        ["jobs", "list", "-q", "Push invoice"],
+        ["jobs", "list", "-q", NO_MATCH],
+        ["jobs", "list", "-q", "#4242"],
+        ["jobs", "list", "--finished", "1h"],
+        ["jobs", "list", "--exhausted"],
+        ["jobs", "list", "--aged"],
+        ["jobs", "list", "--json"],
+        ["stats"],
+        ["stats", "--json"],
+        ["limits", "list"],
+        ["limits", "fair", "root"],
+        ["cron", "list"],
+        ["config", "list"],
+        ["config", "get", "default_limit"],
+        ["users", "list"],
+    ]
+    jobs = [
+        ("show", "failed", "with its traceback"),
+        ("show", "waiting", "with its dependency"),
+        ("explain", "pending", ""),
+    ]
+    named = [("baseline: --help (no database)", ["--help"])]
+    named += [(shlex.join(args), args) for args in commands[:13]]
+    for command, state, what in jobs:
+        args = ["jobs", command, str(ids[f"{state}_id"])]
+        named.append((f"{shlex.join(args)} ({', '.join(filter(None, [state, what]))})", args))
+    named += [(shlex.join(args), args) for args in commands[13:]]
+    return named
+
+
+def run_command(url: str, args: list[str], repeat: int) -> tuple[float, float]:
+    """Median and slowest of ``repeat`` whole-process runs, after one to warm up."""
+    command = [sys.executable, "-m", "job_worker", *args]
+    if args != ["--help"]:
+        command += ["-d", url]
+    times = []
+    for attempt in range(repeat + 1):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        took = (time.perf_counter() - started) * 1000
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"exit {done.returncode}: {last}")
+        if attempt:
+            times.append(took)
+    return statistics.median(times), max(times)
+
+
+def measure_commands(
+    pass_name: str, url: str, commands: list[tuple[str, list[str]]], repeat: int
+) -> list[Figure]:
+    figures = []
+    for name, args in commands:
+        try:
+            median, slowest = run_command(url, args, repeat)
+            figure = Figure(pass_name, name, "cli", round(median, 1), round(slowest, 1))
+        except Exception as exc:
+            figure = Figure(pass_name, name, "cli", None, None, str(exc))
+        row(figure)
+        figures.append(figure)
+    return figures
+
+
 # -- the report ---------------------------------------------------------------------------
 
 NAME_WIDTH = 52
@@ -316,6 +395,9 @@ def main() -> None:
         help="make the database again with this many jobs when it holds fewer"
         f" (default: use it as it is; {DEFAULT_ROWS:,} jobs when it has none)",
     )
+    parser.add_argument(
+        "--cli-repeat", type=int, default=5, help="whole-process runs per command (5)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = parser.parse_args()
     ensure_data(args.database, args.rows)
@@ -347,6 +429,11 @@ def main() -> None:
     print(f"\npages: median and slowest of {args.repeat} requests (after one to warm up)")
     header()
     figures = measure_pages("plain", pages, clients, args.repeat)
+    print(
+        f"\ncommands: python -m job_worker ... -d URL, whole process, median and slowest"
+        f" of {args.cli_repeat} runs (after one to warm up)"
+    )
+    figures += measure_commands("plain", args.database, cli_commands(ids), args.cli_repeat)
     registry.close()
     if args.json:
         Path(args.json).write_text(json.dumps([f.as_json() for f in figures], indent=1) + "\n")
