@@ -1,8 +1,9 @@
-"""Time every dashboard page, for a manager and for two plain users, on a big database.
+"""Time every dashboard page and every read command of ``job-worker`` on a big database,
+then all of it again while a worker drains jobs.
 
     python bench/gen_jobs.py --recreate            # 1,000,000 job rows in PostgreSQL
     python bench/bench_dashboard.py                 # the figures of docs/operations.md
-    python bench/bench_dashboard.py --repeat 3 --json figures.json
+    python bench/bench_dashboard.py --no-worker --repeat 3 --cli-repeat 3 --json out.json
 
 Pages are served in-process (Starlette's TestClient: the server-side time of
 each request, no network), logged in as the users gen_jobs.py creates: "bench"
@@ -10,15 +11,36 @@ each request, no network), logged in as the users gen_jobs.py creates: "bench"
 their own jobs) and "quiet" (a Queue Job User whose jobs are all finished). The
 manager opens every page the dashboard serves to a GET (a route no page covers is
 printed as such, never skipped silently); the plain users open the overview, the
-job list under their usual filters, one of their own jobs and the shared pages.
-Each page is requested once to warm up, then ``--repeat`` times; the median and
-the slowest are printed. As a baseline measured in the same run, ``/healthz``
-(one trivial query through the same stack) shows the fixed cost of a request.
+job list under their usual filters, one of their own jobs and the shared pages
+(the alert rules are the managers' only). Each page is requested once to warm up,
+then ``--repeat`` times; the median and the slowest are printed. As a baseline
+measured in the same run, ``/healthz`` (one trivial query through the same stack)
+shows the fixed cost of a request.
 
-The report is a table: page, who, median ms, max ms; "!" marks a median over
-500 ms. Its first line describes the machine and the data (cores, Python,
-PostgreSQL, job rows, pending jobs). ``--json FILE`` writes every figure as a
-list of ``{pass, name, who, median_ms, max_ms}``.
+The read commands (``jobs list`` under its filters, ``jobs show``, ``jobs explain``,
+``stats``, ``limits list``, ``limits fair``, ``cron list``, ``config list``, ``config
+get``, ``users list``) run as whole processes, ``python -m job_worker ... -d URL``:
+start-up, imports, connection, query and output; each once to warm up, then
+``--cli-repeat`` times. Their baseline is ``python -m job_worker --help``, which
+starts the CLI and touches no database.
+
+Unless ``--no-worker`` is given, everything is measured a second time while a real
+worker (``python -m job_worker worker --channel drain``, a subprocess) drains
+``--drain-jobs`` no-op jobs enqueued in the channel "drain" by one INSERT (so the
+dataset's own jobs stay as they are); the report says how many it finished during
+that pass. The worker is then stopped with SIGTERM, and the drain jobs and the
+channel's limit are deleted (and the table vacuumed).
+
+The report is one table per pass: page or command, who (manager, viewer, quiet,
+anonymous, cli), median ms, max ms; "!" marks a median over 500 ms. Its first line
+describes the machine and the data (cores, Python, PostgreSQL, job rows, pending
+jobs). ``--json FILE`` writes every figure as a list of ``{pass, name, who,
+median_ms, max_ms}`` (with ``error`` when a page or command failed; the script then
+exits 1).
+
+An existing database is used as it is; gen_jobs.py is run first (``--recreate``,
+which drops the database) when it has no jobs, or when ``--rows`` asks for more than
+it holds.
 """
 
 from __future__ import annotations
@@ -29,12 +51,15 @@ import os
 import platform
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from starlette.routing import Mount, Route
@@ -343,6 +368,90 @@ def measure_commands(
     return figures
 
 
+# -- the worker --------------------------------------------------------------------------------
+
+#: the channel of the jobs the worker drains during the second pass
+DRAIN_CHANNEL = "drain"
+#: no-op jobs a worker can run (``res.partner.exists()`` on no records), in one statement
+DRAIN_INSERT = """
+INSERT INTO queue_job (uuid, name, model_name, method_name, record_ids, args, kwargs, state, priority,
+    channel, scheduled_at, max_retries, attempts, timeout, user_id, company_id, context,
+    create_date, write_date, fair_key, weight, backoffs)
+SELECT gen_random_uuid()::text, 'Drain no-op #' || g, 'res.partner', 'exists', '[]'::jsonb,
+    '[]'::jsonb, '{}'::jsonb, 'pending', 10, %(channel)s, now() at time zone 'utc', 5, 0, 0,
+    1, 1, '{}'::jsonb, now() at time zone 'utc', now() at time zone 'utc', '', 1, 0
+FROM generate_series(1, %(count)s) AS g
+"""
+
+
+def drained(url: str) -> tuple[int, int]:
+    """Jobs of the drain channel done, and still pending."""
+    with psycopg.connect(url, autocommit=True) as cnx:
+        row = cnx.execute(
+            "SELECT count(*) FILTER (WHERE state = 'done'),"
+            " count(*) FILTER (WHERE state = 'pending') FROM queue_job WHERE channel = %s",
+            (DRAIN_CHANNEL,),
+        ).fetchone()
+    return int(row[0]), int(row[1])  # type: ignore[index]
+
+
+def job_worker(url: str, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "job_worker", *args, "-d", url], check=True, capture_output=True
+    )
+
+
+def enqueue_drain(url: str, count: int, limit: int) -> None:
+    """``count`` pending no-op jobs in the drain channel, which runs ``limit`` at once."""
+    with psycopg.connect(url, autocommit=True) as cnx:
+        cnx.execute(DRAIN_INSERT, {"channel": DRAIN_CHANNEL, "count": count})
+        cnx.execute("ANALYZE queue_job")
+    job_worker(url, "limits", "set", DRAIN_CHANNEL, str(limit))
+
+
+def remove_drain(url: str) -> None:
+    """Delete the drain channel's jobs and limit, and vacuum: the dataset as gen_jobs.py
+    made it (a server without autovacuum would keep their dead rows in the indexes,
+    which slows the next drain's claims and the pages)."""
+    with psycopg.connect(url, autocommit=True) as cnx:
+        found = cnx.execute("DELETE FROM queue_job WHERE channel = %s", (DRAIN_CHANNEL,)).rowcount
+        cnx.execute("DELETE FROM queue_limit WHERE name = %s", (DRAIN_CHANNEL,))
+        if found:
+            cnx.execute("VACUUM ANALYZE queue_job")
+
+
+def start_worker(url: str, concurrency: int, log: Any) -> subprocess.Popen:
+    """A worker that takes the drain channel's jobs only (the dataset's stay as they are)."""
+    command = [sys.executable, "-m", "job_worker", "worker", "-d", url]
+    command += ["--channel", DRAIN_CHANNEL, "--concurrency", str(concurrency)]
+    command += ["--log-level", "warning"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_draining(url: str, process: subprocess.Popen, log: Any, timeout: float = 120) -> None:
+    """Return once the worker has finished a first drain job."""
+    deadline = time.monotonic() + timeout
+    while drained(url)[0] == 0:
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            tail = "".join(log.read().splitlines(keepends=True)[-20:])
+            why = f"exited with {process.returncode}" if process.poll() is not None else "is idle"
+            raise SystemExit(f"the worker {why} before finishing a job:\n{tail}")
+        time.sleep(0.2)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """SIGTERM to the worker (by its PID), and wait for it to finish."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(120)
+        except subprocess.TimeoutExpired:
+            print(f"worker {process.pid} still running 120 s after SIGTERM: SIGKILL")
+            process.kill()
+            process.wait()
+
+
 # -- the report ---------------------------------------------------------------------------
 
 NAME_WIDTH = 52
@@ -383,20 +492,109 @@ def measure_pages(
     return figures
 
 
+def measure_pass(
+    pass_name: str,
+    args: argparse.Namespace,
+    pages: list[tuple[str, str, str]],
+    clients: dict[str, TestClient],
+    commands: list[tuple[str, list[str]]],
+) -> list[Figure]:
+    """One table: every page, then every command."""
+    print(f"\n{pass_name}: pages, median and slowest of {args.repeat} requests after one;")
+    print(
+        f"commands (python -m job_worker ... -d URL, whole process), of {args.cli_repeat}"
+        " runs after one"
+    )
+    header()
+    figures = measure_pages(pass_name, pages, clients, args.repeat)
+    figures += measure_commands(pass_name, args.database, commands, args.cli_repeat)
+    return figures
+
+
+def with_worker(
+    args: argparse.Namespace,
+    pages: list[tuple[str, str, str]],
+    clients: dict[str, TestClient],
+    commands: list[tuple[str, list[str]]],
+) -> list[Figure]:
+    """The second pass, while a worker drains ``--drain-jobs`` no-op jobs."""
+    url = args.database
+    remove_drain(url)  # what an interrupted run may have left
+    began = time.perf_counter()
+    enqueue_drain(url, args.drain_jobs, args.drain_limit)
+    print(
+        f"\n{args.drain_jobs:,} no-op jobs enqueued in channel {DRAIN_CHANNEL!r} (limit"
+        f" {args.drain_limit}) in {time.perf_counter() - began:.1f} s; a worker"
+        f" (--concurrency {args.worker_concurrency}, --channel {DRAIN_CHANNEL}) drains them"
+    )
+    with tempfile.TemporaryFile("w+") as log:
+        process = start_worker(url, args.worker_concurrency, log)
+        try:
+            wait_draining(url, process, log)
+            rows, pending = counts(url)
+            before = drained(url)[0]
+            started = time.perf_counter()
+            print(f"{rows:,} job rows, {pending:,} pending; worker PID {process.pid}")
+            figures = measure_pass("with worker", args, pages, clients, commands)
+            took = time.perf_counter() - started
+            after, left = drained(url)
+            alive = process.poll() is None
+        finally:
+            stop_worker(process)
+            remove_drain(url)
+        print(
+            f"the worker finished {after - before:,} jobs during this pass ({took:.0f} s,"
+            f" {(after - before) / took:,.0f} jobs/s); {left:,} left pending;"
+            f" {'running' if alive else 'EXITED'} until stopped (exit {process.returncode});"
+            f" the drain jobs and limit are deleted"
+        )
+        if not alive:
+            log.seek(0)
+            print(log.read()[-2000:])
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database", default="postgresql://127.0.0.1:5432/job_worker_bench")
+    parser.add_argument(
+        "--database",
+        default="postgresql://127.0.0.1:5432/job_worker_bench",
+        help="PostgreSQL URL of the database gen_jobs.py made (%(default)s)",
+    )
     parser.add_argument("--repeat", type=int, default=7, help="requests per page (7)")
+    parser.add_argument(
+        "--cli-repeat", type=int, default=5, help="whole-process runs per command (5)"
+    )
     parser.add_argument(
         "--rows",
         type=int,
         help="make the database again with this many jobs when it holds fewer"
         f" (default: use it as it is; {DEFAULT_ROWS:,} jobs when it has none)",
     )
+    worker = parser.add_mutually_exclusive_group()
+    worker.add_argument(
+        "--with-worker",
+        dest="worker",
+        action="store_true",
+        default=True,
+        help="measure everything again while a worker drains jobs (the default)",
+    )
+    worker.add_argument(
+        "--no-worker", dest="worker", action="store_false", help="the first pass only"
+    )
     parser.add_argument(
-        "--cli-repeat", type=int, default=5, help="whole-process runs per command (5)"
+        "--drain-jobs",
+        type=int,
+        default=200_000,
+        help="no-op jobs enqueued for the worker (200,000)",
+    )
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=2, help="the worker's executors (2)"
+    )
+    parser.add_argument(
+        "--drain-limit", type=int, default=16, help="the drain channel's limit (16)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = parser.parse_args()
@@ -414,6 +612,7 @@ def main() -> None:
     ]
     for who in PLAIN_USERS:
         pages += [(name, who, path) for name, path in plain_pages(ids[f"{who}_job"])]
+    commands = cli_commands(ids)
     missing = uncovered_routes(
         app, [path for _n, who, path in pages if who in ("manager", "anonymous")]
     )
@@ -426,15 +625,12 @@ def main() -> None:
     )
     if missing:
         print(f"GET routes not timed: {', '.join(missing)}")
-    print(f"\npages: median and slowest of {args.repeat} requests (after one to warm up)")
-    header()
-    figures = measure_pages("plain", pages, clients, args.repeat)
-    print(
-        f"\ncommands: python -m job_worker ... -d URL, whole process, median and slowest"
-        f" of {args.cli_repeat} runs (after one to warm up)"
-    )
-    figures += measure_commands("plain", args.database, cli_commands(ids), args.cli_repeat)
-    registry.close()
+    try:
+        figures = measure_pass("plain", args, pages, clients, commands)
+        if args.worker:
+            figures += with_worker(args, pages, clients, commands)
+    finally:
+        registry.close()
     if args.json:
         Path(args.json).write_text(json.dumps([f.as_json() for f in figures], indent=1) + "\n")
     errors = [f for f in figures if f.error]
@@ -442,6 +638,7 @@ def main() -> None:
         print(f"\n{len(errors)} error(s):")
         for figure in errors:
             print(f"  {figure.pass_} / {figure.who} / {figure.name}: {figure.error}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
