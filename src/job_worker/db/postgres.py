@@ -74,6 +74,10 @@ def connection_options(url: str) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key not in given or key == "options"}
 
 
+#: psycopg's default: a statement run this many times on a connection is prepared
+PREPARE_THRESHOLD = 5
+
+
 class PostgresCursor(Cursor):
     """On a connection in autocommit mode (the worker's own sessions) the cursor opens
     its transaction itself, and :meth:`execute_together` sends the ``BEGIN`` with the
@@ -263,6 +267,12 @@ class PostgresBackend(Backend):
     def cursor(self, *, readonly: bool = False) -> Cursor:
         pool = self.pool
         cnx = pool.getconn()
+        # A read-only transaction (the dashboard's pages, /metrics, the CLI's reads) plans
+        # each statement for its parameters: psycopg would prepare a statement run five
+        # times, and PostgreSQL then keep one generic plan for every user and time, the
+        # wrong one for a user with no job in a state or an hour of 100,000 finished jobs.
+        # Writers keep preparing: their statements (enqueue) plan alike whatever the values.
+        cnx.prepare_threshold = None if readonly else PREPARE_THRESHOLD
 
         def release(cnx: Any, healthy: bool) -> None:
             if not healthy:

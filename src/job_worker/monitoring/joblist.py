@@ -238,9 +238,17 @@ def list_jobs(
 def _fetch(
     cr: Cursor, where: str, params: list[Any], order: str, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``limit`` rows, newest first, and whether more match."""
+    """Up to ``limit`` rows, newest first, and whether more match.
+
+    The ids are chosen first, then their rows read: the inner query needs no column
+    but the filters' and the id, so an index that holds them all (``(state, id)``,
+    ``(user_id, id)``, ``(user_id, state, id)``) answers it in index order. Asked for
+    whole rows, the planner may walk the primary key instead and filter, which reads
+    every newer row first (a user whose jobs are not among the newest ones)."""
     cr.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s",
+        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE id IN ("
+        f"SELECT id FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s)"
+        f" ORDER BY id {order}",
         [*params, limit + 1],
     )
     rows = cr.dictfetchall()

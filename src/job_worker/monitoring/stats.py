@@ -25,8 +25,9 @@ from ..queue.lifecycle import JobState
 #: counts of possibly huge sets stop here; shown as "100000+"
 COUNT_CAP = 100_000
 #: windowed counts (throughput, failures) stop here
-WINDOW_CAP = 500_000
-#: duration percentiles and averages use at most this many of the latest finished jobs
+WINDOW_CAP = 100_000
+#: duration percentiles and averages use at most this many of the latest finished jobs,
+#: and so does the failure rate of a window whose counts stopped at the cap
 SAMPLE = 10_000
 #: a pending job due for longer than this is "aged"
 AGED_PENDING = timedelta(minutes=10)
@@ -107,32 +108,48 @@ class Window:
     duration_avg: float | None = None
     duration_p95: float | None = None
     wait_avg: float | None = None
+    #: where the counts stopped at the cap: the failure rate is that of the jobs that
+    #: finished from this time on (the latest :data:`SAMPLE` done or failed ones)
+    rate_since: datetime | None = None
+    #: (done, failed) from ``rate_since`` on
+    rate_counts: tuple[int, int] | None = None
 
     @property
     def failure_rate(self) -> float | None:
-        finished = self.done + self.failed
-        return self.failed / finished if finished else None
+        done, failed = self.rate_counts or (self.done, self.failed)
+        return failed / (done + failed) if done + failed else None
 
 
 def window(
-    cr: Cursor, since: datetime, until: datetime | None = None, channel: str | None = None
+    cr: Cursor,
+    since: datetime,
+    until: datetime | None = None,
+    channel: str | None = None,
+    *,
+    user_id: int | None = None,
+    sample: bool = True,
 ) -> Window:
-    """Done and failed counts in [since, until), with duration p95/average and the
-    average wait (due -> start) over the latest :data:`SAMPLE` done jobs."""
+    """Done and failed counts in [since, until) (of one user's jobs: ``user_id``), each
+    counted up to :data:`WINDOW_CAP`, with (``sample``) duration p95/average and the
+    average wait (due -> start) over the latest :data:`SAMPLE` done jobs. A window
+    whose counts stopped at the cap takes its failure rate over the latest jobs."""
     cond = "write_date >= %s"
     params: list[Any] = [since]
     if until is not None:
         cond += " AND write_date < %s"
         params.append(until)
-    if channel is not None:
-        cond += " AND channel = %s"
-        params.append(channel)
+    for column, value in (("channel", channel), ("user_id", user_id)):
+        if value is not None:
+            cond += f" AND {column} = %s"
+            params.append(value)
     result = Window()
     for state in (JobState.DONE, JobState.FAILED):
         count = bounded_count(cr, f"state = '{state}' AND {cond}", params, WINDOW_CAP)
         result.capped = result.capped or count >= WINDOW_CAP
         setattr(result, state, count)
-    if result.done:
+    if result.capped:
+        _rate_of_latest(cr, result, cond, params)
+    if result.done and sample:
         cr.execute(
             f"SELECT duration, started_at, scheduled_at FROM queue_job WHERE state = 'done' AND {cond}"
             " ORDER BY write_date DESC LIMIT %s",
@@ -149,6 +166,32 @@ def window(
         result.duration_avg = sum(durations) / len(durations) if durations else None
         result.wait_avg = sum(waits) / len(waits) if waits else None
     return result
+
+
+def _rate_of_latest(cr: Cursor, result: Window, cond: str, params: list[Any]) -> None:
+    """The failure rate of a capped window, over the jobs that finished since the
+    :data:`SAMPLE`-th latest done one (or failed one, whichever is later): both counts
+    from then on stay small, however many jobs the window holds."""
+    starts = []
+    for state in (JobState.DONE, JobState.FAILED):
+        cr.execute(
+            f"SELECT write_date FROM queue_job WHERE state = '{state}' AND {cond}"
+            " ORDER BY write_date DESC LIMIT 1 OFFSET %s",
+            [*params, SAMPLE - 1],
+        )
+        row = cr.fetchone()
+        if row is not None:
+            starts.append(as_datetime(row[0]))
+    if not starts:
+        return
+    result.rate_since = max(start for start in starts if start is not None)
+    counts = [
+        bounded_count(
+            cr, f"state = '{state}' AND {cond} AND write_date >= %s", [*params, result.rate_since]
+        )
+        for state in (JobState.DONE, JobState.FAILED)
+    ]
+    result.rate_counts = (counts[0], counts[1])
 
 
 def top_failures(cr: Cursor, since: datetime, limit: int = 5) -> list[tuple[str, int]]:

@@ -17,11 +17,12 @@ def _rebuild_pending_index(cr: Any) -> None:
 
 
 def _drop_redundant_indexes(cr: Any) -> None:
-    """``(state)`` leads ``(state, id)`` and ``(state, write_date)``; ``(cron_id)`` is
-    read through the unique ``(cron_id, cron_occurrence)``: each cost every job change
-    an index entry for nothing."""
-    cr.execute("DROP INDEX IF EXISTS queue_job_state_index")
-    cr.execute("DROP INDEX IF EXISTS queue_job_cron_id_index")
+    """``(state)`` leads ``(state, id)`` and ``(state, write_date)``; ``(channel)`` leads
+    ``(channel, state, id)``, which replaces it; ``(cron_id)`` is read through the unique
+    ``(cron_id, cron_occurrence)``: each cost every job change an index entry for
+    nothing."""
+    for name in ("queue_job_state_index", "queue_job_channel_index", "queue_job_cron_id_index"):
+        cr.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def _install_counts(env: Any) -> None:
@@ -42,8 +43,8 @@ MIGRATIONS = [
     ),
     Migration(
         3,
-        "a plain user's jobs by state read an index of their own; the indexes on state"
-        " and cron_id alone are dropped",
+        "indexes for a plain user's jobs, a channel's jobs by state and the jobs that spent"
+        " their retries; the indexes on state, channel and cron_id alone are dropped",
         pre=_drop_redundant_indexes,
     ),
 ]

@@ -9,7 +9,7 @@ daily rows from hourly rows; each period has its own retention.
 
 The same pass adds the interval's counts to ``queue.metric.counter``, the
 monotonic totals behind the Prometheus counters and histogram; ``/metrics``
-adds the live tail since the last snapshot (:func:`live_tail`).
+adds the live tail since the last snapshot (:func:`interval_counts`, bounded).
 """
 
 from __future__ import annotations
@@ -364,23 +364,40 @@ class MetricCounter(models.Model):
         return {(n, c, le): float(v) for n, c, le, v in self.env.cr.fetchall()}
 
 
+#: the live tail (``interval_counts`` until now) counts at most this many of its oldest
+#: finished jobs of each state, and as many of its oldest starts of jobs that moved on
+TAIL_CAP = 20_000
+
+
 def interval_counts(
     cr: Cursor, start: datetime, end: datetime | None
 ) -> dict[tuple[str, str, str], float]:
-    """{(counter name, channel, le): increment} for [start, end) (end None: until now)."""
+    """{(counter name, channel, le): increment} for [start, end) (end None: until now).
+
+    Until now (the live tail of ``/metrics``), each state counts its :data:`TAIL_CAP`
+    oldest jobs at most (by ``write_date``), so a scrape costs the same whatever the
+    throughput since the last snapshot. The counters then lag behind until the next
+    snapshot, and never go back: the jobs a capped tail counts are the oldest ones,
+    which the next tail still counts unless a snapshot took them."""
     cond, params = "write_date >= %s", [start]
     if end is not None:
         cond += " AND write_date < %s"
         params.append(end)
+    limit = "" if end is not None else f" ORDER BY write_date LIMIT {TAIL_CAP:d}"
     bucket_sums = ", ".join(
         f"SUM(CASE WHEN state = 'done' AND duration <= {le!r} THEN 1 ELSE 0 END)"
         for le in DURATION_BUCKETS
     )
+    finished = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT channel, state, duration FROM queue_job"
+        f" WHERE state = '{state}' AND {cond}{limit}) {state}_jobs"
+        for state in ("done", "failed")
+    )
     cr.execute(
         "SELECT channel, state, COUNT(*), SUM(CASE WHEN state = 'done' THEN duration ELSE 0 END),"
         f" SUM(CASE WHEN state = 'done' AND duration IS NOT NULL THEN 1 ELSE 0 END), {bucket_sums}"
-        f" FROM queue_job WHERE state IN ('done', 'failed') AND {cond} GROUP BY channel, state",
-        params,
+        f" FROM ({finished}) finished GROUP BY channel, state",
+        params * 2,
     )
     out: dict[tuple[str, str, str], float] = {}
 
@@ -394,12 +411,19 @@ def interval_counts(
             add(("duration_sum", ALL, ""), float(duration_sum or 0.0))
             for le, n in zip(DURATION_BUCKETS, buckets, strict=True):
                 add(("duration_bucket", ALL, repr(le)), int(n or 0))
-    extra = " AND started_at < %s" if end is not None else ""
+    # starts: the jobs running now, and those that started in the interval and moved on
+    started_in = "started_at >= %s" + (" AND started_at < %s" if end is not None else "")
+    started_params = [start, *([end] if end is not None else [])]
+    moved_on = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT channel FROM queue_job WHERE state = '{state}'"
+        f" AND write_date >= %s AND {started_in}{limit}) {state}_starts"
+        for state in ("done", "failed", "pending")
+    )
     cr.execute(
-        "SELECT channel, COUNT(*) FROM queue_job WHERE started_at >= %s" + extra + " AND ("
-        " state = 'started' OR (state IN ('done', 'failed', 'pending') AND write_date >= %s))"
-        " GROUP BY channel",
-        [start, *([end] if end is not None else []), start],
+        "SELECT channel, COUNT(*) FROM ("
+        f"SELECT channel FROM queue_job WHERE state = 'started' AND {started_in}"
+        f" UNION ALL {moved_on}) starts GROUP BY channel",
+        [*started_params, *([start, *started_params] * 3)],
     )
     for channel, count in cr.fetchall():
         add(("started", channel, ""), int(count))

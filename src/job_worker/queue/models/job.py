@@ -58,7 +58,8 @@ class QueueJob(models.Model):
         readonly=True,
     )
     priority = fields.Integer(required=True, default=10, help="Lower runs first.")
-    channel = fields.Char(required=True, default="root", index=True)
+    # indexed by (channel, state, id): the job list's index (monitoring)
+    channel = fields.Char(required=True, default="root")
     scheduled_at = fields.Datetime(
         "Due at",
         required=True,

@@ -1,0 +1,70 @@
+"""Windows of finished jobs stay bounded however many jobs finish in them: the KPIs'
+failure rate of a capped hour, and the live tail of /metrics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from job_worker.monitoring import kpis, stats
+from job_worker.monitoring.models import snapshot
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def add_job(cr, state: str, channel: str, finished, *, duration: float = 0.5) -> None:
+    cr.execute(
+        "INSERT INTO queue_job (uuid, model_name, method_name, state, priority, channel,"
+        " scheduled_at, fair_key, weight, started_at, write_date, duration)"
+        " VALUES (%s, 'res.partner', 'exists', %s, 10, %s, %s, '', 1, %s, %s, %s)",
+        [str(uuid.uuid4()), state, channel, finished, finished, finished, duration],
+    )
+
+
+def test_a_capped_hour_takes_its_failure_rate_over_the_latest_jobs(registry, monkeypatch):
+    monkeypatch.setattr(stats, "WINDOW_CAP", 4)
+    monkeypatch.setattr(stats, "SAMPLE", 2)
+    now = stats.now()
+    with registry.cursor() as cr:
+        for minutes in (50, 49, 48, 47, 46, 45, 2):
+            add_job(cr, "done", "root", now - timedelta(minutes=minutes))
+        add_job(cr, "failed", "root", now - timedelta(minutes=1))
+        win = stats.window(cr, now - timedelta(hours=1))
+        assert (win.done, win.failed, win.capped) == (4, 1, True)
+        # the two latest done jobs (45 and 2 minutes ago) and the failure since
+        assert win.rate_since == now - timedelta(minutes=45)
+        assert win.rate_counts == (2, 1) and win.failure_rate == pytest.approx(1 / 3)
+        uncapped = stats.window(cr, now - timedelta(minutes=10))
+        assert uncapped.rate_counts is None and uncapped.failure_rate == pytest.approx(1 / 2)
+
+
+def test_the_live_tail_of_metrics_counts_its_oldest_jobs_and_never_goes_back(registry, monkeypatch):
+    monkeypatch.setattr(snapshot, "TAIL_CAP", 3)
+    now = stats.now()
+    start = now - timedelta(minutes=10)
+    with registry.cursor() as cr:
+        for minutes, channel in ((9, "old"), (8, "old"), (7, "old"), (6, "new"), (5, "new")):
+            add_job(cr, "done", channel, now - timedelta(minutes=minutes), duration=0.02)
+        tail = snapshot.interval_counts(cr, start, None)
+        assert (tail.get(("done", "old", "")), tail.get(("done", "new", ""))) == (3, None)
+        assert tail[("started", "old", "")] == 3 and ("started", "new", "") not in tail
+        assert tail[("duration_count", snapshot.ALL, "")] == 3
+        # a snapshot took the first two minutes: the jobs the tail counted stay counted
+        taken = snapshot.interval_counts(cr, start, now - timedelta(minutes=7, seconds=30))
+        later = snapshot.interval_counts(cr, now - timedelta(minutes=7, seconds=30), None)
+        assert taken[("done", "old", "")] + later[("done", "old", "")] == 3
+        assert later.get(("done", "new", "")) == 2
+        # an interval that ended is counted whole, whatever the cap
+        whole = snapshot.interval_counts(cr, start, now)
+        assert (whole[("done", "old", "")], whole[("done", "new", "")]) == (3, 2)
+        assert whole[("started", "new", "")] == 2
+
+
+def test_the_kpis_cap_lies_at_or_above_every_threshold():
+    """A count that stopped at the cap is at least the cap: its level is still exact."""
+    assert all(
+        max(warn, crit) <= kpis.KPI_CAP for warn, crit, _direction in kpis.THRESHOLDS.values()
+    )
+    assert kpis.level("queue_depth", kpis.KPI_CAP) == "crit"
