@@ -65,7 +65,7 @@ _JOB_ID = re.compile(r"^#?([0-9]{1,10})$")
 _WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
 #: a bounded search looks at this many ids at most per page (see the module's docstring)
-SEARCH_WINDOW = 50_000
+SEARCH_WINDOW = 20_000
 #: the longest "finished within" span
 MAX_WITHIN = timedelta(days=36_500)
 

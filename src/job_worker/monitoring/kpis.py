@@ -148,7 +148,7 @@ def compute(
         "SELECT COALESCE(exc_name, '?'), COUNT(*) FROM (SELECT exc_name FROM queue_job"
         f" WHERE state = 'failed' AND write_date >= %s{mine} ORDER BY write_date DESC LIMIT %s) recent"
         " GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT 1",
-        [day, *mine_params, stats.WINDOW_CAP],
+        [day, *mine_params, stats.SAMPLE],
     )
     top = cr.fetchone()
     win_cap = stats.WINDOW_CAP

@@ -195,12 +195,13 @@ def _rate_of_latest(cr: Cursor, result: Window, cond: str, params: list[Any]) ->
 
 
 def top_failures(cr: Cursor, since: datetime, limit: int = 5) -> list[tuple[str, int]]:
-    """The most frequent exception names among jobs failed since ``since``."""
+    """The most frequent exception names among the jobs failed since ``since`` (the
+    latest :data:`SAMPLE` of them)."""
     cr.execute(
         "SELECT COALESCE(exc_name, '?'), COUNT(*) FROM (SELECT exc_name FROM queue_job"
         " WHERE state = 'failed' AND write_date >= %s ORDER BY write_date DESC LIMIT %s) recent"
         " GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT %s",
-        [since, WINDOW_CAP, limit],
+        [since, SAMPLE, limit],
     )
     return [(name, int(count)) for name, count in cr.fetchall()]
 
