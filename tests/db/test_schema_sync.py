@@ -340,3 +340,16 @@ def test_a_required_many2one_added_later_with_a_constant_default_points_rows_to_
     assert ("company_id", "res_company", "cascade") in desk.foreign_keys
     with registry.environment() as env:
         assert env["sync.desk"].search([]).company_id.id == 1
+
+
+def test_an_index_declared_for_some_databases_is_made_on_those_only(registry):
+    """queue.job's indexes for 10^7 rows are PostgreSQL's; SQLite keeps (channel), which
+    a job's change of state never rewrites."""
+    indexes = describe(registry, "queue_job").indexes
+    postgres_only = {"queue_job_user_state", "queue_job_user_state_date", "queue_job_channel_state"}
+    if registry.backend.dialect == "postgresql":
+        assert postgres_only <= set(indexes) and "queue_job_channel_index" not in indexes
+    else:
+        assert not postgres_only & set(indexes) and "queue_job_channel_index" in indexes
+    assert {"queue_job_state_id", "queue_job_user_id", "queue_job_exhausted"} <= set(indexes)
+    assert "queue_job_state_index" not in indexes and "queue_job_cron_id_index" not in indexes

@@ -68,3 +68,28 @@ def test_the_kpis_cap_lies_at_or_above_every_threshold():
         max(warn, crit) <= kpis.KPI_CAP for warn, crit, _direction in kpis.THRESHOLDS.values()
     )
     assert kpis.level("queue_depth", kpis.KPI_CAP) == "crit"
+
+
+@pytest.mark.parametrize("window_sort", [100, 3])
+def test_a_list_of_a_window_of_time_pages_alike_sorted_or_walked(
+    registry, monkeypatch, window_sort
+):
+    """Finished within an hour: read through the window and sorted when it holds few
+    jobs, walked down the ids when many; the same pages either way."""
+    from job_worker.monitoring import joblist
+
+    monkeypatch.setattr(joblist, "WINDOW_SORT", window_sort)
+    now = stats.now()
+    with registry.cursor() as cr:
+        for minutes in (90, 50, 40, 30, 20, 10, 5):
+            add_job(cr, "done", "root", now - timedelta(minutes=minutes))
+        add_job(cr, "failed", "root", now - timedelta(minutes=1))
+        cr.execute("SELECT id FROM queue_job ORDER BY id")
+        ids = [row[0] for row in cr.fetchall()]
+        flt = joblist.JobFilter(state="done", finished="1h")
+        first = joblist.list_jobs(cr, flt, limit=4, now=now)
+        assert [r["id"] for r in first.rows] == ids[1:7][::-1][:4]
+        second = joblist.list_jobs(cr, flt, before=first.next_before, limit=4, now=now)
+        assert [r["id"] for r in second.rows] == ids[1:3][::-1] and second.next_before is None
+        back = joblist.list_jobs(cr, flt, after=second.prev_after, limit=4, now=now)
+        assert [r["id"] for r in back.rows] == [r["id"] for r in first.rows]

@@ -876,49 +876,29 @@ class JobStore(ABC):
         """Add ``count`` to the channel's ``skipped`` counter (the skip policy)."""
         cr.execute(self.count_skipped_sql, (count, channel), write=True)
 
-    # -- kept counts (the dashboard, /metrics, stats, snapshots) -------------------------
-    # The waiting and pending jobs of each channel, kept by triggers on queue_job in the
-    # transactions that change them: a reader never counts the backlog, and any change
-    # of a job's state or channel, by the store or by a hand-written statement, keeps
-    # them exact. (Started jobs are not kept: there are at most as many as the workers'
-    # executors, counted from their own index.)
+    # -- counts of the backlog (the dashboard, /metrics, stats, snapshots) ----------------
+    # The waiting and pending jobs of each channel. PostgreSQL keeps them: triggers on
+    # queue_job write them in the transactions that change the jobs, so a reader never
+    # counts the backlog, and any change of a job's state or channel, by the store or by
+    # a hand-written statement, keeps them exact. SQLite counts them from its indexes
+    # (see :mod:`.jobstore_sqlite`). Started jobs are never kept: there are at most as
+    # many as the workers' executors, counted from their own index.
 
-    #: the statements of this section (each database's module has them, as COUNTS_TABLE,
-    #: COUNTS_TRIGGERS, COUNTS_INSTALLED, RECOUNT and QUEUED_COUNTS)
-    counts_table_sql: str
-    counts_triggers_sql: tuple[str, ...]
-    counts_installed_sql: str
-    recount_sql: tuple[str, ...]
+    #: the statement of :meth:`queued_counts` (each database's QUEUED_COUNTS)
     queued_counts_sql: str
-    #: functions the triggers call, made (or replaced) first; None where the triggers
-    #: say what they do themselves
-    counts_functions_sql: str | None = None
 
     def install_counts(self, cr: Cursor) -> bool:
-        """Make the kept counts where they are missing (the table, the triggers) and
-        count the jobs waiting and pending once then; whether it did. Run in the schema
-        upgrade's transaction."""
-        cr.execute(self.counts_table_sql, write=True)
-        if self.counts_functions_sql:
-            cr.execute(self.counts_functions_sql, write=True)
-        cr.execute(self.counts_installed_sql, write=False)
-        creates = sum(1 for sql in self.counts_triggers_sql if sql.startswith("CREATE"))
-        if int(cr.fetchone()[0]) == creates:  # type: ignore[index]
-            return False
-        for statement in self.counts_triggers_sql:
-            cr.execute(statement, write=True)
-        self.recount(cr)
-        return True
+        """Make what keeps the counts where it is missing, and count the jobs once then;
+        whether it did. Run in the schema upgrade's transaction."""
+        return False
 
-    def recount(self, cr: Cursor) -> None:
+    def recount(self, cr: Cursor) -> None:  # noqa: B027 - nothing to do where nothing is kept
         """Count the jobs waiting and pending again, writers kept out meanwhile (after
         the triggers were disabled, as a bulk load may do)."""
-        for statement in self.recount_sql:
-            cr.execute(statement, write=True)
 
     def queued_counts(self, cr: Cursor) -> dict[tuple[str, str], int]:
-        """{(channel, state): jobs} for the states waiting and pending, from the kept
-        counts (pairs with no job left out)."""
+        """{(channel, state): jobs} for the states waiting and pending (pairs with no
+        job left out)."""
         cr.execute(self.queued_counts_sql, (), write=False)
         return {(channel, state): int(n) for channel, state, n in cr.fetchall()}
 

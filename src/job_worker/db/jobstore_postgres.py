@@ -822,11 +822,6 @@ NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 
 class PostgresJobStore(JobStore):
     backend: PostgresBackend
-    counts_table_sql = COUNTS_TABLE
-    counts_functions_sql = COUNTS_FUNCTION
-    counts_triggers_sql = COUNTS_TRIGGERS
-    counts_installed_sql = COUNTS_INSTALLED
-    recount_sql = RECOUNT
     queued_counts_sql = QUEUED_COUNTS
     next_scheduled_sql = NEXT_SCHEDULED
     window_usage_sql = WINDOW_USAGE
@@ -1158,6 +1153,24 @@ class PostgresJobStore(JobStore):
             return 0
         cr.execute(PURGE, (retention_days, batch))
         return cr.rowcount
+
+    def install_counts(self, cr: Cursor) -> bool:
+        cr.execute(COUNTS_TABLE)
+        cr.execute(COUNTS_FUNCTION)
+        cr.execute(COUNTS_INSTALLED)
+        creates = sum(1 for sql in COUNTS_TRIGGERS if sql.startswith("CREATE"))
+        if int(cr.fetchone()[0]) == creates:  # type: ignore[index]
+            return False
+        # CREATE TRIGGER locks out writers until this transaction ends: the count below
+        # sees every job any of them committed, and nothing changes after it uncounted
+        for statement in COUNTS_TRIGGERS:
+            cr.execute(statement)
+        self.recount(cr)
+        return True
+
+    def recount(self, cr: Cursor) -> None:
+        for statement in RECOUNT:
+            cr.execute(statement)
 
     def compact_counts(self, cr: Cursor) -> int:
         cr.execute(COMPACT_COUNTS_LOCK, ())

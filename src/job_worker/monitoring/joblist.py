@@ -66,6 +66,9 @@ _WITHIN = re.compile(r"^([0-9]{1,9})([mhd])$")
 MAX_PAGE = 500
 #: a bounded search looks at this many ids at most per page (see the module's docstring)
 SEARCH_WINDOW = 20_000
+#: a list filtered by a window of time (finished within, aged) with fewer matches than
+#: this reads them all through the window's index and sorts them (see list_jobs)
+WINDOW_SORT = 20_000
 #: the longest "finished within" span
 MAX_WITHIN = timedelta(days=36_500)
 
@@ -225,7 +228,13 @@ def list_jobs(
         where += " AND id > %s"
         params.append(after)
     order = "ASC" if backwards else "DESC"
-    rows, more = _fetch(cr, where, params, order, limit)
+    # a window of time (finished within, aged): few matches among many newer jobs would
+    # make a walk down the ids read them all; counted first (a range of the window's
+    # index), a small window is read whole and sorted instead
+    sort = bool(flt.finished or flt.aged) and (
+        stats.bounded_count(cr, where, params, WINDOW_SORT) < WINDOW_SORT
+    )
+    rows, more = _fetch(cr, where, params, order, limit, sort=sort)
     if not rows:
         return Page([], None, None)
     if backwards:
@@ -236,7 +245,7 @@ def list_jobs(
 
 
 def _fetch(
-    cr: Cursor, where: str, params: list[Any], order: str, limit: int
+    cr: Cursor, where: str, params: list[Any], order: str, limit: int, *, sort: bool = False
 ) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``limit`` rows, newest first, and whether more match.
 
@@ -245,9 +254,12 @@ def _fetch(
     ``(user_id, id)``, ``(user_id, state, id)``) answers it in index order. Asked for
     whole rows, the planner may walk the primary key instead and filter, which reads
     every newer row first (a user whose jobs are not among the newest ones)."""
+    # ``sort``: ordered by an expression no index gives, the ids come from the filter's
+    # best range, then a top-N sort (see list_jobs)
+    key = "id + 0" if sort else "id"
     cr.execute(
         f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE id IN ("
-        f"SELECT id FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s)"
+        f"SELECT id FROM queue_job WHERE {where} ORDER BY {key} {order} LIMIT %s)"
         f" ORDER BY id {order}",
         [*params, limit + 1],
     )

@@ -40,12 +40,16 @@ class Index:
     """An extra index of a model's table, declared in ``_indexes``.
 
     ``where`` makes it partial; it is portable SQL over the table's columns.
+    ``dialects``: the databases that get it (None: every one), for an index whose
+    worth depends on the database (SQLite writes each index page a transaction
+    touches at its commit, one writer at a time).
     """
 
     name: str
     columns: tuple[str, ...]
     unique: bool = False
     where: str | None = None
+    dialects: tuple[str, ...] | None = None
 
 
 class MetaModel(type):

@@ -194,13 +194,17 @@ def table_columns(model: type[BaseModel]) -> list[Column]:
     return columns
 
 
-def table_indexes(model: type[BaseModel]) -> list[Index]:
+def table_indexes(model: type[BaseModel], dialect: str | None = None) -> list[Index]:
+    """The indexes of ``model``'s table (on ``dialect``: those it gets)."""
     table = model._table
     indexes = [
         Index(f"{table}_{f.name}_index", table, (f.name,)) for f in model._column_fields if f.index
     ]
     for index in model._indexes:
-        indexes.append(Index(index.name, table, tuple(index.columns), index.unique, index.where))
+        if dialect is None or index.dialects is None or dialect in index.dialects:
+            indexes.append(
+                Index(index.name, table, tuple(index.columns), index.unique, index.where)
+            )
     return indexes
 
 
@@ -257,7 +261,9 @@ def sync_tables(registry: Registry, cr: Cursor, changes: SchemaChanges | None = 
                     backend.add_column(cr, table, column, _fill_value(field, model(env, ())))
                     changes.columns.append(f"{table}.{column.name}")
             present = set(schema.indexes)
-        missing_indexes.extend(i for i in table_indexes(model) if i.name not in present)
+        missing_indexes.extend(
+            i for i in table_indexes(model, backend.dialect) if i.name not in present
+        )
     for table, column in deferred:
         backend.add_column(cr, table, column)
     for index in missing_indexes:  # after the deferred columns they may cover

@@ -18,10 +18,13 @@ def _rebuild_pending_index(cr: Any) -> None:
 
 def _drop_redundant_indexes(cr: Any) -> None:
     """``(state)`` leads ``(state, id)`` and ``(state, write_date)``; ``(channel)`` leads
-    ``(channel, state, id)``, which replaces it; ``(cron_id)`` is read through the unique
+    ``(channel, state, id)``, which replaces it on PostgreSQL; ``(cron_id)`` is read through the unique
     ``(cron_id, cron_occurrence)``: each cost every job change an index entry for
     nothing."""
-    for name in ("queue_job_state_index", "queue_job_channel_index", "queue_job_cron_id_index"):
+    names = ["queue_job_state_index", "queue_job_cron_id_index"]
+    if cr.backend.dialect == "postgresql":  # SQLite keeps (channel): see monitoring's
+        names.append("queue_job_channel_index")
+    for name in names:
         cr.execute(f"DROP INDEX IF EXISTS {name}")
 
 

@@ -376,9 +376,10 @@ def interval_counts(
 
     Until now (the live tail of ``/metrics``), each state counts its :data:`TAIL_CAP`
     oldest jobs at most (by ``write_date``), so a scrape costs the same whatever the
-    throughput since the last snapshot. The counters then lag behind until the next
-    snapshot, and never go back: the jobs a capped tail counts are the oldest ones,
-    which the next tail still counts unless a snapshot took them."""
+    throughput since the last snapshot, and the starts of jobs back in pending are left
+    to the snapshot. The counters then lag behind until the next snapshot, and never go
+    back: the jobs a capped tail counts are the oldest ones, which the next tail still
+    counts unless a snapshot took them."""
     cond, params = "write_date >= %s", [start]
     if end is not None:
         cond += " AND write_date < %s"
@@ -412,18 +413,21 @@ def interval_counts(
             for le, n in zip(DURATION_BUCKETS, buckets, strict=True):
                 add(("duration_bucket", ALL, repr(le)), int(n or 0))
     # starts: the jobs running now, and those that started in the interval and moved on
+    # (the live tail leaves out those back in pending, to be retried: finding them would
+    # read every job enqueued since; the next snapshot counts them)
     started_in = "started_at >= %s" + (" AND started_at < %s" if end is not None else "")
     started_params = [start, *([end] if end is not None else [])]
+    moved = ("done", "failed", "pending") if end is not None else ("done", "failed")
     moved_on = " UNION ALL ".join(
         f"SELECT * FROM (SELECT channel FROM queue_job WHERE state = '{state}'"
         f" AND write_date >= %s AND {started_in}{limit}) {state}_starts"
-        for state in ("done", "failed", "pending")
+        for state in moved
     )
     cr.execute(
         "SELECT channel, COUNT(*) FROM ("
         f"SELECT channel FROM queue_job WHERE state = 'started' AND {started_in}"
         f" UNION ALL {moved_on}) starts GROUP BY channel",
-        [*started_params, *([start, *started_params] * 3)],
+        [*started_params, *([start, *started_params] * len(moved))],
     )
     for channel, count in cr.fetchall():
         add(("started", channel, ""), int(count))
