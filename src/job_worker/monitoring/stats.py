@@ -25,7 +25,7 @@ from ..queue.lifecycle import JobState
 #: counts of possibly huge sets stop here; shown as "100000+"
 COUNT_CAP = 100_000
 #: windowed counts (throughput, failures) stop here
-WINDOW_CAP = 100_000
+WINDOW_CAP = 20_000
 #: duration percentiles and averages use at most this many of the latest finished jobs,
 #: and so does the failure rate of a window whose counts stopped at the cap
 SAMPLE = 10_000
