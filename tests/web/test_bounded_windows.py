@@ -93,3 +93,24 @@ def test_a_list_of_a_window_of_time_pages_alike_sorted_or_walked(
         assert [r["id"] for r in second.rows] == ids[1:3][::-1] and second.next_before is None
         back = joblist.list_jobs(cr, flt, after=second.prev_after, limit=4, now=now)
         assert [r["id"] for r in back.rows] == [r["id"] for r in first.rows]
+
+
+@pytest.mark.parametrize("window_sort", [100, 2])
+def test_finished_within_any_state_merges_each_states_jobs(registry, monkeypatch, window_sort):
+    from job_worker.monitoring import joblist
+
+    monkeypatch.setattr(joblist, "WINDOW_SORT", window_sort)
+    now = stats.now()
+    with registry.cursor() as cr:
+        for state, minutes in (("done", 90), ("failed", 50), ("done", 40), ("cancelled", 30)):
+            add_job(cr, state, "root", now - timedelta(minutes=minutes))
+        add_job(cr, "pending", "root", now)  # newer, not finished
+        for state, minutes in (("done", 20), ("failed", 10)):
+            add_job(cr, state, "root", now - timedelta(minutes=minutes))
+        cr.execute("SELECT id, state FROM queue_job ORDER BY id")
+        ids = [job_id for job_id, state in cr.fetchall()]
+        flt = joblist.JobFilter(finished="1h")
+        first = joblist.list_jobs(cr, flt, limit=3, now=now)
+        assert [r["id"] for r in first.rows] == [ids[6], ids[5], ids[3]]
+        second = joblist.list_jobs(cr, flt, before=first.next_before, limit=3, now=now)
+        assert [r["id"] for r in second.rows] == [ids[2], ids[1]] and second.next_before is None

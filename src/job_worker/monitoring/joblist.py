@@ -17,7 +17,7 @@ index lookup.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -217,24 +217,32 @@ def list_jobs(
     """One page of jobs matching ``flt``, newest first."""
     limit = max(1, min(int(limit), MAX_PAGE))
     now = now or stats.now()
-    where, params = flt.where(cr, now)
     backwards = after is not None and before is None
     if flt.bounded:
+        where, params = flt.where(cr, now)
         return _bounded_page(cr, where, params, before, after, limit)
-    if before is not None:
-        where += " AND id < %s"
-        params.append(before)
-    elif backwards:
-        where += " AND id > %s"
-        params.append(after)
     order = "ASC" if backwards else "DESC"
-    # a window of time (finished within, aged): few matches among many newer jobs would
-    # make a walk down the ids read them all; counted first (a range of the window's
-    # index), a small window is read whole and sorted instead
-    sort = bool(flt.finished or flt.aged) and (
-        stats.bounded_count(cr, where, params, WINDOW_SORT) < WINDOW_SORT
+    # "finished within" in any finished state: each state's jobs apart (its own index
+    # range or walk, see _ids), merged: one walk over the three would read through the
+    # pending jobs newer than the finished ones
+    parts = (
+        [replace(flt, state=state.value) for state in TERMINAL]
+        if flt.finished and not flt.state
+        else [flt]
     )
-    rows, more = _fetch(cr, where, params, order, limit, sort=sort)
+    ids: list[int] = []
+    for part in parts:
+        where, params = part.where(cr, now)
+        if before is not None:
+            where += " AND id < %s"
+            params.append(before)
+        elif backwards:
+            where += " AND id > %s"
+            params.append(after)
+        ids += _ids(cr, part, where, params, order, limit + 1)
+    ids = sorted(ids, reverse=not backwards)[: limit + 1]
+    more = len(ids) > limit
+    rows = _rows(cr, ids[:limit])
     if not rows:
         return Page([], None, None)
     if backwards:
@@ -244,34 +252,56 @@ def list_jobs(
     )
 
 
-def _fetch(
-    cr: Cursor, where: str, params: list[Any], order: str, limit: int, *, sort: bool = False
-) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``limit`` rows, newest first, and whether more match.
+def _ids(
+    cr: Cursor, flt: JobFilter, where: str, params: list[Any], order: str, count: int
+) -> list[int]:
+    """The first ``count`` ids matching ``where``, in ``order``.
 
-    The ids are chosen first, then their rows read: the inner query needs no column
-    but the filters' and the id, so an index that holds them all (``(state, id)``,
-    ``(user_id, id)``, ``(user_id, state, id)``) answers it in index order. Asked for
-    whole rows, the planner may walk the primary key instead and filter, which reads
-    every newer row first (a user whose jobs are not among the newest ones)."""
-    # ``sort``: ordered by an expression no index gives, the ids come from the filter's
-    # best range, then a top-N sort (see list_jobs)
-    key = "id + 0" if sort else "id"
+    Only ids are asked for: an index that holds the filter's columns and the id
+    (``(state, id)``, ``(user_id, id)``, ``(user_id, state, id)``) answers in its order.
+    Asked for whole rows, the planner may walk the primary key instead and filter,
+    which reads every newer row first (a user whose jobs are not among the newest).
+    A window of time (finished within, aged) is counted first, through its own index:
+    a small one is read whole and sorted (ordered by ``id + 0``, which no index gives),
+    so that a window with few jobs never makes the page walk down every newer job."""
+    key = "id"
+    if (flt.finished or flt.aged) and stats.bounded_count(
+        cr, where, params, WINDOW_SORT
+    ) < WINDOW_SORT:
+        key = "id + 0"
     cr.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE id IN ("
-        f"SELECT id FROM queue_job WHERE {where} ORDER BY {key} {order} LIMIT %s)"
-        f" ORDER BY id {order}",
+        f"SELECT id FROM queue_job WHERE {where} ORDER BY {key} {order} LIMIT %s",
+        [*params, count],
+    )
+    return [row[0] for row in cr.fetchall()]
+
+
+def _fetch(
+    cr: Cursor, where: str, params: list[Any], order: str, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` rows matching ``where`` from one end (``order`` of the ids),
+    newest first, and whether more match."""
+    cr.execute(
+        f"SELECT id FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s",
         [*params, limit + 1],
     )
+    ids = [row[0] for row in cr.fetchall()]
+    return _rows(cr, ids[:limit]), len(ids) > limit
+
+
+def _rows(cr: Cursor, ids: list[int]) -> list[dict[str, Any]]:
+    """The rows of ``ids``, newest first."""
+    if not ids:
+        return []
+    in_ids, params = cr.backend.in_ids("id", ids)
+    cr.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {in_ids} ORDER BY id DESC", params
+    )
     rows = cr.dictfetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if order == "ASC":
-        rows.reverse()
     for row in rows:
         for key in _DATETIMES:
             row[key] = stats.as_datetime(row[key])
-    return rows, more
+    return rows
 
 
 def _bounded_page(
