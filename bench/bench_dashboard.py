@@ -22,7 +22,8 @@ The read commands (``jobs list`` under its filters, ``jobs show``, ``jobs explai
 get``, ``users list``) run as whole processes, ``python -m job_worker ... -d URL``:
 start-up, imports, connection, query and output; each once to warm up, then
 ``--cli-repeat`` times. Their baseline is ``python -m job_worker --help``, which
-starts the CLI and touches no database.
+starts the CLI and touches no database. The package is byte-compiled first, as an
+install does.
 
 Unless ``--no-worker`` is given, everything is measured a second time while a real
 worker (``python -m job_worker worker --channel drain``, a subprocess) drains
@@ -409,6 +410,16 @@ def enqueue_drain(url: str, count: int, limit: int) -> None:
     job_worker(url, "limits", "set", DRAIN_CHANNEL, str(limit))
 
 
+def compile_package() -> None:
+    """Byte-compile job_worker, as installing it does: run from a checkout with
+    PYTHONDONTWRITEBYTECODE set, every command would compile its modules again."""
+    import compileall
+
+    import job_worker
+
+    compileall.compile_dir(Path(job_worker.__file__).parent, quiet=1)
+
+
 def vacuum(url: str) -> str:
     """VACUUM ANALYZE the jobs table (what an earlier run or a drain left dead goes, the
     statistics are fresh); the server's autovacuum setting."""
@@ -607,6 +618,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = parser.parse_args()
     ensure_data(args.database, args.rows)
+    compile_package()
     autovacuum = vacuum(args.database)
     ids = dataset(args.database)
     registry = Registry(args.database)
