@@ -28,7 +28,7 @@ THRESHOLDS: dict[str, tuple[float, float, str]] = {
 }
 
 
-#: the KPIs' counts stop here (shown "10,000+"): above every threshold, so the level is
+#: the KPIs' counts stop here (shown "10,000+"): at or above every threshold, so the level is
 #: exact, and each count reads 10,000 index entries at most (the channels page has the
 #: exact backlog, from the kept counts)
 KPI_CAP = 10_000
