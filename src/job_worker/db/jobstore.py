@@ -902,16 +902,11 @@ class JobStore(ABC):
         cr.execute(self.queued_counts_sql, (), write=False)
         return {(channel, state): int(n) for channel, state, n in cr.fetchall()}
 
-    def compact_counts(self, cr: Cursor) -> int:
-        """Fold what the triggers added since the last fold, where they add rows rather
-        than update them; the rows folded."""
-        return 0
-
     def fold_counts(self, session: Session) -> int:
-        """:meth:`compact_counts` in a transaction of its own on ``session`` (the
-        maintenance's), then whatever keeps the table small; the rows folded."""
-        with session.cursor(None) as cr:
-            return self.compact_counts(cr)
+        """Fold what the triggers added since the last fold, on ``session`` (the
+        maintenance's), where they add rows rather than update them; the rows folded
+        (none where nothing is kept)."""
+        return 0
 
     # -- readers of fair share (jobs explain, limits fair, the dashboard, metrics) -------
     # Read-only, and bounded like the claim: they walk the pending index key by key and

@@ -1173,6 +1173,8 @@ class PostgresJobStore(JobStore):
             cr.execute(statement)
 
     def compact_counts(self, cr: Cursor) -> int:
+        """Fold the deltas into one row per (channel, state) in ``cr``'s transaction;
+        the rows folded (0 when another fold holds the lock)."""
         cr.execute(COMPACT_COUNTS_LOCK, ())
         if not cr.fetchone()[0]:  # type: ignore[index]
             return 0
@@ -1181,7 +1183,8 @@ class PostgresJobStore(JobStore):
         return int(gone) - int(kept)
 
     def fold_counts(self, session: Session) -> int:
-        folded = super().fold_counts(session)
+        with session.cursor(None) as cr:
+            folded = self.compact_counts(cr)
         if folded:
             # each fold leaves the rows it folded dead; without a vacuum now (autovacuum
             # may be minutes away, or off) new deltas would land on new pages and readers

@@ -239,7 +239,8 @@ def list_jobs(
         elif backwards:
             where += " AND id > %s"
             params.append(after)
-        ids += _ids(cr, part, where, params, order, limit + 1)
+        window = bool(part.finished or part.aged)
+        ids += _ids(cr, where, params, order, limit + 1, window=window)
     ids = sorted(ids, reverse=not backwards)[: limit + 1]
     more = len(ids) > limit
     rows = _rows(cr, ids[:limit])
@@ -253,7 +254,7 @@ def list_jobs(
 
 
 def _ids(
-    cr: Cursor, flt: JobFilter, where: str, params: list[Any], order: str, count: int
+    cr: Cursor, where: str, params: list[Any], order: str, count: int, *, window: bool = False
 ) -> list[int]:
     """The first ``count`` ids matching ``where``, in ``order``.
 
@@ -261,13 +262,11 @@ def _ids(
     (``(state, id)``, ``(user_id, id)``, ``(user_id, state, id)``) answers in its order.
     Asked for whole rows, the planner may walk the primary key instead and filter,
     which reads every newer row first (a user whose jobs are not among the newest).
-    A window of time (finished within, aged) is counted first, through its own index:
+    A ``window`` of time (finished within, aged) is counted first, through its own index:
     a small one is read whole and sorted (ordered by ``id + 0``, which no index gives),
     so that a window with few jobs never makes the page walk down every newer job."""
     key = "id"
-    if (flt.finished or flt.aged) and stats.bounded_count(
-        cr, where, params, WINDOW_SORT
-    ) < WINDOW_SORT:
+    if window and stats.bounded_count(cr, where, params, WINDOW_SORT) < WINDOW_SORT:
         key = "id + 0"
     cr.execute(
         f"SELECT id FROM queue_job WHERE {where} ORDER BY {key} {order} LIMIT %s",
@@ -281,11 +280,7 @@ def _fetch(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``limit`` rows matching ``where`` from one end (``order`` of the ids),
     newest first, and whether more match."""
-    cr.execute(
-        f"SELECT id FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s",
-        [*params, limit + 1],
-    )
-    ids = [row[0] for row in cr.fetchall()]
+    ids = _ids(cr, where, params, order, limit + 1)
     return _rows(cr, ids[:limit]), len(ids) > limit
 
 

@@ -290,14 +290,14 @@ def channel_rows(cr: Cursor, default_limit: int | None = None) -> list[dict[str,
     clock; None and 0.0 when none)."""
     if default_limit is None:
         default_limit = config.read(cr).default_limit
-    counts = job_store(cr.backend).queued_counts(cr)
+    store = job_store(cr.backend)
+    counts = store.queued_counts(cr)
     started = running(cr)
     cr.execute(
         'SELECT id, name, "limit", rate_limit, rates, max_depth, depth_policy, skipped'
         " FROM queue_limit ORDER BY name"
     )
     limits = {row[1]: (row[0], *row[2:]) for row in cr.fetchall()}
-    store = job_store(cr.backend)
     clock = store.now(cr)
     backoffs = store.channel_backoffs(cr, clock)
     names = sorted(

@@ -1,7 +1,7 @@
 """The elected maintenance of one database, beside the supervisor's event loop.
 
-Each run folds the kept counts of waiting and pending jobs
-(:meth:`~job_worker.db.jobstore.JobStore.compact_counts`) and reclaims the jobs of
+Each run folds the kept counts of waiting and pending jobs (PostgreSQL:
+:meth:`~job_worker.db.jobstore.JobStore.fold_counts`) and reclaims the jobs of
 workers that died (:func:`reclaim_stale_jobs`), each in a transaction of its own,
 then calls ``queue.maintenance._run_maintenance``: the purge of old jobs, and what
 modules add there (metric snapshots, alert rules).
