@@ -114,3 +114,75 @@ def test_finished_within_any_state_merges_each_states_jobs(registry, monkeypatch
         assert [r["id"] for r in first.rows] == [ids[6], ids[5], ids[3]]
         second = joblist.list_jobs(cr, flt, before=first.next_before, limit=3, now=now)
         assert [r["id"] for r in second.rows] == [ids[2], ids[1]] and second.next_before is None
+
+
+def add_pending(cr, due) -> int:
+    cr.execute(
+        "INSERT INTO queue_job (uuid, model_name, method_name, state, priority, channel,"
+        " scheduled_at, fair_key, weight, write_date)"
+        " VALUES (%s, 'res.partner', 'exists', 'pending', 10, 'root', %s, '', 1, %s)",
+        [str(uuid.uuid4()), due, due],
+    )
+    cr.execute("SELECT MAX(id) FROM queue_job")
+    return cr.fetchone()[0]
+
+
+@pytest.mark.parametrize("window_sort", [100, 2])
+def test_aged_jobs_list_latest_due_first_and_page_by_due_time(registry, monkeypatch, window_sort):
+    """The aged list is ordered by when the jobs became due, then by id (ties), not by
+    id: a job enqueued last but due long ago comes last; newer pending jobs (a backlog
+    being drained) are never read. Sorted or walked, the pages are the same."""
+    from job_worker.monitoring import joblist
+
+    monkeypatch.setattr(joblist, "WINDOW_SORT", window_sort)
+    now = stats.now()
+    old = now - stats.AGED_PENDING - timedelta(minutes=1)
+    with registry.cursor() as cr:
+        a = add_pending(cr, old - timedelta(hours=2))
+        b = add_pending(cr, old - timedelta(hours=1))
+        c = add_pending(cr, old - timedelta(hours=1))  # the same due time as b
+        d = add_pending(cr, old)
+        for _ in range(3):
+            add_pending(cr, now)  # due now: not aged
+        e = add_pending(cr, old - timedelta(hours=3))  # enqueued last, due first of all
+        flt = joblist.JobFilter(aged=True)
+        first = joblist.list_jobs(cr, flt, limit=2, now=now)
+        assert [r["id"] for r in first.rows] == [d, c] and first.prev_after is None
+        second = joblist.list_jobs(cr, flt, before=first.next_before, limit=2, now=now)
+        assert [r["id"] for r in second.rows] == [b, a]
+        third = joblist.list_jobs(cr, flt, before=second.next_before, limit=2, now=now)
+        assert [r["id"] for r in third.rows] == [e] and third.next_before is None
+        back = joblist.list_jobs(cr, flt, after=third.prev_after, limit=2, now=now)
+        assert [r["id"] for r in back.rows] == [b, a]
+        assert back.prev_after == b and back.next_before == a
+        top = joblist.list_jobs(cr, flt, after=back.prev_after, limit=2, now=now)
+        assert [r["id"] for r in top.rows] == [d, c] and top.prev_after is None
+
+
+def test_a_window_page_from_a_deleted_job_ends_the_list(registry):
+    from job_worker.monitoring import joblist
+
+    now = stats.now()
+    with registry.cursor() as cr:
+        for minutes in (30, 20, 10):
+            add_job(cr, "done", "root", now - timedelta(minutes=minutes))
+        flt = joblist.JobFilter(state="done", finished="1h")
+        first = joblist.list_jobs(cr, flt, limit=1, now=now)
+        cr.execute("DELETE FROM queue_job WHERE id = %s", [first.next_before])
+        page = joblist.list_jobs(cr, flt, before=first.next_before, limit=1, now=now)
+        assert (page.rows, page.next_before, page.prev_after) == ([], None, None)
+
+
+def test_finished_within_lists_by_finish_time_not_by_id(registry):
+    """A job enqueued early that finished last is the first of "finished within"."""
+    from job_worker.monitoring import joblist
+
+    now = stats.now()
+    with registry.cursor() as cr:
+        add_job(cr, "done", "root", now - timedelta(minutes=1))  # oldest id, latest finish
+        add_job(cr, "failed", "root", now - timedelta(minutes=30))
+        add_job(cr, "done", "root", now - timedelta(minutes=20))
+        cr.execute("SELECT id FROM queue_job ORDER BY id")
+        first, second, third = (row[0] for row in cr.fetchall())
+        page = joblist.list_jobs(cr, joblist.JobFilter(finished="1h"), limit=5, now=now)
+        assert [r["id"] for r in page.rows] == [first, third, second]

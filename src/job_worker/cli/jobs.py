@@ -89,7 +89,8 @@ def list_(
     as_json: bool,
     **filters: Any,
 ) -> None:
-    """List jobs, newest first, one page at a time."""
+    """List jobs, newest first, one page at a time (--finished: latest finished first;
+    --aged: latest due first)."""
     out = Output(as_json)
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
         env = Environment(cr, SUPERUSER_ID, {})

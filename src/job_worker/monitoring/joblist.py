@@ -6,6 +6,14 @@ whole result; it reads one row more than it shows to know whether another
 page follows. Filters map to indexed columns (state, user, channel, graph,
 ``(state, write_date)`` for "finished within").
 
+A list filtered by a window of time is ordered by that time instead, latest first,
+then by id: "finished within" by when the job last changed (``write_date``, its
+finish), "aged" by when it became due (``scheduled_at``). Its pages are keyed on
+(time, id); ``before``/``after`` still name a job, whose time is read first. So the
+page starts where the window begins in the window's own index, and never walks
+through the newest jobs that are not in it (a backlog being drained is newest
+and pending, and never aged).
+
 A text search, and a filter on a column no index leads with (model, method,
 exception), is bounded instead: a page looks at most :data:`SEARCH_WINDOW`
 ids back from where it starts (``Page.searched`` says which), so a word that
@@ -115,6 +123,16 @@ class JobFilter:
             self.cron = int(self.cron)
 
     @property
+    def window_column(self) -> str | None:
+        """The time a list of a window of time is ordered by (see the module's
+        docstring); None for the other filters."""
+        if self.finished:
+            return "write_date"
+        if self.aged:
+            return "scheduled_at"
+        return None
+
+    @property
     def bounded(self) -> bool:
         """Whether a page of this filter reads a window of ids rather than the whole
         table: a text search, or a filter on a column without an index of its own,
@@ -221,58 +239,111 @@ def list_jobs(
     if flt.bounded:
         where, params = flt.where(cr, now)
         return _bounded_page(cr, where, params, before, after, limit)
-    order = "ASC" if backwards else "DESC"
-    # "finished within" in any finished state: each state's jobs apart (its own index
-    # range or walk, see _ids), merged: one walk over the three would read through the
-    # pending jobs newer than the finished ones
-    parts = (
-        [replace(flt, state=state.value) for state in TERMINAL]
-        if flt.finished and not flt.state
-        else [flt]
-    )
-    ids: list[int] = []
-    for part in parts:
-        where, params = part.where(cr, now)
-        if before is not None:
-            where += " AND id < %s"
-            params.append(before)
-        elif backwards:
-            where += " AND id > %s"
-            params.append(after)
-        window = bool(part.finished or part.aged)
-        ids += _ids(cr, where, params, order, limit + 1, window=window)
-    ids = sorted(ids, reverse=not backwards)[: limit + 1]
+    if flt.window_column:
+        return _window_page(cr, flt, flt.window_column, before, after, limit, now)
+    where, params = flt.where(cr, now)
+    if before is not None:
+        where += " AND id < %s"
+        params.append(before)
+    elif backwards:
+        where += " AND id > %s"
+        params.append(after)
+    ids = _ids(cr, where, params, "ASC" if backwards else "DESC", limit + 1)
+    return _page(cr, ids, limit, backwards, before is not None)
+
+
+def _page(cr: Cursor, ids: list[int], limit: int, backwards: bool, paged: bool) -> Page:
+    """The page of ``ids`` (``limit`` + 1 of them when more follow), in the order they
+    were read: backwards (``after``) oldest first, else newest first; ``paged``: the
+    page does not start at the newest job."""
     more = len(ids) > limit
-    rows = _rows(cr, ids[:limit])
+    shown = ids[:limit]
+    if backwards:
+        shown.reverse()
+    rows = _rows(cr, shown)
     if not rows:
         return Page([], None, None)
     if backwards:
         return Page(rows, rows[-1]["id"], rows[0]["id"] if more else None)
-    return Page(
-        rows, rows[-1]["id"] if more else None, rows[0]["id"] if before is not None else None
-    )
+    return Page(rows, rows[-1]["id"] if more else None, rows[0]["id"] if paged else None)
 
 
-def _ids(
-    cr: Cursor, where: str, params: list[Any], order: str, count: int, *, window: bool = False
-) -> list[int]:
+def _ids(cr: Cursor, where: str, params: list[Any], order: str, count: int) -> list[int]:
     """The first ``count`` ids matching ``where``, in ``order``.
 
     Only ids are asked for: an index that holds the filter's columns and the id
     (``(state, id)``, ``(user_id, id)``, ``(user_id, state, id)``) answers in its order.
     Asked for whole rows, the planner may walk the primary key instead and filter,
-    which reads every newer row first (a user whose jobs are not among the newest).
-    A ``window`` of time (finished within, aged) is counted first, through its own index:
-    a small one is read whole and sorted (ordered by ``id + 0``, which no index gives),
-    so that a window with few jobs never makes the page walk down every newer job."""
-    key = "id"
-    if window and stats.bounded_count(cr, where, params, WINDOW_SORT) < WINDOW_SORT:
-        key = "id + 0"
+    which reads every newer row first (a user whose jobs are not among the newest)."""
     cr.execute(
-        f"SELECT id FROM queue_job WHERE {where} ORDER BY {key} {order} LIMIT %s",
-        [*params, count],
+        f"SELECT id FROM queue_job WHERE {where} ORDER BY id {order} LIMIT %s", [*params, count]
     )
     return [row[0] for row in cr.fetchall()]
+
+
+def _window_page(
+    cr: Cursor,
+    flt: JobFilter,
+    column: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    now: datetime,
+) -> Page:
+    """A page of a list of a window of time, ordered by (``column``, id), latest first.
+
+    ``before``/``after`` name the job the page goes on from: its time is read first
+    (a job deleted since ends the list there). "Finished within" in any finished
+    state reads each state's jobs apart (each its own range of ``(state, write_date)``)
+    and merges them."""
+    backwards = after is not None and before is None
+    anchor_id = after if backwards else before
+    anchor: tuple[Any, int] | None = None
+    if anchor_id is not None:
+        cr.execute(f"SELECT {column} FROM queue_job WHERE id = %s", [anchor_id])
+        found = cr.fetchone()
+        if found is None:
+            return Page([], None, None)
+        anchor = (found[0], int(anchor_id))
+    parts = (
+        [replace(flt, state=state.value) for state in TERMINAL]
+        if flt.finished and not flt.state
+        else [flt]
+    )
+    keys: list[tuple[Any, int]] = []
+    for part in parts:
+        where, params = part.where(cr, now)
+        if anchor is not None:
+            # the bound on the time alone is what the index ranges over
+            op = ">" if backwards else "<"
+            where += f" AND {column} {op}= %s AND ({column} {op} %s OR id {op} %s)"
+            params += [anchor[0], anchor[0], anchor[1]]
+        keys += _window_keys(cr, column, where, params, backwards, limit + 1)
+    keys.sort(reverse=not backwards)
+    return _page(
+        cr, [job_id for _time, job_id in keys[: limit + 1]], limit, backwards, before is not None
+    )
+
+
+def _window_keys(
+    cr: Cursor, column: str, where: str, params: list[Any], ascending: bool, count: int
+) -> list[tuple[Any, int]]:
+    """The first ``count`` (time, id) matching ``where`` in (``column``, id) order.
+
+    The window is counted first, up to :data:`WINDOW_SORT`: a small one (a plain user's,
+    a channel's) is read whole through whatever index its filter has and sorted here; a
+    big one is read in order from the window's own index, from where it begins."""
+    if stats.bounded_count(cr, where, params, WINDOW_SORT) < WINDOW_SORT:
+        cr.execute(f"SELECT {column}, id FROM queue_job WHERE {where}", params)
+        keys = sorted(((t, i) for t, i in cr.fetchall()), reverse=not ascending)
+        return keys[:count]
+    order = "ASC" if ascending else "DESC"
+    cr.execute(
+        f"SELECT {column}, id FROM queue_job WHERE {where}"
+        f" ORDER BY {column} {order}, id {order} LIMIT %s",
+        [*params, count],
+    )
+    return [(t, i) for t, i in cr.fetchall()]
 
 
 def _fetch(
@@ -281,18 +352,17 @@ def _fetch(
     """Up to ``limit`` rows matching ``where`` from one end (``order`` of the ids),
     newest first, and whether more match."""
     ids = _ids(cr, where, params, order, limit + 1)
-    return _rows(cr, ids[:limit]), len(ids) > limit
+    return _rows(cr, sorted(ids[:limit], reverse=True)), len(ids) > limit
 
 
 def _rows(cr: Cursor, ids: list[int]) -> list[dict[str, Any]]:
-    """The rows of ``ids``, newest first."""
+    """The rows of ``ids``, in that order (a job deleted since is left out)."""
     if not ids:
         return []
     in_ids, params = cr.backend.in_ids("id", ids)
-    cr.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {in_ids} ORDER BY id DESC", params
-    )
-    rows = cr.dictfetchall()
+    cr.execute(f"SELECT {', '.join(COLUMNS)} FROM queue_job WHERE {in_ids}", params)
+    by_id = {row["id"]: row for row in cr.dictfetchall()}
+    rows = [by_id[job_id] for job_id in ids if job_id in by_id]
     for row in rows:
         for key in _DATETIMES:
             row[key] = stats.as_datetime(row[key])
