@@ -62,12 +62,48 @@ def test_the_live_tail_of_metrics_counts_its_oldest_jobs_and_never_goes_back(reg
         assert whole[("started", "new", "")] == 2
 
 
-def test_the_kpis_cap_lies_at_or_above_every_threshold():
+def test_each_kpis_cap_lies_at_or_above_its_thresholds():
     """A count that stopped at the cap is at least the cap: its level is still exact."""
-    assert all(
-        max(warn, crit) <= kpis.KPI_CAP for warn, crit, _direction in kpis.THRESHOLDS.values()
-    )
-    assert kpis.level("queue_depth", kpis.KPI_CAP) == "crit"
+    for key, (warn, crit, _direction) in kpis.THRESHOLDS.items():
+        assert kpis.KPI_CAP <= kpis.cap(key) and max(warn, crit) <= kpis.cap(key)
+    assert kpis.cap("queue_depth") == 10_000 and kpis.cap("failed_jobs") == kpis.KPI_CAP
+    assert kpis.level("queue_depth", kpis.cap("queue_depth")) == "crit"
+    raised = {**kpis.THRESHOLDS, "failed_jobs": (10, 5_000.5, "above")}
+    assert kpis.cap("failed_jobs", raised) == 5_001
+
+
+def test_a_capped_kpi_shows_its_cap_and_its_exact_level(registry, monkeypatch):
+    monkeypatch.setattr(kpis, "KPI_CAP", 3)
+    now = stats.now()
+    with registry.cursor() as cr:
+        for minutes in range(5):
+            add_job(cr, "failed", "root", now - timedelta(minutes=minutes))
+        low = {**kpis.THRESHOLDS, "failed_jobs": (1, 2, "above")}
+        figures = {k.key: k for k in kpis.compute(cr, now, thresholds=low)}
+        assert figures["failed_jobs"].value == 3 and figures["failed_jobs"].display == "3+"
+        assert figures["failed_jobs"].level == "crit"
+        # a critical threshold (100) above the cap: the count goes on up to it
+        figures = {k.key: k for k in kpis.compute(cr, now)}
+        assert figures["failed_jobs"].value == 5 and figures["failed_jobs"].display == "5"
+
+
+def test_the_top_failure_is_the_first_of_the_failures_given(registry):
+    """`job-worker stats` reads the top failures once: the KPI takes the first of them."""
+    now = stats.now()
+    with registry.cursor() as cr:
+        add_job(cr, "failed", "root", now - timedelta(minutes=1))
+        cr.execute("UPDATE queue_job SET exc_name = 'app.Boom', user_id = 1")
+        assert stats.top_failures(cr, now - timedelta(days=1)) == [("app.Boom", 1)]
+        assert stats.top_failures(cr, now - timedelta(days=1), user_id=2) == []
+        before = cr.sql_count
+        figures = {k.key: k for k in kpis.compute(cr, now, failures=[("app.Other", 7)])}
+        assert figures["top_failure"].value == "app.Other"
+        assert "7 job(s)" in figures["top_failure"].hint
+        without = cr.sql_count - before
+        before = cr.sql_count
+        figures = {k.key: k for k in kpis.compute(cr, now)}
+        assert figures["top_failure"].value == "app.Boom"
+        assert cr.sql_count - before == without + 1
 
 
 @pytest.mark.parametrize("window_sort", [100, 3])

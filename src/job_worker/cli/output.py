@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ..orm.fields import INT_MAX, short_repr, unstorable_char
 from ..printable import printable
 from ..queue.lifecycle import JobState
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATE_STYLES: dict[str, str] = {
     JobState.WAITING: "magenta",
@@ -90,13 +92,38 @@ def text(value: Any) -> str:
     return printable(str(value))
 
 
+def _stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal, as rich would judge it: the variables that
+    make rich treat any output as a terminal are left to rich; otherwise (output piped
+    to a script, the common case of a whole-process command) rich is not imported."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        from rich.console import Console
+
+        return Console().is_terminal
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
 class Output:
     """One command's output."""
 
     def __init__(self, as_json: bool = False, console: Console | None = None):
         self.as_json = as_json
-        self.console = console or Console()
-        self.rich = not as_json and self.console.is_terminal
+        self._console = console
+        self.rich = not as_json and (
+            console.is_terminal if console is not None else _stdout_is_terminal()
+        )
+
+    @property
+    def console(self) -> Console:
+        """The rich console, made (and rich imported) only when a terminal needs it."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        return self._console
 
     def json(self, data: Any) -> None:
         click.echo(json.dumps(data, default=_default, indent=2))
@@ -114,11 +141,14 @@ class Output:
             self.json([{c: row.get(c) for c in columns} for row in rows])
             return
         if self.rich:
+            from rich.table import Table
+            from rich.text import Text
+
             table = Table(title=title, header_style="bold")
             for column in columns:
                 table.add_column(column, overflow="fold")
             for row in rows:
-                rendered: list[Text] = []
+                rendered = []
                 for column in columns:
                     style = (styles or {}).get(column)
                     rendered.append(
@@ -141,6 +171,9 @@ class Output:
             self.json(values)
             return
         if self.rich:
+            from rich.table import Table
+            from rich.text import Text
+
             table = Table(title=title, show_header=False, box=None)
             table.add_column(style="bold")
             table.add_column(overflow="fold")
@@ -160,6 +193,8 @@ class Output:
             return
         message = printable(message)
         if self.rich and style:
+            from rich.text import Text
+
             self.console.print(Text(message, style=style))
         else:
             click.echo(message)

@@ -22,10 +22,10 @@ def stats_(database: str, load: list[str], as_json: bool) -> None:
     """KPIs with their thresholds, channels and workers."""
     now = stats.now()
     with open_registry(database, load) as registry, registry.cursor(readonly=True) as cr:
-        figures = kpis.compute(cr, now)
+        failures = stats.top_failures(cr, now - timedelta(hours=24))
+        figures = kpis.compute(cr, now, failures=failures)
         channels = stats.channel_rows(cr)
         workers = stats.workers(cr, now)
-        failures = stats.top_failures(cr, now - timedelta(hours=24))
     out = Output(as_json)
     if as_json:
         out.json(

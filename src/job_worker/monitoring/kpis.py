@@ -7,6 +7,7 @@ read live through indexes, with capped counts (see :mod:`.stats`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,10 +29,18 @@ THRESHOLDS: dict[str, tuple[float, float, str]] = {
 }
 
 
-#: the KPIs' counts stop here (shown "10,000+"): at or above every threshold, so the level is
-#: exact, and each count reads 10,000 index entries at most (the channels page has the
-#: exact backlog, from the kept counts)
-KPI_CAP = 10_000
+#: a KPI's count stops here (shown "1,000+"), or at its critical threshold when that is
+#: higher (queue depth: "10,000+"): at or above its thresholds, so the level is exact, and
+#: each count reads that many index entries at most (the channels page has the exact
+#: backlog, from the kept counts; the job lists show every job)
+KPI_CAP = 1_000
+
+
+def cap(key: str, thresholds: dict[str, tuple[float, float, str]] | None = None) -> int:
+    """Where the count of KPI ``key`` stops (see :data:`KPI_CAP`), under ``thresholds``
+    (the default ones unless given)."""
+    warning, critical, _direction = (thresholds or THRESHOLDS).get(key, THRESHOLDS[key])
+    return max(KPI_CAP, math.ceil(warning), math.ceil(critical))
 
 
 @dataclass
@@ -101,20 +110,22 @@ def compute(
     *,
     user_id: int | None = None,
     thresholds: dict[str, tuple[float, float, str]] | None = None,
+    failures: list[tuple[str, int]] | None = None,
 ) -> list[Kpi]:
     """The ten KPIs, over every job or (``user_id``) over one user's jobs.
+    ``failures``: :func:`~.stats.top_failures` of the last 24 hours, when the caller
+    has it already (its first is the top failure type).
 
     Live workers and stuck jobs are judged by the ``stale_seconds`` cluster setting.
     """
     now = now or stats.now()
     stale = config.read(cr).stale_seconds
     mine, mine_params = (" AND user_id = %s", [user_id]) if user_id is not None else ("", [])
-    cap = KPI_CAP
     hour = now - timedelta(hours=1)
     day = now - timedelta(days=1)
 
-    def count(where: str, params: list[Any]) -> int:
-        return stats.bounded_count(cr, where + mine, [*params, *mine_params], cap)
+    def count(key: str, where: str, params: list[Any]) -> int:
+        return stats.bounded_count(cr, where + mine, [*params, *mine_params], cap(key, thresholds))
 
     def kpi(
         key: str,
@@ -135,29 +146,25 @@ def compute(
             hint,
         )
 
-    depth = count("state = 'pending' AND scheduled_at <= %s", [now])
+    depth = count("queue_depth", "state = 'pending' AND scheduled_at <= %s", [now])
     workers = stats.live_worker_count(cr, now, stale)
-    failed = count("state = 'failed'", [])
+    failed = count("failed_jobs", "state = 'failed'", [])
     # a user's window: counts only (its own jobs' durations are not sampled)
     win = stats.window(cr, hour, user_id=user_id, sample=user_id is None)
     rate = win.failure_rate
-    stuck = count(*stats.stuck_where(now, stale))
-    aged = count(*stats.aged_where(now))
-    exhausted = count(*stats.exhausted_where())
-    cr.execute(
-        "SELECT COALESCE(exc_name, '?'), COUNT(*) FROM (SELECT exc_name FROM queue_job"
-        f" WHERE state = 'failed' AND write_date >= %s{mine} ORDER BY write_date DESC LIMIT %s) recent"
-        " GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT 1",
-        [day, *mine_params, stats.SAMPLE],
-    )
-    top = cr.fetchone()
+    stuck = count("stuck_jobs", *stats.stuck_where(now, stale))
+    aged = count("aged_pending", *stats.aged_where(now))
+    exhausted = count("retry_exhausted", *stats.exhausted_where())
+    if failures is None:
+        failures = stats.top_failures(cr, day, 1, user_id=user_id)
+    top = failures[0] if failures else None
     win_cap = stats.WINDOW_CAP
     return [
         kpi(
             "queue_depth",
             "Queue depth",
             depth,
-            _count(depth, cap),
+            _count(depth, cap("queue_depth", thresholds)),
             {"state": "pending"},
             "pending jobs due now",
         ),
@@ -173,7 +180,7 @@ def compute(
             "failed_jobs",
             "Failed jobs",
             failed,
-            _count(failed, cap),
+            _count(failed, cap("failed_jobs", thresholds)),
             {"state": "failed"},
             "failed and not requeued",
         ),
@@ -205,7 +212,7 @@ def compute(
             "stuck_jobs",
             "Stuck jobs",
             stuck,
-            _count(stuck, cap),
+            _count(stuck, cap("stuck_jobs", thresholds)),
             {"stuck": "1"},
             f"started, no heartbeat for {stale:g} s",
         ),
@@ -213,7 +220,7 @@ def compute(
             "aged_pending",
             "Aged pending",
             aged,
-            _count(aged, cap),
+            _count(aged, cap("aged_pending", thresholds)),
             {"aged": "1"},
             f"due for more than {stats.AGED_PENDING.seconds // 60} min",
         ),
@@ -221,7 +228,7 @@ def compute(
             "retry_exhausted",
             "Retry exhausted",
             exhausted,
-            _count(exhausted, cap),
+            _count(exhausted, cap("retry_exhausted", thresholds)),
             {"exhausted": "1"},
             "failed after spending their retries",
         ),

@@ -194,14 +194,17 @@ def _rate_of_latest(cr: Cursor, result: Window, cond: str, params: list[Any]) ->
     result.rate_counts = (counts[0], counts[1])
 
 
-def top_failures(cr: Cursor, since: datetime, limit: int = 5) -> list[tuple[str, int]]:
+def top_failures(
+    cr: Cursor, since: datetime, limit: int = 5, *, user_id: int | None = None
+) -> list[tuple[str, int]]:
     """The most frequent exception names among the jobs failed since ``since`` (the
-    latest :data:`SAMPLE` of them)."""
+    latest :data:`SAMPLE` of them; of one user's jobs: ``user_id``)."""
+    mine, mine_params = (" AND user_id = %s", [user_id]) if user_id is not None else ("", [])
     cr.execute(
         "SELECT COALESCE(exc_name, '?'), COUNT(*) FROM (SELECT exc_name FROM queue_job"
-        " WHERE state = 'failed' AND write_date >= %s ORDER BY write_date DESC LIMIT %s) recent"
-        " GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT %s",
-        [since, SAMPLE, limit],
+        f" WHERE state = 'failed' AND write_date >= %s{mine} ORDER BY write_date DESC LIMIT %s)"
+        " recent GROUP BY exc_name ORDER BY COUNT(*) DESC, 1 LIMIT %s",
+        [since, *mine_params, SAMPLE, limit],
     )
     return [(name, int(count)) for name, count in cr.fetchall()]
 
