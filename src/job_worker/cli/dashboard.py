@@ -108,7 +108,7 @@ def dashboard(
             )
     import uvicorn
 
-    with open_registry(database, load) as registry:
+    with open_registry(database, load, pooled=True) as registry:
         with registry.cursor(readonly=True) as cr:
             tables = registry.backend.existing_tables(cr)
             missing = [t for t in ("res_users_session", "queue_config") if t not in tables]

@@ -107,13 +107,17 @@ def database_options(
 
 
 @contextmanager
-def open_registry(database: str, load: list[str], *, init: bool = False) -> Iterator[Registry]:
+def open_registry(
+    database: str, load: list[str], *, init: bool = False, pooled: bool = False
+) -> Iterator[Registry]:
     """The registry of ``database``. Only ``init`` creates a database (a SQLite file)
     and its schema; without it the database and its tables must exist already
     (``job-worker init`` creates them), so other commands never create or change a
-    schema: on a mistyped path they say that the file does not exist."""
+    schema: on a mistyped path they say that the file does not exist. A command that
+    runs a few statements and exits opens one PostgreSQL connection, no pool
+    (``pooled``: a server's)."""
     try:
-        registry = Registry(database, load, init=init, create=init)
+        registry = Registry(database, load, init=init, create=init, pooled=pooled)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--database' / '--load'") from exc
     try:

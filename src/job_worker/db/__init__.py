@@ -37,7 +37,7 @@ def redact_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", scheme + sep + rest)
 
 
-def connect(url: str, *, create: bool = True) -> Backend:
+def connect(url: str, *, create: bool = True, pooled: bool = True) -> Backend:
     """Open the backend for a database URL.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
@@ -47,6 +47,8 @@ def connect(url: str, *, create: bool = True) -> Backend:
     Connections are made when first needed. Without ``create`` a SQLite file that
     does not exist is refused (:class:`~job_worker.exceptions.DatabaseOpenError`)
     instead of being created; job_worker never creates PostgreSQL databases.
+    ``pooled=False``: no pool of PostgreSQL connections (a command that runs a few
+    statements and exits: one connection, no pool threads).
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"database URL must be a non-empty string, got {url!r}")
@@ -68,7 +70,7 @@ def connect(url: str, *, create: bool = True) -> Backend:
     if url.startswith(("postgresql:", "postgres:")):
         from .postgres import PostgresBackend
 
-        return PostgresBackend(url)
+        return PostgresBackend(url, pooled=pooled)
     raise ValueError(
         f"unsupported database URL {shown!r}: expected sqlite:///path.db or postgresql://..."
     )

@@ -13,12 +13,14 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 from ..exceptions import DatabaseOpenError
 from .backend import Backend, Column, TableSchema
@@ -210,15 +212,22 @@ class PostgresBackend(Backend):
     job_store_class = ".jobstore_postgres:PostgresJobStore"
     lock_rows = " FOR UPDATE"
 
-    def __init__(self, url: str, *, max_size: int = 10):
+    def __init__(self, url: str, *, max_size: int = 10, pooled: bool = True):
         self.url = url
         self.max_size = max_size
+        #: False: no pool (a command that runs a few statements and exits): a cursor
+        #: takes the connection the previous one gave back, or opens one; the first
+        #: connection is the probe itself (see :meth:`cursor`)
+        self.pooled = pooled
         self._pool: ConnectionPool | None = None
+        self._idle: list[psycopg.Connection] = []
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
     @property
     def pool(self) -> ConnectionPool:
+        from psycopg_pool import ConnectionPool
+
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
                 # A forked child must not touch its parent's sockets: it opens its own pool
@@ -249,11 +258,15 @@ class PostgresBackend(Backend):
         :class:`DatabaseOpenError` with the server's message at once. (The pool would
         retry in the background and give up only after its timeout, 30 s, with a warning
         at every attempt and no word of the reason.)"""
+        self._connect_checked().close()
+
+    def _connect_checked(self, **kwargs: Any) -> psycopg.Connection:
+        """A new connection, or :class:`DatabaseOpenError` with the server's reason."""
         try:
             conninfo = self.url
             if "connect_timeout" not in conninfo_to_dict(conninfo):
                 conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT)
-            psycopg.connect(conninfo).close()
+            return psycopg.connect(conninfo, **kwargs)
         except psycopg.Error as exc:
             lines = [" ".join(line.split()) for line in str(exc).splitlines()]
             message = "; ".join(line for line in lines if line)  # libpq's lines, on one
@@ -265,6 +278,10 @@ class PostgresBackend(Backend):
         return psycopg.connect(self.url, autocommit=autocommit)
 
     def cursor(self, *, readonly: bool = False) -> Cursor:
+        if not self.pooled:
+            cnx = self._direct_connection()
+            cnx.prepare_threshold = None if readonly else PREPARE_THRESHOLD
+            return PostgresCursor(self, cnx, self._give_back)
         pool = self.pool
         cnx = pool.getconn()
         # A read-only transaction (the dashboard's pages, /metrics, the CLI's reads) plans
@@ -281,11 +298,34 @@ class PostgresBackend(Backend):
 
         return PostgresCursor(self, cnx, release)
 
+    def _direct_connection(self) -> psycopg.Connection:
+        """Without a pool: the idle connection a closed cursor gave back, else a new one
+        (a cursor opened while another is open gets its own)."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._pid, self._idle = os.getpid(), []
+            while self._idle:
+                cnx = self._idle.pop()
+                if not cnx.closed:
+                    return cnx
+        return self._connect_checked(autocommit=False, **connection_options(self.url))
+
+    def _give_back(self, cnx: Any, healthy: bool) -> None:
+        with self._lock:
+            if healthy and not cnx.closed and self._pid == os.getpid():
+                self._idle.append(cnx)
+                return
+        cnx.close()
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-            if pool is not None and self._pid == os.getpid():
-                pool.close()
+            idle, self._idle = self._idle, []
+            mine = self._pid == os.getpid()
+        if pool is not None and mine:
+            pool.close()
+        for cnx in idle if mine else ():
+            cnx.close()
 
     # -- SQL fragments --------------------------------------------------------
 

@@ -48,11 +48,12 @@ class Registry:
         *,
         init: bool = True,
         create: bool = True,
+        pooled: bool = True,
     ):
         if isinstance(modules, str):
             raise TypeError(f"modules must be a list of module names, got the string {modules!r}")
         self.database_url = database_url
-        self.backend = db.connect(database_url, create=create)
+        self.backend = db.connect(database_url, create=create, pooled=pooled)
         self.modules: list[ModuleType] = load_modules([*self.builtin_modules, *modules])
         self.models: dict[str, type[BaseModel]] = {}
         #: (model, field) -> the fields showing the same rows from the other side
