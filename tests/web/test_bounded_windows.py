@@ -36,6 +36,18 @@ def test_a_capped_hour_takes_its_failure_rate_over_the_latest_jobs(registry, mon
         # the two latest done jobs (45 and 2 minutes ago) and the failure since
         assert win.rate_since == now - timedelta(minutes=45)
         assert win.rate_counts == (2, 1) and win.failure_rate == pytest.approx(1 / 3)
+        # the durations' sample gives the 2nd latest done job's finish: one query less,
+        # the same rate as read without the sample
+        before = cr.sql_count
+        counts_only = stats.window(cr, now - timedelta(hours=1), sample=False)
+        without_sample = cr.sql_count - before
+        assert (counts_only.rate_since, counts_only.rate_counts) == (
+            win.rate_since,
+            win.rate_counts,
+        )
+        before = cr.sql_count
+        stats.window(cr, now - timedelta(hours=1))
+        assert cr.sql_count - before == without_sample  # the sample's query, one OFFSET less
         uncapped = stats.window(cr, now - timedelta(minutes=10))
         assert uncapped.rate_counts is None and uncapped.failure_rate == pytest.approx(1 / 2)
 

@@ -147,33 +147,41 @@ def window(
         count = bounded_count(cr, f"state = '{state}' AND {cond}", params, WINDOW_CAP)
         result.capped = result.capped or count >= WINDOW_CAP
         setattr(result, state, count)
-    if result.capped:
-        _rate_of_latest(cr, result, cond, params)
+    latest_done = None  # the finish of the SAMPLE-th latest done job, when the sample has it
     if result.done and sample:
         cr.execute(
-            f"SELECT duration, started_at, scheduled_at FROM queue_job WHERE state = 'done' AND {cond}"
-            " ORDER BY write_date DESC LIMIT %s",
+            "SELECT duration, started_at, scheduled_at, write_date FROM queue_job"
+            f" WHERE state = 'done' AND {cond} ORDER BY write_date DESC LIMIT %s",
             [*params, SAMPLE],
         )
         rows = cr.fetchall()
         durations = [float(r[0]) for r in rows if r[0] is not None]
         waits = []
-        for _duration, started, scheduled in rows:
+        for _duration, started, scheduled, _finished in rows:
             started, scheduled = as_datetime(started), as_datetime(scheduled)
             if started and scheduled:
                 waits.append(max(0.0, (started - scheduled).total_seconds()))
         result.duration_p95 = percentile(durations, 0.95)
         result.duration_avg = sum(durations) / len(durations) if durations else None
         result.wait_avg = sum(waits) / len(waits) if waits else None
+        if len(rows) == SAMPLE:
+            latest_done = as_datetime(rows[-1][3])
+    if result.capped:
+        _rate_of_latest(cr, result, cond, params, latest_done)
     return result
 
 
-def _rate_of_latest(cr: Cursor, result: Window, cond: str, params: list[Any]) -> None:
+def _rate_of_latest(
+    cr: Cursor, result: Window, cond: str, params: list[Any], latest_done: datetime | None
+) -> None:
     """The failure rate of a capped window, over the jobs that finished since the
     :data:`SAMPLE`-th latest done one (or failed one, whichever is later): both counts
-    from then on stay small, however many jobs the window holds."""
-    starts = []
+    from then on stay small, however many jobs the window holds. ``latest_done``: that
+    done job's finish, when the caller read it already (the durations' sample)."""
+    starts: list[datetime | None] = [] if latest_done is None else [latest_done]
     for state in (JobState.DONE, JobState.FAILED):
+        if state == JobState.DONE and latest_done is not None:
+            continue
         cr.execute(
             f"SELECT write_date FROM queue_job WHERE state = '{state}' AND {cond}"
             " ORDER BY write_date DESC LIMIT 1 OFFSET %s",
