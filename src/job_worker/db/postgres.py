@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from ..exceptions import DatabaseOpenError
 from .backend import Backend, Column, TableSchema
-from .cursor import Cursor
+from .cursor import Cursor, DeferredRows
 
 _TYPES = {
     "id": "SERIAL PRIMARY KEY",
@@ -78,14 +78,49 @@ def connection_options(url: str) -> dict[str, Any]:
 PREPARE_THRESHOLD = 5
 
 
+#: rows written later (``Cursor.defer_insert``) go with ``COPY`` from this many on (two
+#: round trips, and four times as fast as a multi-row ``INSERT`` for 1,000 rows: the
+#: server parses no statement of 39,000 parameters), with one ``INSERT`` below it
+COPY_MIN_ROWS = 16
+
+#: the ids of a table's rows: its ``id`` column's sequence, asked for at once
+# -- name: take_ids
+TAKE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
+
+
 class PostgresCursor(Cursor):
     """On a connection in autocommit mode (the worker's own sessions) the cursor opens
     its transaction itself, and :meth:`execute_together` sends the ``BEGIN`` with the
     first statements: one round trip less than psycopg's separate ``BEGIN``."""
 
+    defers_inserts = True
+
     def __init__(self, backend: Any, connection: Any, release: Any):
         super().__init__(backend, connection, release)
         self._explicit_begin = bool(connection.autocommit)
+
+    # -- rows written later -------------------------------------------------------
+
+    def _fetch_ids(self, table: str, count: int) -> list[int]:
+        # a sequence is outside transactions: the rows waiting to be written stay waiting
+        # (and a lazy savepoint closed), and the ids come in one statement
+        self._before_execute()
+        self.sql_count += 1
+        # (the sequence SERIAL made: found in the search path, as the table is)
+        self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
+        return [row[0] for row in self._cur.fetchall()]
+
+    def _write_deferred(self, batch: DeferredRows) -> None:
+        self._before_execute()
+        self.sql_count += 1
+        columns = ", ".join(f'"{name}"' for name in batch.columns)
+        rows = batch.rows
+        if len(rows) >= COPY_MIN_ROWS:
+            with self._cur.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        self._cur.execute(_insert_sql(batch, len(rows)), _flat(rows))
 
     def _before_execute(self) -> None:
         if self._explicit_begin and not self.in_transaction:
@@ -138,6 +173,11 @@ class PostgresCursor(Cursor):
         self.sql_count += len(opening) + len(statements)
         if self._explicit_begin and not self.in_transaction:
             opening.insert(0, ("BEGIN", ()))
+        if self._deferred:  # the rows created in the transaction (inside its savepoint) first
+            if opening:
+                self._cur.execute("; ".join(self._inline(q, p) for q, p in opening).encode())
+                opening = []
+            self.flush()
         parts = [self._inline(query, params) for query, params in opening]
         names = _PREPARED.setdefault(self._cnx, {})
         added: list[str] = []
@@ -187,6 +227,16 @@ class PostgresCursor(Cursor):
                 quoted = _QUOTED[value] = sql.Literal(value).as_string(self._cnx)
             return quoted
         return sql.Literal(value).as_string(self._cnx)
+
+
+def _insert_sql(batch: DeferredRows, count: int) -> str:
+    columns = ", ".join(f'"{name}"' for name in batch.columns)
+    one = "(" + ", ".join(["%s"] * len(batch.columns)) + ")"
+    return f'INSERT INTO "{batch.table}" ({columns}) VALUES {", ".join([one] * count)}'
+
+
+def _flat(rows: list[Sequence[Any]]) -> list[Any]:
+    return [value for row in rows for value in row]
 
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
