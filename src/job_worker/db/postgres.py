@@ -98,6 +98,8 @@ class PostgresCursor(Cursor):
     def __init__(self, backend: Any, connection: Any, release: Any):
         super().__init__(backend, connection, release)
         self._explicit_begin = bool(connection.autocommit)
+        #: during a commit, the statements to send with the ``COMMIT`` (:meth:`commit`)
+        self._collected: list[tuple[str, Sequence[Any]]] | None = None
 
     # -- rows written later -------------------------------------------------------
 
@@ -121,6 +123,35 @@ class PostgresCursor(Cursor):
                     copy.write_row(row)
             return
         self._cur.execute(_insert_sql(batch, len(rows)), _flat(rows))
+
+    def commit(self) -> None:
+        """The statements that come before a commit (the ``NOTIFY`` that wakes the
+        workers) go with the ``COMMIT``, in one round trip: they are collected, not run
+        one by one, so they may not read what they return. Rows waiting to be written
+        go first, as they would before any statement."""
+        if self._collected is not None or not len(self.precommit):
+            return super().commit()
+        collected: list[tuple[str, Sequence[Any]]] = []
+
+        def send() -> None:
+            self._collected = None
+            self._send([*((q, p, False) for q, p in collected), ("COMMIT", (), False)])
+
+        self._collected = collected
+        try:
+            self._commit(send)
+        finally:
+            self._collected = None
+
+    def execute(
+        self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
+    ) -> Cursor:
+        if self._collected is None:
+            return super().execute(query, params, write=write)
+        if self._deferred:
+            self.flush()
+        self._collected.append((query, params or ()))
+        return self
 
     def _before_execute(self) -> None:
         if self._explicit_begin and not self.in_transaction:
