@@ -100,7 +100,9 @@ class _Counting:
         return getattr(self._cur, name)
 
 
-def test_a_commit_sends_the_notify_with_the_commit(qregistry):
+def test_a_commit_sends_the_notify_with_the_commit_and_begin_goes_with_the_first_statement(
+    qregistry,
+):
     with qregistry.cursor() as cr:
         if not cr.defers_inserts:
             pytest.skip("SQLite has no NOTIFY")
@@ -116,6 +118,11 @@ def test_a_commit_sends_the_notify_with_the_commit(qregistry):
             "SELECT pg_notify('job_worker', current_schema()); COMMIT"
         ]  # one round trip
         assert not cr.in_transaction
+        counting.sent.clear()
+        api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id).name  # noqa: B018
+        assert len(counting.sent) == 1 and counting.sent[0].startswith("BEGIN; SELECT")
+        assert cr.in_transaction
+        cr.commit()
     finally:
         cr.close()
     with qregistry.cursor() as cr:
