@@ -162,7 +162,9 @@ def enqueue_graph(root: Node) -> Any:
     # the rows of a plain enqueue are written with the transaction's next statement or
     # at commit, together; a graph's edges, a bounded channel's count and a synchronous
     # run want them at once
-    defer = not edges and not synchronous and not bounded(env.cr, vals_list)
+    defer = (
+        env.cr.defers_inserts and not edges and not synchronous and not bounded(env.cr, vals_list)
+    )
     jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):

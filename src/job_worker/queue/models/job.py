@@ -192,10 +192,11 @@ class QueueJob(models.Model):
         application that overrides ``create()`` of ``queue.job`` gets its override
         called instead.
 
-        With ``defer``, jobs that need nothing from the database to be created (no
-        identity key to resolve, no periodic occurrence, no values from a
-        ``_job_store_values`` hook, no override of the creation) get their ids at once
-        and their rows are written with the cursor's next statement or at commit
+        With ``defer`` (on a database whose cursor defers inserts), jobs that need
+        nothing from the database to be created (no identity key to resolve, no
+        periodic occurrence, no values from a ``_job_store_values`` hook, no override
+        of the creation) get their ids at once and their rows are written with the
+        cursor's next statement or at commit
         (:meth:`~job_worker.db.cursor.Cursor.defer_insert`): the jobs of a transaction
         go to the database together.
         """
