@@ -176,13 +176,17 @@ class Cursor:
         meanwhile. The ids a transaction took and did not use are lost (sequences
         never give an id back): fewer than it used, and fewer than ``ID_BLOCK_MAX``.
         """
+        # the free ids are kept last first: the next one is popped from the end
         free, last = self._id_blocks.get(table, ([], 0))
         if len(free) < count:
             size = max(count - len(free), min(2 * last, self.ID_BLOCK_MAX) or 1)
-            free += self._fetch_ids(table, size)
+            free = self._fetch_ids(table, size)[::-1] + free
             last = size
-        taken, rest = free[:count], free[count:]
-        self._id_blocks[table] = (rest, last)
+        self._id_blocks[table] = (free, last)
+        if count == 1:
+            return [free.pop()]
+        taken = free[: -count - 1 : -1]
+        del free[-count:]
         return taken
 
     def taking_ids(self, table: str) -> bool:

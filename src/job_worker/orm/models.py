@@ -602,7 +602,12 @@ class BaseModel(Recordset, metaclass=MetaModel):
 
     @classmethod
     def _deferred_columns(cls) -> tuple[str, ...]:
-        return ("id", *(f.name for f in cls._column_fields))
+        """``id``, then the columns in the order of ``_column_fields`` (once per registry)."""
+        columns = cls.__dict__.get("_deferred_columns_cache")
+        if columns is None:
+            columns = ("id", *(f.name for f in cls._column_fields))
+            cls._deferred_columns_cache = columns  # type: ignore[attr-defined]
+        return columns
 
     def _describe_row(self, values: Sequence[Any]) -> str:
         """One row given to :meth:`_defer_rows` (its values), as an error names it."""
