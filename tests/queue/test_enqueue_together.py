@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from job_worker import SUPERUSER_ID, api
+from job_worker.db.cursor import Cursor
 from job_worker.db.jobstore import job_store
 from job_worker.delay import chain
 
@@ -276,3 +277,45 @@ def test_an_error_in_a_waiting_job_at_commit_commits_nothing(qregistry):
     assert f"queue.job {bad[0].id} (refused)" in "\n".join(raised.value.__notes__)
     with qregistry.cursor() as cr:
         assert _count(cr) == 0
+
+
+def test_trap_jobs_sees_every_job_of_the_transaction(qenv, partner):
+    from job_worker.testing import trap_jobs
+
+    with trap_jobs(qenv) as trap:
+        for i in range(5):
+            partner.with_delay().record(f"trapped {i}")
+        trap.assert_jobs_count(5, model="res.partner", method="record")
+        trap.perform_enqueued_jobs()
+    assert qenv["queue.job"].search_count([("state", "=", "done")]) == 5
+
+
+class _Blocks(Cursor):
+    """A cursor without a database: ids come from a counter, blocks are recorded."""
+
+    def __init__(self):  # (no connection)
+        self._id_blocks = {}
+        self.blocks: list[int] = []
+
+    def _fetch_ids(self, table, count):
+        start = sum(self.blocks) + 1
+        self.blocks.append(count)
+        return list(range(start, start + count))
+
+
+def test_ids_come_in_blocks_that_double_up_to_the_cap_in_order():
+    cr = _Blocks()
+    ids = [i for _ in range(600) for i in cr.take_ids("t", 1)]
+    assert ids == list(range(1, 601))
+    assert cr.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128, 128]
+    assert cr.take_ids("t", 3) == [601, 602, 603]
+    assert cr.take_ids("t", 500)[-1] == 1103  # more than a block: what it asks, no more
+    assert cr.blocks[-1] == 500 - (sum(cr.blocks[:-1]) - 603)
+
+
+def test_after_a_first_row_inserted_the_blocks_start_at_two():
+    cr = _Blocks()
+    cr.start_taking_ids("t")
+    assert cr.taking_ids("t") and not cr.taking_ids("other")
+    cr.take_ids("t", 1)
+    assert cr.blocks == [2]
