@@ -236,7 +236,10 @@ def test_unbounded_channels_read_their_rules_once_per_transaction(qenv, partner)
     before = cr.sql_count
     for _ in range(5):
         partner.with_delay(channel="a").record()
-    assert cr.sql_count - before == 5  # one INSERT each, nothing else
+    cr.flush()  # (PostgreSQL writes the jobs of a transaction together)
+    # one INSERT each, nothing else; on PostgreSQL fewer: blocks of ids (2, then 4),
+    # then one INSERT of the five rows
+    assert cr.sql_count - before == (3 if cr.defers_inserts else 5)
 
 
 def test_explain_tells_that_the_channel_is_full(qenv, partner):

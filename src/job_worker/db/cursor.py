@@ -63,6 +63,35 @@ class Callbacks:
                 _logger.exception("callback %r failed", func, extra={"event": "db.callback_failed"})
 
 
+class DeferredRows:
+    """Rows of one table that the cursor writes later (see :meth:`Cursor.defer_insert`):
+    their ids are in them already. ``describe`` names one row in an error's note."""
+
+    __slots__ = ("columns", "describe", "rows", "table")
+
+    def __init__(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[Sequence[Any]],
+        describe: Callable[[Sequence[Any]], str],
+    ):
+        self.table = table
+        self.columns = columns
+        self.rows = rows
+        self.describe = describe
+
+    def failure_note(self) -> str:
+        """What an error raised while writing these rows adds to its message."""
+        shown = ", ".join(self.describe(row) for row in self.rows[:3])
+        more = f" and {len(self.rows) - 3} more" if len(self.rows) > 3 else ""
+        return (
+            f"while writing {len(self.rows)} row(s) of {self.table} created earlier in this "
+            f"transaction and buffered until now ({shown}{more}); the transaction is "
+            "aborted: roll it back"
+        )
+
+
 class Cursor:
     """A database transaction. Subclasses adapt one DB-API connection."""
 
@@ -91,6 +120,11 @@ class Cursor:
         #: a lazy savepoint to open before the next statement, and the last one opened
         self._savepoint_due: str | None = None
         self._savepoint_open: str | None = None
+        #: rows created in this transaction and not written yet (:meth:`defer_insert`)
+        self._deferred: list[DeferredRows] = []
+        #: per table, the ids taken from its sequence for this transaction and not used
+        #: yet, and the size of the last block taken (:meth:`take_ids`)
+        self._id_blocks: dict[str, tuple[list[int], int]] = {}
 
     # -- statements ---------------------------------------------------------
 
@@ -104,6 +138,8 @@ class Cursor:
             raise RuntimeError("cursor is closed")
         if self._savepoint_due is not None:
             self._open_due_savepoint()
+        if self._deferred:
+            self.flush()
         self._before_execute()
         self.sql_count += 1
         self._execute(query, params)
@@ -114,10 +150,99 @@ class Cursor:
             raise RuntimeError("cursor is closed")
         if self._savepoint_due is not None:
             self._open_due_savepoint()
+        if self._deferred:
+            self.flush()
         self._before_execute()
         self.sql_count += 1
         self._executemany(query, seq_of_params)
         return self
+
+    # -- rows written later -------------------------------------------------------
+
+    #: whether :meth:`take_ids` and :meth:`defer_insert` serve on this database
+    defers_inserts = False
+
+    #: the largest block of ids :meth:`take_ids` takes from a sequence at once
+    ID_BLOCK_MAX = 128
+
+    def take_ids(self, table: str, count: int) -> list[int]:
+        """``count`` new ids of ``table`` (its ``id`` column's sequence), in increasing
+        order, for rows that :meth:`defer_insert` will write.
+
+        They are taken from the sequence in blocks that grow with each block a
+        transaction takes (1, 2, 4 … :attr:`ID_BLOCK_MAX`; a request for more takes
+        what it asks) and are forgotten when the transaction ends: an id is never used
+        by a later transaction, which would put its job ahead of jobs committed
+        meanwhile. The ids a transaction took and did not use are lost (sequences
+        never give an id back): fewer than it used, and fewer than ``ID_BLOCK_MAX``.
+        """
+        # the free ids are kept last first: the next one is popped from the end
+        free, last = self._id_blocks.get(table, ([], 0))
+        if len(free) < count:
+            size = max(count - len(free), min(2 * last, self.ID_BLOCK_MAX) or 1)
+            free = self._fetch_ids(table, size)[::-1] + free
+            last = size
+        self._id_blocks[table] = (free, last)
+        if count == 1:
+            return [free.pop()]
+        taken = free[: -count - 1 : -1]
+        del free[-count:]
+        return taken
+
+    def taking_ids(self, table: str) -> bool:
+        """Whether this transaction takes ids of ``table`` in blocks (:meth:`take_ids`)."""
+        return table in self._id_blocks
+
+    def start_taking_ids(self, table: str) -> None:
+        """The transaction inserted a row of ``table`` with the id the insert gave: its
+        next rows take theirs in blocks, from 2 on (:meth:`take_ids`)."""
+        self._id_blocks.setdefault(table, ([], 1))
+
+    def _fetch_ids(self, table: str, count: int) -> list[int]:
+        raise NotImplementedError(f"{self.dialect} takes ids as it inserts rows")
+
+    def defer_insert(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[Sequence[Any]],
+        describe: Callable[[Sequence[Any]], str],
+    ) -> None:
+        """Write ``rows`` (values of ``columns``, ids included: :meth:`take_ids`) into
+        ``table`` later, together with the other rows created in the meantime: just
+        before the next statement this cursor runs, whatever it is, or at commit.
+        Nothing can tell the difference, but for an error the database finds in such a
+        row (a foreign key to a row deleted meanwhile): it is raised by that next
+        statement, or by the commit, with a note naming the rows (``describe``) and
+        the transaction is aborted. A rollback, or the rollback of a savepoint opened
+        after them, drops them unwritten."""
+        last = self._deferred[-1] if self._deferred else None
+        if last is not None and last.table == table and last.columns == columns:
+            last.rows.extend(rows)
+        else:
+            self._deferred.append(DeferredRows(table, columns, list(rows), describe))
+
+    @property
+    def deferred_rows(self) -> int:
+        """How many rows wait to be written (:meth:`defer_insert`)."""
+        return sum(len(batch.rows) for batch in self._deferred)
+
+    def flush(self) -> None:
+        """Write the rows :meth:`defer_insert` holds now."""
+        batches, self._deferred = self._deferred, []
+        for batch in batches:
+            try:
+                self._write_deferred(batch)
+            except Exception as exc:
+                exc.add_note(batch.failure_note())
+                raise
+
+    def _write_deferred(self, batch: DeferredRows) -> None:
+        columns = ", ".join(f'"{name}"' for name in batch.columns)
+        one = ", ".join(["%s"] * len(batch.columns))
+        self._before_execute()
+        self.sql_count += 1
+        self._executemany(f'INSERT INTO "{batch.table}" ({columns}) VALUES ({one})', batch.rows)
 
     def execute_together(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
@@ -199,8 +324,11 @@ class Cursor:
         what ``send`` does."""
         self._check_not_owned("commit")
         self.precommit.run(swallow=False)
+        if self._deferred:
+            self.flush()
         self._savepoint_due = self._savepoint_open = None
         result = send()
+        self._id_blocks.clear()
         self.cache.clear()
         self.transaction_cache.clear()
         self.postrollback.clear()
@@ -212,6 +340,8 @@ class Cursor:
         self.precommit.clear()
         self.postcommit.clear()
         self._savepoint_due = self._savepoint_open = None
+        self._deferred = []
+        self._id_blocks.clear()
         self._cnx.rollback()
         self.cache.clear()
         self.transaction_cache.clear()
@@ -256,6 +386,8 @@ class Cursor:
         transaction (it stays open after the block, as nobody needs it any more, to
         save a round trip)."""
         name = new_savepoint_name()
+        if self._deferred:  # rows created before the block are not the block's to undo
+            self.flush()
         self._savepoint_due = name
         try:
             yield name
@@ -283,7 +415,12 @@ class Cursor:
     def rollback_to_savepoint(self, name: str, marks: tuple[int, int, int]) -> None:
         """Undo what happened since savepoint ``name``: its writes, the callbacks added
         since ``marks`` (a post-commit action of undone work must not run) and the
-        record cache. A lazy savepoint that never opened has no writes to undo."""
+        record cache. A lazy savepoint that never opened has no writes to undo.
+
+        Rows waiting to be written (:meth:`defer_insert`) were all created after the
+        savepoint: opening a savepoint writes those created before it. They are
+        dropped."""
+        self._deferred = []
         if name == self._savepoint_due:
             self._savepoint_due = None
         else:
@@ -306,6 +443,8 @@ class Cursor:
         if self._closed:
             return
         self._closed = True
+        self._deferred = []
+        self._id_blocks.clear()
         healthy = True
         try:
             self._cur.close()

@@ -11,7 +11,7 @@ ordered tuple of ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -531,8 +531,13 @@ class BaseModel(Recordset, metaclass=MetaModel):
                 return self._create(rows, x2many_list)
         return self._create(rows, x2many_list)
 
-    def _create(self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]]) -> BaseModel:
-        ids = self._insert_rows(rows)
+    def _create(
+        self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]], *, defer: bool = False
+    ) -> BaseModel:
+        """Insert ``rows`` (every column, cache form) and cache them; with ``defer`` (on
+        a database whose cursor defers inserts), their ids are taken at once and the rows
+        written with the cursor's next statement (:meth:`Cursor.defer_insert`)."""
+        ids = self._defer_rows(rows) if defer else self._insert_rows(rows)
         cache = self._cache()
         for id_, row in zip(ids, rows, strict=True):
             # a row holds a value for each column, unless _insert_rows emptied it
@@ -579,6 +584,34 @@ class BaseModel(Recordset, metaclass=MetaModel):
             # ids come from one sequence in row order within a statement
             ids.extend(sorted(row[0] for row in cr.fetchall()))
         return ids
+
+    def _defer_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Take ids for ``rows`` and hand them to the cursor, which writes them with its
+        next statement or at commit; the ids."""
+        cr = self.env.cr
+        ids = cr.take_ids(self._table, len(rows))
+        values_of, converters = type(self)._column_values, self._column_converters
+        params: list[Sequence[Any]] = []
+        for id_, row in zip(ids, rows, strict=True):
+            values = [id_, *values_of(row)]
+            for i, convert in converters:
+                values[i + 1] = convert(values[i + 1])
+            params.append(values)
+        cr.defer_insert(self._table, type(self)._deferred_columns(), params, self._describe_row)
+        return ids
+
+    @classmethod
+    def _deferred_columns(cls) -> tuple[str, ...]:
+        """``id``, then the columns in the order of ``_column_fields`` (once per registry)."""
+        columns = cls.__dict__.get("_deferred_columns_cache")
+        if columns is None:
+            columns = ("id", *(f.name for f in cls._column_fields))
+            cls._deferred_columns_cache = columns  # type: ignore[attr-defined]
+        return columns
+
+    def _describe_row(self, values: Sequence[Any]) -> str:
+        """One row given to :meth:`_defer_rows` (its values), as an error names it."""
+        return f"{self._name} {values[0]}"
 
     @classmethod
     def _insert_sql(cls, count: int, conflict: str, returning: bool = True) -> str:

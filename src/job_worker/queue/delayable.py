@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import UnknownMethodError  # also imported from here by older code
 from .enqueue import enqueue_graph, new_uuid
-from .options import JobOptions, validate
+from .options import JobOptions, job_options, validate
 from .serialization import encode
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Delayable(Node):
     def __init__(self, recordset: BaseModel, **options: Any):
         super().__init__()
         self.recordset = recordset
-        self.options = JobOptions().update(**options) if options else _DEFAULT_OPTIONS
+        self.options = job_options(options) if options else _DEFAULT_OPTIONS
         self.method_name: str | None = None
         self.args: tuple = ()
         self.kwargs: dict[str, Any] = {}

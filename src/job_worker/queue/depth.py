@@ -123,6 +123,13 @@ def admit(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
     return False
 
 
+def bounded(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
+    """Whether one of the channels of these jobs has a ``max_depth`` (its rules are the
+    transaction's already: :func:`admit` read them)."""
+    rules = channel_rules(cr, list(dict.fromkeys(vals["channel"] for vals in vals_list)))
+    return any(rule is not None and rule.max_depth for rule in rules.values())
+
+
 def _check_weights(
     cr: Cursor, vals_list: list[dict[str, Any]], rules: dict[str, ChannelRules | None]
 ) -> None:

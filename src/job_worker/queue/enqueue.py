@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.jobstore import notify_jobs_enqueued
 from ..orm.fields import INT_MAX, Datetime, short_repr
-from .depth import admit
+from .depth import admit, bounded
 from .lifecycle import JobState
 from .options import STORED_CHECKS, check_identity_key, check_text
 
@@ -158,14 +158,21 @@ def enqueue_graph(root: Node) -> Any:
     Job = env["queue.job"]
     if not admit(env.cr, vals_list):  # a full channel whose policy is skip: nothing written
         return Job.browse(())
-    jobs = Job._create_enqueued(vals_list, built, now)
+    synchronous = sync_mode(env)
+    # the rows of a plain enqueue are written with the transaction's next statement or
+    # at commit, together; a graph's edges, a bounded channel's count and a synchronous
+    # run want them at once
+    defer = (
+        env.cr.defers_inserts and not edges and not synchronous and not bounded(env.cr, vals_list)
+    )
+    jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):
         job_env = delayable.recordset.env
         delayable._job = job if job_env is env else job.with_env(job_env)
     if edges:
         _create_edges(Job, edges, vals_list)
-    if sync_mode(env):
+    if synchronous:
         Job.browse(jobs._ids)._run_graph_now()
     return _result(root)
 

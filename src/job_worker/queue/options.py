@@ -47,6 +47,32 @@ class JobOptions:
 
 OPTION_NAMES = (*(f.name for f in fields(JobOptions)), "scheduled_at")
 
+#: options given as plain values (no eta: a delay counts from now), validated once:
+#: the same few come again at every enqueue of a loop
+_KNOWN: dict[tuple[tuple[str, type, Any], ...], JobOptions] = {}
+_PLAIN = frozenset({str, int, float, type(None)})
+
+
+def job_options(options: dict[str, Any]) -> JobOptions:
+    """``JobOptions().update(**options)``, remembered for options of plain values."""
+    key = None
+    if (
+        "eta" not in options
+        and "scheduled_at" not in options
+        and all(type(value) in _PLAIN for value in options.values())
+    ):
+        # (the type too: 2.0 == 2, but a weight of 2.0 is refused)
+        key = tuple(sorted((name, type(value), value) for name, value in options.items()))
+        known = _KNOWN.get(key)
+        if known is not None:
+            return known
+    made = JobOptions().update(**options)
+    if key is not None:
+        if len(_KNOWN) >= 256:
+            _KNOWN.clear()
+        _KNOWN[key] = made
+    return made
+
 
 def validate(options: dict[str, Any]) -> dict[str, Any]:
     """Check user-given options; return them normalised (``scheduled_at`` folded into ``eta``)."""

@@ -175,7 +175,12 @@ class QueueJob(models.Model):
         return found[0]
 
     def _create_enqueued(
-        self, vals_list: list[dict[str, Any]], built: list[dict[str, Any]], now: datetime
+        self,
+        vals_list: list[dict[str, Any]],
+        built: list[dict[str, Any]],
+        now: datetime,
+        *,
+        defer: bool = False,
     ) -> Any:
         """Create the jobs of an enqueue at ``now``; ``built`` are the values the
         queue made, ``vals_list`` what the model's ``_job_store_values`` made of them
@@ -186,6 +191,14 @@ class QueueJob(models.Model):
         checks of ``create()``, and the other columns take their defaults. An
         application that overrides ``create()`` of ``queue.job`` gets its override
         called instead.
+
+        With ``defer`` (on a database whose cursor defers inserts), jobs that need
+        nothing from the database to be created (no identity key to resolve, no
+        periodic occurrence, no values from a ``_job_store_values`` hook, no override
+        of the creation) get their ids at once and their rows are written with the
+        cursor's next statement or at commit
+        (:meth:`~job_worker.db.cursor.Cursor.defer_insert`): the jobs of a transaction
+        go to the database together.
         """
         if not self._plain_create():
             return self.create(vals_list)
@@ -204,7 +217,24 @@ class QueueJob(models.Model):
                     return self.create(vals_list)
                 row.update(columns)
             rows.append(row)
-        return self._create(rows, [{}] * len(rows))
+        cr = self.env.cr
+        defer = (
+            defer
+            and cr.defers_inserts
+            and all(vals is own for vals, own in zip(vals_list, built, strict=True))
+            and not any(row["identity_key"] or row.get("cron_occurrence") for row in rows)
+        )
+        if defer and len(rows) == 1 and not cr.taking_ids(self._table):
+            # a transaction's first job goes at once: its INSERT gives its id in the round
+            # trip that a block of ids would take, and it may be the only one (a single
+            # enqueue); the jobs after it take ids in blocks and go together
+            cr.start_taking_ids(self._table)
+            defer = False
+        return self._create(rows, [{}] * len(rows), defer=defer)
+
+    def _describe_row(self, values: Any) -> str:
+        index = type(self)._deferred_columns().index("name")
+        return f"queue.job {values[0]} ({values[index]})"
 
     def _enqueue_defaults(self) -> tuple[dict[str, Any], list[Any]]:
         """The defaults of the columns, for those an enqueue does not set: the constant
