@@ -67,3 +67,19 @@ def test_an_unreachable_server_is_named_at_the_first_cursor():
     with pytest.raises(DatabaseOpenError, match="cannot connect to PostgreSQL"):
         backend.cursor()
     backend.close()
+
+
+def test_its_transactions_are_transactions(pg_url):
+    """The connection is in autocommit mode, as the pool's are: the cursor opens each
+    transaction itself (its BEGIN goes with the first statement)."""
+    backend = db.connect(pg_url, pooled=False)
+    try:
+        with backend.cursor() as cr:
+            cr.execute("CREATE TABLE unpooled_kept (n INTEGER)")
+            cr.execute("INSERT INTO unpooled_kept VALUES (1)")
+            assert cr.in_transaction
+            cr.rollback()
+            cr.execute("SELECT to_regclass('unpooled_kept')")
+            assert cr.fetchone()[0] is None
+    finally:
+        backend.close()

@@ -77,7 +77,7 @@ def test_the_live_tail_of_metrics_counts_its_oldest_jobs_and_never_goes_back(reg
 def test_each_kpis_cap_lies_at_or_above_its_thresholds():
     """A count that stopped at the cap is at least the cap: its level is still exact."""
     for key, (warn, crit, _direction) in kpis.THRESHOLDS.items():
-        assert kpis.KPI_CAP <= kpis.cap(key) and max(warn, crit) <= kpis.cap(key)
+        assert kpis.cap(key) >= kpis.KPI_CAP and max(warn, crit) <= kpis.cap(key)
     assert kpis.cap("queue_depth") == 10_000 and kpis.cap("failed_jobs") == kpis.KPI_CAP
     assert kpis.level("queue_depth", kpis.cap("queue_depth")) == "crit"
     raised = {**kpis.THRESHOLDS, "failed_jobs": (10, 5_000.5, "above")}

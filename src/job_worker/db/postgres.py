@@ -382,7 +382,7 @@ class PostgresBackend(Backend):
         if not self.pooled:
             cnx = self._direct_connection()
             cnx.prepare_threshold = None if readonly else PREPARE_THRESHOLD
-            return PostgresCursor(self, cnx, self._give_back)
+            return PostgresCursor(self, cnx, self._give_back, begin_with_first=True)
         pool = self.pool
         cnx = pool.getconn()
         # A read-only transaction (the dashboard's pages, /metrics, the CLI's reads) plans
@@ -409,7 +409,8 @@ class PostgresBackend(Backend):
                 cnx = self._idle.pop()
                 if not cnx.closed:
                     return cnx
-        return self._connect_checked(autocommit=False, **connection_options(self.url))
+        # as the pool's: the cursor sends the BEGIN, with the transaction's first statement
+        return self._connect_checked(autocommit=True, **connection_options(self.url))
 
     def _give_back(self, cnx: Any, healthy: bool) -> None:
         with self._lock:
