@@ -314,6 +314,31 @@ def test_begin_job_refuses_a_job_no_longer_started_by_the_worker(registry, store
         session.close()
 
 
+def test_begin_jobs_reading_runs_the_read_after_the_check_in_the_same_transaction(
+    registry, store, claim
+):
+    ids = enqueue(registry, "noop", count=2, channel="x")
+    set_limit(registry, "x", 2)
+    claim(2, worker_id="me")
+    query(registry, "UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (ids[1],))
+    session = store.session(role="executor")
+    try:
+        cr = session.cursor(registry)
+        read = ("SELECT id FROM queue_job WHERE id = %s AND state = %s", (ids[0], "started"))
+        ours, rows = store.begin_jobs_reading(cr, ids, "me", read)
+        assert ours == {ids[0]}
+        assert rows == [(ids[0],)]
+        if isinstance(registry.backend, PostgresBackend):  # SQLite: its write lock is the proof
+            # the begin holds its proof until the transaction ends: no reclaim meanwhile
+            with registry.cursor() as other:
+                assert not store.executor_gone(other, ids[0])
+        cr.rollback()
+        assert store.begin_jobs_reading(cr, ids, "me", None) == ({ids[0]}, [])
+        cr.close()
+    finally:
+        session.close()
+
+
 def test_not_running_lists_jobs_taken_away(registry, store, claim):
     ids = enqueue(registry, "noop", count=2, channel="x")
     set_limit(registry, "x", 2)

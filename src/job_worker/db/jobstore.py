@@ -578,10 +578,27 @@ class JobStore(ABC):
         """Begin jobs that are to run one after the other in ``cr``'s transaction, in one
         round trip: which of them are still started by ``worker_id``. Until the
         transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
+        return self.begin_jobs_reading(cr, job_ids, worker_id, None)[0]
+
+    def begin_jobs_reading(
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        worker_id: str,
+        query: tuple[str, Sequence[Any]] | None,
+    ) -> tuple[set[int], list[tuple[Any, ...]]]:
+        """:meth:`begin_jobs`, and the rows of ``query`` (a read the first job makes
+        before its method runs), run after the check in the same round trip: the job
+        then starts without one more."""
         in_sql, params = self.backend.in_ids("id", job_ids)
         check = (f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params))
-        rows = cr.execute_together([*self._run_locks(job_ids), check], prepared=True)[-1]
-        return {row[0] for row in rows}
+        statements = [*self._run_locks(job_ids), check]
+        if query is not None:
+            statements.append(query)
+        results = cr.execute_together(statements, prepared=True)
+        if query is None:
+            return {row[0] for row in results[-1]}, []
+        return {row[0] for row in results[-2]}, results[-1]
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         """Statements that take the proof that the jobs' executor is alive, held until

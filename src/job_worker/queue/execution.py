@@ -56,15 +56,33 @@ OWNED = (
 )
 
 
-def call(env: Environment, job: dict[str, Any]) -> Any:
+def records_query(registry: Any, backend: Any, job: dict[str, Any]) -> tuple[str, Any] | None:
+    """The query that finds which of the job's records still exist, as :func:`call`
+    would run it, for a caller that sends it ahead with statements of its own (the
+    worker: in the round trip that begins the job), or None when :func:`call` runs
+    none (no records, an abstract model) or cannot make sense of the job (it then
+    fails in :func:`call`, as it would anyway)."""
+    model = registry.models.get(job["model_name"])
+    ids = job["record_ids"]
+    if model is None or model._abstract or not isinstance(ids, list) or not ids:
+        return None
+    if any(type(id_) is not int for id_ in ids):
+        return None
+    sql, params = backend.in_ids("id", ids)
+    return f'SELECT id FROM "{model._table}" WHERE {sql}', params
+
+
+def call(env: Environment, job: dict[str, Any], existing: set[int] | None = None) -> Any:
     """Call the job's method on its records in ``env`` and return the result; the
     method may not end the transaction (:data:`OWNED`). Records that no longer exist
-    raise :class:`MissingRecordsError` before the method runs."""
+    raise :class:`MissingRecordsError` before the method runs: ``existing``, the ids
+    that :func:`records_query` found in this transaction, or read here."""
     records = env[job["model_name"]].browse(job["record_ids"] or [])
     if records._ids and not records._abstract:
-        found = set(records.exists()._ids)
-        if len(found) < len(set(records._ids)):
-            missing = sorted(set(records._ids) - found)
+        ids = set(records._ids)
+        found = set(records.exists()._ids) if existing is None else existing & ids
+        if len(found) < len(ids):
+            missing = sorted(ids - found)
             raise MissingRecordsError(records._name, missing)
     method = getattr(records, job["method_name"])
     args = decode(job["args"] or [], env)

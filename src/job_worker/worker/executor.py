@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -46,7 +47,7 @@ from typing import Any
 from ..db import jobstore
 from ..queue import states
 from ..queue.execution import call as call_job
-from ..queue.execution import job_environment
+from ..queue.execution import job_environment, records_query
 from ..registry import Registry
 from . import logs
 from .protocol import (
@@ -150,7 +151,13 @@ class Executor:
         begun = False
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
-            ours = store.begin_jobs(cr, [job.id for job in batch], self.worker_id)
+            # the first job's records are looked up with the begin: it starts one round
+            # trip sooner (the others of a batch look theirs up when their turn comes)
+            query = _records_query(registry, batch[0])
+            ours, rows = store.begin_jobs_reading(
+                cr, [job.id for job in batch], self.worker_id, query
+            )
+            existing = {row[0] for row in rows} if query is not None else None
             begun = True
             if timed and ours:  # the timeout runs from here, not from the dispatch
                 self._send(Began(db_index, batch[0].id))
@@ -161,7 +168,8 @@ class Executor:
                     outcomes.append(JobOutcome(job.id, Outcome.LOST))
                     continue
                 running = job
-                outcomes.append(self._run_in_savepoint(cr, job, finished))
+                found = existing if job is batch[0] else None
+                outcomes.append(self._run_in_savepoint(cr, job, finished, found))
                 running = None
             marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
@@ -192,12 +200,16 @@ class Executor:
         return len(outcomes)
 
     def _run_in_savepoint(
-        self, cr: Any, job: jobstore.ClaimedJob, finished: list[tuple[int, Any, float]]
+        self,
+        cr: Any,
+        job: jobstore.ClaimedJob,
+        finished: list[tuple[int, Any, float]],
+        existing: set[int] | None = None,
     ) -> JobOutcome:
         """Run ``job`` in a savepoint of ``cr``'s transaction. A job that ends well is
         added to ``finished``, to be marked done with the others; a failure is rolled
         back to the savepoint and recorded. Raises only when the transaction as a whole
-        is lost."""
+        is lost. ``existing``: which of its records exist, if read already."""
         self.current.value = job.id
         _log_start(job)
         try:
@@ -206,7 +218,7 @@ class Executor:
             with cr.lazy_savepoint() as savepoint:
                 try:
                     call = job.decoded_call()
-                    result = call_job(job_environment(cr, call), call)
+                    result = call_job(job_environment(cr, call), call, existing)
                 except Exception as exc:
                     failure, text = exc, traceback.format_exc()
                     cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
@@ -435,6 +447,18 @@ class _Current:
     """Stands in for the shared value when an executor runs outside a pool (tests)."""
 
     value = 0
+
+
+def _records_query(registry: Registry, job: jobstore.ClaimedJob) -> tuple[str, Any] | None:
+    """The query that finds the job's records, to send with its begin; None when it needs
+    none, or when its call values cannot be read (the job then fails as it begins)."""
+    ids = job.call["record_ids"]
+    try:
+        if isinstance(ids, str):
+            ids = json.loads(ids)
+        return records_query(registry, registry.backend, {**job.call, "record_ids": ids})
+    except Exception:
+        return None
 
 
 def _short(job: jobstore.ClaimedJob) -> bool:
