@@ -461,14 +461,19 @@ def test_a_batch_takes_three_round_trips_and_one_more_per_job_that_talks_to_the_
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
-def test_a_job_on_records_finds_them_in_the_round_trip_that_begins_it(registry, run, monkeypatch):
+def test_jobs_on_records_find_them_in_the_round_trip_that_begins_their_batch(
+    registry, run, monkeypatch
+):
     import psycopg
 
     with registry.cursor() as cr:
-        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "p"}).id
+        partners = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create(
+            [{"name": "p"}, {"name": "q"}]
+        )
     ids = [
-        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "ensure_one"),
-        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "ensure_one"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partners.ids[0]], "ensure_one"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partners.ids[1]], "ensure_one"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [999999], "ensure_one"),
     ]
     jobs = run.claim(ids)
     run.executor.warm_up()  # connected before counting
@@ -482,13 +487,25 @@ def test_a_job_on_records_finds_them_in_the_round_trip_that_begins_it(registry, 
 
     monkeypatch.setattr(psycopg.Cursor, "execute", execute)
     _count, outcomes = run_together(run, ids, jobs)
-    assert [outcome for _id, outcome in outcomes] == [("done",)] * 2
-    # one message begins both jobs and looks up the first one's partner; the second job
-    # looks its own up when its turn comes (in its savepoint); then both are marked done
-    lookups = [i for i, text in enumerate(sent) if 'FROM "res_partner"' in text]
-    assert len(lookups) == 2 and lookups[0] == 0
-    assert "queue_job.run" in sent[0]
-    assert sent[lookups[1] - 1].startswith("SAVEPOINT")
+    assert [outcome for _id, outcome in outcomes] == [("done",), ("done",), ("failed", "failed")]
+    # one message begins the three jobs and looks up their partners; no job looks up its
+    # own (the third's is missing: it fails before its method runs)
+    assert 'FROM "res_partner"' in sent[0] and "queue_job.run" in sent[0]
+    assert not any('FROM "res_partner"' in text for text in sent[1:])
+
+
+def test_a_job_after_one_that_talked_to_the_database_looks_its_records_up_itself(registry, run):
+    with registry.cursor() as cr:
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "p"}).id
+    ids = [
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "unlink"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "ensure_one"),
+    ]
+    _count, outcomes = run_together(run, ids)
+    # the partner was there when the batch began, but the first job deleted it
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("failed", "failed"))]
+    [(exc_name,)] = query(registry, "SELECT exc_name FROM queue_job WHERE id = %s", (ids[1],))
+    assert exc_name == "job_worker.exceptions.MissingRecordsError"
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server session to lose

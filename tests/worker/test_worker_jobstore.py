@@ -332,15 +332,17 @@ def test_begin_jobs_reading_runs_the_read_after_the_check_in_the_same_transactio
     try:
         cr = session.cursor(registry)
         read = ("SELECT id FROM queue_job WHERE id = %s AND state = %s", (ids[0], "started"))
-        ours, rows = store.begin_jobs_reading(cr, ids, "me", read)
+        in_ids, params = registry.backend.in_ids("id", ids)
+        other = (f"SELECT count(*) FROM queue_job WHERE {in_ids}", params)
+        ours, rows = store.begin_jobs_reading(cr, ids, "me", [read, other])
         assert ours == {ids[0]}
-        assert rows == [(ids[0],)]
+        assert rows == [[(ids[0],)], [(2,)]]
         if isinstance(registry.backend, PostgresBackend):  # SQLite: its write lock is the proof
             # the begin holds its proof until the transaction ends: no reclaim meanwhile
             with registry.cursor() as other:
                 assert not store.executor_gone(other, ids[0])
         cr.rollback()
-        assert store.begin_jobs_reading(cr, ids, "me", None) == ({ids[0]}, [])
+        assert store.begin_jobs_reading(cr, ids, "me", []) == ({ids[0]}, [])
         cr.close()
     finally:
         session.close()

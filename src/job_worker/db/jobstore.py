@@ -594,27 +594,24 @@ class JobStore(ABC):
         """Begin jobs that are to run one after the other in ``cr``'s transaction, in one
         round trip: which of them are still started by ``worker_id``. Until the
         transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
-        return self.begin_jobs_reading(cr, job_ids, worker_id, None)[0]
+        return self.begin_jobs_reading(cr, job_ids, worker_id, [])[0]
 
     def begin_jobs_reading(
         self,
         cr: Cursor,
         job_ids: Sequence[int],
         worker_id: str,
-        query: tuple[str, Sequence[Any]] | None,
-    ) -> tuple[set[int], list[tuple[Any, ...]]]:
-        """:meth:`begin_jobs`, and the rows of ``query`` (a read the first job makes
-        before its method runs), run after the check in the same round trip: the job
-        then starts without one more."""
+        queries: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[set[int], list[list[tuple[Any, ...]]]]:
+        """:meth:`begin_jobs`, and the rows of each of ``queries`` (reads the jobs make
+        before their methods run), run after the check in the same round trip: the
+        jobs then start without one more."""
         in_sql, params = self.backend.in_ids("id", job_ids)
         check = (f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params))
-        statements = [*self._run_locks(job_ids), check]
-        if query is not None:
-            statements.append(query)
+        statements = [*self._run_locks(job_ids), check, *queries]
         results = cr.execute_together(statements, prepared=True)
-        if query is None:
-            return {row[0] for row in results[-1]}, []
-        return {row[0] for row in results[-2]}, results[-1]
+        read = len(results) - len(queries)
+        return {row[0] for row in results[read - 1]}, results[read:]
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         """Statements that take the proof that the jobs' executor is alive, held until
