@@ -185,6 +185,16 @@ def test_job_on_records_that_no_longer_exist_fails_at_once(registry, run):
     assert "res.partner record(s) 999999 no longer exist" in message
 
 
+def test_first_job_on_some_records_that_no_longer_exist_names_only_those(registry, run):
+    with registry.cursor() as cr:
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "p"}).id
+    job_id = enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner, 999999], "exists")
+    assert run(job_id) == ("failed", "failed")
+    [(exc_name, message)] = query(registry, "SELECT exc_name, exc_message FROM queue_job")
+    assert exc_name == "job_worker.exceptions.MissingRecordsError"
+    assert "res.partner record(s) 999999 no longer exist" in message  # the missing one alone
+
+
 def test_job_of_a_batch_on_records_that_no_longer_exist_fails_at_once(registry, run):
     ids = [
         *enqueue(registry, "record", "before"),
@@ -323,9 +333,9 @@ def test_the_executor_shows_which_job_of_a_batch_it_runs(registry, run, monkeypa
     seen = []
     real = executor_module.call_job
 
-    def spy(env, call):
+    def spy(env, call, *existing):
         seen.append(run.executor.current.value)
-        return real(env, call)
+        return real(env, call, *existing)
 
     monkeypatch.setattr(executor_module, "call_job", spy)
     run_together(run, ids)
@@ -391,8 +401,8 @@ def test_a_job_cancelled_once_its_batch_began_rolls_the_batch_back(registry, run
     jobs = run.claim(ids)
     real = executor_module.call_job
 
-    def cancel_the_second_as_it_runs(env, call):
-        result = real(env, call)
+    def cancel_the_second_as_it_runs(env, call, *existing):
+        result = real(env, call, *existing)
         if run.executor.current.value == ids[1]:
             with registry.cursor() as cr:
                 env_ = type(env)(cr, 1, {})
@@ -448,6 +458,54 @@ def test_a_batch_takes_three_round_trips_and_one_more_per_job_that_talks_to_the_
     # the writing job opens its savepoint with its first statement: one round trip more
     assert sent == ["execute", "execute", "execute", "execute", "commit"]
     assert effects(registry) == ["one write"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
+def test_jobs_on_records_find_them_in_the_round_trip_that_begins_their_batch(
+    registry, run, monkeypatch
+):
+    import psycopg
+
+    with registry.cursor() as cr:
+        partners = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create(
+            [{"name": "p"}, {"name": "q"}]
+        )
+    ids = [
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partners.ids[0]], "ensure_one"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partners.ids[1]], "ensure_one"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [999999], "ensure_one"),
+    ]
+    jobs = run.claim(ids)
+    run.executor.warm_up()  # connected before counting
+    sent: list[str] = []
+    real = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        if self.connection.info.parameter_status("application_name") == "job_worker executor":
+            sent.append(bytes(query).decode() if isinstance(query, bytes) else str(query))
+        return real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    _count, outcomes = run_together(run, ids, jobs)
+    assert [outcome for _id, outcome in outcomes] == [("done",), ("done",), ("failed", "failed")]
+    # one message begins the three jobs and looks up their partners; no job looks up its
+    # own (the third's is missing: it fails before its method runs)
+    assert 'FROM "res_partner"' in sent[0] and "queue_job.run" in sent[0]
+    assert not any('FROM "res_partner"' in text for text in sent[1:])
+
+
+def test_a_job_after_one_that_talked_to_the_database_looks_its_records_up_itself(registry, run):
+    with registry.cursor() as cr:
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "p"}).id
+    ids = [
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "unlink"),
+        enqueue_as(registry, SUPERUSER_ID, "res.partner", [partner], "ensure_one"),
+    ]
+    _count, outcomes = run_together(run, ids)
+    # the partner was there when the batch began, but the first job deleted it
+    assert outcomes == [(ids[0], ("done",)), (ids[1], ("failed", "failed"))]
+    [(exc_name,)] = query(registry, "SELECT exc_name FROM queue_job WHERE id = %s", (ids[1],))
+    assert exc_name == "job_worker.exceptions.MissingRecordsError"
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server session to lose

@@ -21,9 +21,16 @@ from job_worker.queue import states
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def store(registry):
-    return jobstore.for_backend(registry.backend)
+@pytest.fixture(params=["at once", "in steps"])
+def store(request, registry, monkeypatch):
+    """The job store; on PostgreSQL each test runs twice: with the claim in one statement
+    where it applies, and with every claim in steps (lock and state, then the take)."""
+    store = jobstore.for_backend(registry.backend)
+    if request.param == "in steps":
+        if not isinstance(registry.backend, PostgresBackend):
+            pytest.skip("SQLite claims in steps only")
+        monkeypatch.setattr(type(store), "_claim_at_once", lambda self, *args: None)
+    return store
 
 
 @pytest.fixture
@@ -314,6 +321,33 @@ def test_begin_job_refuses_a_job_no_longer_started_by_the_worker(registry, store
         session.close()
 
 
+def test_begin_jobs_reading_runs_the_read_after_the_check_in_the_same_transaction(
+    registry, store, claim
+):
+    ids = enqueue(registry, "noop", count=2, channel="x")
+    set_limit(registry, "x", 2)
+    claim(2, worker_id="me")
+    query(registry, "UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (ids[1],))
+    session = store.session(role="executor")
+    try:
+        cr = session.cursor(registry)
+        read = ("SELECT id FROM queue_job WHERE id = %s AND state = %s", (ids[0], "started"))
+        in_ids, params = registry.backend.in_ids("id", ids)
+        other = (f"SELECT count(*) FROM queue_job WHERE {in_ids}", params)
+        ours, rows = store.begin_jobs_reading(cr, ids, "me", [read, other])
+        assert ours == {ids[0]}
+        assert rows == [[(ids[0],)], [(2,)]]
+        if isinstance(registry.backend, PostgresBackend):  # SQLite: its write lock is the proof
+            # the begin holds its proof until the transaction ends: no reclaim meanwhile
+            with registry.cursor() as other:
+                assert not store.executor_gone(other, ids[0])
+        cr.rollback()
+        assert store.begin_jobs_reading(cr, ids, "me", []) == ({ids[0]}, [])
+        cr.close()
+    finally:
+        session.close()
+
+
 def test_not_running_lists_jobs_taken_away(registry, store, claim):
     ids = enqueue(registry, "noop", count=2, channel="x")
     set_limit(registry, "x", 2)
@@ -438,11 +472,62 @@ def test_a_claim_locks_no_more_candidates_than_it_wants(registry, store, claim, 
 
     monkeypatch.setattr(PostgresCursor, "_send", spy)
     assert len(claim(wanted=2, default_limit=100).jobs) == 2
-    assert plans == [[{"channel": "root", "free": 100, "take": 2}]]
+    # in steps, the plan says so; at once, the database works the same plan out itself
+    assert plans in ([[{"channel": "root", "free": 100, "take": 2}]], [])
+    # a row locked FOR UPDATE keeps the locker's transaction id in xmax after the commit
+    locked = query(
+        registry, "SELECT count(*) FROM queue_job WHERE state = 'pending' AND xmax::text <> '0'"
+    )
+    assert locked == [(0,)]
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
-def test_a_claim_takes_two_round_trips(registry, claim, monkeypatch):
+def test_a_claim_takes_one_round_trip_where_no_rule_is_worked_out_in_python(
+    registry, store, claim, monkeypatch
+):
+    if type(store)._claim_at_once.__name__ == "<lambda>":  # the "in steps" run of the store
+        pytest.skip("the claim in one statement is what this test counts")
+    enqueue(registry, "noop", count=5)
+    enqueue(registry, "noop", eta=timedelta(seconds=30))
+    claim(wanted=1)  # the connection is open and its statements prepared: count from here
+    sent = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        sent.append(query)
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    result = claim(wanted=10, default_limit=10)
+    assert len(result.jobs) == 4
+    assert len(sent) == 1 and sent[0].endswith(b"COMMIT")  # BEGIN, lock, claim, COMMIT
+    # the channel came up short: the next job's due time came with the claim
+    assert result.retry_in is not None and 25 < result.retry_in <= 30
+    query(registry, "DELETE FROM queue_job")
+    sent.clear()
+    assert claim(wanted=10, default_limit=10).jobs == []
+    assert len(sent) == 1
+    # a channel with fair keys: its turns are worked out in Python, in steps; the claim in
+    # one statement takes nothing then and is not tried again while such a channel has room
+    enqueue(registry, "noop", count=2, fair_key="tenant")
+    sent.clear()
+    assert len(claim(wanted=10, default_limit=10).jobs) == 2
+    tried = len(sent)
+    enqueue(registry, "noop", count=2, fair_key="tenant")
+    sent.clear()
+    assert len(claim(wanted=10, default_limit=10).jobs) == 2
+    assert len(sent) == tried - 1 >= 3  # in steps alone: lock and state, turns, the take
+    enqueue(registry, "noop", count=2)  # no fair key left: at once again from the next one
+    assert len(claim(wanted=10, default_limit=10).jobs) == 2
+    enqueue(registry, "noop", count=2)
+    sent.clear()
+    assert len(claim(wanted=10, default_limit=10).jobs) == 2
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # round trips to count
+def test_a_claim_in_steps_takes_two_round_trips(registry, store, claim, monkeypatch):
+    monkeypatch.setattr(type(store), "_claim_at_once", lambda self, *args: None)
     enqueue(registry, "noop", count=5)
     enqueue(registry, "noop", eta=timedelta(seconds=30))
     claim(wanted=1)  # the connection is open and its statements prepared: count from here
@@ -483,20 +568,40 @@ def _with_options(url: str, options: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(params, doseq=True, quote_via=quote)))
 
 
-def _prepared_take(cr) -> tuple[str, str]:
+def _prepared_take(cr, head: str = "WITH plan AS ") -> tuple[str, str]:
     """The name and the PREPARE command of the claim's pick on ``cr``'s connection (it was
-    prepared in the message that first ran it: ``PREPARE name AS ...; EXECUTE name(...)``)."""
+    prepared in the message that first ran it: ``PREPARE name AS ...; EXECUTE name(...)``);
+    ``head``: how its text begins (the take in steps, by default)."""
     cr.execute("SELECT statement FROM pg_prepared_statements")
     found = {
         match.group(1): match.group(0)
         for (message,) in cr.fetchall()
-        for match in re.finditer(
-            r"PREPARE (\w+) AS\s+WITH plan AS .*?(?=; EXECUTE \1\()", message, re.S
-        )
+        for match in re.finditer(rf"PREPARE (\w+) AS\s+{head}.*?(?=; EXECUTE \1\()", message, re.S)
     }
     assert len(found) == 1, found
     [(name, prepare)] = found.items()
     return name, prepare
+
+
+#: how the claim in one statement begins
+AT_ONCE = r"WITH RECURSIVE channels\(name\) AS \("
+
+
+def _execute_at_once(name: str, default_limit: int, wanted: int) -> str:
+    args = [default_limit, None, None, wanted, wanted, "w1"]
+    literals = sql.SQL(", ").join(sql.Literal(arg) for arg in args).as_string()
+    return f"EXECUTE {name}({literals})"
+
+
+def _prepared_pick(cr, store, channels: dict[str, int], wanted: int) -> tuple[str, str]:
+    """The claim's pick as prepared on ``cr``'s connection (at once, or in steps, as the
+    claim that ran went), and the EXECUTE of it for ``channels`` (name: free weight)."""
+    try:
+        name, prepare = _prepared_take(cr, AT_ONCE)
+        return prepare, _execute_at_once(name, max(channels.values()), wanted)
+    except AssertionError:
+        name, prepare = _prepared_take(cr)
+        return prepare, _execute_take(name, channels, wanted)
 
 
 def _execute_take(name: str, channels: dict[str, int], wanted: int) -> str:
@@ -549,8 +654,7 @@ def test_postgres_worker_sessions_never_jit_compile_a_claim(registry, db_url):
     try:
         cr = session.cursor(registry)
         assert len(store.claim(cr, worker_id="w1", wanted=2, default_limit=2).jobs) == 2
-        name, prepare = _prepared_take(cr)
-        execute = _execute_take(name, {"root": 1}, 1)
+        prepare, execute = _prepared_pick(cr, store, {"root": 1}, 1)
         cr.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}")
         [worker_plan] = cr.fetchone()[0]
         cr.rollback()
@@ -575,9 +679,9 @@ def test_postgres_claim_estimate_does_not_grow_with_the_backlog(registry, store)
     try:
         cr = session.cursor(registry)
         assert len(store.claim(cr, worker_id="w1", wanted=2, default_limit=2).jobs) == 2
-        name, _prepare = _prepared_take(cr)
+        _prepare, execute = _prepared_pick(cr, store, {"root": 2}, 2)
         cr.execute("SET LOCAL plan_cache_mode = force_generic_plan")  # as a claim runs it
-        cr.execute(f"EXPLAIN (FORMAT JSON) {_execute_take(name, {'root': 2}, 2)}")
+        cr.execute(f"EXPLAIN (FORMAT JSON) {execute}")
         [plan] = cr.fetchone()[0]
         cr.rollback()
         cr.close()

@@ -412,6 +412,9 @@ class JobStore(ABC):
         of priority, due time and id, within every channel's limits; commit the claim."""
         if wanted <= 0:
             return Claim([])
+        claim = self._claim_at_once(cr, worker_id, wanted, default_limit, channels)
+        if claim is not None:
+            return claim
         rows, now = self._lock_and_read(cr)
         plan = plan_channels(rows, default_limit=default_limit, now=now, channels=channels)
         if plan.windows:
@@ -423,6 +426,19 @@ class JobStore(ABC):
             retry_in = wait if retry_in is None else min(retry_in, wait)
         jobs.sort(key=lambda job: (job.priority, _as_datetime(job.scheduled_at), job.id))
         return Claim(jobs, retry_in)
+
+    def _claim_at_once(
+        self,
+        cr: Cursor,
+        worker_id: str,
+        wanted: int,
+        default_limit: int,
+        channels: Sequence[str] | None,
+    ) -> Claim | None:
+        """The whole claim in one statement, where the database can run it and no rule
+        worked out in Python applies (PostgreSQL without fair keys or rate windows in
+        the channels with room); None: nothing was taken, claim the long way."""
+        return None
 
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
@@ -578,10 +594,24 @@ class JobStore(ABC):
         """Begin jobs that are to run one after the other in ``cr``'s transaction, in one
         round trip: which of them are still started by ``worker_id``. Until the
         transaction ends, no reclaim can take them (:meth:`executor_gone` is false)."""
+        return self.begin_jobs_reading(cr, job_ids, worker_id, [])[0]
+
+    def begin_jobs_reading(
+        self,
+        cr: Cursor,
+        job_ids: Sequence[int],
+        worker_id: str,
+        queries: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[set[int], list[list[tuple[Any, ...]]]]:
+        """:meth:`begin_jobs`, and the rows of each of ``queries`` (reads the jobs make
+        before their methods run), run after the check in the same round trip: the
+        jobs then start without one more."""
         in_sql, params = self.backend.in_ids("id", job_ids)
         check = (f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params))
-        rows = cr.execute_together([*self._run_locks(job_ids), check], prepared=True)[-1]
-        return {row[0] for row in rows}
+        statements = [*self._run_locks(job_ids), check, *queries]
+        results = cr.execute_together(statements, prepared=True)
+        read = len(results) - len(queries)
+        return {row[0] for row in results[read - 1]}, results[read:]
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         """Statements that take the proof that the jobs' executor is alive, held until

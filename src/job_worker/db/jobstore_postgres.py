@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache, partial
@@ -35,6 +36,7 @@ from .jobstore import (
     Candidate,
     ChannelBackoffState,
     ChannelPlan,
+    Claim,
     ClaimedJob,
     FailingJob,
     FairRow,
@@ -206,6 +208,95 @@ RETURNING {
     )
 }
 """
+
+
+# -- name: claim_plain
+# A whole claim in one statement, for the common case: the channel state, the plan (a
+# channel's free weight, unless a job's backoff pauses it), the take and the time the
+# next job becomes due, read after the claim lock in one snapshot as the claim in two
+# round trips reads them (`channel_state_at`, then `take`). It takes nothing when a
+# channel with room has fair keys or rate windows (`ruled`): those rules are worked
+# out in Python, and the caller claims again the long way. One row per job taken, or
+# one row of NULL jobs; each row also carries the clock, `ruled`, the end of the first
+# backoff in force, the next due time, and the plan as JSON pairs (channel, take).
+# Parameters: default limit, the worker's channels (NULL: all), wanted, worker id;
+# {rows} is a power of two at least `wanted` (see `take`: an estimate, never a cut).
+CLAIM_PLAIN = f"""
+WITH RECURSIVE channels(name) AS (
+    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending')
+  UNION ALL
+    SELECT (SELECT min(channel) FROM queue_job WHERE state = 'pending' AND channel > c.name)
+      FROM channels c WHERE c.name IS NOT NULL
+), clock AS (
+    SELECT timezone('UTC', clock_timestamp()) AS now
+), state AS (
+    SELECT c.name,
+           coalesce(l."limit", %s::int) - (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+                                             WHERE r.state = 'started' AND r.channel = c.name)
+             AS free,
+           (SELECT min(f.fair_key) FROM queue_job f
+             WHERE f.state = 'pending' AND f.channel = c.name AND f.fair_key <> '') IS NOT NULL
+             OR coalesce(l.rates, '') <> '' OR coalesce(l.rate_limit, 0) > 0 AS ruled,
+           ch.backoff_until
+      FROM channels c LEFT JOIN queue_limit l ON l.name = c.name
+           LEFT JOIN queue_channel ch ON ch.name = c.name
+     WHERE c.name IS NOT NULL AND (%s::text[] IS NULL OR c.name = ANY(%s::text[]))
+), plan AS (
+    SELECT s.name AS channel, s.free, least(s.free, %s::int)::int AS take, s.ruled
+      FROM state s, clock
+     WHERE s.free > 0 AND (s.backoff_until IS NULL OR s.backoff_until <= clock.now)
+), summary AS (
+    SELECT clock.now,
+           coalesce(bool_or(plan.ruled), false) AS ruled,
+           (SELECT min(s.backoff_until) FROM state s WHERE s.backoff_until > clock.now)
+             AS backoff_until,
+           (SELECT min(q.scheduled_at) FROM queue_job q
+             WHERE q.state = 'pending' AND q.scheduled_at > clock.now
+               AND q.channel IN (SELECT p.channel FROM plan p)) AS next_due,
+           coalesce(json_agg(json_build_array(plan.channel, plan.take))
+                      FILTER (WHERE plan.channel IS NOT NULL), '[]') AS plan
+      FROM clock LEFT JOIN plan ON true
+     GROUP BY clock.now
+), candidates AS (
+    SELECT j.id, j.priority, j.scheduled_at
+      FROM plan, clock, LATERAL (
+        SELECT * FROM (
+            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+              FROM (
+                SELECT * FROM (
+                    SELECT id, priority, scheduled_at, weight FROM queue_job
+                     WHERE state = 'pending' AND channel = plan.channel AND fair_key = ''
+                       AND scheduled_at <= clock.now
+                     ORDER BY priority, scheduled_at, id
+                     LIMIT {{rows}}
+                     FOR UPDATE SKIP LOCKED) best
+                 LIMIT plan.take) b) fitting
+         WHERE fitting.used <= plan.free) j
+     WHERE NOT (SELECT ruled FROM summary)
+), picked AS (
+    SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
+), taken AS (
+    UPDATE queue_job j
+       SET state = 'started', worker_id = %s, started_at = clock.now, heartbeat = clock.now,
+           write_date = clock.now
+      FROM picked, clock
+     WHERE j.id = picked.id
+    RETURNING {
+    ", ".join(
+        f"j.{c}::text AS {c}" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
+        for c in CLAIM_COLUMNS
+    )
+}
+)
+SELECT {", ".join(f"taken.{c}" for c in CLAIM_COLUMNS)},
+       summary.now, summary.ruled, summary.backoff_until, summary.next_due, summary.plan
+  FROM summary LEFT JOIN taken ON true
+"""
+
+
+@lru_cache(maxsize=16)
+def _claim_plain_sql(rows: int) -> str:
+    return CLAIM_PLAIN.format(rows=rows)
 
 
 def _take_sql(channels: int, rows: int) -> str:
@@ -840,8 +931,54 @@ class PostgresJobStore(JobStore):
     back_off_sql = BACK_OFF
     back_off_channel_sql = BACK_OFF_CHANNEL
 
+    #: whether the channels with room at the last claim had neither fair keys nor rate
+    #: windows: the next claim then tries the claim in one statement first
+    _plain = True
+
     def session(self, *, role: str) -> PostgresSession:
         return PostgresSession(self.backend, role)
+
+    def _claim_at_once(
+        self,
+        cr: Cursor,
+        worker_id: str,
+        wanted: int,
+        default_limit: int,
+        channels: Sequence[str] | None,
+    ) -> Claim | None:
+        """The claim in one round trip: the BEGIN, the claim lock, ``claim_plain`` and the
+        COMMIT in one message. Not tried while the last claim saw a channel with room
+        with fair keys or rate windows; None (nothing taken) when this one sees one."""
+        if not self._plain:
+            return None
+        assert isinstance(cr, PostgresCursor)
+        names = list(channels) if channels else None
+        _lock, rows = cr.execute_and_commit(
+            [
+                (LOCK_CLAIMS, (CLAIM_LOCK,)),
+                (
+                    _claim_plain_sql(_power_of_two(wanted)),
+                    (default_limit, names, names, wanted, wanted, worker_id),
+                ),
+            ],
+            prepared=True,
+        )
+        width = len(CLAIM_COLUMNS)
+        now, ruled, backoff_until, next_due, plan = rows[0][width:]
+        if ruled:
+            self._plain = False
+            return None
+        jobs = [ClaimedJob.from_row(row[:width]) for row in rows if row[0] is not None]
+        retry_in = None
+        if backoff_until is not None:  # a job's backoff pauses a channel until then
+            retry_in = max((backoff_until - now).total_seconds(), 0.0)
+        taken = Counter(job.channel for job in jobs)
+        short = len(jobs) < wanted and any(taken[channel] < take for channel, take in plan)
+        if next_due is not None and short:
+            wait = max((next_due - now).total_seconds(), 0.0)
+            retry_in = wait if retry_in is None else min(retry_in, wait)
+        jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
+        return Claim(jobs, retry_in)
 
     def now(self, cr: Cursor) -> datetime:
         cr.execute(NOW, ())
@@ -908,6 +1045,7 @@ class PostgresJobStore(JobStore):
     def _take_and_commit(
         self, cr: Cursor, plan: ChannelPlan, wanted: int, worker_id: str, now: datetime
     ) -> tuple[list[ClaimedJob], datetime | None]:
+        self._plain = not plan.fair and not plan.windows
         if not plan.free or plan.windows:
             return super()._take_and_commit(cr, plan, wanted, worker_id, now)
         assert isinstance(cr, PostgresCursor)

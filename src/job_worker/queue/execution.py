@@ -56,15 +56,38 @@ OWNED = (
 )
 
 
-def call(env: Environment, job: dict[str, Any]) -> Any:
+def checks_records(registry: Any, model_name: Any, ids: Any) -> bool:
+    """Whether :func:`call` checks that these records exist before the method runs (a
+    model it knows, not abstract, a list of ids): a caller may then look them up ahead
+    (:func:`records_query`) and pass what it found. Otherwise :func:`call` fails, or
+    runs no check, by itself."""
+    model = registry.models.get(model_name)
+    if model is None or model._abstract or not isinstance(ids, list) or not ids:
+        return False
+    return all(type(id_) is int for id_ in ids)
+
+
+def records_query(registry: Any, backend: Any, model_name: str, ids: Any) -> tuple[str, Any]:
+    """The query that finds which of ``ids`` (records of ``model_name``, see
+    :func:`checks_records`) still exist, as :func:`call` would run it, for a caller that
+    sends it ahead with statements of its own (the worker: in the round trip that
+    begins a batch of jobs)."""
+    sql, params = backend.in_ids("id", ids)
+    return f'SELECT id FROM "{registry.models[model_name]._table}" WHERE {sql}', params
+
+
+def call(env: Environment, job: dict[str, Any], existing: set[int] | None = None) -> Any:
     """Call the job's method on its records in ``env`` and return the result; the
     method may not end the transaction (:data:`OWNED`). Records that no longer exist
-    raise :class:`MissingRecordsError` before the method runs."""
+    raise :class:`MissingRecordsError` before the method runs: ``existing``, ids that
+    :func:`records_query` found in this transaction (among them the job's that exist),
+    or read here."""
     records = env[job["model_name"]].browse(job["record_ids"] or [])
     if records._ids and not records._abstract:
-        found = set(records.exists()._ids)
-        if len(found) < len(set(records._ids)):
-            missing = sorted(set(records._ids) - found)
+        ids = set(records._ids)
+        found = set(records.exists()._ids) if existing is None else existing & ids
+        if len(found) < len(ids):
+            missing = sorted(ids - found)
             raise MissingRecordsError(records._name, missing)
     method = getattr(records, job["method_name"])
     args = decode(job["args"] or [], env)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -46,7 +47,7 @@ from typing import Any
 from ..db import jobstore
 from ..queue import states
 from ..queue.execution import call as call_job
-from ..queue.execution import job_environment
+from ..queue.execution import checks_records, job_environment, records_query
 from ..registry import Registry
 from . import logs
 from .protocol import (
@@ -150,7 +151,12 @@ class Executor:
         begun = False
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
-            ours = store.begin_jobs(cr, [job.id for job in batch], self.worker_id)
+            # the jobs' records are looked up with the begin, in the same round trip
+            lookup = _RecordsLookup(registry, batch)
+            ours, rows = store.begin_jobs_reading(
+                cr, [job.id for job in batch], self.worker_id, lookup.queries
+            )
+            lookup.found(rows, cr.sql_count)
             begun = True
             if timed and ours:  # the timeout runs from here, not from the dispatch
                 self._send(Began(db_index, batch[0].id))
@@ -161,7 +167,8 @@ class Executor:
                     outcomes.append(JobOutcome(job.id, Outcome.LOST))
                     continue
                 running = job
-                outcomes.append(self._run_in_savepoint(cr, job, finished))
+                existing = lookup.existing(job, cr.sql_count)
+                outcomes.append(self._run_in_savepoint(cr, job, finished, existing))
                 running = None
             marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
             if len(marked) == len(finished):
@@ -192,12 +199,16 @@ class Executor:
         return len(outcomes)
 
     def _run_in_savepoint(
-        self, cr: Any, job: jobstore.ClaimedJob, finished: list[tuple[int, Any, float]]
+        self,
+        cr: Any,
+        job: jobstore.ClaimedJob,
+        finished: list[tuple[int, Any, float]],
+        existing: set[int] | None = None,
     ) -> JobOutcome:
         """Run ``job`` in a savepoint of ``cr``'s transaction. A job that ends well is
         added to ``finished``, to be marked done with the others; a failure is rolled
         back to the savepoint and recorded. Raises only when the transaction as a whole
-        is lost."""
+        is lost. ``existing``: which of its records exist, if read already."""
         self.current.value = job.id
         _log_start(job)
         try:
@@ -206,7 +217,7 @@ class Executor:
             with cr.lazy_savepoint() as savepoint:
                 try:
                     call = job.decoded_call()
-                    result = call_job(job_environment(cr, call), call)
+                    result = call_job(job_environment(cr, call), call, existing)
                 except Exception as exc:
                     failure, text = exc, traceback.format_exc()
                     cr.rollback_to_savepoint(savepoint, marks)  # raises if the connection is lost
@@ -435,6 +446,53 @@ class _Current:
     """Stands in for the shared value when an executor runs outside a pool (tests)."""
 
     value = 0
+
+
+class _RecordsLookup:
+    """The records of a batch's jobs, looked up when the batch begins (one query per
+    model, in the begin's round trip), so that a job on records starts without a round
+    trip of its own. What was found stands for a job as long as nothing was sent to the
+    database since (the batch's earlier jobs never talked to it): the job then sees
+    what its own look-up would have seen, but for other transactions' commits meanwhile
+    (a look-up is never more than a moment: any record may go right after it). A job
+    after one that talked to the database looks its records up itself."""
+
+    def __init__(self, registry: Registry, batch: Sequence[jobstore.ClaimedJob]):
+        self.models: dict[int, str] = {}  # job id -> model of the records it checks
+        wanted: dict[str, set[int]] = {}
+        for job in batch:
+            ids = job.call["record_ids"]
+            try:
+                if isinstance(ids, str):
+                    ids = json.loads(ids)
+            except ValueError:
+                continue  # the job fails as it begins, as it would anyway
+            model = job.call["model_name"]
+            if checks_records(registry, model, ids):
+                self.models[job.id] = model
+                wanted.setdefault(model, set()).update(ids)
+        self.queries = [
+            records_query(registry, registry.backend, model, sorted(ids))
+            for model, ids in wanted.items()
+        ]
+        self._names = list(wanted)
+        self._found: dict[str, set[int]] = {}
+        self._sent = -1
+
+    def found(self, rows: list[list[tuple[Any, ...]]], sent: int) -> None:
+        """The rows of :attr:`queries`; ``sent``: the cursor's statement count then."""
+        self._found = {
+            model: {row[0] for row in result}
+            for model, result in zip(self._names, rows, strict=True)
+        }
+        self._sent = sent
+
+    def existing(self, job: jobstore.ClaimedJob, sent: int) -> set[int] | None:
+        """Ids found among those of ``job``'s model, or None: the job looks them up."""
+        model = self.models.get(job.id)
+        if model is None or sent != self._sent:
+            return None
+        return self._found[model]
 
 
 def _short(job: jobstore.ClaimedJob) -> bool:
