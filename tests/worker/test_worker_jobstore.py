@@ -588,7 +588,7 @@ AT_ONCE = r"WITH RECURSIVE channels\(name\) AS \("
 
 
 def _execute_at_once(name: str, default_limit: int, wanted: int) -> str:
-    args = [default_limit, None, None, wanted, wanted, "w1"]
+    args = [default_limit, None, None, wanted, wanted, "w1", wanted]
     literals = sql.SQL(", ").join(sql.Literal(arg) for arg in args).as_string()
     return f"EXECUTE {name}({literals})"
 

@@ -218,8 +218,10 @@ RETURNING {
 # channel with room has fair keys or rate windows (`ruled`): those rules are worked
 # out in Python, and the caller claims again the long way. One row per job taken, or
 # one row of NULL jobs; each row also carries the clock, `ruled`, the end of the first
-# backoff in force, the next due time, and the plan as JSON pairs (channel, take).
-# Parameters: default limit, the worker's channels (NULL: all), wanted, worker id;
+# backoff in force, the next due time (read only when fewer than wanted were taken: it
+# reads a channel's pending jobs up to the first one not due, many in a big backlog),
+# and the plan as JSON pairs (channel, take).
+# Parameters: default limit, the worker's channels (NULL: all), wanted, worker id, wanted;
 # {rows} is a power of two at least `wanted` (see `take`: an estimate, never a cut).
 CLAIM_PLAIN = f"""
 WITH RECURSIVE channels(name) AS (
@@ -250,9 +252,6 @@ WITH RECURSIVE channels(name) AS (
            coalesce(bool_or(plan.ruled), false) AS ruled,
            (SELECT min(s.backoff_until) FROM state s WHERE s.backoff_until > clock.now)
              AS backoff_until,
-           (SELECT min(q.scheduled_at) FROM queue_job q
-             WHERE q.state = 'pending' AND q.scheduled_at > clock.now
-               AND q.channel IN (SELECT p.channel FROM plan p)) AS next_due,
            coalesce(json_agg(json_build_array(plan.channel, plan.take))
                       FILTER (WHERE plan.channel IS NOT NULL), '[]') AS plan
       FROM clock LEFT JOIN plan ON true
@@ -289,7 +288,13 @@ WITH RECURSIVE channels(name) AS (
 }
 )
 SELECT {", ".join(f"taken.{c}" for c in CLAIM_COLUMNS)},
-       summary.now, summary.ruled, summary.backoff_until, summary.next_due, summary.plan
+       summary.now, summary.ruled, summary.backoff_until,
+       CASE WHEN (SELECT count(*) FROM taken) < %s THEN
+           (SELECT min(q.scheduled_at) FROM queue_job q
+             WHERE q.state = 'pending' AND q.scheduled_at > summary.now
+               AND q.channel IN (SELECT p.channel FROM plan p))
+       END AS next_due,
+       summary.plan
   FROM summary LEFT JOIN taken ON true
 """
 
@@ -958,7 +963,7 @@ class PostgresJobStore(JobStore):
                 (LOCK_CLAIMS, (CLAIM_LOCK,)),
                 (
                     _claim_plain_sql(_power_of_two(wanted)),
-                    (default_limit, names, names, wanted, wanted, worker_id),
+                    (default_limit, names, names, wanted, wanted, worker_id, wanted),
                 ),
             ],
             prepared=True,

@@ -30,10 +30,5 @@ class QueueJob(models.Model):
         models.Index("queue_job_user_state", ("user_id", "state", "id"), dialects=PG),
         models.Index("queue_job_user_state_date", ("user_id", "state", "write_date"), dialects=PG),
         models.Index("queue_job_channel_state", ("channel", "state", "id"), dialects=PG),
-        # the list of aged jobs (pending, due long ago), latest due first: read from where
-        # the age begins, never through the newest pending jobs (a backlog being drained)
-        models.Index(
-            "queue_job_pending_due", ("scheduled_at", "id"), where="state = 'pending'", dialects=PG
-        ),
         models.Index("queue_job_channel_index", ("channel",), dialects=("sqlite",)),
     ]
