@@ -46,10 +46,14 @@ def as_datetime(value: Any) -> datetime | None:
     return _DT.from_column(value) if value else None
 
 
-def bounded_count(cr: Cursor, where: str, params: Sequence[Any], cap: int = COUNT_CAP) -> int:
-    """``COUNT(*)`` of the queue_job rows matching ``where``, stopping at ``cap``."""
+def bounded_count(
+    cr: Cursor, where: str, params: Sequence[Any], cap: int = COUNT_CAP, *, order: str = ""
+) -> int:
+    """``COUNT(*)`` of the queue_job rows matching ``where``, stopping at ``cap``;
+    ``order``: the columns of the index the count should walk (``ORDER BY`` them)."""
+    order_by = f" ORDER BY {order}" if order else ""
     cr.execute(
-        f"SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE {where} LIMIT %s) capped",
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM queue_job WHERE {where}{order_by} LIMIT %s) capped",
         [*params, cap],
     )
     return int(cr.fetchone()[0])  # type: ignore[index]
