@@ -3,6 +3,7 @@ many workers run, and none is missed."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -10,11 +11,21 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from worker_helpers import FAST, is_postgres, query, set_limit, wait_for, worker_ready
+from worker_helpers import (
+    FAST,
+    enqueue,
+    is_postgres,
+    query,
+    set_limit,
+    wait_for,
+    worker_ready,
+)
 
 from job_worker import SUPERUSER_ID, Registry, api
 from job_worker.db import jobstore
 from job_worker.worker.scheduler import MIN_REREAD, REFRESH_SECONDS, Scheduler
+from job_worker.worker.services import DatabaseServices
+from job_worker.worker.settings import WorkerSettings
 
 #: how long the cron runs, one occurrence a second
 SECONDS = 30
@@ -157,3 +168,50 @@ def test_scheduler_wakes_for_the_earliest_occurrence_and_looks_again_on_change(r
     scheduler.tick(scheduler.wake_at, registry.cursor, store)
     assert scheduler.enqueued == 1
     assert query(registry, "SELECT count(*) FROM queue_job WHERE cron_id = %s", [cron_id]) == [(1,)]
+
+
+def test_a_wake_up_for_jobs_leaves_the_crons_alone_and_a_cron_change_is_read_at_once(
+    registry, db_url
+):
+    """PostgreSQL: an enqueue's wake-up claims, without reading the periodic jobs again
+    (a round trip of the supervisor at every wake-up of a busy queue); a cron made
+    elsewhere still wakes the scheduler, read within MIN_REREAD. SQLite's poll cannot
+    tell the two apart: any change is read."""
+    settings = WorkerSettings(databases=(db_url,), modules=("workerapp",))
+    services = DatabaseServices(0, db_url, settings, "crons:1:a")
+    scheduler, producer = services.scheduler, services.producer
+    try:
+        assert services.ensure_started(time.monotonic())
+        services.tick(time.monotonic(), [])  # the first read of the crons: none
+        assert not scheduler.stale and scheduler.enqueued == 0
+        assert producer.claim(time.monotonic(), 1) == []  # nothing: asleep until woken
+        assert not producer.woken
+
+        [job_id] = enqueue(registry, "noop")
+        wait_for(lambda: _woken(services) and producer.woken, 5, "the enqueue's wake-up")
+        assert scheduler.stale is not is_postgres(db_url)
+        assert [job.id for job in producer.claim(time.monotonic(), 1)] == [job_id]
+
+        scheduler.stale = False
+        with registry.cursor() as cr:
+            soon = jobstore.for_backend(registry.backend).now(cr) + timedelta(seconds=1)
+        make_cron(registry, interval=60, next_at=soon)
+        wait_for(lambda: _woken(services) and scheduler.stale, 5, "the cron's wake-up")
+        now = time.monotonic()
+        assert scheduler.next_timer() <= now + MIN_REREAD
+        services.tick(scheduler.next_timer(), [])
+        assert not scheduler.stale and scheduler.wake_at <= now + MIN_REREAD + 1.0
+        wait_for(
+            lambda: services.tick(scheduler.wake_at, []) is not None and scheduler.enqueued == 1,
+            5,
+            "the cron's first occurrence",
+        )
+    finally:
+        services.stop()
+
+
+def _woken(services: DatabaseServices) -> bool:
+    """Handle what the listener received, as the supervisor does when its descriptor is
+    readable; true so that a wait can go on to check what it changed."""
+    services.on_wakeup_fd(time.monotonic())
+    return True

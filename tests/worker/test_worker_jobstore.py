@@ -421,6 +421,37 @@ def test_enqueue_notifies_listeners_at_commit_only(registry, store, db_url):
         listener.close()
 
 
+def test_listener_tells_a_change_of_the_periodic_jobs_from_an_enqueue(registry, store, db_url):
+    """PostgreSQL: an enqueue wakes claims and says nothing of the crons; a change of a
+    cron says that and wakes no claim. SQLite's poll cannot tell: any change says both."""
+    import time
+
+    postgres = db_url.startswith("postgresql")
+
+    def received() -> tuple[bool, bool]:
+        deadline = time.monotonic() + 5
+        while True:
+            woken, crons = listener.woken(), listener.crons_changed()
+            if woken or crons:
+                return woken, crons
+            assert time.monotonic() < deadline, "no wake-up after a commit"
+            time.sleep(0.01)
+
+    listener = store.listener()
+    listener.open()
+    try:
+        listener.woken()  # whatever happened before
+        listener.crons_changed()
+        enqueue(registry, "noop")
+        assert received() == (True, not postgres)
+        with registry.cursor() as cr:
+            vals = {"name": "hourly", "model_name": "workerapp.task", "method_name": "noop"}
+            api.Environment(cr, SUPERUSER_ID, {})["queue.cron"].create({**vals, "interval": 3600})
+        assert received() == (not postgres, True)
+    finally:
+        listener.close()
+
+
 def test_claims_of_concurrent_sessions_never_exceed_the_limit(registry, store):
     """Two claimers racing: the claim lock makes the counts exact."""
     set_limit(registry, "root", 3)

@@ -1039,8 +1039,10 @@ class JobStore(ABC):
     # -- wake-ups -----------------------------------------------------------------
 
     @abstractmethod
-    def notify_at_commit(self, cr: Cursor) -> None:
-        """Wake idle workers when ``cr``'s transaction commits (it enqueued jobs)."""
+    def notify_at_commit(self, cr: Cursor, *, crons: bool = False) -> None:
+        """Wake idle workers when ``cr``'s transaction commits: it enqueued jobs, or, with
+        ``crons``, changed periodic jobs (their listeners then say
+        :meth:`Listener.crons_changed`, and a worker need not claim)."""
 
     @abstractmethod
     def listener(self) -> Listener:
@@ -1080,10 +1082,19 @@ class Listener(ABC):
 
     @abstractmethod
     def woken(self) -> bool:
-        """Consume wake-ups; true if jobs may have become available."""
+        """Consume wake-ups; true if jobs may have become available. Notes, for
+        :meth:`crons_changed`, whether periodic jobs may have changed."""
 
     #: seconds between calls of :meth:`woken` if it must be polled; None: wait on fileno
     poll_interval: float | None = None
+    #: set by :meth:`woken`, cleared by :meth:`crons_changed`
+    _crons_changed = False
+
+    def crons_changed(self) -> bool:
+        """Whether the wake-ups consumed since the last call said periodic jobs may have
+        changed (where a wake-up cannot tell, any wake-up does); clears it."""
+        changed, self._crons_changed = self._crons_changed, False
+        return changed
 
     @abstractmethod
     def close(self) -> None: ...
@@ -1125,6 +1136,12 @@ def fire_local_enqueue(url: str) -> None:
 def notify_jobs_enqueued(cr: Cursor) -> None:
     """Called by the enqueueing code: wake workers once the transaction commits."""
     job_store(cr.backend).notify_at_commit(cr)
+
+
+def notify_crons_changed(cr: Cursor) -> None:
+    """Called when periodic jobs are made, changed or deleted: workers read them again
+    once the transaction commits (and do not claim for it)."""
+    job_store(cr.backend).notify_at_commit(cr, crons=True)
 
 
 # -- the store of a backend ----------------------------------------------------------------

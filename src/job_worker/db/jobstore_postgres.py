@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "job_worker"
+#: the channel of the notices that periodic jobs changed (they wake no claim)
+CRONS_CHANNEL = "job_worker_crons"
 #: second key of the advisory locks taken on behalf of the whole queue (first key: the schema)
 CLAIM_LOCK = 0
 MAINTENANCE_LOCK = -1
@@ -914,6 +916,7 @@ SELECT channel, state, sum(n) FROM queue_job_count GROUP BY channel, state HAVIN
 
 # -- name: notify
 NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
+NOTIFY_CRONS = f"SELECT pg_notify('{CRONS_CHANNEL}', current_schema())"
 
 
 class PostgresJobStore(JobStore):
@@ -1350,8 +1353,11 @@ class PostgresJobStore(JobStore):
             return True
         return False
 
-    def notify_at_commit(self, cr: Cursor) -> None:
-        cr.precommit.add(partial(cr.execute, NOTIFY, ()), key=NOTIFY)
+    def notify_at_commit(self, cr: Cursor, *, crons: bool = False) -> None:
+        # periodic jobs have a channel of their own: an enqueue does not make every idle
+        # worker read them again (one more round trip of its supervisor per wake-up)
+        statement = NOTIFY_CRONS if crons else NOTIFY
+        cr.precommit.add(partial(cr.execute, statement, ()), key=statement)
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self.backend)
@@ -1440,7 +1446,7 @@ class PostgresListener(Listener):
             )
             row = cnx.execute("SELECT current_schema()").fetchone()
             self._schema = row[0] if row else ""
-            cnx.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            cnx.execute(f"LISTEN {NOTIFY_CHANNEL}; LISTEN {CRONS_CHANNEL}")
             self._cnx = cnx
         return self._cnx
 
@@ -1458,10 +1464,15 @@ class PostgresListener(Listener):
             pgconn.consume_input()
         except psycopg.Error:
             self.close()
+            self._crons_changed = True
             return True  # claim: we may have missed a wake-up while the link was down
         woken = False
         while (notice := pgconn.notifies()) is not None:
-            if notice.extra.decode() == self._schema:
+            if notice.extra.decode() != self._schema:
+                continue  # another schema's queue
+            if notice.relname.decode() == CRONS_CHANNEL:
+                self._crons_changed = True
+            else:
                 woken = True
         return woken
 

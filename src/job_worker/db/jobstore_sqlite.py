@@ -914,7 +914,8 @@ class SqliteJobStore(JobStore):
             row = cr.fetchone()
         return bool(row and row[0] == holder)
 
-    def notify_at_commit(self, cr: Cursor) -> None:
+    def notify_at_commit(self, cr: Cursor, *, crons: bool = False) -> None:
+        # one kind of wake-up: the listener's poll of data_version cannot tell them apart
         url = self.backend.url
         cr.postcommit.add(partial(fire_local_enqueue, url), key=("local enqueue", url))
 
@@ -1007,6 +1008,8 @@ class SqliteListener(Listener):
         if version != self._version:
             self._version = version
             woken = True
+        if woken:  # any change of the file may be a change of the periodic jobs
+            self._crons_changed = True
         return woken
 
     def close(self) -> None:

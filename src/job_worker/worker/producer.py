@@ -20,10 +20,11 @@ from .database import Database
 class Producer:
     """Claims (exact limits: see ``JobStore.claim``) and wake-ups of one database."""
 
-    def __init__(self, db: Database, on_wakeup: Callable[[], None] = lambda: None):
+    def __init__(self, db: Database, on_crons_changed: Callable[[], None] = lambda: None):
         self.db = db
-        #: called when the database says something changed (the scheduler re-reads)
-        self.on_wakeup = on_wakeup
+        #: called when the database says periodic jobs may have changed (the scheduler
+        #: reads them again); a wake-up for jobs alone does not call it
+        self.on_crons_changed = on_crons_changed
         self.listener: jobstore.Listener | None = None
         #: seconds between claims when nothing woke the worker
         self.fallback_interval = db.settings.poll_interval or 1.0
@@ -68,7 +69,8 @@ class Producer:
         assert self.listener is not None
         if self.listener.woken():
             self.woken = True
-            self.on_wakeup()
+        if self.listener.crons_changed():
+            self.on_crons_changed()
 
     def wants_to_claim(self, now: float) -> bool:
         """Whether a claim could find jobs: woken up, a scheduled job or a rate-limited
@@ -86,8 +88,8 @@ class Producer:
             assert self.listener is not None
             self.next_poll = now + self.listener_poll
             self.woken = self.db.guarded(now, "poll", self.listener.woken) is True
-            if self.woken:
-                self.on_wakeup()
+            if self.listener.crons_changed():
+                self.on_crons_changed()
         return self.woken
 
     def next_timer(self) -> float:

@@ -4,8 +4,9 @@ The scheduler of one database knows the earliest ``next_at`` of the active crons
 and tells the supervisor when to wake for it (:attr:`Scheduler.wake_at`), so an
 occurrence is enqueued within moments of its time, without polling. It learns of
 crons made or changed elsewhere from the producer's wake-ups (PostgreSQL:
-``queue.cron`` changes NOTIFY as enqueues do; SQLite: the listener's
-``data_version`` poll) and, as a safety net, re-reads every
+``queue.cron`` changes NOTIFY on a channel of their own, so that the wake-ups of
+enqueued jobs do not make it read the crons again; SQLite: any change seen by the
+listener's ``data_version`` poll) and, as a safety net, re-reads every
 :data:`REFRESH_SECONDS`.
 
 Every worker runs one: which of them enqueues an occurrence does not matter, as
@@ -27,8 +28,8 @@ _logger = logging.getLogger(__name__)
 
 #: seconds between looks at the crons when nothing said they changed
 REFRESH_SECONDS = 5.0
-#: a change notice re-reads the crons at most this often (seconds): a busy queue
-#: wakes the worker for every enqueue
+#: a change notice re-reads the crons at most this often (seconds): on SQLite every
+#: write to the file is one
 MIN_REREAD = 0.2
 
 

@@ -44,7 +44,7 @@ class DatabaseServices:
     def __init__(self, index: int, url: str, settings: WorkerSettings, worker_id: str):
         self.db = Database(index, url, settings, worker_id)
         self.scheduler = Scheduler(self.db.name)
-        self.producer = Producer(self.db, on_wakeup=self.scheduler.changed)
+        self.producer = Producer(self.db, on_crons_changed=self.scheduler.changed)
         self.heartbeat = Heartbeat(self.db)
         self.recorder = Recorder(self.db)
         self.cluster = ClusterWatch(self.db)

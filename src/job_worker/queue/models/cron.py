@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ...db.jobstore import notify_jobs_enqueued
+from ...db.jobstore import notify_crons_changed, notify_jobs_enqueued
 from ...orm import fields, models
 from .. import options as job_options
 from ..delayable import Delayable, check_method
@@ -181,7 +181,7 @@ class QueueCron(models.Model):
                 vals["next_at"] = self._schedule_of(vals).first(now)
             checked.append(vals)
         records = super().create(checked)
-        notify_jobs_enqueued(self.env.cr)  # workers learn of the new schedule at commit
+        notify_crons_changed(self.env.cr)  # workers learn of the new schedule at commit
         return records
 
     def write(self, vals: dict[str, Any]) -> bool:
@@ -210,7 +210,7 @@ class QueueCron(models.Model):
                 # a resumed cron starts afresh: what fell while it was paused is not owed
                 own["next_at"] = self._schedule_of(merged).first(now)
             record._store(own)
-        notify_jobs_enqueued(self.env.cr)
+        notify_crons_changed(self.env.cr)
         return True
 
     def edit(self, vals: dict[str, Any]) -> bool:
@@ -232,7 +232,7 @@ class QueueCron(models.Model):
 
     def unlink(self) -> bool:
         result = super().unlink()
-        notify_jobs_enqueued(self.env.cr)
+        notify_crons_changed(self.env.cr)
         return result
 
     # -- declared in code ---------------------------------------------------------------
