@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+from job_worker.queue.config import ClusterSettings
 from job_worker.worker.pool import START_ALLOWANCE, Child, ExecutorPool, RunningJob
 from job_worker.worker.protocol import (
     Began,
     FailureReport,
     Finished,
+    Handing,
+    HandOffs,
     JobOutcome,
     Outcome,
     Ready,
@@ -49,6 +53,7 @@ def pool_of(*children: Child) -> ExecutorPool:
     pool = ExecutorPool.__new__(ExecutorPool)
     pool.settings = WorkerSettings(databases=("sqlite:///x.db",))
     pool.children = {c.slot: c for c in children}
+    pool.hand_offs = HandOffs([0.0, 0.0])
     return pool
 
 
@@ -150,3 +155,50 @@ def test_an_unknown_message_is_an_error_that_names_it(supervisor):
     busy = child(0)
     with pytest.raises(TypeError, match="unexpected message from executor 0: 'finished'"):
         supervisor._on_message(busy, "finished")  # type: ignore[arg-type]
+
+
+def test_jobs_an_executor_took_over_run_after_its_batch_and_free_no_slot(supervisor):
+    busy = child(0)
+    supervisor.pool = pool_of(busy)
+    supervisor.pool.dispatch(busy, 1, [job(1), job(2)], now=0.0)
+    supervisor.pool.dispatch(busy, 1, [job(3)], now=0.0)
+    # the batch of job 1 alone ran; its transaction took jobs 7 and 8 over
+    supervisor._on_message(busy, Handing(1, 1, [job(7), job(8, timeout=5.0)]))
+    assert [r.job.id for r in busy.queue] == [1, 7, 8, 2, 3]
+    producer = supervisor.databases[1].producer
+    producer.woken = False
+    supervisor._on_message(busy, Finished(1, [JobOutcome(1, Outcome.DONE)]))
+    assert [r.job.id for r in busy.queue] == [7, 8, 2, 3]
+    assert not producer.woken  # its capacity went to the jobs taken over: no claim for it
+    supervisor._on_message(busy, Finished(1, [JobOutcome(7, Outcome.DONE)]))
+    assert producer.woken  # this one freed its slot
+    assert busy.queue[0].job.id == 8 and busy.queue[0].deadline is not None  # timed: watched
+
+
+def test_hand_offs_are_granted_after_a_short_claim_and_revoked_by_news_or_a_stop(
+    supervisor, monkeypatch
+):
+    supervisor.pool = pool_of(child(0))
+    supervisor.pool.hand_offs = HandOffs([0.0] * 4)
+    database = supervisor.databases[1]
+    producer, hand_offs = database.producer, supervisor.pool.hand_offs
+    database.db.cluster = ClusterSettings(default_limit=3)
+    now = time.monotonic()
+    producer.exhausted, producer.due_at = True, now + 0.25  # only limits held jobs back
+    supervisor._grant_hand_offs(database, now)
+    assert hand_offs.granted(1, now) == 3 and hand_offs.granted(0, now) is None
+    assert hand_offs.granted(1, now + 0.3) is None  # not past the next due job
+    producer.exhausted = False  # a claim that left jobs it could have taken
+    supervisor._grant_hand_offs(database, now)
+    assert hand_offs.granted(1, now) is None
+    producer.exhausted, producer.due_at = True, None
+    supervisor._grant_hand_offs(database, now)
+    assert hand_offs.granted(1, now + producer.fallback_interval - 0.01) == 3
+    assert hand_offs.granted(1, now + producer.fallback_interval) is None  # its next poll
+    supervisor._on_message(supervisor.pool.children[0], Wake(1))  # a job enqueued jobs
+    assert hand_offs.granted(1, now) is None
+    supervisor._grant_hand_offs(database, now)
+    os.set_blocking(supervisor._signal_r, False)
+    supervisor.signals = 1
+    supervisor._handle_signals(now)  # stopping
+    assert hand_offs.granted(1, now) is None

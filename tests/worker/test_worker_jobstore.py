@@ -723,6 +723,19 @@ def test_postgres_claim_estimate_does_not_grow_with_the_backlog(registry, store)
     assert plan["Plan"]["Total Cost"] < 1_000, plan["Plan"]["Total Cost"]
 
 
+def test_a_claim_says_whether_only_limits_held_jobs_back(registry, claim):
+    set_limit(registry, "root", 2)
+    set_limit(registry, "wide", 10)
+    enqueue(registry, "noop", count=5)
+    result = claim(10)
+    assert len(result.jobs) == 2 and result.exhausted  # root's room used, nothing else due
+    enqueue(registry, "noop", count=5, channel="wide")
+    result = claim(2)
+    assert len(result.jobs) == 2 and not result.exhausted  # wide has room and due jobs
+    result = claim(10)
+    assert len(result.jobs) == 3 and result.exhausted  # wide has no due job left
+
+
 @POSTGRESQL
 def test_a_claim_locks_only_the_jobs_each_channel_may_give(registry, claim):
     # channel "one" may give 1 job, "three" 3: the claim wants all 4, so the statement is

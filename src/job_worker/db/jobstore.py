@@ -125,6 +125,18 @@ class ClaimedJob:
         return call
 
 
+@dataclass(frozen=True)
+class HandOff:
+    """The capacity that the jobs finishing in a transaction free in their channel,
+    handed in that transaction to the channel's next due jobs (:meth:`JobStore.finish`):
+    at most ``jobs`` of them, within the channel's limit (``default_limit`` for a channel
+    without a ``queue.limit`` row)."""
+
+    channel: str
+    jobs: int
+    default_limit: int
+
+
 @dataclass
 class ChannelPlan:
     """How much each channel may start now, and when to look again."""
@@ -291,6 +303,15 @@ def fair_turns(plan: ChannelPlan, picked: Sequence[Candidate]) -> dict[str, tupl
     return {channel: turn for channel, turn in turns.items() if channel in plan.fair}
 
 
+def exhausted(free: dict[str, int], take: dict[str, int], jobs: Sequence[ClaimedJob]) -> bool:
+    """Whether a claim left no job that a claim could take now: each channel with room
+    (``free`` weight, at most ``take`` jobs wanted of it) gave fewer jobs than it might
+    have (it has no more due, or the next one does not fit) or as many as its room
+    holds. Then only the channels' limits hold jobs back."""
+    taken = Counter(job.channel for job in jobs)
+    return all(taken[name] < take[name] or taken[name] >= free[name] for name in free)
+
+
 def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
     """Whether a channel with room gave fewer jobs than it could, with the claim
     wanting more: it may have no due job left, so when does its next one become due?
@@ -303,10 +324,12 @@ def _short(plan: ChannelPlan, jobs: Sequence[ClaimedJob], wanted: int) -> bool:
 
 @dataclass
 class Claim:
-    """What a claim returned: the jobs, and when a new claim could find more."""
+    """What a claim returned: the jobs, when a new claim could find more, and whether
+    it left no job that a claim could take now (:func:`exhausted`)."""
 
     jobs: list[ClaimedJob]
     retry_in: float | None = None
+    exhausted: bool = False
 
 
 @dataclass
@@ -425,7 +448,8 @@ class JobStore(ABC):
             wait = max((due - now).total_seconds(), 0.0)
             retry_in = wait if retry_in is None else min(retry_in, wait)
         jobs.sort(key=lambda job: (job.priority, _as_datetime(job.scheduled_at), job.id))
-        return Claim(jobs, retry_in)
+        take = {name: plan.jobs_at_most(name, wanted) for name in plan.free}
+        return Claim(jobs, retry_in, exhausted(plan.free, take, jobs))
 
     def _claim_at_once(
         self,
@@ -653,6 +677,25 @@ class JobStore(ABC):
     ) -> dict[int, bool]:
         """started -> done for ``(job_id, result as JSON text, duration)``, in one round
         trip: the jobs marked, each with whether it has dependents."""
+
+    def finish_handing_off(
+        self,
+        cr: Cursor,
+        finished: Sequence[tuple[int, str | None, float | None]],
+        worker_id: str,
+        hand_off: HandOff,
+    ) -> tuple[dict[int, bool], list[ClaimedJob]]:
+        """:meth:`finish`, then the capacity the jobs free handed to the next due jobs of
+        their channel (all of ``hand_off.channel``), marked started by ``worker_id`` in
+        the same transaction, in the same round trip where the database can: a channel
+        at its limit goes on without a claim per job. The jobs taken come in order.
+
+        Limits stay exact without the claim lock: what is taken weighs no more than
+        what the finished jobs free (a claim running meanwhile still counts them as
+        started) nor than the room the channel has (its limit may have been lowered).
+        Nothing is taken where the claim works a rule out itself (fair keys, rate
+        windows, a backoff in force), nor on a database that has no such statement."""
+        return self.finish(cr, finished, worker_id), []
 
     @abstractmethod
     def failing_job(

@@ -40,9 +40,11 @@ from .jobstore import (
     ClaimedJob,
     FailingJob,
     FairRow,
+    HandOff,
     JobStore,
     Listener,
     Session,
+    exhausted,
     fair_turns,
 )
 from .postgres import PostgresCursor, connection_options
@@ -222,7 +224,7 @@ RETURNING {
 # one row of NULL jobs; each row also carries the clock, `ruled`, the end of the first
 # backoff in force, the next due time (read only when fewer than wanted were taken: it
 # reads a channel's pending jobs up to the first one not due, many in a big backlog),
-# and the plan as JSON pairs (channel, take).
+# and the plan as JSON triples (channel, take, free).
 # Parameters: default limit, the worker's channels (NULL: all), wanted, worker id, wanted;
 # {rows} is a power of two at least `wanted` (see `take`: an estimate, never a cut).
 CLAIM_PLAIN = f"""
@@ -254,7 +256,7 @@ WITH RECURSIVE channels(name) AS (
            coalesce(bool_or(plan.ruled), false) AS ruled,
            (SELECT min(s.backoff_until) FROM state s WHERE s.backoff_until > clock.now)
              AS backoff_until,
-           coalesce(json_agg(json_build_array(plan.channel, plan.take))
+           coalesce(json_agg(json_build_array(plan.channel, plan.take, plan.free))
                       FILTER (WHERE plan.channel IS NOT NULL), '[]') AS plan
       FROM clock LEFT JOIN plan ON true
      GROUP BY clock.now
@@ -299,6 +301,72 @@ SELECT {", ".join(f"taken.{c}" for c in CLAIM_COLUMNS)},
        summary.plan
   FROM summary LEFT JOIN taken ON true
 """
+
+
+# -- name: hand_off
+# The capacity that jobs finishing in this transaction free in their channel, handed to
+# the channel's next due jobs, marked started by the same worker, in the same
+# transaction: a limit-bound channel drains without a claim per job. Run after the
+# jobs' `finish`, in the same snapshot as any statement: the finished jobs (ids
+# `finished`, all of channel `channel`) no longer count as started, and they free their
+# weight. It takes at most `take` jobs, the channel's best due ones in order (the
+# longest run whose weights fit: see `take`), weighing no more than what the finished
+# jobs freed and no more than the channel's room as this snapshot sees it. So it never
+# takes a slot it did not free (a claim running meanwhile counted the finished jobs as
+# started), and takes nothing once the limit was lowered under what runs. Nothing is
+# taken where a claim works a rule out in Python: a pending job with a fair key, rate
+# windows, a backoff in force.
+# Parameters: channel, default limit, finished ids, worker id, take; {rows} as in `take`.
+HAND_OFF = f"""
+WITH rules AS (
+    SELECT coalesce(l."limit", %(default_limit)s::int) AS lim,
+           coalesce(l.rates, '') <> '' OR coalesce(l.rate_limit, 0) > 0 AS rated,
+           ch.backoff_until, timezone('UTC', clock_timestamp()) AS now
+      FROM (SELECT 1) one
+           LEFT JOIN queue_limit l ON l.name = %(channel)s
+           LEFT JOIN queue_channel ch ON ch.name = %(channel)s
+), budget AS (
+    SELECT rules.now,
+           least((SELECT coalesce(sum(f.weight), 0) FROM queue_job f
+                   WHERE f.id = ANY(%(finished)s::integer[]) AND f.state = 'done'
+                     AND f.channel = %(channel)s),
+                 rules.lim - (SELECT coalesce(sum(r.weight), 0) FROM queue_job r
+                               WHERE r.state = 'started' AND r.channel = %(channel)s)) AS free
+      FROM rules
+     WHERE NOT rules.rated AND (rules.backoff_until IS NULL OR rules.backoff_until <= rules.now)
+       AND (SELECT min(k.fair_key) FROM queue_job k
+             WHERE k.state = 'pending' AND k.channel = %(channel)s AND k.fair_key <> '') IS NULL
+), picked AS (
+    SELECT fitting.id FROM budget, LATERAL (
+        SELECT b.id, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+          FROM (
+            SELECT * FROM (
+                SELECT id, priority, scheduled_at, weight FROM queue_job
+                 WHERE state = 'pending' AND channel = %(channel)s AND fair_key = ''
+                   AND scheduled_at <= budget.now
+                 ORDER BY priority, scheduled_at, id
+                 LIMIT {{rows}}
+                 FOR UPDATE SKIP LOCKED) best
+             LIMIT %(take)s) b) fitting
+     WHERE fitting.used <= budget.free
+)
+UPDATE queue_job j
+   SET state = 'started', worker_id = %(worker_id)s, started_at = budget.now,
+       heartbeat = budget.now, write_date = budget.now
+  FROM picked, budget
+ WHERE j.id = picked.id
+RETURNING {
+    ", ".join(
+        f"j.{c}::text" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
+        for c in CLAIM_COLUMNS
+    )
+}
+"""
+
+
+@lru_cache(maxsize=16)
+def _hand_off_sql(rows: int) -> str:
+    return HAND_OFF.format(rows=rows)
 
 
 @lru_cache(maxsize=16)
@@ -981,12 +1049,14 @@ class PostgresJobStore(JobStore):
         if backoff_until is not None:  # a job's backoff pauses a channel until then
             retry_in = max((backoff_until - now).total_seconds(), 0.0)
         taken = Counter(job.channel for job in jobs)
-        short = len(jobs) < wanted and any(taken[channel] < take for channel, take in plan)
+        takes = {channel: take for channel, take, _free in plan}
+        short = len(jobs) < wanted and any(taken[channel] < take for channel, take in takes.items())
         if next_due is not None and short:
             wait = max((next_due - now).total_seconds(), 0.0)
             retry_in = wait if retry_in is None else min(retry_in, wait)
         jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
-        return Claim(jobs, retry_in)
+        free = {channel: room for channel, _take, room in plan}
+        return Claim(jobs, retry_in, exhausted(free, takes, jobs))
 
     def now(self, cr: Cursor) -> datetime:
         cr.execute(NOW, ())
@@ -1141,6 +1211,35 @@ class PostgresJobStore(JobStore):
             for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
             if rows
         }
+
+    def finish_handing_off(
+        self,
+        cr: Cursor,
+        finished: Sequence[tuple[int, str | None, float | None]],
+        worker_id: str,
+        hand_off: HandOff,
+    ) -> tuple[dict[int, bool], list[ClaimedJob]]:
+        statements = [
+            (FINISH, (result, duration, job_id, worker_id, worker_id))
+            for job_id, result, duration in finished
+        ]
+        values = {
+            "channel": hand_off.channel,
+            "default_limit": hand_off.default_limit,
+            "finished": [job_id for job_id, _result, _duration in finished],
+            "worker_id": worker_id,
+            "take": hand_off.jobs,
+        }
+        statements.append(_positional(_hand_off_sql(_power_of_two(hand_off.jobs)), values))
+        *results, handed = cr.execute_together(statements, prepared=True)
+        marked = {
+            job_id: bool(rows[0][0])
+            for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
+            if rows
+        }
+        jobs = [ClaimedJob.from_row(row) for row in handed]
+        jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
+        return marked, jobs
 
     def failing_job(
         self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None

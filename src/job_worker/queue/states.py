@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..db.jobstore import FailingJob, FailureRecord, JobStore, job_store
+from ..db.jobstore import ClaimedJob, FailingJob, FailureRecord, HandOff, JobStore, job_store
 from ..exceptions import ChannelBackoff, DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import json_text, storable_text
 from . import config
@@ -139,11 +139,30 @@ def mark_done_many(
     ids marked: a job no longer started (by ``worker_id``) is left alone."""
     if not finished:
         return set()
-    marked = _store(cr).finish(
-        cr,
-        [(job_id, _result_text(result), duration) for job_id, result, duration in finished],
-        worker_id,
-    )
+    rows = [(job_id, _result_text(result), duration) for job_id, result, duration in finished]
+    return _finished(cr, finished, _store(cr).finish(cr, rows, worker_id))
+
+
+def mark_done_handing_off(
+    cr: Cursor,
+    finished: Sequence[tuple[int, Any, float | None]],
+    *,
+    worker_id: str,
+    hand_off: HandOff,
+) -> tuple[set[int], list[ClaimedJob]]:
+    """:func:`mark_done_many` for a worker's jobs of one channel, and the capacity they
+    free handed to the channel's next due jobs, marked started by ``worker_id`` in this
+    transaction (:meth:`~job_worker.db.jobstore.JobStore.finish_handing_off`): the ids
+    marked, and the jobs taken, in order."""
+    rows = [(job_id, _result_text(result), duration) for job_id, result, duration in finished]
+    marked, handed = _store(cr).finish_handing_off(cr, rows, worker_id, hand_off)
+    return _finished(cr, finished, marked), handed
+
+
+def _finished(
+    cr: Cursor, finished: Sequence[tuple[int, Any, float | None]], marked: dict[int, bool]
+) -> set[int]:
+    """What follows the done state of jobs: their cascade to their dependents."""
     _forget(cr, [job_id for job_id, _r, _d in finished])
     cascade(cr, [job_id for job_id, has_dependents in marked.items() if has_dependents])
     return set(marked)

@@ -56,6 +56,8 @@ from .protocol import (
     FailureReport,
     Finished,
     FromExecutor,
+    Handing,
+    HandOffs,
     JobOutcome,
     Outcome,
     Ready,
@@ -94,13 +96,22 @@ class Executor:
     """The state of one executor process: a registry and a session per database."""
 
     def __init__(
-        self, settings: WorkerSettings, worker_id: str, conn: Connection, current: Any = None
+        self,
+        settings: WorkerSettings,
+        worker_id: str,
+        conn: Connection,
+        current: Any = None,
+        hand_offs: HandOffs | None = None,
     ):
         self.settings = settings
         self.worker_id = worker_id
         self.conn = conn
         #: shared with the supervisor: the id of the job being run (0: none)
         self.current = current if current is not None else _Current()
+        #: shared with the supervisor: whether finishing jobs may hand their capacity on
+        self.hand_offs = hand_offs
+        #: the jobs the last batch's transaction took over (:meth:`_hand_off`), to run next
+        self.handed: list[jobstore.ClaimedJob] = []
         self.registries: dict[int, Registry] = {}
         self.sessions: dict[int, jobstore.Session] = {}
         self.reported_sessions: dict[int, int | None] = {}
@@ -136,7 +147,8 @@ class Executor:
 
         Three round trips for the whole batch on PostgreSQL: the jobs begin together,
         the done states are written together, then the commit. A job's savepoint opens
-        only if the job talks to the database."""
+        only if the job talks to the database. Jobs the transaction took over
+        (:meth:`_hand_off`) are left in :attr:`handed`, to run next."""
         registry = self.registry(db_index)
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
@@ -170,7 +182,15 @@ class Executor:
                 existing = lookup.existing(job, cr.sql_count)
                 outcomes.append(self._run_in_savepoint(cr, job, finished, existing))
                 running = None
-            marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
+            hand_off = self._hand_off(db_index, batch, outcomes, finished)
+            if hand_off is None:
+                marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
+            else:
+                marked, self.handed = states.mark_done_handing_off(
+                    cr, finished, worker_id=self.worker_id, hand_off=hand_off
+                )
+                if self.handed:  # told before the commit: a death right then loses nothing
+                    self._send(Handing(db_index, len(outcomes), self.handed))
             if len(marked) == len(finished):
                 cr.commit()
                 committed = finished
@@ -197,6 +217,27 @@ class Executor:
             for job_id, _result, duration in committed:
                 _log_done(by_id[job_id], duration)
         return len(outcomes)
+
+    def _hand_off(
+        self,
+        db_index: int,
+        batch: Sequence[jobstore.ClaimedJob],
+        outcomes: Sequence[JobOutcome],
+        finished: Sequence[tuple[int, Any, float]],
+    ) -> jobstore.HandOff | None:
+        """What the batch's finished jobs may hand on to the next jobs of their channel
+        (all of one channel, the whole batch run), if the supervisor allows it now: it
+        does while nothing but channels' limits holds jobs back (its last claim took
+        every due job it could), and not once it stops."""
+        if not finished or len(outcomes) < len(batch) or self.hand_offs is None:
+            return None
+        default_limit = self.hand_offs.granted(db_index, time.monotonic())
+        if default_limit is None or self._drain_requested():
+            return None
+        channels = {job.channel for job in batch}
+        if len(channels) != 1:
+            return None
+        return jobstore.HandOff(channels.pop(), len(finished), default_limit)
 
     def _run_in_savepoint(
         self,
@@ -374,13 +415,16 @@ class Executor:
                 return
             if not isinstance(message, Run):
                 continue  # a drain that came after its batch ended
-            jobs, index = message.jobs, 0
-            while index < len(jobs):
+            jobs = list(message.jobs)
+            while jobs:
                 if self._drain_requested():
-                    skipped = [JobOutcome(job.id, Outcome.SKIPPED) for job in jobs[index:]]
+                    skipped = [JobOutcome(job.id, Outcome.SKIPPED) for job in jobs]
                     self._send(Finished(message.db_index, skipped))
                     break
-                index += self.run(message.db_index, jobs[index:])
+                ran = self.run(message.db_index, jobs)
+                # the jobs its transaction took over come next (back as LOST or SKIPPED
+                # if it did not commit)
+                jobs, self.handed = [*self.handed, *jobs[ran:]], []
 
     def _drain_requested(self) -> bool:
         """Whether the supervisor asked to give back the jobs not begun (it is stopping:
@@ -533,14 +577,21 @@ def _log_done(job: jobstore.ClaimedJob, duration: float) -> None:
     )
 
 
-def main(conn: Connection, settings: WorkerSettings, worker_id: str, current: Any = None) -> None:
+def main(
+    conn: Connection,
+    settings: WorkerSettings,
+    worker_id: str,
+    current: Any = None,
+    hand_offs: Any = None,
+) -> None:
     """Entry point of an executor process."""
     # The supervisor alone decides when an executor stops: a Ctrl-C or a SIGTERM sent
     # to the whole process group must not kill jobs behind its back.
     _ignore_stop_signals()
     _die_with_parent()
     logs.configure(settings.log_format, settings.log_level)
-    executor = Executor(settings, worker_id, conn, current)
+    shared = HandOffs(hand_offs) if hand_offs is not None else None
+    executor = Executor(settings, worker_id, conn, current, shared)
     try:
         executor.loop()
     finally:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..db.jobstore import ClaimedJob
 from . import executor
-from .protocol import Run, Stop
+from .protocol import HandOffs, Run, Stop
 from .settings import WorkerSettings
 
 _logger = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ class Child:
     current: Any = None
     #: the process id (kept: the process object is closed once the child is reaped)
     pid: int | None = None
+    #: jobs its current transaction took over (:class:`~.protocol.Handing`), until the
+    #: transaction's outcomes come
+    handed: int = 0
 
     @property
     def job(self) -> RunningJob | None:
@@ -92,6 +95,8 @@ class ExecutorPool:
         self.ctx: Any = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(["job_worker.worker.executor", *settings.modules])
         self.children: dict[int, Child] = {}
+        #: whether executors may take jobs over themselves (shared with them)
+        self.hand_offs = HandOffs.create(self.ctx, len(settings.databases))
 
     def start(self) -> None:
         for slot in range(self.settings.concurrency):
@@ -102,7 +107,7 @@ class ExecutorPool:
         current = self.ctx.Value("q", 0, lock=False)
         process = self.ctx.Process(
             target=executor.main,
-            args=(child_end, self.settings, self.worker_id, current),
+            args=(child_end, self.settings, self.worker_id, current, self.hand_offs.values),
             name=f"job-worker-executor-{slot}",
         )
         # The first start launches the fork server, as does any start after it died: it
@@ -169,6 +174,13 @@ class ExecutorPool:
             child.mark = now
             self._provisional_deadline(child, now)
         child.conn.send(Run(db_index, jobs))
+
+    def take_over(self, child: Child, db_index: int, after: int, jobs: list[ClaimedJob]) -> None:
+        """``child``'s transaction took ``jobs`` over: it runs them after its first
+        ``after`` jobs, before the others it has."""
+        now = time.monotonic()
+        child.queue[after:after] = [RunningJob(db_index, job, now, None) for job in jobs]
+        child.handed += len(jobs)
 
     def finish(self, child: Child, job_id: int, now: float) -> RunningJob | None:
         """The child is done with ``job_id`` (its first job); returns it."""

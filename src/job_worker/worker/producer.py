@@ -36,6 +36,9 @@ class Producer:
         self.due_at: float | None = None
         self.next_fallback = 0.0
         self.next_poll = 0.0
+        #: whether the last claim left no job a claim could take (only limits hold
+        #: jobs back): executors may then hand their capacity on
+        self.exhausted = False
 
     def start(self) -> None:
         """Listen (the database is open): may raise while the database is down."""
@@ -123,7 +126,9 @@ class Producer:
 
         result = db.guarded(now, "claim", claim)
         if isinstance(result, Failed):
+            self.exhausted = False
             return []
+        self.exhausted = result.exhausted
         if len(result.jobs) < wanted:  # nothing more for now: sleep until told otherwise
             self.woken = False
             self.next_fallback = now + self.fallback_interval

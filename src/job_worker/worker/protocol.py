@@ -8,7 +8,9 @@ From the executor: :class:`Ready` (warmed up, takes jobs), :class:`SessionOpened
 (its database session, for the supervisor to end after a kill), :class:`Began`
 (a job with a timeout began: its deadline runs from now), :class:`Finished` (the
 outcomes of jobs, in the order given, once their transaction ended: one message
-per transaction), :class:`Wake` (its job enqueued jobs on that database).
+per transaction), :class:`Handing` (that transaction takes these jobs over, before
+it commits), :class:`Wake` (its job enqueued jobs on that database). :class:`HandOffs`
+is shared memory: whether executors may take jobs over themselves right now.
 
 A message crosses the pipe per batch, at thousands of jobs a second: messages are
 small frozen dataclasses with slots, and a job's outcome is a flat
@@ -128,6 +130,20 @@ class Finished:
 
 
 @dataclass(frozen=True, slots=True)
+class Handing:
+    """The transaction of the batch whose first ``after`` jobs ran handed their
+    capacity to ``jobs`` (marked started by this worker), which run right after them.
+    Sent before the commit: the jobs come back as LOST or SKIPPED if it fails."""
+
+    db_index: int
+    after: int
+    jobs: Sequence[ClaimedJob]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Handing, (self.db_index, self.after, self.jobs))
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """A job enqueued jobs on database ``db_index``: claim without waiting for the
     database's notice."""
@@ -136,7 +152,39 @@ class Wake:
 
 
 ToExecutor = Run | Drain | Stop
-FromExecutor = Ready | SessionOpened | Began | Finished | Wake
+FromExecutor = Ready | SessionOpened | Began | Finished | Handing | Wake
+
+
+class HandOffs:
+    """Shared memory between the supervisor and its executors: until when (monotonic
+    time, one value per database) an executor may hand the capacity its finishing
+    jobs free to the next jobs of their channel, and the default limit it applies
+    then. The supervisor grants it after a claim that took every due job it could (a
+    channel's limit holds the others back) and revokes it as soon as something may
+    have changed that (a wake-up, a stop); it ends by itself at the supervisor's next
+    poll, so that a claim weighs every channel again."""
+
+    def __init__(self, values: Any):
+        #: per database: the end of the grant (0: none), then the default limit
+        self.values = values
+
+    @classmethod
+    def create(cls, ctx: Any, databases: int) -> HandOffs:
+        return cls(ctx.Array("d", 2 * databases, lock=False))
+
+    def grant(self, db_index: int, until: float, default_limit: int) -> None:
+        self.values[2 * db_index + 1] = default_limit
+        self.values[2 * db_index] = until  # last: the limit is in place once granted
+
+    def revoke(self, db_index: int | None = None) -> None:
+        for index in range(len(self.values) // 2) if db_index is None else (db_index,):
+            self.values[2 * index] = 0.0
+
+    def granted(self, db_index: int, now: float) -> int | None:
+        """The default limit, while granted; None otherwise."""
+        if now >= self.values[2 * db_index]:
+            return None
+        return int(self.values[2 * db_index + 1])
 
 
 # -- failures ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from .protocol import (
     Drain,
     Finished,
     FromExecutor,
+    Handing,
     Outcome,
     Ready,
     SessionOpened,
@@ -97,6 +98,7 @@ class Supervisor:
         self.job_time = 1.0
         self._handlers: dict[type, Callable[[Child, Any], None]] = {
             Finished: self._on_finished,
+            Handing: self._on_handing,
             Began: self._on_began,
             SessionOpened: self._on_session,
             Wake: self._on_wake,
@@ -124,12 +126,13 @@ class Supervisor:
         if self.signals and not self.stopping:
             self.stopping = True
             self.stop_deadline = now + self.settings.grace
+            self.pool.hand_offs.revoke()
             for child in self.pool.busy():
-                if len(child.queue) > 1:
-                    try:
-                        child.conn.send(Drain())  # give back what was not begun
-                    except OSError:
-                        pass  # it died: its sentinel says so
+                try:
+                    # give back what was not begun (what it may take over meanwhile, too)
+                    child.conn.send(Drain())
+                except OSError:
+                    pass  # it died: its sentinel says so
             _logger.info(
                 "stopping: %d job(s) running, %.0f s to finish",
                 len(self.pool.busy()),
@@ -201,6 +204,7 @@ class Supervisor:
             if not database.wants_to_claim(now):
                 continue
             jobs = database.producer.claim(now, sum(wanted for _child, wanted in wanting))
+            self._grant_hand_offs(database, now)
             for child, batch in _deal(jobs, wanting):
                 self.pool.dispatch(child, database.index, batch, now)
                 if _logger.isEnabledFor(logging.DEBUG):
@@ -217,6 +221,20 @@ class Supervisor:
                             },
                         )
         self._next_database = (self._next_database + 1) % count
+
+    def _grant_hand_offs(self, database: DatabaseServices, now: float) -> None:
+        """After a claim: executors may hand a finishing job's capacity to the next job of
+        its channel while nothing else waits, that is while the claim left no job a
+        claim could take (only limits hold jobs back), until something wakes the
+        producer or its next poll."""
+        producer = database.producer
+        if not producer.exhausted:  # more may wait (or it failed): claims weigh them
+            self.pool.hand_offs.revoke(database.index)
+            return
+        until = now + producer.fallback_interval
+        if producer.due_at is not None:
+            until = min(until, producer.due_at)
+        self.pool.hand_offs.grant(database.index, until, database.db.cluster.default_limit)
 
     def _enforce(self, now: float) -> None:
         """Timeouts, cancellations, heartbeats and owed changes."""
@@ -268,6 +286,8 @@ class Supervisor:
             if ready == self._signal_r:
                 continue  # handled at the top of the loop
             if isinstance(ready, int) and ready in fds:
+                # jobs may have come: the next claim weighs them against the channels'
+                self.pool.hand_offs.revoke(fds[ready].index)
                 fds[ready].on_wakeup_fd(now)
                 continue
             child = self.pool.by_conn(ready)
@@ -308,16 +328,25 @@ class Supervisor:
             running.deadline = time.monotonic() + running.job.timeout
 
     def _on_wake(self, child: Child, message: Wake) -> None:
+        self.pool.hand_offs.revoke(message.db_index)
         self.databases[message.db_index].producer.wake()
+
+    def _on_handing(self, child: Child, message: Handing) -> None:
+        self.pool.take_over(child, message.db_index, message.after, list(message.jobs))
 
     def _on_finished(self, child: Child, message: Finished) -> None:
         finished_at = time.monotonic()
         database = self.databases[message.db_index]
+        # the capacity of as many of them went to the jobs their transaction took over
+        handed, child.handed = child.handed, 0
         for done in message.outcomes:
             running = self.pool.finish(child, done.job_id, finished_at)
             if running is None:
                 continue
-            database.producer.wake()  # a slot, and maybe a channel's capacity, came free
+            if handed:
+                handed -= 1
+            else:
+                database.producer.wake()  # a slot, and maybe a channel's capacity, came free
             if done.outcome is Outcome.UNRECORDED:
                 database.recorder.owe(OwedChange("failure", running.job, report=done.report))
             elif done.outcome is Outcome.SKIPPED:

@@ -1,0 +1,289 @@
+"""A finishing job hands its channel capacity to the channel's next job, in the finishing
+transaction (``JobStore.finish_handing_off``): exact limits without a claim per job."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from worker_helpers import FAST, enqueue, is_postgres, query, set_limit, wait_for
+from worker_helpers import states as counts
+
+from job_worker.db import jobstore
+from job_worker.worker.executor import Executor
+from job_worker.worker.protocol import Finished, Handing, HandOffs, Outcome, SessionOpened
+from job_worker.worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def store(registry, db_url):
+    """The job store of PostgreSQL: SQLite claims the next job the usual way
+    (``test_sqlite_hands_nothing_over``)."""
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    return jobstore.for_backend(registry.backend)
+
+
+@pytest.fixture
+def claim(registry, store):
+    session = store.session(role="supervisor")
+
+    def claim(wanted: int = 10, worker_id: str = "w1", default_limit: int = 1):
+        cr = session.cursor(registry)
+        try:
+            return store.claim(
+                cr, worker_id=worker_id, wanted=wanted, default_limit=default_limit
+            ).jobs
+        finally:
+            cr.close()
+
+    yield claim
+    session.close()
+
+
+def finish(registry, store, jobs, worker_id="w1", default_limit=1, take=None, commit=True):
+    """Finish ``jobs`` (one channel) handing their capacity on; the ids marked, the
+    jobs taken over."""
+    cr = registry.cursor()
+    try:
+        marked, handed = store.finish_handing_off(
+            cr,
+            [(job.id, None, 0.0) for job in jobs],
+            worker_id,
+            jobstore.HandOff(jobs[0].channel, take or len(jobs), default_limit),
+        )
+        if commit:
+            cr.commit()
+        return set(marked), handed
+    finally:
+        cr.close()
+
+
+def states(registry):
+    return dict(query(registry, "SELECT id, state FROM queue_job"))
+
+
+def test_a_finishing_job_hands_its_slot_to_the_channel_s_next_job(registry, store, claim):
+    set_limit(registry, "root", 2)
+    ids = enqueue(registry, "noop", count=4)
+    first, second = claim(10)
+    assert [first.id, second.id] == ids[:2]
+    marked, handed = finish(registry, store, [first])
+    assert marked == {first.id}
+    assert [job.id for job in handed] == [ids[2]]
+    assert handed[0].call["method_name"] == "noop"
+    assert states(registry) == {
+        ids[0]: "done",
+        ids[1]: "started",
+        ids[2]: "started",
+        ids[3]: "pending",
+    }
+    [[worker, started, completed]] = query(
+        registry,
+        "SELECT h.worker_id, h.started_at, f.completed_at FROM queue_job h, queue_job f"
+        " WHERE h.id = %s AND f.id = %s",
+        (ids[2], ids[0]),
+    )
+    assert worker == "w1" and started >= completed  # it starts once the other finished
+    assert claim(10) == []  # the limit holds: two started
+
+
+def test_the_next_jobs_come_in_order_and_no_more_than_finished(registry, store, claim):
+    set_limit(registry, "root", 3)
+    ids = enqueue(registry, "noop", count=3)
+    late = enqueue(registry, "noop", priority=20, count=2)
+    urgent = enqueue(registry, "noop", priority=1)
+    jobs = claim(10)
+    assert [j.id for j in jobs] == [*urgent, *ids[:2]]
+    _marked, handed = finish(registry, store, jobs[:2])
+    assert [job.id for job in handed] == [ids[2], late[0]]
+
+
+def test_nothing_is_handed_over_a_lowered_limit(registry, store, claim):
+    set_limit(registry, "root", 2)
+    ids = enqueue(registry, "noop", count=3)
+    first, _second = claim(10)
+    set_limit(registry, "root", 1)
+    _marked, handed = finish(registry, store, [first])
+    assert handed == []  # one still runs: the channel is full at its new limit
+    assert states(registry)[ids[2]] == "pending"
+
+
+def test_a_heavier_next_job_waits_for_a_claim(registry, store, claim):
+    set_limit(registry, "root", 2)
+    [light] = enqueue(registry, "noop")
+    [heavy] = enqueue(registry, "noop", weight=2)
+    [job] = claim(10)
+    assert job.id == light
+    _marked, handed = finish(registry, store, [job])
+    assert handed == []  # it frees 1: the next job weighs 2 (a claim takes it, in order)
+    assert [j.id for j in claim(10)] == [heavy]
+
+
+@pytest.mark.parametrize("rule", ["fair key", "rates", "backoff"])
+def test_channels_whose_rules_the_claim_works_out_hand_nothing(registry, store, claim, rule):
+    set_limit(registry, "root", 2, rates="100/s" if rule == "rates" else None)
+    ids = enqueue(registry, "noop", count=2)
+    [first, _second] = claim(10)
+    if rule == "fair key":
+        enqueue(registry, "noop", fair_key="tenant")
+    else:
+        enqueue(registry, "noop")
+    if rule == "backoff":
+        query(
+            registry,
+            "INSERT INTO queue_channel (name, backoff_until)"
+            " VALUES ('root', timezone('UTC', now()) + interval '1 hour')",
+        )
+    _marked, handed = finish(registry, store, [first])
+    assert handed == []
+    assert states(registry)[ids[1]] == "started"
+
+
+def test_a_rolled_back_hand_off_takes_nothing(registry, store, claim):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=2)
+    [first] = claim(10)
+    marked, handed = finish(registry, store, [first], commit=False)
+    assert marked == {first.id} and [job.id for job in handed] == [ids[1]]
+    assert states(registry) == {ids[0]: "started", ids[1]: "pending"}
+
+
+def test_another_worker_s_job_is_neither_finished_nor_its_capacity_handed(registry, store, claim):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=2)
+    [first] = claim(10, worker_id="other")
+    marked, handed = finish(registry, store, [first], worker_id="w1")
+    assert marked == set() and handed == []
+    assert states(registry) == {ids[0]: "started", ids[1]: "pending"}
+
+
+def test_a_claim_and_hand_offs_together_never_pass_the_limit(registry, store, claim):
+    """A claim that runs while jobs finish counts them as started; each hand-off takes
+    no more than what its own jobs free, even with room to take more as it sees it."""
+    set_limit(registry, "root", 3)
+    enqueue(registry, "noop", count=10)
+    first, second = claim(2)  # one slot left
+    one, two = registry.cursor(), registry.cursor()
+    try:
+        _marked, handed = store.finish_handing_off(
+            one, [(first.id, None, 0.0)], "w1", jobstore.HandOff("root", 2, 1)
+        )
+        assert len(handed) == 1  # it sees room for two, but freed one
+        assert len(claim(10, worker_id="w2")) == 1  # the free slot: the claim sees first started
+        _marked, handed = store.finish_handing_off(
+            two, [(second.id, None, 0.0)], "w1", jobstore.HandOff("root", 2, 1)
+        )
+        assert len(handed) == 1  # one job freed, no more room than that
+        one.commit()
+        two.commit()
+    finally:
+        one.close()
+        two.close()
+    started = query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")
+    assert started == [(3,)]
+
+
+def test_sqlite_hands_nothing_over(registry, db_url):
+    if is_postgres(db_url):
+        pytest.skip("SQLite's store")
+    store = jobstore.for_backend(registry.backend)
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=2)
+    with store.session(role="supervisor").cursor(registry) as cr:
+        [first] = store.claim(cr, worker_id="w1", wanted=5, default_limit=1).jobs
+    with registry.cursor() as cr:
+        marked, handed = store.finish_handing_off(
+            cr, [(first.id, None, 0.0)], "w1", jobstore.HandOff("root", 1, 1)
+        )
+    assert set(marked) == {first.id} and handed == []
+    assert states(registry) == {ids[0]: "done", ids[1]: "pending"}
+
+
+class Pipe:
+    """What the executor sends, but the session it opened."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, message: object) -> None:
+        if not isinstance(message, SessionOpened):
+            self.sent.append(message)
+
+    def poll(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def executor(db_url, store):
+    hand_offs = HandOffs([0.0, 0.0])
+    made = Executor(
+        WorkerSettings(databases=(db_url,), modules=("workerapp",)), "w1", Pipe(), None, hand_offs
+    )
+    yield made
+    made.close()
+
+
+def test_an_executor_allowed_to_hands_its_slot_on_and_says_so_before_it_commits(
+    registry, store, claim, executor
+):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=3)
+    [first] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    assert executor.run(0, [first]) == 1
+    handing, finished = executor.conn.sent
+    assert isinstance(handing, Handing) and (handing.after, [j.id for j in handing.jobs]) == (
+        1,
+        [ids[1]],
+    )
+    assert isinstance(finished, Finished) and finished.outcomes[0].outcome is Outcome.DONE
+    assert [job.id for job in executor.handed] == [ids[1]]
+    assert states(registry) == {ids[0]: "done", ids[1]: "started", ids[2]: "pending"}
+    second = executor.handed
+    executor.conn.sent.clear()
+    executor.hand_offs.revoke()
+    assert executor.run(0, second) == 1  # no longer allowed: the slot frees for a claim
+    assert [type(m) for m in executor.conn.sent] == [Finished]
+    assert states(registry)[ids[2]] == "pending"
+
+
+def test_an_executor_hands_nothing_on_while_not_allowed_or_asked_to_drain(
+    registry, store, claim, executor
+):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=3)
+    [first] = claim(10)
+    assert executor.run(0, [first]) == 1  # never granted
+    assert [type(m) for m in executor.conn.sent] == [Finished] and executor.handed == []
+    [second] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    executor.draining = True  # the worker stops: what it gives back, it does not take
+    executor.run(0, [second])
+    assert states(registry)[ids[2]] == "pending" and executor.handed == []
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_drains_a_limit_bound_channel_by_hand_offs_yet_serves_a_better_job_first(
+    registry, db_url, start_worker
+):
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    set_limit(registry, "root", 1)
+    set_limit(registry, "other", 1)
+    enqueue(registry, "sleep_then_record", "slow-{i}", 0.01, count=400)
+    worker = start_worker("--concurrency", "1", "--log-level", "debug", *FAST)
+    wait_for(lambda: counts(registry).get("done", 0) >= 50, 60, "the drain under way")
+    [urgent] = enqueue(registry, "record", "urgent", priority=1, channel="other")
+    wait_for(lambda: states(registry).get(urgent) == "done", 10, "the better job done")
+    left = query(registry, "SELECT count(*) FROM queue_job WHERE state = 'pending'")[0][0]
+    assert left > 100  # it did not wait for the backlog: the wake-up ended the hand-offs
+    wait_for(lambda: counts(registry).get("done", 0) == 401, 60, "the backlog done")
+    rows = query(registry, "SELECT started_at, completed_at FROM queue_job WHERE channel = 'root'")
+    starts = sorted(rows)
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(starts))  # one at a time
+    dispatched = worker.log().count("given to executor")
+    assert dispatched < 100  # most jobs came by hand-off, not by a claim of the supervisor
