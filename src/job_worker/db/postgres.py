@@ -113,10 +113,8 @@ class PostgresCursor(Cursor):
         self._collected: list[tuple[str, Sequence[Any]]] | None = None
         self._inlined: list[DeferredRows] = []
         #: whether a backslash in a string literal is a plain character (the server's
-        #: default): then strings are quoted by doubling their quotes
-        self._plain_strings = (
-            connection.info.parameter_status("standard_conforming_strings") == b"on"
-        )
+        #: default): then strings are quoted by doubling their quotes (asked when needed)
+        self._plain_strings: bool | None = None
 
     # -- rows written later -------------------------------------------------------
 
@@ -285,7 +283,9 @@ class PostgresCursor(Cursor):
         if not parts:
             return []
         try:
-            self._cur.execute("; ".join(parts).encode())
+            # (prepare=False: psycopg never prepares a message of several statements; this
+            # skips its bookkeeping)
+            self._cur.execute("; ".join(parts).encode(), prepare=False)
         except psycopg.errors.InvalidSqlStatementName:
             # our statements were deallocated (DEALLOCATE ALL, DISCARD ALL): all of them
             # are prepared again, under new names, the next time they come
@@ -296,9 +296,12 @@ class PostgresCursor(Cursor):
                 del names[query]
             raise
         results: list[list[Any]] = []
+        cur = self._cur
         while True:
-            results.append(self._cur.fetchall() if self._cur.description is not None else [])
-            if not self._cur.nextset():
+            # (the result's status, not ``description``: that builds the columns' objects)
+            result = cur.pgresult
+            results.append(cur.fetchall() if result and result.status == _TUPLES_OK else [])
+            if not cur.nextset():
                 return [results[index] for index in shown]
 
     def _inline(self, query: str, params: Sequence[Any]) -> str:
@@ -318,6 +321,9 @@ class PostgresCursor(Cursor):
         if value is None:
             return "NULL"
         if kind is str:
+            if self._plain_strings is None:
+                setting = self._cnx.info.parameter_status("standard_conforming_strings")
+                self._plain_strings = setting in ("on", b"on")
             if self._plain_strings and "\x00" not in value:
                 return "'" + value.replace("'", "''") + "'"
         elif kind is int:
@@ -353,6 +359,8 @@ def _insert_sql(batch: DeferredRows, count: int) -> str:
 def _flat(rows: list[Sequence[Any]]) -> list[Any]:
     return [value for row in rows for value in row]
 
+
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
 _QUOTED: dict[str, str] = {}
