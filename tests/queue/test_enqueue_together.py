@@ -1,8 +1,10 @@
 """The jobs of one transaction go to the database together (PostgreSQL).
 
-The first plain job of a transaction is inserted at once; the next ones take their
-ids from the table's sequence in blocks and their rows wait on the cursor until the
-next statement of the transaction, whatever it is, or its commit. Nothing may tell
+Plain jobs take their ids from the table's sequence in blocks (the first block in the
+round trip that reads the user's company for the first job) and their rows wait on the
+cursor until the next statement of the transaction, whatever it is, or its commit,
+whose message carries them when they are few: a single enqueue is two round trips.
+(With nothing to read, the first job of a transaction is inserted at once.) Nothing may tell
 the difference: reads see them, savepoints and rollbacks undo them, counts stay
 exact, and an error in one of them is raised with a note naming it. Jobs that need
 the database at once (identity keys, store hooks, graphs, bounded channels,
@@ -42,7 +44,7 @@ def _fields_of(job):
 def test_jobs_after_the_first_wait_and_a_read_sees_them(qenv, partner):
     cr = qenv.cr
     jobs = [partner.with_delay(channel="bulk").record(str(i)) for i in range(5)]
-    assert _waiting(cr) == (4 if cr.defers_inserts else 0)
+    assert _waiting(cr) == (5 if cr.defers_inserts else 0)
     assert qenv["queue.job"].search_count([("channel", "=", "bulk")]) == 5  # a read: written
     assert _waiting(cr) == 0
     ids = [job.id for job in jobs]
@@ -75,7 +77,7 @@ def test_commit_writes_the_waiting_jobs_and_wakes_the_workers(qregistry):
             env = api.Environment(cr, SUPERUSER_ID, {})
             partner = env["res.partner"].browse(partner_id)
             ids = [partner.with_delay().record(str(i)).id for i in range(40)]
-            assert _waiting(cr) == (39 if cr.defers_inserts else 0)
+            assert _waiting(cr) == (40 if cr.defers_inserts else 0)
         with qregistry.cursor() as cr:
             cr.execute("SELECT id FROM queue_job ORDER BY id")
             assert [row[0] for row in cr.fetchall()] == ids
@@ -88,7 +90,7 @@ def test_commit_writes_the_waiting_jobs_and_wakes_the_workers(qregistry):
 
 
 class _Counting:
-    """A DB-API cursor that counts what is sent through it."""
+    """A DB-API cursor that records the messages sent through it (one per round trip)."""
 
     def __init__(self, cur):
         self._cur, self.sent = cur, []
@@ -97,8 +99,106 @@ class _Counting:
         self.sent.append(query if isinstance(query, str) else bytes(query).decode())
         return self._cur.execute(query, params, **kwargs)
 
+    def executemany(self, query, params_seq, **kwargs):
+        self.sent.append(f"executemany {query}")
+        return self._cur.executemany(query, params_seq, **kwargs)
+
+    def copy(self, statement, *args, **kwargs):
+        self.sent.append(f"copy {statement}")
+        return self._cur.copy(statement, *args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._cur, name)
+
+
+def _partner_id(qregistry) -> int:
+    """A partner, and a first job enqueued and rolled back: the process has read the
+    channels' rules (once every few seconds)."""
+    with qregistry.cursor() as cr:
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"})
+    with qregistry.cursor() as cr:
+        partner.with_env(api.Environment(cr, SUPERUSER_ID, {})).with_delay().record()
+        cr.rollback()
+    return partner.id
+
+
+def test_a_single_enqueue_is_two_round_trips(qregistry):
+    partner_id = _partner_id(qregistry)
+    for _ in range(2):  # the second transaction reads the user again: nothing is kept
+        cr = qregistry.cursor()
+        try:
+            if not cr.defers_inserts:
+                pytest.skip("SQLite has no round trips")
+            counting = cr._cur = _Counting(cr._cur)
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            job = env["res.partner"].browse(partner_id).with_delay().record()
+            assert len(counting.sent) == 1
+            first = counting.sent[0]
+            assert first.startswith("BEGIN; SELECT nextval(") and '"res_users"' in first
+            assert _waiting(cr) == 1  # its id is taken: its row goes with the commit
+            cr.commit()
+            assert len(counting.sent) == 2
+            assert counting.sent[1].startswith('INSERT INTO "queue_job"')
+            assert counting.sent[1].endswith(
+                "; SELECT pg_notify('job_worker', current_schema()); COMMIT"
+            )
+        finally:
+            cr.close()
+        with qregistry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            stored = env["queue.job"].browse(job.id)
+            assert (stored.user_id.id, stored.company_id) == (SUPERUSER_ID, env.user.company_id)
+
+
+def test_the_users_company_is_read_in_each_transaction(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        first = env["res.company"].create({"name": "First"})
+        second = env["res.company"].create({"name": "Second"})
+        user = env["res.users"].create({"name": "Ann", "login": "ann", "company_id": first.id})
+        user_id, first_id, second_id = user.id, first.id, second.id
+    companies = []
+    for company_id in (first_id, second_id):
+        with qregistry.cursor() as cr:  # another process changes the user's company
+            api.Environment(cr, SUPERUSER_ID, {})["res.users"].browse(user_id).write(
+                {"company_id": company_id}
+            )
+        with qregistry.cursor() as cr:
+            env = api.Environment(cr, user_id, {})
+            job = env["res.partner"].browse(partner_id).with_delay().record()
+            companies.append(job.company_id.id)
+    assert companies == [first_id, second_id]
+    with qregistry.cursor() as cr:
+        jobs = api.Environment(cr, SUPERUSER_ID, {})["queue.job"].search([], order="id")
+        assert [job.company_id.id for job in jobs] == [first_id, second_id]
+
+
+def test_with_the_company_in_the_context_the_first_job_goes_at_once(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        company_id = env["res.company"].create({"name": "Branch"}).id
+        sql_count = cr.sql_count
+        partner = env["res.partner"].browse(partner_id).with_company(company_id)
+        job = partner.with_delay().record()
+        assert _waiting(cr) == 0  # nothing to read: its INSERT gives its id
+        assert cr.sql_count == sql_count + 1
+        assert job.company_id.id == company_id
+
+
+def test_sqlite_writes_a_single_enqueue_at_once_as_before(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        if cr.defers_inserts:
+            pytest.skip("PostgreSQL defers the rows")
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        sql_count = cr.sql_count
+        job = env["res.partner"].browse(partner_id).with_delay().record()
+        assert _waiting(cr) == 0 and not cr.taking_ids("queue_job")
+        assert cr.sql_count == sql_count + 2  # the user's row, the INSERT, as before
+        cr.execute("SELECT id, company_id FROM queue_job")
+        assert cr.fetchall() == [(job.id, env.user.company_id.id)]
 
 
 def test_a_commit_sends_the_notify_with_the_commit_and_begin_goes_with_the_first_statement(
@@ -111,6 +211,7 @@ def test_a_commit_sends_the_notify_with_the_commit_and_begin_goes_with_the_first
     cr = qregistry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
+        env.user.company_id  # noqa: B018  (read: the first job goes at once)
         env["res.partner"].browse(partner_id).with_delay().record()
         assert _waiting(cr) == 0  # the first job of a transaction goes at once
         counting = cr._cur = _Counting(cr._cur)
@@ -128,6 +229,24 @@ def test_a_commit_sends_the_notify_with_the_commit_and_begin_goes_with_the_first
         cr.close()
     with qregistry.cursor() as cr:
         assert _count(cr) == 1
+
+
+def test_many_waiting_jobs_go_with_copy_before_the_commit(qregistry):
+    partner_id = _partner_id(qregistry)
+    cr = qregistry.cursor()
+    try:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite writes each job at once")
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+        ids = [partner.with_delay().record(str(i)).id for i in range(20)]
+        counting = cr._cur = _Counting(cr._cur)
+        cr.commit()
+        assert [sent.split(" ")[0] for sent in counting.sent] == ["copy", "SELECT"]
+    finally:
+        cr.close()
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job ORDER BY id")
+        assert [row[0] for row in cr.fetchall()] == ids
 
 
 def test_rollback_drops_the_waiting_jobs(qregistry):
@@ -277,6 +396,47 @@ def test_an_error_in_a_waiting_job_at_commit_commits_nothing(qregistry):
     assert f"queue.job {bad[0].id} (refused)" in "\n".join(raised.value.__notes__)
     with qregistry.cursor() as cr:
         assert _count(cr) == 0
+
+
+def test_an_error_in_a_job_sent_with_the_commit_commits_nothing(qregistry):
+    with qregistry.cursor() as cr:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite writes each job at once")
+        partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id
+        cr.execute("CREATE TABLE side (n integer)")
+        _refuse_name(cr, "refused")
+    cr = qregistry.cursor()
+    try:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        partner = env["res.partner"].browse(partner_id)
+        fine = partner.with_delay().record("fine")
+        bad = partner.with_delay(description="refused").record()
+        assert _waiting(cr) == 2  # both go in the COMMIT's message
+        cr.precommit.add(lambda: cr.execute("INSERT INTO side VALUES (1)"))
+        with pytest.raises(psycopg.errors.CheckViolation) as raised:
+            cr.__exit__(None, None, None)  # the end of a `with registry.cursor()` block
+        notes = "\n".join(raised.value.__notes__)
+        assert f"queue.job {bad.id} (refused)" in notes and f"queue.job {fine.id} " in notes
+    finally:
+        cr.close()
+    with qregistry.cursor() as cr:
+        assert _count(cr) == 0
+        cr.execute("SELECT count(*) FROM side")
+        assert cr.fetchone()[0] == 0  # nothing of the transaction committed
+
+
+def test_a_waiting_job_keeps_every_value_through_the_commit(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+        job = partner.with_delay(
+            priority=3, eta=60, description="it's a \\ back'slash", max_retries=0, timeout=1.5
+        ).record("x\\y", value={"k": "l'é"})
+        cached = _fields_of(job)
+        assert _waiting(cr) == (1 if cr.defers_inserts else 0)
+    with qregistry.cursor() as cr:
+        job = api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(job.id)
+        assert _fields_of(job) == cached
 
 
 def test_trap_jobs_sees_every_job_of_the_transaction(qenv, partner):

@@ -189,6 +189,29 @@ class Cursor:
         del free[-count:]
         return taken
 
+    def reserve_ids(
+        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]] = ()
+    ) -> list[list[tuple[Any, ...]]]:
+        """Take ``count`` ids of ``table`` now, for the rows :meth:`take_ids` will hand
+        out later in this transaction, and run the statements ``reads`` in the same
+        round trip (where the database is behind a network); the rows of each.
+
+        What it is for: the first jobs of a transaction take their ids together with
+        what the enqueue must read anyway (the user's company), so that they are
+        written with the commit instead of being inserted at once. The ids are lost
+        if the transaction does not use them (it ends, or fails, before), as those of
+        any block (:meth:`take_ids`)."""
+        ids, results = self._fetch_ids_reading(table, count, reads)
+        free, last = self._id_blocks.get(table, ([], 0))
+        self._id_blocks[table] = (ids[::-1] + free, max(last, count))
+        return results
+
+    def _fetch_ids_reading(
+        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]]
+    ) -> tuple[list[int], list[list[tuple[Any, ...]]]]:
+        results = self.execute_together(reads)
+        return self._fetch_ids(table, count), results
+
     def taking_ids(self, table: str) -> bool:
         """Whether this transaction takes ids of ``table`` in blocks (:meth:`take_ids`)."""
         return table in self._id_blocks

@@ -7,12 +7,14 @@ coordination (row locks, ``SKIP LOCKED``, ``LISTEN/NOTIFY``, advisory locks).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -106,8 +108,13 @@ class PostgresCursor(Cursor):
         #: message (that statement's parameters quoted as literals): one round trip less
         #: for every transaction of the pool's cursors
         self._begin_with_first = begin_with_first and self._explicit_begin
-        #: during a commit, the statements to send with the ``COMMIT`` (:meth:`commit`)
+        #: during a commit, the statements to send with the ``COMMIT`` (:meth:`commit`),
+        #: and the rows written by those statements
         self._collected: list[tuple[str, Sequence[Any]]] | None = None
+        self._inlined: list[DeferredRows] = []
+        #: whether a backslash in a string literal is a plain character (the server's
+        #: default): then strings are quoted by doubling their quotes (asked when needed)
+        self._plain_strings: bool | None = None
 
     # -- rows written later -------------------------------------------------------
 
@@ -120,7 +127,22 @@ class PostgresCursor(Cursor):
         self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
         return [row[0] for row in self._cur.fetchall()]
 
+    def _fetch_ids_reading(
+        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]]
+    ) -> tuple[list[int], list[list[tuple[Any, ...]]]]:
+        # one message: the BEGIN of a transaction's first statements, the ids, the reads
+        results = self._send(
+            [(TAKE_IDS, (f'"{table}_id_seq"', count), False), *((q, p, False) for q, p in reads)]
+        )
+        return [row[0] for row in results[0]], results[1:]
+
     def _write_deferred(self, batch: DeferredRows) -> None:
+        if self._collected is not None and len(batch.rows) < COPY_MIN_ROWS:
+            # during a commit (:meth:`commit`): a few rows go in the COMMIT's message, as
+            # one INSERT of their values written as literals (no round trip of their own)
+            self._collected.append((self._insert_literal(batch), ()))
+            self._inlined.append(batch)
+            return
         self._before_execute()
         self.sql_count += 1
         columns = ", ".join(f'"{name}"' for name in batch.columns)
@@ -136,20 +158,32 @@ class PostgresCursor(Cursor):
         """The statements that come before a commit (the ``NOTIFY`` that wakes the
         workers) go with the ``COMMIT``, in one round trip: they are collected, not run
         one by one, so they may not read what they return. Rows waiting to be written
-        go first, as they would before any statement."""
-        if self._collected is not None or not len(self.precommit):
+        go first, as they would before any statement: in the same message when they
+        are fewer than :data:`COPY_MIN_ROWS`, else with ``COPY`` just before. An error
+        of that message (a row the database refuses) is raised with a note naming the
+        rows it carried, and nothing commits: the server skips the rest of a message
+        after an error, the ``COMMIT`` with it."""
+        if self._collected is not None or not (
+            len(self.precommit) or (self._deferred and self._explicit_begin)
+        ):
             return super().commit()
         collected: list[tuple[str, Sequence[Any]]] = []
+        inlined: list[DeferredRows] = []
 
         def send() -> None:
             self._collected = None
-            self._send([*((q, p, False) for q, p in collected), ("COMMIT", (), False)])
+            try:
+                self._send([*((q, p, False) for q, p in collected), ("COMMIT", (), False)])
+            except Exception as exc:
+                for batch in inlined:
+                    exc.add_note(batch.failure_note())
+                raise
 
-        self._collected = collected
+        self._collected, self._inlined = collected, inlined
         try:
             self._commit(send)
         finally:
-            self._collected = None
+            self._collected, self._inlined = None, []
 
     def execute(
         self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
@@ -249,7 +283,9 @@ class PostgresCursor(Cursor):
         if not parts:
             return []
         try:
-            self._cur.execute("; ".join(parts).encode())
+            # (prepare=False: psycopg never prepares a message of several statements; this
+            # skips its bookkeeping)
+            self._cur.execute("; ".join(parts).encode(), prepare=False)
         except psycopg.errors.InvalidSqlStatementName:
             # our statements were deallocated (DEALLOCATE ALL, DISCARD ALL): all of them
             # are prepared again, under new names, the next time they come
@@ -260,13 +296,46 @@ class PostgresCursor(Cursor):
                 del names[query]
             raise
         results: list[list[Any]] = []
+        cur = self._cur
         while True:
-            results.append(self._cur.fetchall() if self._cur.description is not None else [])
-            if not self._cur.nextset():
+            # (the result's status, not ``description``: that builds the columns' objects)
+            result = cur.pgresult
+            results.append(cur.fetchall() if result and result.status == _TUPLES_OK else [])
+            if not cur.nextset():
                 return [results[index] for index in shown]
 
     def _inline(self, query: str, params: Sequence[Any]) -> str:
         return query % tuple(self._literal(param) for param in params) if params else query
+
+    def _insert_literal(self, batch: DeferredRows) -> str:
+        """The INSERT of ``batch``'s rows with their values written in it."""
+        columns = ", ".join(f'"{name}"' for name in batch.columns)
+        literal = self._value_literal
+        values = ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in batch.rows)
+        return f'INSERT INTO "{batch.table}" ({columns}) VALUES {values}'
+
+    def _value_literal(self, value: Any) -> str:
+        """A value of a row as a literal: the common types written directly, untyped
+        (an INSERT's VALUES take the types of their columns), the others by psycopg."""
+        kind = type(value)
+        if value is None:
+            return "NULL"
+        if kind is str:
+            if self._plain_strings is None:
+                setting = self._cnx.info.parameter_status("standard_conforming_strings")
+                self._plain_strings = setting in ("on", b"on")
+            if self._plain_strings and "\x00" not in value:
+                return "'" + value.replace("'", "''") + "'"
+        elif kind is int:
+            return str(value)
+        elif kind is bool:
+            return "true" if value else "false"
+        elif kind is float:
+            if math.isfinite(value):
+                return repr(value)
+        elif kind is datetime and value.tzinfo is None:
+            return f"'{value.isoformat(' ')}'"
+        return self._literal(value)
 
     def _literal(self, value: Any) -> str:
         if type(value) is int:
@@ -290,6 +359,8 @@ def _insert_sql(batch: DeferredRows, count: int) -> str:
 def _flat(rows: list[Sequence[Any]]) -> list[Any]:
     return [value for row in rows for value in row]
 
+
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
 _QUOTED: dict[str, str] = {}

@@ -339,13 +339,23 @@ class BaseModel(Recordset, metaclass=MetaModel):
             raise MissingError(f"record {self._name}({want},) does not exist or was deleted")
 
     def _fetch_columns(self, ids: list[int]) -> None:
-        cr = self.env.cr
-        select, readers = self._select_columns(cr.backend)
-        sql, params = cr.backend.in_ids("id", ids)
-        cr.execute(f"{select} WHERE {sql}", params)
-        rows = cr.fetchall()
+        query, params = self._fetch_columns_query(ids)
+        self.env.cr.execute(query, params)
+        self._cache_fetched(self.env.cr.fetchall())
+
+    def _fetch_columns_query(self, ids: list[int]) -> tuple[str, list[Any]]:
+        """The statement that reads every column of the records ``ids`` (its rows go to
+        :meth:`_cache_fetched`): a caller may send it together with others."""
+        backend = self.env.cr.backend
+        select, _readers = self._select_columns(backend)
+        sql, params = backend.in_ids("id", ids)
+        return f"{select} WHERE {sql}", params
+
+    def _cache_fetched(self, rows: list[tuple[Any, ...]]) -> None:
+        """Cache the rows that :meth:`_fetch_columns_query` read."""
         if not rows:
             return
+        _select, readers = self._select_columns(self.env.cr.backend)
         ids_read, *values = zip(*rows, strict=True)  # column by column
         cache = self._cache()
         for (name, from_column), column in zip(readers, values, strict=True):

@@ -32,6 +32,7 @@ import math
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,10 +124,10 @@ def admit(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
     return False
 
 
-def bounded(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
-    """Whether one of the channels of these jobs has a ``max_depth`` (its rules are the
-    transaction's already: :func:`admit` read them)."""
-    rules = channel_rules(cr, list(dict.fromkeys(vals["channel"] for vals in vals_list)))
+def bounded(cr: Cursor, channels: Iterable[str]) -> bool:
+    """Whether one of ``channels`` has a ``max_depth`` (the rules are read once per
+    transaction: :func:`admit` uses the same)."""
+    rules = channel_rules(cr, list(dict.fromkeys(channels)))
     return any(rule is not None and rule.max_depth for rule in rules.values())
 
 

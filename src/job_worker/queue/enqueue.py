@@ -140,6 +140,9 @@ def enqueue_graph(root: Node) -> Any:
             return _result(root)
         raise ValueError("part of this job graph is already enqueued; build a new graph")
     env = delayables[0].recordset.env
+    Job = env["queue.job"]
+    if not env.cr.taking_ids(Job._table) and _deferred(env, Job, delayables, edges):
+        _take_ids_reading_companies(env, Job, delayables)
     now = Datetime.now()
     graph_uuid = new_uuid() if len(delayables) > 1 else None
     has_parents = {id(job) for job, _parent, _kind in edges}
@@ -155,7 +158,6 @@ def enqueue_graph(root: Node) -> Any:
         _check_values(values)
         built.append(values)
         vals_list.append(_store_values(delayable, values))
-    Job = env["queue.job"]
     if not admit(env.cr, vals_list):  # a full channel whose policy is skip: nothing written
         return Job.browse(())
     synchronous = sync_mode(env)
@@ -163,7 +165,10 @@ def enqueue_graph(root: Node) -> Any:
     # at commit, together; a graph's edges, a bounded channel's count and a synchronous
     # run want them at once
     defer = (
-        env.cr.defers_inserts and not edges and not synchronous and not bounded(env.cr, vals_list)
+        env.cr.defers_inserts
+        and not edges
+        and not synchronous
+        and not bounded(env.cr, (vals["channel"] for vals in vals_list))
     )
     jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
@@ -175,6 +180,55 @@ def enqueue_graph(root: Node) -> Any:
     if synchronous:
         Job.browse(jobs._ids)._run_graph_now()
     return _result(root)
+
+
+def _deferred(
+    env: Any, Job: Any, delayables: list[Delayable], edges: list[tuple[Delayable, Delayable, str]]
+) -> bool:
+    """Whether the rows of these jobs will be written later, with the transaction's
+    next statement or its commit (what :func:`enqueue_graph` and ``_create_enqueued``
+    decide once the values are built), told before: no edges, no synchronous run, no
+    bounded channel, no identity key, no store hook, no override of the creation."""
+    return (
+        env.cr.defers_inserts
+        and not edges
+        and Job._plain_create()
+        and all(
+            d.options.identity_key is None and d.recordset._job_store_values_is_default()
+            for d in delayables
+        )
+        and not sync_mode(env)
+        and not bounded(env.cr, (d.options.channel for d in delayables))
+    )
+
+
+def _take_ids_reading_companies(env: Any, Job: Any, delayables: list[Delayable]) -> None:
+    """The first jobs of a transaction whose rows will be written later: take their ids
+    in the round trip that reads what their values need from the database (their
+    users' rows, for ``env.company``, unless the context's ``allowed_company_ids``
+    names it), instead of inserting the first one at once to get its id. Nothing is
+    kept across transactions: the users' rows are read in each, as ``env.company``
+    would read them. With nothing to read, nothing is done here (the first job goes
+    at once: its ``INSERT`` gives its id in the round trip that ids would take)."""
+    cr = env.cr
+    known = cr.cache.get("res.users", {}).get("company_id", {})
+    uids = []
+    for delayable in delayables:
+        job_env = delayable.recordset.env
+        if (
+            job_env.cr is cr
+            and not job_env.context.get("allowed_company_ids")
+            and "company" not in vars(job_env)  # env.company worked out already
+            and job_env.uid not in known
+        ):
+            uids.append(job_env.uid)
+    if not uids:
+        return
+    Users = env["res.users"].sudo()
+    (rows,) = cr.reserve_ids(
+        Job._table, len(delayables), [Users._fetch_columns_query(list(dict.fromkeys(uids)))]
+    )
+    Users._cache_fetched(rows)
 
 
 def _create_edges(
