@@ -68,9 +68,20 @@ def test_a_changed_retention_reaches_a_running_worker(registry, start_worker):
 
 @pytest.mark.timeout(90)
 def test_worker_heartbeats_within_a_stale_window_shorter_than_its_interval(registry, start_worker):
-    # the worker tests' databases have a 3 s stale window; this worker asks for 10 s
-    [job] = enqueue(registry, "sleep_then_record", "long", 8)
-    worker = start_worker("--concurrency", "1", "--heartbeat-interval", "10", "--max-backoff", "1")
+    # the worker tests' databases have a 3 s stale window; this worker asks for 10 s. The
+    # job outlives the stale window (by 2 s): heartbeats 10 s apart would age past 3 s
+    # while it runs; the maintenance looks for stale jobs every 0.5 s meanwhile
+    [job] = enqueue(registry, "sleep_then_record", "long", 5)
+    worker = start_worker(
+        "--concurrency",
+        "1",
+        "--heartbeat-interval",
+        "10",
+        "--maintenance-interval",
+        "0.5",
+        "--max-backoff",
+        "1",
+    )
     wait_for(lambda: states(registry).get("started") == 1, 30, "the job started")
 
     def heartbeat_age() -> float:
