@@ -162,6 +162,29 @@ SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
   LEFT JOIN ({CHANNEL_STATE.strip()}) s ON true
 """
 
+
+def _line(channel: str, now: str, take: str, free: str) -> str:
+    """A channel's line in a claim (`take`, `claim_plain`, `hand_off`): its best due jobs
+    without a fair key, in order, locked one at a time up to `take` (SKIP LOCKED passes
+    over jobs another transaction is changing), cut where their weights stop fitting in
+    `free` (the longest run whose weights fit: a job that does not fit stops the line).
+    Each argument is SQL (a column of the statement, or a parameter); the statement
+    formats `{rows}` (see `take`)."""
+    return f"""
+        SELECT * FROM (
+            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+              FROM (
+                SELECT * FROM (
+                    SELECT id, priority, scheduled_at, weight FROM queue_job
+                     WHERE state = 'pending' AND channel = {channel} AND fair_key = ''
+                       AND scheduled_at <= {now}
+                     ORDER BY priority, scheduled_at, id
+                     LIMIT {{rows}}
+                     FOR UPDATE SKIP LOCKED) best
+                 LIMIT {take}) b) fitting
+         WHERE fitting.used <= {free}"""
+
+
 # -- name: take
 # The best due jobs of each channel with room, at most `free` per channel, then
 # the best `wanted` of those, marked started. SKIP LOCKED passes over jobs that
@@ -185,19 +208,7 @@ WITH plan AS (
      LIMIT {{channels}}
 ), candidates AS (
     SELECT j.id, j.priority, j.scheduled_at
-      FROM plan, LATERAL (
-        SELECT * FROM (
-            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
-              FROM (
-                SELECT * FROM (
-                    SELECT id, priority, scheduled_at, weight FROM queue_job
-                     WHERE state = 'pending' AND channel = plan.channel AND fair_key = ''
-                       AND scheduled_at <= %s
-                     ORDER BY priority, scheduled_at, id
-                     LIMIT {{rows}}
-                     FOR UPDATE SKIP LOCKED) best
-                 LIMIT plan.take) b) fitting
-         WHERE fitting.used <= plan.free) j
+      FROM plan, LATERAL ({_line("plan.channel", "%s", "plan.take", "plan.free")}) j
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
 )
@@ -262,19 +273,7 @@ WITH RECURSIVE channels(name) AS (
      GROUP BY clock.now
 ), candidates AS (
     SELECT j.id, j.priority, j.scheduled_at
-      FROM plan, clock, LATERAL (
-        SELECT * FROM (
-            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
-              FROM (
-                SELECT * FROM (
-                    SELECT id, priority, scheduled_at, weight FROM queue_job
-                     WHERE state = 'pending' AND channel = plan.channel AND fair_key = ''
-                       AND scheduled_at <= clock.now
-                     ORDER BY priority, scheduled_at, id
-                     LIMIT {{rows}}
-                     FOR UPDATE SKIP LOCKED) best
-                 LIMIT plan.take) b) fitting
-         WHERE fitting.used <= plan.free) j
+      FROM plan, clock, LATERAL ({_line("plan.channel", "clock.now", "plan.take", "plan.free")}) j
      WHERE NOT (SELECT ruled FROM summary)
 ), picked AS (
     SELECT id FROM candidates ORDER BY priority, scheduled_at, id LIMIT %s
@@ -337,18 +336,8 @@ WITH rules AS (
        AND (SELECT min(k.fair_key) FROM queue_job k
              WHERE k.state = 'pending' AND k.channel = %(channel)s AND k.fair_key <> '') IS NULL
 ), picked AS (
-    SELECT fitting.id FROM budget, LATERAL (
-        SELECT b.id, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
-          FROM (
-            SELECT * FROM (
-                SELECT id, priority, scheduled_at, weight FROM queue_job
-                 WHERE state = 'pending' AND channel = %(channel)s AND fair_key = ''
-                   AND scheduled_at <= budget.now
-                 ORDER BY priority, scheduled_at, id
-                 LIMIT {{rows}}
-                 FOR UPDATE SKIP LOCKED) best
-             LIMIT %(take)s) b) fitting
-     WHERE fitting.used <= budget.free
+    SELECT j.id
+      FROM budget, LATERAL ({_line("%(channel)s", "budget.now", "%(take)s", "budget.free")}) j
 )
 UPDATE queue_job j
    SET state = 'started', worker_id = %(worker_id)s, started_at = budget.now,
@@ -362,6 +351,27 @@ RETURNING {
     )
 }
 """
+
+
+def _finish_statements(
+    finished: Sequence[tuple[int, str | None, float | None]], worker_id: str | None
+) -> list[tuple[str, Sequence[Any]]]:
+    return [
+        (FINISH, (result, duration, job_id, worker_id, worker_id))
+        for job_id, result, duration in finished
+    ]
+
+
+def _marked(
+    finished: Sequence[tuple[int, str | None, float | None]], results: list[list[Any]]
+) -> dict[int, bool]:
+    """The jobs ``finish`` marked done (its statements' rows), each with whether it has
+    dependents."""
+    return {
+        job_id: bool(rows[0][0])
+        for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
+        if rows
+    }
 
 
 @lru_cache(maxsize=16)
@@ -1197,20 +1207,13 @@ class PostgresJobStore(JobStore):
         finished: Sequence[tuple[int, str | None, float | None]],
         worker_id: str | None,
     ) -> dict[int, bool]:
-        statements = [
-            (FINISH, (result, duration, job_id, worker_id, worker_id))
-            for job_id, result, duration in finished
-        ]
+        statements = _finish_statements(finished, worker_id)
         if len(statements) == 1:  # a statement psycopg may keep prepared
             cr.execute(*statements[0])
             results = [cr.fetchall()]
         else:  # one round trip for the batch
             results = cr.execute_together(statements, prepared=True)
-        return {
-            job_id: bool(rows[0][0])
-            for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
-            if rows
-        }
+        return _marked(finished, results)
 
     def finish_handing_off(
         self,
@@ -1219,10 +1222,7 @@ class PostgresJobStore(JobStore):
         worker_id: str,
         hand_off: HandOff,
     ) -> tuple[dict[int, bool], list[ClaimedJob]]:
-        statements = [
-            (FINISH, (result, duration, job_id, worker_id, worker_id))
-            for job_id, result, duration in finished
-        ]
+        statements = _finish_statements(finished, worker_id)
         values = {
             "channel": hand_off.channel,
             "default_limit": hand_off.default_limit,
@@ -1232,14 +1232,9 @@ class PostgresJobStore(JobStore):
         }
         statements.append(_positional(_hand_off_sql(_power_of_two(hand_off.jobs)), values))
         *results, handed = cr.execute_together(statements, prepared=True)
-        marked = {
-            job_id: bool(rows[0][0])
-            for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
-            if rows
-        }
         jobs = [ClaimedJob.from_row(row) for row in handed]
         jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
-        return marked, jobs
+        return _marked(finished, results), jobs
 
     def failing_job(
         self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None
