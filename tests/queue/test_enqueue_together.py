@@ -354,16 +354,20 @@ def test_kept_counts_stay_exact_with_jobs_written_together(qenv, partner):
     assert job_store(cr.backend).queued_counts(cr) == live
 
 
-def _refuse_name(cr, name: str) -> None:
-    cr.execute(f"ALTER TABLE queue_job ADD CONSTRAINT refused CHECK (name <> '{name}')")
-
-
-def test_an_error_in_a_waiting_job_names_it_at_the_next_statement(qregistry):
+@pytest.fixture
+def refusing(qregistry) -> int:
+    """A database that refuses jobs named "refused" (PostgreSQL: SQLite writes each job
+    at once); the id of a partner to enqueue on."""
     with qregistry.cursor() as cr:
         if not cr.defers_inserts:
             pytest.skip("SQLite writes each job at once")
         partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id
-        _refuse_name(cr, "refused")
+        cr.execute("ALTER TABLE queue_job ADD CONSTRAINT refused CHECK (name <> 'refused')")
+    return partner_id
+
+
+def test_an_error_in_a_waiting_job_names_it_at_the_next_statement(qregistry, refusing):
+    partner_id = refusing
     cr = qregistry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -381,12 +385,8 @@ def test_an_error_in_a_waiting_job_names_it_at_the_next_statement(qregistry):
         assert _count(cr) == 0
 
 
-def test_an_error_in_a_waiting_job_at_commit_commits_nothing(qregistry):
-    with qregistry.cursor() as cr:
-        if not cr.defers_inserts:
-            pytest.skip("SQLite writes each job at once")
-        partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id
-        _refuse_name(cr, "refused")
+def test_an_error_in_a_waiting_job_at_commit_commits_nothing(qregistry, refusing):
+    partner_id = refusing
     cr = qregistry.cursor()
     partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
     partner.with_delay().record("fine")
@@ -398,13 +398,10 @@ def test_an_error_in_a_waiting_job_at_commit_commits_nothing(qregistry):
         assert _count(cr) == 0
 
 
-def test_an_error_in_a_job_sent_with_the_commit_commits_nothing(qregistry):
+def test_an_error_in_a_job_sent_with_the_commit_commits_nothing(qregistry, refusing):
+    partner_id = refusing
     with qregistry.cursor() as cr:
-        if not cr.defers_inserts:
-            pytest.skip("SQLite writes each job at once")
-        partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id
         cr.execute("CREATE TABLE side (n integer)")
-        _refuse_name(cr, "refused")
     cr = qregistry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
