@@ -202,3 +202,33 @@ def test_hand_offs_are_granted_after_a_short_claim_and_revoked_by_news_or_a_stop
     supervisor.signals = 1
     supervisor._handle_signals(now)  # stopping
     assert hand_offs.granted(1, now) is None
+
+
+class DeadProcess:
+    """An executor process that has exited."""
+
+    exitcode = -9
+    sentinel = None
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_jobs_taken_over_by_an_executor_that_died_go_back_uncounted(supervisor):
+    """The executor said which jobs its transaction took over before committing, then
+    died: committed or not, those jobs are given back to pending with no attempt."""
+    busy = child(0)
+    supervisor.pool = pool_of(busy)
+    supervisor.pool.dispatch(busy, 1, [job(1)], now=0.0)
+    supervisor._on_message(busy, Handing(1, 1, [job(7)]))
+    busy.process = DeadProcess()  # type: ignore[assignment]
+    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
+    busy.conn.close = lambda: None  # type: ignore[attr-defined]
+    assert busy.running is None  # between its jobs: committing
+    supervisor.stopping = True  # no executor started in its place
+    supervisor._on_death(busy)
+    owed = supervisor.databases[1].recorder.pending
+    assert [(c.kind, c.job.id) for c in owed] == [("stop", 1), ("stop", 7)]
