@@ -29,6 +29,10 @@ class JobTrap:
         env.cr.execute("SELECT COALESCE(MAX(id), 0) FROM queue_job", ())
         row = env.cr.fetchone()
         self._since = row[0] if row else 0
+        # ids this process took ahead and has not used yet may be lower (db.ids)
+        free = env.cr.backend.id_blocks.lowest_free("queue_job")
+        if free is not None:
+            self._since = min(self._since, free - 1)
 
     @property
     def enqueued_jobs(self) -> Any:

@@ -1,11 +1,10 @@
 """The jobs of one transaction go to the database together (PostgreSQL).
 
-Plain jobs take their ids from the table's sequence in blocks (the first block in the
-round trip that reads the user's company for the first job) and their rows wait on the
-cursor until the next statement of the transaction, whatever it is, or its commit,
-whose message carries them when they are few: a single enqueue is two round trips.
-(With nothing to read, the first job of a transaction is inserted at once.) Nothing may tell
-the difference: reads see them, savepoints and rollbacks undo them, counts stay
+Plain jobs take their ids from the block of ids the process holds (``db.ids``) and
+their rows wait on the cursor until the next statement of the transaction, whatever it
+is, or its commit, whose message carries them when they are few; the user's company
+is looked up by the row's INSERT itself: a single enqueue is one round trip. Nothing
+may tell the difference: reads see them, savepoints and rollbacks undo them, counts stay
 exact, and an error in one of them is raised with a note naming it. Jobs that need
 the database at once (identity keys, store hooks, graphs, bounded channels,
 synchronous mode) are written at once. SQLite writes every job at once.
@@ -13,11 +12,14 @@ synchronous mode) are written at once. SQLite writes every job at once.
 
 from __future__ import annotations
 
+import os
+import threading
+
 import psycopg
 import pytest
 
 from job_worker import SUPERUSER_ID, api
-from job_worker.db.cursor import Cursor
+from job_worker.db import ids as db_ids
 from job_worker.db.jobstore import job_store
 from job_worker.delay import chain
 
@@ -39,6 +41,11 @@ def _waiting(cr) -> int:
 
 def _fields_of(job):
     return {f.name: job[f.name] for f in job._column_fields}
+
+
+def _fields_of_cached(job):
+    """The fields of ``job`` that its enqueue knows (all but a company looked up)."""
+    return {f.name: job[f.name] for f in job._column_fields if f.name != "company_id"}
 
 
 def test_jobs_after_the_first_wait_and_a_read_sees_them(qenv, partner):
@@ -122,9 +129,10 @@ def _partner_id(qregistry) -> int:
     return partner.id
 
 
-def test_a_single_enqueue_is_two_round_trips(qregistry):
+def test_a_single_enqueue_is_one_round_trip(qregistry):
     partner_id = _partner_id(qregistry)
-    for _ in range(2):  # the second transaction reads the user again: nothing is kept
+    fetched = 0
+    for _ in range(6):
         cr = qregistry.cursor()
         try:
             if not cr.defers_inserts:
@@ -132,25 +140,28 @@ def test_a_single_enqueue_is_two_round_trips(qregistry):
             counting = cr._cur = _Counting(cr._cur)
             env = api.Environment(cr, SUPERUSER_ID, {})
             job = env["res.partner"].browse(partner_id).with_delay().record()
-            assert len(counting.sent) == 1
-            first = counting.sent[0]
-            assert first.startswith("BEGIN; SELECT nextval(") and '"res_users"' in first
-            assert _waiting(cr) == 1  # its id is taken: its row goes with the commit
+            # nothing is read; new ids come now and then, outside the transaction
+            assert all(sent.startswith("SELECT nextval(") for sent in counting.sent)
+            fetched += len(counting.sent)
+            assert _waiting(cr) == 1 and not cr.in_transaction
+            sent = len(counting.sent)
             cr.commit()
-            assert len(counting.sent) == 2
-            assert counting.sent[1].startswith('INSERT INTO "queue_job"')
-            assert counting.sent[1].endswith(
-                "; SELECT pg_notify('job_worker', current_schema()); COMMIT"
-            )
+            assert len(counting.sent) == sent + 1
+            message = counting.sent[-1]
+            assert message.startswith('BEGIN; INSERT INTO "queue_job"')
+            # the user's company, looked up as the row is written
+            assert '(SELECT company_id FROM "res_users" WHERE id = 1)' in message
+            assert message.endswith("; SELECT pg_notify('job_worker', current_schema()); COMMIT")
         finally:
             cr.close()
         with qregistry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             stored = env["queue.job"].browse(job.id)
             assert (stored.user_id.id, stored.company_id) == (SUPERUSER_ID, env.user.company_id)
+    assert fetched <= 3  # blocks of 1, 2, 4 ids
 
 
-def test_the_users_company_is_read_in_each_transaction(qregistry):
+def test_the_users_company_is_the_one_it_has_when_the_job_is_written(qregistry):
     partner_id = _partner_id(qregistry)
     with qregistry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -174,17 +185,29 @@ def test_the_users_company_is_read_in_each_transaction(qregistry):
         assert [job.company_id.id for job in jobs] == [first_id, second_id]
 
 
-def test_with_the_company_in_the_context_the_first_job_goes_at_once(qregistry):
+def test_with_the_company_in_the_context_nothing_is_looked_up(qregistry):
     partner_id = _partner_id(qregistry)
     with qregistry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         company_id = env["res.company"].create({"name": "Branch"}).id
-        sql_count = cr.sql_count
         partner = env["res.partner"].browse(partner_id).with_company(company_id)
         job = partner.with_delay().record()
-        assert _waiting(cr) == 0  # nothing to read: its INSERT gives its id
-        assert cr.sql_count == sql_count + 1
-        assert job.company_id.id == company_id
+        assert _waiting(cr) == (1 if cr.defers_inserts else 0)
+        assert job.company_id.id == company_id  # known: no read
+        assert _waiting(cr) == (1 if cr.defers_inserts else 0)
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT company_id FROM queue_job WHERE id = %s", (job.id,))
+        assert cr.fetchone()[0] == company_id
+
+
+def test_a_job_reads_its_looked_up_company_once_written(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        job = env["res.partner"].browse(partner_id).with_delay().record()
+        assert _waiting(cr) == (1 if cr.defers_inserts else 0)
+        assert job.company_id == env.user.company_id  # a read: the row goes first
+        assert _waiting(cr) == 0
 
 
 def test_sqlite_writes_a_single_enqueue_at_once_as_before(qregistry):
@@ -195,7 +218,7 @@ def test_sqlite_writes_a_single_enqueue_at_once_as_before(qregistry):
         env = api.Environment(cr, SUPERUSER_ID, {})
         sql_count = cr.sql_count
         job = env["res.partner"].browse(partner_id).with_delay().record()
-        assert _waiting(cr) == 0 and not cr.taking_ids("queue_job")
+        assert _waiting(cr) == 0
         assert cr.sql_count == sql_count + 2  # the user's row, the INSERT, as before
         cr.execute("SELECT id, company_id FROM queue_job")
         assert cr.fetchall() == [(job.id, env.user.company_id.id)]
@@ -211,9 +234,9 @@ def test_a_commit_sends_the_notify_with_the_commit_and_begin_goes_with_the_first
     cr = qregistry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        env.user.company_id  # noqa: B018  (read: the first job goes at once)
         env["res.partner"].browse(partner_id).with_delay().record()
-        assert _waiting(cr) == 0  # the first job of a transaction goes at once
+        cr.flush()  # its row, written now (with the BEGIN)
+        assert _waiting(cr) == 0 and cr.in_transaction
         counting = cr._cur = _Counting(cr._cur)
         cr.commit()
         assert counting.sent == [
@@ -241,12 +264,16 @@ def test_many_waiting_jobs_go_with_copy_before_the_commit(qregistry):
         ids = [partner.with_delay().record(str(i)).id for i in range(20)]
         counting = cr._cur = _Counting(cr._cur)
         cr.commit()
-        assert [sent.split(" ")[0] for sent in counting.sent] == ["copy", "SELECT"]
+        # the user's company read first (COPY takes values), with the BEGIN
+        assert [sent.split(" ")[0] for sent in counting.sent] == ["BEGIN;", "copy", "SELECT"]
+        lookup = '(SELECT company_id FROM "res_users" WHERE id = 1)'
+        assert counting.sent[0] == f"BEGIN; SELECT 0, {lookup}"
     finally:
         cr.close()
     with qregistry.cursor() as cr:
-        cr.execute("SELECT id FROM queue_job ORDER BY id")
-        assert [row[0] for row in cr.fetchall()] == ids
+        company_id = api.Environment(cr, SUPERUSER_ID, {}).user.company_id.id
+        cr.execute("SELECT id, company_id FROM queue_job ORDER BY id")
+        assert cr.fetchall() == [(job_id, company_id) for job_id in ids]
 
 
 def test_rollback_drops_the_waiting_jobs(qregistry):
@@ -292,7 +319,7 @@ def test_a_lazy_savepoint_rolled_back_before_it_opened_drops_its_jobs(qenv, part
     assert [row[0] for row in cr.fetchall()] == [job.id for job in before]
 
 
-def test_ids_are_taken_in_growing_blocks_and_few_are_lost(qregistry):
+def test_ids_come_from_the_processs_blocks_in_order_and_few_are_lost(qregistry):
     with qregistry.cursor() as cr:
         partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id
     for count in (1, 2, 3, 17, 300):
@@ -304,9 +331,12 @@ def test_ids_are_taken_in_growing_blocks_and_few_are_lost(qregistry):
             assert cr.fetchone()[0] == ids[-1]
             if not cr.defers_inserts:
                 continue
+            # the ids the process holds still come next, after the last one used
+            held = cr.backend.id_blocks.lowest_free("queue_job")
+            assert held is None or held == ids[-1] + 1
             cr.execute("SELECT nextval('\"queue_job_id_seq\"')")
-            lost = cr.fetchone()[0] - ids[-1] - 1
-            assert 0 <= lost < min(count, cr.ID_BLOCK_MAX)
+            lost = cr.fetchone()[0] - ids[-1] - 1  # held: lost if the process ended now
+            assert 0 <= lost < db_ids.IdBlocks.MAX
             cr.rollback()
 
 
@@ -429,11 +459,14 @@ def test_a_waiting_job_keeps_every_value_through_the_commit(qregistry):
         job = partner.with_delay(
             priority=3, eta=60, description="it's a \\ back'slash", max_retries=0, timeout=1.5
         ).record("x\\y", value={"k": "l'é"})
-        cached = _fields_of(job)
+        # (its company is not known before the row is written: reading it would write it)
+        cached = _fields_of_cached(job)
         assert _waiting(cr) == (1 if cr.defers_inserts else 0)
     with qregistry.cursor() as cr:
-        job = api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(job.id)
-        assert _fields_of(job) == cached
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        job = env["queue.job"].browse(job.id)
+        assert {name: _fields_of(job)[name] for name in cached} == cached
+        assert job.company_id == env.user.company_id
 
 
 def test_trap_jobs_sees_every_job_of_the_transaction(qenv, partner):
@@ -447,32 +480,112 @@ def test_trap_jobs_sees_every_job_of_the_transaction(qenv, partner):
     assert qenv["queue.job"].search_count([("state", "=", "done")]) == 5
 
 
-class _Blocks(Cursor):
-    """A cursor without a database: ids come from a counter, blocks are recorded."""
+def test_trap_jobs_sees_jobs_whose_ids_are_below_another_processs(qregistry):
+    from job_worker.testing import trap_jobs
 
-    def __init__(self):  # (no connection)
-        self._id_blocks = {}
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite takes no ids ahead")
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+        for _ in range(10):  # until a block has ids left (blocks of 1, 2, 4…)
+            partner.with_delay().record("before")
+            if qregistry.backend.id_blocks.lowest_free("queue_job") is not None:
+                break
+    held = qregistry.backend.id_blocks.lowest_free("queue_job")
+    assert held is not None  # this process holds ids for its next jobs
+    with psycopg.connect(qregistry.backend.url, autocommit=True) as other:
+        # another process's job, committed with a higher id
+        other.execute(
+            "CREATE TEMP TABLE copied AS SELECT * FROM queue_job ORDER BY id LIMIT 1;"
+            " UPDATE copied SET id = nextval('\"queue_job_id_seq\"'), uuid = 'other',"
+            " method_name = 'other';"
+            " INSERT INTO queue_job SELECT * FROM copied"
+        )
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        with trap_jobs(env) as trap:
+            job = env["res.partner"].browse(partner_id).with_delay().record("mine")
+            assert job.id == held
+            trap.assert_jobs_count(1, model="res.partner", method="record")
+
+
+class _Sequence:
+    """A sequence without a database: ids from a counter, the blocks asked recorded."""
+
+    def __init__(self):
         self.blocks: list[int] = []
 
-    def _fetch_ids(self, table, count):
+    def __call__(self, table, count):
         start = sum(self.blocks) + 1
         self.blocks.append(count)
         return list(range(start, start + count))
 
 
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_ids_come_in_blocks_that_double_up_to_the_cap_in_order():
-    cr = _Blocks()
-    ids = [i for _ in range(600) for i in cr.take_ids("t", 1)]
+    blocks, sequence = db_ids.IdBlocks(clock=_Clock()), _Sequence()
+    ids = [i for _ in range(600) for i in blocks.take("t", 1, sequence)]
     assert ids == list(range(1, 601))
-    assert cr.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128, 128]
-    assert cr.take_ids("t", 3) == [601, 602, 603]
-    assert cr.take_ids("t", 500)[-1] == 1103  # more than a block: what it asks, no more
-    assert cr.blocks[-1] == 500 - (sum(cr.blocks[:-1]) - 603)
+    assert sequence.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128, 128]
+    assert blocks.take("t", 3, sequence) == [601, 602, 603]
+    assert blocks.take("t", 500, sequence)[-1] == 1103  # more than a block: what it asks
+    assert sequence.blocks[-1] == 500 - (sum(sequence.blocks[:-1]) - 603)
+    assert blocks.lowest_free("t") is None and blocks.lowest_free("other") is None
 
 
-def test_after_a_first_row_inserted_the_blocks_start_at_two():
-    cr = _Blocks()
-    cr.start_taking_ids("t")
-    assert cr.taking_ids("t") and not cr.taking_ids("other")
-    cr.take_ids("t", 1)
-    assert cr.blocks == [2]
+def test_ids_held_too_long_are_dropped_and_the_next_block_fits_the_pace():
+    clock, sequence = _Clock(), _Sequence()
+    blocks = db_ids.IdBlocks(clock=clock)
+    for _ in range(7):  # blocks of 1, 2, 4: the last one is taken whole
+        blocks.take("t", 1, sequence)
+    assert sequence.blocks == [1, 2, 4]
+    blocks.take("t", 1, sequence)  # a block of 8 for the 8th id
+    blocks.take("t", 1, sequence)
+    assert blocks.lowest_free("t") == 10
+    clock.now += db_ids.KEEP_SECONDS + 0.1
+    assert blocks.take("t", 1, sequence) == [16]  # 10 to 15 are lost
+    assert sequence.blocks == [1, 2, 4, 8, 2]  # as many as the dropped block gave
+
+
+def test_a_forked_child_does_not_use_its_parents_ids():
+    blocks, sequence = db_ids.IdBlocks(), _Sequence()
+    blocks.take("t", 1, sequence)
+    blocks.take("t", 1, sequence)  # a block of 2: one id held
+    assert blocks.lowest_free("t") == 3
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: reports what it holds, and exits at once
+        os.write(write, repr(blocks.lowest_free("t")).encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 100) == b"None"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert blocks.lowest_free("t") == 3  # the parent's stay its own
+
+
+def test_threads_taking_ids_at_once_get_each_their_own():
+    blocks, sequence = db_ids.IdBlocks(), _Sequence()
+    taken: list[list[int]] = [[] for _ in range(4)]
+
+    def take(mine):
+        for _ in range(500):
+            mine.extend(blocks.take("t", 1 + len(mine) % 3, sequence))
+
+    threads = [threading.Thread(target=take, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    every = [i for mine in taken for i in mine]
+    assert len(every) == len(set(every)) == sum(len(mine) for mine in taken) > 2000

@@ -8,10 +8,13 @@ the named queries of the worker. Callers never branch on the dialect.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .ids import IdBlocks
 
 if TYPE_CHECKING:
     from .cursor import Cursor
@@ -71,6 +74,11 @@ class Backend(ABC):
     def name(self) -> str:
         """The database as messages name it, without credentials."""
         return self.url
+
+    @functools.cached_property
+    def id_blocks(self) -> IdBlocks:
+        """The ids this process took ahead for its new rows (:meth:`Cursor.take_ids`)."""
+        return IdBlocks()
 
     # -- connections ----------------------------------------------------------
 

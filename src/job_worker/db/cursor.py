@@ -92,6 +92,22 @@ class DeferredRows:
         )
 
 
+class Lookup:
+    """A value of a row written later that the database selects as it writes the row
+    (:meth:`Cursor.lookup`); once read for a ``COPY``, its ``value``."""
+
+    __slots__ = ("params", "query", "resolved", "value")
+
+    def __init__(self, query: str, params: tuple[Any, ...]):
+        self.query = query
+        self.params = params
+        self.resolved = False
+        self.value: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Lookup ({self.query}) {self.params!r}>"
+
+
 class Cursor:
     """A database transaction. Subclasses adapt one DB-API connection."""
 
@@ -122,9 +138,8 @@ class Cursor:
         self._savepoint_open: str | None = None
         #: rows created in this transaction and not written yet (:meth:`defer_insert`)
         self._deferred: list[DeferredRows] = []
-        #: per table, the ids taken from its sequence for this transaction and not used
-        #: yet, and the size of the last block taken (:meth:`take_ids`)
-        self._id_blocks: dict[str, tuple[list[int], int]] = {}
+        #: the values rows written later look up when written (:meth:`lookup`)
+        self._lookups: dict[tuple[str, tuple[Any, ...]], Lookup] = {}
 
     # -- statements ---------------------------------------------------------
 
@@ -159,70 +174,48 @@ class Cursor:
 
     # -- rows written later -------------------------------------------------------
 
-    #: whether :meth:`take_ids` and :meth:`defer_insert` serve on this database
+    #: whether :meth:`take_ids`, :meth:`defer_insert` and :meth:`lookup` serve on this
+    #: database
     defers_inserts = False
-
-    #: the largest block of ids :meth:`take_ids` takes from a sequence at once
-    ID_BLOCK_MAX = 128
 
     def take_ids(self, table: str, count: int) -> list[int]:
         """``count`` new ids of ``table`` (its ``id`` column's sequence), in increasing
-        order, for rows that :meth:`defer_insert` will write.
-
-        They are taken from the sequence in blocks that grow with each block a
-        transaction takes (1, 2, 4 … :attr:`ID_BLOCK_MAX`; a request for more takes
-        what it asks) and are forgotten when the transaction ends: an id is never used
-        by a later transaction, which would put its job ahead of jobs committed
-        meanwhile. The ids a transaction took and did not use are lost (sequences
-        never give an id back): fewer than it used, and fewer than ``ID_BLOCK_MAX``.
-        """
-        # the free ids are kept last first: the next one is popped from the end
-        free, last = self._id_blocks.get(table, ([], 0))
-        if len(free) < count:
-            size = max(count - len(free), min(2 * last, self.ID_BLOCK_MAX) or 1)
-            free = self._fetch_ids(table, size)[::-1] + free
-            last = size
-        self._id_blocks[table] = (free, last)
-        if count == 1:
-            return [free.pop()]
-        taken = free[: -count - 1 : -1]
-        del free[-count:]
-        return taken
-
-    def reserve_ids(
-        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]] = ()
-    ) -> list[list[tuple[Any, ...]]]:
-        """Take ``count`` ids of ``table`` now, for the rows :meth:`take_ids` will hand
-        out later in this transaction, and run the statements ``reads`` in the same
-        round trip (where the database is behind a network); the rows of each.
-
-        What it is for: the first jobs of a transaction take their ids together with
-        what the enqueue must read anyway (the user's company), so that they are
-        written with the commit instead of being inserted at once. The ids are lost
-        if the transaction does not use them (it ends, or fails, before), as those of
-        any block (:meth:`take_ids`)."""
-        ids, results = self._fetch_ids_reading(table, count, reads)
-        free, last = self._id_blocks.get(table, ([], 0))
-        self._id_blocks[table] = (ids[::-1] + free, max(last, count))
-        return results
-
-    def _fetch_ids_reading(
-        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]]
-    ) -> tuple[list[int], list[list[tuple[Any, ...]]]]:
-        results = self.execute_together(reads)
-        return self._fetch_ids(table, count), results
-
-    def taking_ids(self, table: str) -> bool:
-        """Whether this transaction takes ids of ``table`` in blocks (:meth:`take_ids`)."""
-        return table in self._id_blocks
-
-    def start_taking_ids(self, table: str) -> None:
-        """The transaction inserted a row of ``table`` with the id the insert gave: its
-        next rows take theirs in blocks, from 2 on (:meth:`take_ids`)."""
-        self._id_blocks.setdefault(table, ([], 1))
+        order, for rows that :meth:`defer_insert` will write: from the block of ids this
+        process holds (:class:`job_worker.db.ids.IdBlocks`), which takes new ones from
+        the sequence when it runs short (a round trip, outside the transaction)."""
+        return self.backend.id_blocks.take(table, count, self._fetch_ids)
 
     def _fetch_ids(self, table: str, count: int) -> list[int]:
         raise NotImplementedError(f"{self.dialect} takes ids as it inserts rows")
+
+    def lookup(self, query: str, params: Sequence[Any] = ()) -> Lookup:
+        """A value of a row handed to :meth:`defer_insert` that the database works out
+        when it writes the row: the one value ``query`` selects (NULL when it selects no
+        row). The row costs no read before it: a single enqueue puts its user's company
+        in its job this way. The same ``query`` and ``params`` give the same lookup in a
+        transaction. Only :meth:`defer_insert` takes it; the record cache must not hold
+        it (the value is read back from the row)."""
+        key = (query, tuple(params))
+        found = self._lookups.get(key)
+        if found is None:
+            found = self._lookups[key] = Lookup(query, tuple(params))
+        return found
+
+    def resolve_lookups(self) -> None:
+        """Read the value of every lookup of this transaction not read yet, in one round
+        trip (before rows that hold them go where they cannot be worked out: ``COPY``)."""
+        pending = [lookup for lookup in self._lookups.values() if not lookup.resolved]
+        if not pending:
+            return
+        union = " UNION ALL ".join(
+            f"SELECT {index}, ({lookup.query})" for index, lookup in enumerate(pending)
+        )
+        params = [param for lookup in pending for param in lookup.params]
+        (rows,) = self.execute_together([(union, params)])  # at once, even during a commit
+        for index, value in rows:
+            pending[index].value = value
+        for lookup in pending:
+            lookup.resolved = True
 
     def defer_insert(
         self,
@@ -351,7 +344,7 @@ class Cursor:
             self.flush()
         self._savepoint_due = self._savepoint_open = None
         result = send()
-        self._id_blocks.clear()
+        self._lookups.clear()
         self.cache.clear()
         self.transaction_cache.clear()
         self.postrollback.clear()
@@ -364,7 +357,7 @@ class Cursor:
         self.postcommit.clear()
         self._savepoint_due = self._savepoint_open = None
         self._deferred = []
-        self._id_blocks.clear()
+        self._lookups.clear()
         self._cnx.rollback()
         self.cache.clear()
         self.transaction_cache.clear()
@@ -467,7 +460,7 @@ class Cursor:
             return
         self._closed = True
         self._deferred = []
-        self._id_blocks.clear()
+        self._lookups.clear()
         healthy = True
         try:
             self._cur.close()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat, Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 from ..exceptions import DatabaseOpenError
 from .backend import Backend, Column, TableSchema
-from .cursor import Cursor, DeferredRows
+from .cursor import Cursor, DeferredRows, Lookup
 
 _TYPES = {
     "id": "SERIAL PRIMARY KEY",
@@ -120,39 +121,33 @@ class PostgresCursor(Cursor):
 
     def _fetch_ids(self, table: str, count: int) -> list[int]:
         # a sequence is outside transactions: the rows waiting to be written stay waiting
-        # (and a lazy savepoint closed), and the ids come in one statement
-        self._before_execute()
+        # (and a lazy savepoint closed, and the transaction unopened), the ids come in
+        # one statement
         self.sql_count += 1
         # (the sequence SERIAL made: found in the search path, as the table is)
         self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
         return [row[0] for row in self._cur.fetchall()]
 
-    def _fetch_ids_reading(
-        self, table: str, count: int, reads: Sequence[tuple[str, Sequence[Any]]]
-    ) -> tuple[list[int], list[list[tuple[Any, ...]]]]:
-        # one message: the BEGIN of a transaction's first statements, the ids, the reads
-        results = self._send(
-            [(TAKE_IDS, (f'"{table}_id_seq"', count), False), *((q, p, False) for q, p in reads)]
-        )
-        return [row[0] for row in results[0]], results[1:]
-
     def _write_deferred(self, batch: DeferredRows) -> None:
-        if self._collected is not None and len(batch.rows) < COPY_MIN_ROWS:
-            # during a commit (:meth:`commit`): a few rows go in the COMMIT's message, as
-            # one INSERT of their values written as literals (no round trip of their own)
-            self._collected.append((self._insert_literal(batch), ()))
-            self._inlined.append(batch)
+        rows = batch.rows
+        if len(rows) < COPY_MIN_ROWS:
+            # one INSERT of their values written as literals (their lookups as
+            # subqueries): during a commit (:meth:`commit`) in the COMMIT's message, else
+            # in one message with the BEGIN or a lazy savepoint due
+            statement = self._insert_literal(batch)
+            if self._collected is not None:
+                self._collected.append((statement, ()))
+                self._inlined.append(batch)
+            else:
+                self._send([(statement, (), False)])
             return
+        self.resolve_lookups()  # COPY takes values, not subqueries
         self._before_execute()
         self.sql_count += 1
         columns = ", ".join(f'"{name}"' for name in batch.columns)
-        rows = batch.rows
-        if len(rows) >= COPY_MIN_ROWS:
-            with self._cur.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        self._cur.execute(_insert_sql(batch, len(rows)), _flat(rows))
+        with self._cur.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def commit(self) -> None:
         """The statements that come before a commit (the ``NOTIFY`` that wakes the
@@ -253,13 +248,15 @@ class PostgresCursor(Cursor):
     def _send(self, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[Any]]:
         if self._closed:
             raise RuntimeError("cursor is closed")
+        if self._deferred and self._savepoint_due is None:
+            self.flush()  # the rows created in the transaction first (with its BEGIN)
         # what the results do not show: a BEGIN, a lazy savepoint opened in the same message,
         # the statements prepared the first time they come
         opening = self._take_due_savepoint() if self._savepoint_due is not None else []
         self.sql_count += len(opening) + len(statements)
         if self._explicit_begin and not self.in_transaction:
             opening.insert(0, ("BEGIN", ()))
-        if self._deferred:  # the rows created in the transaction (inside its savepoint) first
+        if self._deferred:  # rows created inside the lazy savepoint: once it is open
             if opening:
                 self._cur.execute("; ".join(self._inline(q, p) for q, p in opening).encode())
                 opening = []
@@ -335,6 +332,8 @@ class PostgresCursor(Cursor):
                 return repr(value)
         elif kind is datetime and value.tzinfo is None:
             return f"'{value.isoformat(' ')}'"
+        elif kind is Lookup:
+            return f"({self._inline(value.query, value.params)})"
         return self._literal(value)
 
     def _literal(self, value: Any) -> str:
@@ -350,15 +349,22 @@ class PostgresCursor(Cursor):
         return sql.Literal(value).as_string(self._cnx)
 
 
-def _insert_sql(batch: DeferredRows, count: int) -> str:
-    columns = ", ".join(f'"{name}"' for name in batch.columns)
-    one = "(" + ", ".join(["%s"] * len(batch.columns)) + ")"
-    return f'INSERT INTO "{batch.table}" ({columns}) VALUES {", ".join([one] * count)}'
+class _LookupDumper(psycopg.adapt.Dumper):
+    """A lookup in a row written with ``COPY``: its value, read before
+    (:meth:`Cursor.resolve_lookups`), dumped as psycopg dumps such a value."""
+
+    def dump(self, obj: Lookup) -> Any:
+        if not obj.resolved:
+            raise psycopg.ProgrammingError(f"{obj!r} was not read before the rows went")
+        if obj.value is None:
+            return None
+        value = obj.value
+        return (
+            Transformer.from_context(self.connection).get_dumper(value, PyFormat.TEXT).dump(value)
+        )
 
 
-def _flat(rows: list[Sequence[Any]]) -> list[Any]:
-    return [value for row in rows for value in row]
-
+psycopg.adapters.register_dumper(Lookup, _LookupDumper)
 
 _TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 #: keys of the job values that ``_job_store_values`` may not change
 PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "state", "uuid")
 
+#: the key of a transaction's lookups of its users' companies in ``cr.transaction_cache``
+_COMPANY_LOOKUPS = "enqueue.company_lookups"
+
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
@@ -141,13 +144,15 @@ def enqueue_graph(root: Node) -> Any:
         raise ValueError("part of this job graph is already enqueued; build a new graph")
     env = delayables[0].recordset.env
     Job = env["queue.job"]
-    if not env.cr.taking_ids(Job._table) and _deferred(env, Job, delayables, edges):
-        _take_ids_reading_companies(env, Job, delayables)
+    synchronous = sync_mode(env)
+    companies: dict[int, Any] = {}
+    deferred = not synchronous and _deferred(env, Job, delayables, edges)
+    if deferred:
+        _look_up_companies(env, delayables, companies)
     now = Datetime.now()
     graph_uuid = new_uuid() if len(delayables) > 1 else None
     has_parents = {id(job) for job, _parent, _kind in edges}
     has_dependents = {id(parent) for _job, parent, _kind in edges}
-    companies: dict[int, int] = {}
     vals_list, built = [], []
     for delayable in delayables:
         values = delayable.job_values(companies, now)
@@ -160,11 +165,10 @@ def enqueue_graph(root: Node) -> Any:
         vals_list.append(_store_values(delayable, values))
     if not admit(env.cr, vals_list):  # a full channel whose policy is skip: nothing written
         return Job.browse(())
-    synchronous = sync_mode(env)
     # the rows of a plain enqueue are written with the transaction's next statement or
     # at commit, together; a graph's edges, a bounded channel's count and a synchronous
     # run want them at once
-    defer = (
+    defer = deferred or (
         env.cr.defers_inserts
         and not edges
         and not synchronous
@@ -187,8 +191,9 @@ def _deferred(
 ) -> bool:
     """Whether the rows of these jobs will be written later, with the transaction's
     next statement or its commit (what :func:`enqueue_graph` and ``_create_enqueued``
-    decide once the values are built), told before: no edges, no synchronous run, no
-    bounded channel, no identity key, no store hook, no override of the creation."""
+    decide once the values are built), told before: no edges, no bounded channel, no
+    identity key, no store hook, no override of the creation (and no synchronous run,
+    which the caller knows)."""
     return (
         env.cr.defers_inserts
         and not edges
@@ -197,38 +202,37 @@ def _deferred(
             d.options.identity_key is None and d.recordset._job_store_values_is_default()
             for d in delayables
         )
-        and not sync_mode(env)
         and not bounded(env.cr, (d.options.channel for d in delayables))
     )
 
 
-def _take_ids_reading_companies(env: Any, Job: Any, delayables: list[Delayable]) -> None:
-    """The first jobs of a transaction whose rows will be written later: take their ids
-    in the round trip that reads what their values need from the database (their
-    users' rows, for ``env.company``, unless the context's ``allowed_company_ids``
-    names it), instead of inserting the first one at once to get its id. Nothing is
-    kept across transactions: the users' rows are read in each, as ``env.company``
-    would read them. With nothing to read, nothing is done here (the first job goes
-    at once: its ``INSERT`` gives its id in the round trip that ids would take)."""
+def _look_up_companies(env: Any, delayables: list[Delayable], companies: dict[int, Any]) -> None:
+    """The companies of the users of jobs whose rows will be written later (the
+    company a job runs in when its context names none: ``env.company``), where this
+    transaction has not read them yet: each row's ``INSERT`` looks its user's up
+    (:meth:`~job_worker.db.cursor.Cursor.lookup`), no read goes before it. Nothing is
+    kept across transactions: the row takes the user's company as it is when written."""
     cr = env.cr
     known = cr.cache.get("res.users", {}).get("company_id", {})
-    uids = []
     for delayable in delayables:
         job_env = delayable.recordset.env
+        uid = job_env.uid
         if (
-            job_env.cr is cr
+            uid not in companies
+            and uid not in known
+            and job_env.cr is cr
             and not job_env.context.get("allowed_company_ids")
             and "company" not in vars(job_env)  # env.company worked out already
-            and job_env.uid not in known
         ):
-            uids.append(job_env.uid)
-    if not uids:
-        return
-    Users = env["res.users"].sudo()
-    (rows,) = cr.reserve_ids(
-        Job._table, len(delayables), [Users._fetch_columns_query(list(dict.fromkeys(uids)))]
-    )
-    Users._cache_fetched(rows)
+            lookups = cr.transaction_cache.get(_COMPANY_LOOKUPS)
+            if lookups is None:
+                lookups = cr.transaction_cache[_COMPANY_LOOKUPS] = {}
+            lookup = lookups.get(uid)
+            if lookup is None:
+                table = env["res.users"]._table
+                query = f'SELECT company_id FROM "{table}" WHERE id = %s'
+                lookup = lookups[uid] = cr.lookup(query, (uid,))
+            companies[uid] = lookup
 
 
 def _create_edges(

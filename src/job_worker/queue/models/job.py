@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ...db.cursor import Lookup
 from ...orm import fields, models
 from .. import execution, states
 from ..delayable import Delayable, check_method
@@ -224,13 +225,14 @@ class QueueJob(models.Model):
             and all(vals is own for vals, own in zip(vals_list, built, strict=True))
             and not any(row["identity_key"] or row.get("cron_occurrence") for row in rows)
         )
-        if defer and len(rows) == 1 and not cr.taking_ids(self._table):
-            # a transaction's first job goes at once: its INSERT gives its id in the round
-            # trip that a block of ids would take, and it may be the only one (a single
-            # enqueue); the jobs after it take ids in blocks and go together
-            cr.start_taking_ids(self._table)
-            defer = False
-        return self._create(rows, [{}] * len(rows), defer=defer)
+        jobs = self._create(rows, [{}] * len(rows), defer=defer)
+        if any(type(row.get("company_id")) is Lookup for row in rows):
+            # the user's company, looked up as the row is written (only rows written later
+            # hold a lookup: enqueue_graph): read back from the row when asked for
+            companies = self._cache().get("company_id", {})
+            for job_id in jobs._ids:
+                companies.pop(job_id, None)
+        return jobs
 
     def _describe_row(self, values: Any) -> str:
         index = type(self)._deferred_columns().index("name")

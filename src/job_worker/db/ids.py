@@ -1,0 +1,98 @@
+"""Ids of new rows, taken from a table's sequence ahead of their insert.
+
+A process keeps a block of ids of a table (PostgreSQL: ``nextval`` of its ``id``
+column's sequence) and hands them to the rows its transactions create, so that a
+row whose insert is deferred (:meth:`job_worker.db.cursor.Cursor.defer_insert`) has
+its id at once without a round trip: a single enqueue is one message to the
+database, its ``INSERT`` and ``COMMIT`` together.
+
+The blocks double while they run out within :data:`KEEP_SECONDS` (1, 2, 4 … up to
+:data:`IdBlocks.MAX`); ids held longer are dropped, and the next block is as big as
+what the dropped one gave in its time. So ids stay close to the order in which rows
+are created across the processes that share a database (the job list shows the
+newest first by id), a process that creates a row now and then takes blocks of one,
+and the ids lost (sequences never give an id back; a rolled-back insert loses its id
+too) are the rest of one block at a time per table and process: at worst twice as
+many as the block's time used.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+#: how long a process keeps ids it took and did not use, in seconds
+KEEP_SECONDS = 1.0
+
+
+class _Block:
+    __slots__ = ("free", "size", "taken_at")
+
+    def __init__(self) -> None:
+        #: the ids not handed out yet, last first (the next one is popped from the end)
+        self.free: list[int] = []
+        #: the size of the last block taken
+        self.size = 0
+        self.taken_at = 0.0
+
+
+class IdBlocks:
+    """The ids of this process's next rows, per table (thread-safe; a forked child
+    starts with none of its parent's)."""
+
+    #: the largest block taken at once (a request for more takes what it asks)
+    MAX = 128
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._blocks: dict[str, _Block] = {}
+        self._lock = threading.Lock()
+        _ALL.add(self)
+
+    def take(self, table: str, count: int, fetch: Callable[[str, int], list[int]]) -> list[int]:
+        """``count`` ids of ``table`` in increasing order; ``fetch(table, n)`` takes
+        ``n`` new ones from the sequence when the block has too few."""
+        with self._lock:
+            block = self._blocks.get(table)
+            if block is None:
+                block = self._blocks[table] = _Block()
+            now = self._clock()
+            if block.free and now - block.taken_at > KEEP_SECONDS:
+                # too old: dropped, and the next block is as big as what this one gave
+                # in its time (half of it is doubled below)
+                block.size = (block.size - len(block.free)) // 2
+                block.free = []
+            free = block.free
+            if len(free) < count:
+                size = max(count - len(free), min(2 * block.size, self.MAX) or 1)
+                free[:0] = fetch(table, size)[::-1]
+                block.size, block.taken_at = size, now
+            if count == 1:
+                return [free.pop()]
+            taken = free[: -count - 1 : -1]
+            del free[-count:]
+            return taken
+
+    def lowest_free(self, table: str) -> int | None:
+        """The lowest id of ``table`` this process holds and has not handed out."""
+        with self._lock:
+            block = self._blocks.get(table)
+            if block is None or not block.free:
+                return None
+            return block.free[-1]
+
+
+#: every instance, for a forked child to forget its parent's ids (both would use them)
+_ALL: weakref.WeakSet[IdBlocks] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for blocks in list(_ALL):
+        blocks._blocks = {}
+        blocks._lock = threading.Lock()  # (held by another thread of the parent, maybe)
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
