@@ -515,11 +515,15 @@ class _Sequence:
 
     def __init__(self):
         self.blocks: list[int] = []
+        self.last = 0
 
     def __call__(self, table, count):
-        start = sum(self.blocks) + 1
         self.blocks.append(count)
-        return list(range(start, start + count))
+        self.last += count
+        return list(range(self.last - count + 1, self.last + 1))
+
+    def skip(self, table, past):
+        self.last = max(self.last, past)
 
 
 class _Clock:
@@ -532,11 +536,13 @@ class _Clock:
 
 def test_ids_come_in_blocks_that_double_up_to_the_cap_in_order():
     blocks, sequence = db_ids.IdBlocks(clock=_Clock()), _Sequence()
-    ids = [i for _ in range(600) for i in blocks.take("t", 1, sequence)]
+    ids = [i for _ in range(600) for i in blocks.take("t", 1, sequence, sequence.skip)]
     assert ids == list(range(1, 601))
     assert sequence.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128, 128]
-    assert blocks.take("t", 3, sequence) == [601, 602, 603]
-    assert blocks.take("t", 500, sequence)[-1] == 1103  # more than a block: what it asks
+    assert blocks.take("t", 3, sequence, sequence.skip) == [601, 602, 603]
+    assert (
+        blocks.take("t", 500, sequence, sequence.skip)[-1] == 1103
+    )  # more than a block: what it asks
     assert sequence.blocks[-1] == 500 - (sum(sequence.blocks[:-1]) - 603)
     assert blocks.lowest_free("t") is None and blocks.lowest_free("other") is None
 
@@ -545,20 +551,52 @@ def test_ids_held_too_long_are_dropped_and_the_next_block_fits_the_pace():
     clock, sequence = _Clock(), _Sequence()
     blocks = db_ids.IdBlocks(clock=clock)
     for _ in range(7):  # blocks of 1, 2, 4: the last one is taken whole
-        blocks.take("t", 1, sequence)
+        blocks.take("t", 1, sequence, sequence.skip)
     assert sequence.blocks == [1, 2, 4]
-    blocks.take("t", 1, sequence)  # a block of 8 for the 8th id
-    blocks.take("t", 1, sequence)
+    blocks.take("t", 1, sequence, sequence.skip)  # a block of 8 for the 8th id
+    blocks.take("t", 1, sequence, sequence.skip)
     assert blocks.lowest_free("t") == 10
     clock.now += db_ids.KEEP_SECONDS + 0.1
-    assert blocks.take("t", 1, sequence) == [16]  # 10 to 15 are lost
+    assert blocks.take("t", 1, sequence, sequence.skip) == [16]  # 10 to 15 are lost
     assert sequence.blocks == [1, 2, 4, 8, 2]  # as many as the dropped block gave
+
+
+def test_a_sequence_set_back_is_moved_past_the_ids_taken():
+    blocks, sequence = db_ids.IdBlocks(clock=_Clock()), _Sequence()
+    used = [i for _ in range(7) for i in blocks.take("t", 1, sequence, sequence.skip)]
+    assert used == list(range(1, 8))
+    sequence.last = 0  # TRUNCATE ... RESTART IDENTITY
+    more = [i for _ in range(20) for i in blocks.take("t", 1, sequence, sequence.skip)]
+    assert more[0] > max(used) and more == sorted(more)
+
+
+def test_a_restarted_id_sequence_makes_no_duplicate_job(qregistry, caplog):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite takes no ids ahead")
+    for _ in range(3):  # the process holds ids from a block of 4
+        with qregistry.cursor() as cr:
+            partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+            partner.with_delay().record()
+    with qregistry.cursor() as cr:
+        cr.execute("TRUNCATE queue_job RESTART IDENTITY CASCADE")
+    ids = []
+    for _ in range(20):  # the held ids, then blocks from the sequence set back
+        with qregistry.cursor() as cr:
+            partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+            ids.append(partner.with_delay().record().id)
+    assert ids == sorted(ids) and len(set(ids)) == 20
+    assert "was set back" in caplog.text
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT count(*) FROM queue_job")
+        assert cr.fetchone()[0] == 20
 
 
 def test_a_forked_child_does_not_use_its_parents_ids():
     blocks, sequence = db_ids.IdBlocks(), _Sequence()
-    blocks.take("t", 1, sequence)
-    blocks.take("t", 1, sequence)  # a block of 2: one id held
+    blocks.take("t", 1, sequence, sequence.skip)
+    blocks.take("t", 1, sequence, sequence.skip)  # a block of 2: one id held
     assert blocks.lowest_free("t") == 3
     read, write = os.pipe()
     pid = os.fork()
@@ -580,7 +618,7 @@ def test_threads_taking_ids_at_once_get_each_their_own():
 
     def take(mine):
         for _ in range(500):
-            mine.extend(blocks.take("t", 1 + len(mine) % 3, sequence))
+            mine.extend(blocks.take("t", 1 + len(mine) % 3, sequence, sequence.skip))
 
     threads = [threading.Thread(target=take, args=(mine,)) for mine in taken]
     for thread in threads:

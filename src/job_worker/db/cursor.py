@@ -183,9 +183,14 @@ class Cursor:
         order, for rows that :meth:`defer_insert` will write: from the block of ids this
         process holds (:class:`job_worker.db.ids.IdBlocks`), which takes new ones from
         the sequence when it runs short (a round trip, outside the transaction)."""
-        return self.backend.id_blocks.take(table, count, self._fetch_ids)
+        return self.backend.id_blocks.take(table, count, self._fetch_ids, self._skip_ids)
 
     def _fetch_ids(self, table: str, count: int) -> list[int]:
+        raise NotImplementedError(f"{self.dialect} takes ids as it inserts rows")
+
+    def _skip_ids(self, table: str, past: int) -> None:
+        """Move the sequence of ``table`` past ``past`` and the table's rows, unless it is
+        past them already."""
         raise NotImplementedError(f"{self.dialect} takes ids as it inserts rows")
 
     def lookup(self, query: str, params: Sequence[Any] = ()) -> Lookup:

@@ -18,18 +18,21 @@ many as the block's time used.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
 
+_logger = logging.getLogger(__name__)
+
 #: how long a process keeps ids it took and did not use, in seconds
 KEEP_SECONDS = 1.0
 
 
 class _Block:
-    __slots__ = ("free", "size", "taken_at")
+    __slots__ = ("free", "highest", "size", "taken_at")
 
     def __init__(self) -> None:
         #: the ids not handed out yet, last first (the next one is popped from the end)
@@ -37,6 +40,8 @@ class _Block:
         #: the size of the last block taken
         self.size = 0
         self.taken_at = 0.0
+        #: the highest id taken from the sequence so far
+        self.highest = 0
 
 
 class IdBlocks:
@@ -52,9 +57,20 @@ class IdBlocks:
         self._lock = threading.Lock()
         _ALL.add(self)
 
-    def take(self, table: str, count: int, fetch: Callable[[str, int], list[int]]) -> list[int]:
+    def take(
+        self,
+        table: str,
+        count: int,
+        fetch: Callable[[str, int], list[int]],
+        skip: Callable[[str, int], None],
+    ) -> list[int]:
         """``count`` ids of ``table`` in increasing order; ``fetch(table, n)`` takes
-        ``n`` new ones from the sequence when the block has too few."""
+        ``n`` new ones from the sequence when the block has too few.
+
+        A sequence that gives an id this process took already was set back (``TRUNCATE
+        ... RESTART IDENTITY``, ``ALTER SEQUENCE ... RESTART``): it would give again
+        the ids this process used after that, so ``skip(table, highest)`` moves it past
+        them and past the table's rows, and the block is taken again."""
         with self._lock:
             block = self._blocks.get(table)
             if block is None:
@@ -68,8 +84,20 @@ class IdBlocks:
             free = block.free
             if len(free) < count:
                 size = max(count - len(free), min(2 * block.size, self.MAX) or 1)
-                free[:0] = fetch(table, size)[::-1]
-                block.size, block.taken_at = size, now
+                ids = fetch(table, size)
+                if ids[0] <= block.highest:
+                    _logger.warning(
+                        "the id sequence of %s was set back (to %d; this process took ids up"
+                        " to %d): it is moved past them and the table's rows",
+                        table,
+                        ids[0],
+                        block.highest,
+                        extra={"event": "db.id_sequence_set_back"},
+                    )
+                    skip(table, block.highest)
+                    ids = fetch(table, size)
+                free[:0] = ids[::-1]
+                block.size, block.taken_at, block.highest = size, now, ids[-1]
             if count == 1:
                 return [free.pop()]
             taken = free[: -count - 1 : -1]

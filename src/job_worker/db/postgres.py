@@ -128,6 +128,15 @@ class PostgresCursor(Cursor):
         self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
         return [row[0] for row in self._cur.fetchall()]
 
+    def _skip_ids(self, table: str, past: int) -> None:
+        # (never back: another process may have moved it further meanwhile)
+        self.sql_count += 1
+        self._cur.execute(
+            f'SELECT setval(%s::regclass, GREATEST(%s, max(id))) FROM "{table}"'
+            f' HAVING GREATEST(%s, max(id)) > (SELECT last_value FROM "{table}_id_seq")',
+            (f'"{table}_id_seq"', past, past),
+        )
+
     def _write_deferred(self, batch: DeferredRows) -> None:
         rows = batch.rows
         if len(rows) < COPY_MIN_ROWS:
