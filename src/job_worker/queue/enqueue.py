@@ -170,7 +170,8 @@ def enqueue_graph(root: Node) -> Any:
         and not synchronous
         and not bounded(env.cr, (vals["channel"] for vals in vals_list))
     )
-    jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
+    texts = [d._texts for d in delayables] if defer else None
+    jobs = Job._create_enqueued(vals_list, built, now, defer=defer, texts=texts)
     notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
     for delayable, job in zip(delayables, jobs, strict=True):
         job_env = delayable.recordset.env
