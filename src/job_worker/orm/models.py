@@ -542,19 +542,12 @@ class BaseModel(Recordset, metaclass=MetaModel):
         return self._create(rows, x2many_list)
 
     def _create(
-        self,
-        rows: list[dict[str, Any]],
-        x2many_list: list[dict[str, Any]],
-        *,
-        defer: bool = False,
-        written: tuple[tuple[str, ...], list[list[Any]]] | None = None,
+        self, rows: list[dict[str, Any]], x2many_list: list[dict[str, Any]], *, defer: bool = False
     ) -> BaseModel:
         """Insert ``rows`` (every column, cache form) and cache them; with ``defer`` (on
         a database whose cursor defers inserts), their ids are taken at once and the rows
-        written with the cursor's next statement (:meth:`Cursor.defer_insert`).
-        ``written``: what to write of deferred rows, when the caller has made it
-        (:meth:`_defer_rows`)."""
-        ids = self._defer_rows(rows, written) if defer else self._insert_rows(rows)
+        written with the cursor's next statement (:meth:`Cursor.defer_insert`)."""
+        ids = self._defer_rows(rows) if defer else self._insert_rows(rows)
         cache = self._cache()
         for id_, row in zip(ids, rows, strict=True):
             # a row holds a value for each column, unless _insert_rows emptied it
@@ -606,24 +599,11 @@ class BaseModel(Recordset, metaclass=MetaModel):
             ids.extend(sorted(row[0] for row in cr.fetchall()))
         return ids
 
-    def _defer_rows(
-        self,
-        rows: list[dict[str, Any]],
-        written: tuple[tuple[str, ...], list[list[Any]]] | None = None,
-    ) -> list[int]:
+    def _defer_rows(self, rows: list[dict[str, Any]]) -> list[int]:
         """Take ids for ``rows`` and hand them to the cursor, which writes them with its
-        next statement or at commit; the ids. ``written``, when the caller has it: the
-        columns to write, ``id`` first (the others are NULL: their value in ``rows`` is
-        None), and the values of each row in the columns after ``id``, in database form."""
+        next statement or at commit; the ids."""
         cr = self.env.cr
         ids = cr.take_ids(self._table, len(rows))
-        if written is not None:
-            columns, values_list = written
-            written_rows: list[Sequence[Any]] = [
-                [id_, *values] for id_, values in zip(ids, values_list, strict=True)
-            ]
-            cr.defer_insert(self._table, columns, written_rows, self._describe_row)
-            return ids
         values_of, converters = type(self)._column_values, self._column_converters
         params: list[Sequence[Any]] = []
         for id_, row in zip(ids, rows, strict=True):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import UnknownMethodError  # also imported from here by older code
 from .enqueue import enqueue_graph, new_uuid
 from .options import JobOptions, job_options, validate
-from .serialization import encode_text
+from .serialization import encode
 
 if TYPE_CHECKING:
     from ..orm.models import BaseModel
@@ -144,8 +144,6 @@ class Delayable(Node):
         self.kwargs: dict[str, Any] = {}
         self._job: Any = None
         self._stored: tuple[Any, Any] = ([], {})  # args and kwargs in their stored form
-        #: the JSON texts of ``_stored``, when known: what their columns are sent
-        self._texts: tuple[str, str] | None = None
 
     @property
     def model_name(self) -> str:
@@ -162,7 +160,6 @@ class Delayable(Node):
             "_links",
             "_job",
             "_sequence",
-            "_texts",
         ):
             raise AttributeError(name)
         check_method(self.recordset, name)
@@ -176,9 +173,7 @@ class Delayable(Node):
 
     def _capture(self, name: str, args: tuple, kwargs: dict) -> Delayable:
         # refuse what cannot be stored now, not when the worker runs the job
-        stored_args, args_text = encode_text(list(args), "args")
-        stored_kwargs, kwargs_text = encode_text(dict(kwargs), "kwargs")
-        self._stored, self._texts = (stored_args, stored_kwargs), (args_text, kwargs_text)
+        self._stored = (encode(list(args), "args"), encode(dict(kwargs), "kwargs"))
         self.method_name, self.args, self.kwargs = name, args, kwargs
         return self
 

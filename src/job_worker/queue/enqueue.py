@@ -177,8 +177,7 @@ def enqueue_graph(root: Node) -> Any:
         and not synchronous
         and not bounded(env.cr, (vals["channel"] for vals in vals_list))
     )
-    texts = [d._texts for d in delayables] if defer else None
-    jobs = Job._create_enqueued(vals_list, built, now, defer=defer, texts=texts)
+    jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
     cache = env.cr.transaction_cache
     if not cache.get(_NOTIFIED_KEY):
         # idle workers wake up when this transaction commits (once: the wake-up is

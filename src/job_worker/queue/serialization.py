@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -47,73 +46,28 @@ MAX_ARGUMENT_CHARS = 1024 * 1024
 #: ints this long cannot be written as JSON (Python's int-to-text limit)
 _MAX_INT_DIGITS = 4300
 _HUGE_INT = 10**_MAX_INT_DIGITS
-#: ints checked without a walk (:func:`_plain`): those of a 64-bit machine word
-_SMALL_INT = 2**63
 
 
 def encode(value: Any, path: str, max_chars: int | None = MAX_ARGUMENT_CHARS) -> Any:
     """The JSON form of ``value``; ``TypeError`` (a type that cannot be stored) or
     ``ValueError`` (a value past a limit) naming ``path`` if it cannot be stored.
     ``max_chars``: the longest JSON text accepted (None: no limit)."""
-    if max_chars is None:
-        return _encoded(value, path)
-    return encode_text(value, path, max_chars)[0]
-
-
-def encode_text(value: Any, path: str, max_chars: int = MAX_ARGUMENT_CHARS) -> tuple[Any, str]:
-    """The JSON form of ``value`` and its text as a Json column stores it (what
-    :func:`encode` checks the length of), refused as :func:`encode` refuses."""
-    encoded = _plain(value)
-    encoded = _encoded(value, path) if encoded is None else encoded.copy()
-    text = json_text(encoded)
-    if len(text) > max_chars:
-        raise ValueError(
-            f"{path}: {len(text):,} characters of JSON, more than the {max_chars:,} a job "
-            "may store: pass the id of a record or the path of a file that holds the data"
-        )
-    return encoded, text
-
-
-def _encoded(value: Any, path: str) -> Any:
     try:
-        return _encode(value, set())
+        encoded = _encode(value, set())
     except _Refused as exc:
         where = path + "".join(reversed(exc.steps))
         if exc.circular is not None:
             first = path + "".join(reversed(exc.steps[exc.first_at :]))
             raise TypeError(f"{where}: {exc}; it is {first} again (circular reference)") from None
         raise exc.error(f"{where}: {exc}") from None
-
-
-def _plain(value: Any) -> Any:
-    """``value`` itself when it is a list of, or a dict of str keys to, values stored as
-    they are (ASCII text without NUL, ints of a few digits, finite floats, bools, None;
-    keys without ``$`` first): the arguments of most jobs, checked without a walk.
-    None: anything else, for :func:`_encode` to walk (and refuse, with its path)."""
-    items: Iterable[Any]
-    if type(value) is list:
-        items = value
-    elif type(value) is dict:
-        for key in value:
-            if type(key) is not str or not key.isascii() or "\x00" in key or key[:1] == "$":
-                return None
-        items = value.values()
-    else:
-        return None
-    for item in items:
-        kind = type(item)
-        if kind is str:
-            if not item.isascii() or "\x00" in item:
-                return None
-        elif kind is int:
-            if not -_SMALL_INT < item < _SMALL_INT:
-                return None
-        elif kind is float:
-            if not math.isfinite(item):
-                return None
-        elif item is not None and kind is not bool:
-            return None
-    return value
+    if max_chars is not None:
+        size = len(json_text(encoded))
+        if size > max_chars:
+            raise ValueError(
+                f"{path}: {size:,} characters of JSON, more than the {max_chars:,} a job "
+                "may store: pass the id of a record or the path of a file that holds the data"
+            )
+    return encoded
 
 
 class _Refused(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from operator import itemgetter
 from typing import Any
 
 from ...orm import fields, models
@@ -182,7 +181,6 @@ class QueueJob(models.Model):
         now: datetime,
         *,
         defer: bool = False,
-        texts: list[tuple[str, str] | None] | None = None,
     ) -> Any:
         """Create the jobs of an enqueue at ``now``; ``built`` are the values the
         queue made, ``vals_list`` what the model's ``_job_store_values`` made of them
@@ -200,17 +198,15 @@ class QueueJob(models.Model):
         of the creation) get their ids at once and their rows are written with the
         cursor's next statement or at commit
         (:meth:`~job_worker.db.cursor.Cursor.defer_insert`): the jobs of a transaction
-        go to the database together. ``texts``: the JSON texts of each job's ``args``
-        and ``kwargs`` where known (:func:`~job_worker.queue.serialization.encode_text`),
-        sent as they are; the columns that hold None by default and that the queue's
-        values do not set are not sent (NULL: the columns have no other default).
+        go to the database together.
         """
         if not self._plain_create():
             return self.create(vals_list)
         constant, computed = self._enqueue_defaults()
+        constant = {**constant, "create_date": now, "write_date": now}
         rows = []
         for vals, own in zip(vals_list, built, strict=True):
-            row = {**constant, "create_date": now, "write_date": now, **own}
+            row = {**constant, **own}
             for field in computed:
                 if field.name not in own:
                     row[field.name] = field.to_cache(field.default_value(self), self)
@@ -234,79 +230,7 @@ class QueueJob(models.Model):
             # enqueue); the jobs after it take ids in blocks and go together
             cr.start_taking_ids(self._table)
             defer = False
-        written = self._enqueue_written(built, rows, texts) if defer else None
-        return self._create(rows, [{}] * len(rows), defer=defer, written=written)
-
-    def _enqueue_written(
-        self,
-        built: list[dict[str, Any]],
-        rows: list[dict[str, Any]],
-        texts: list[tuple[str, str] | None] | None,
-    ) -> tuple[tuple[str, ...], list[list[Any]]]:
-        """What :meth:`_create_enqueued` writes of the deferred ``rows`` (made from the
-        values ``built``): the columns and each row's values in database form."""
-        keys = tuple(built[0])
-        if any(tuple(own) != keys for own in built[1:]):
-            keys = ()
-        columns, values_of, converters, texts_at, other_converters = self._enqueue_writer(keys)
-        if not texts_at:
-            texts = None
-        written = []
-        for i, row in enumerate(rows):
-            values = list(values_of(row))
-            known = texts[i] if texts is not None else None
-            if known is not None:
-                values[texts_at[0]], values[texts_at[1]] = known
-                for position, convert in other_converters:
-                    values[position] = convert(values[position])
-            else:
-                for position, convert in converters:
-                    values[position] = convert(values[position])
-            written.append(values)
-        return columns, written
-
-    def _enqueue_writer(self, own: tuple[str, ...]) -> tuple[Any, ...]:
-        """For rows made from values of the keys ``own`` (``()``: any), worked out once
-        per registry: the columns to write (``id`` first), what takes a row's values in
-        the columns after ``id``, the (position, converter) of those whose cache form is
-        not what the database takes, the positions of ``args`` and ``kwargs`` (empty:
-        their texts are not sent as given, the backend converts them), and the
-        converters of the other columns."""
-        cls = type(self)
-        known: dict[tuple[str, ...], tuple[Any, ...]] = cls.__dict__.get("_enqueue_writers", {})
-        writer = known.get(own)
-        if writer is None:
-            constant, _computed = self._enqueue_defaults()
-            # (the job's name keeps its position: the columns left out all come after it)
-            after_name = [f.name for f in cls._column_fields]
-            after_name = after_name[after_name.index("name") + 1 :]
-            left_out = {
-                name
-                for name in after_name
-                if own and name not in own and constant.get(name, 0) is None
-            }
-            kept = [i for i, f in enumerate(cls._column_fields) if f.name not in left_out]
-            names = tuple(cls._column_fields[i].name for i in kept)
-            registry_converters = dict(cls._column_converters)
-            converters = tuple(
-                (position, registry_converters[i])
-                for position, i in enumerate(kept)
-                if i in registry_converters
-            )
-            fields_ = cls._fields
-            texts_at: tuple[int, ...] = ()
-            if all(
-                registry_converters.get(cls._column_fields.index(fields_[name]))
-                == fields_[name].to_column
-                for name in ("args", "kwargs")
-            ):
-                texts_at = (names.index("args"), names.index("kwargs"))
-            other_converters = tuple(c for c in converters if c[0] not in texts_at)
-            getter = itemgetter(*names)
-            writer = (("id", *names), getter, converters, texts_at, other_converters)
-            if len(known) < 16:
-                cls._enqueue_writers = {**known, own: writer}  # type: ignore[attr-defined]
-        return writer
+        return self._create(rows, [{}] * len(rows), defer=defer)
 
     def _describe_row(self, values: Any) -> str:
         index = type(self)._deferred_columns().index("name")
