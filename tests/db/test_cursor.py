@@ -184,6 +184,19 @@ def test_enqueueing_after_a_rolled_back_enqueue_still_wakes_workers(make_registr
         assert len(wake) == 1  # the wake-up the savepoint took away is added again
 
 
+def test_the_wake_up_is_asked_for_once_per_transaction_and_again_after_a_commit(make_registry):
+    registry = make_registry()
+    with registry.environment() as env:
+        wake = env.cr.precommit if env.cr.dialect == "postgresql" else env.cr.postcommit
+        for _ in range(3):
+            env["res.partner"].with_delay().exists()
+        assert len(wake) == 1
+        env.cr.commit()
+        assert len(wake) == 0  # run by the commit
+        env["res.partner"].with_delay().exists()
+        assert len(wake) == 1  # the next transaction's jobs wake the workers too
+
+
 def test_an_owned_transaction_refuses_commit_and_rollback_in_its_block(registry):
     with registry.cursor() as cr:
         cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "kept"))

@@ -552,11 +552,15 @@ class BaseModel(Recordset, metaclass=MetaModel):
         for id_, row in zip(ids, rows, strict=True):
             # a row holds a value for each column, unless _insert_rows emptied it
             # (it resolved to an existing record): that one is not cached
-            for name, value in row.items():
-                values = cache.get(name)
-                if values is None:  # (not try/except: a KeyError costs more than a get)
-                    values = cache[name] = {}
-                values[id_] = value
+            try:  # the columns' dicts are there but for the first rows of a transaction
+                for name, value in row.items():
+                    cache[name][id_] = value
+            except KeyError:
+                for name, value in row.items():
+                    values = cache.get(name)
+                    if values is None:
+                        values = cache[name] = {}
+                    values[id_] = value
         relations.invalidate_inverses(self, self._relational_columns)
         records = type(self)(self.env, tuple(ids))
         if any(x2many_list):

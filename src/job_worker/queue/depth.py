@@ -68,6 +68,12 @@ def forget_channel_rules(cr: Cursor) -> None:
 def channel_rules(cr: Cursor, channels: list[str]) -> dict[str, ChannelRules | None]:
     """The rules of ``channels`` (None: no ``queue.limit`` row): the process's snapshot,
     read again when older than ``REFRESH_SECONDS``, kept for the transaction."""
+    known = _known_rules(cr)
+    return {channel: known.get(channel) for channel in channels}
+
+
+def _known_rules(cr: Cursor) -> dict[str, ChannelRules]:
+    """The rules of every channel with a ``queue.limit`` row, for this transaction."""
     known: dict[str, ChannelRules] | None = cr.transaction_cache.get(_RULES_KEY)
     if known is None:
         if cr.transaction_cache.get(_OWN_KEY):
@@ -78,7 +84,7 @@ def channel_rules(cr: Cursor, channels: list[str]) -> dict[str, ChannelRules | N
                 known = job_store(cr.backend).channel_rules(cr)
                 _SNAPSHOTS[cr.backend] = (time.monotonic(), known)
         cr.transaction_cache[_RULES_KEY] = known
-    return {channel: known.get(channel) for channel in channels}
+    return known
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,11 @@ def admit(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
     be written: raises ``ValueError`` for a job too heavy for its channel and
     :class:`ChannelFullError` for a full channel of policy ``raise``; false (the
     skip counted) when a full channel's policy is ``skip``."""
+    if len(vals_list) == 1:  # one job (an enqueue in a loop): no counting to do
+        vals = vals_list[0]
+        rule = _known_rules(cr).get(vals["channel"])
+        if (rule is None or not rule.max_depth) and (vals.get("weight") or 1) == 1:
+            return True
     channels = list(dict.fromkeys(vals["channel"] for vals in vals_list))
     rules = channel_rules(cr, channels)
     _check_weights(cr, vals_list, rules)
@@ -127,8 +138,14 @@ def admit(cr: Cursor, vals_list: list[dict[str, Any]]) -> bool:
 def bounded(cr: Cursor, channels: Iterable[str]) -> bool:
     """Whether one of ``channels`` has a ``max_depth`` (the rules are read once per
     transaction: :func:`admit` uses the same)."""
-    rules = channel_rules(cr, list(dict.fromkeys(channels)))
-    return any(rule is not None and rule.max_depth for rule in rules.values())
+    known = _known_rules(cr)
+    if not known:  # no queue.limit row at all
+        return False
+    for channel in channels:
+        rule = known.get(channel)
+        if rule is not None and rule.max_depth:
+            return True
+    return False
 
 
 def _check_weights(

@@ -8,6 +8,7 @@ edges and links), never by their class, so it does not import them.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..db.jobstore import notify_jobs_enqueued
@@ -18,6 +19,9 @@ from .options import STORED_CHECKS, check_identity_key, check_text
 
 if TYPE_CHECKING:
     from .delayable import Delayable, Node
+
+#: in a cursor's ``transaction_cache``: the workers will be woken at its commit
+_NOTIFIED_KEY = "queue.job.notified"
 
 #: keys of the job values that ``_job_store_values`` may not change
 PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "state", "uuid")
@@ -138,7 +142,7 @@ def enqueue_graph(root: Node) -> Any:
     """
     delayables, edges = _collect(root)
     enqueued = [d for d in delayables if d._job is not None]
-    if enqueued:
+    if enqueued:  # (a cheap test: most enqueues are of one job, in a loop)
         if len(enqueued) == len(delayables):
             return _result(root)
         raise ValueError("part of this job graph is already enqueued; build a new graph")
@@ -151,8 +155,11 @@ def enqueue_graph(root: Node) -> Any:
         _look_up_companies(env, delayables, companies)
     now = Datetime.now()
     graph_uuid = new_uuid() if len(delayables) > 1 else None
-    has_parents = {id(job) for job, _parent, _kind in edges}
-    has_dependents = {id(parent) for _job, parent, _kind in edges}
+    has_parents: Collection[int] = ()  # no edges: no job waits, none has dependents
+    has_dependents: Collection[int] = ()
+    if edges:
+        has_parents = {id(job) for job, _parent, _kind in edges}
+        has_dependents = {id(parent) for _job, parent, _kind in edges}
     vals_list, built = [], []
     for delayable in delayables:
         values = delayable.job_values(companies, now)
@@ -175,10 +182,18 @@ def enqueue_graph(root: Node) -> Any:
         and not bounded(env.cr, (vals["channel"] for vals in vals_list))
     )
     jobs = Job._create_enqueued(vals_list, built, now, defer=defer)
-    notify_jobs_enqueued(env.cr)  # idle workers wake up when this transaction commits
-    for delayable, job in zip(delayables, jobs, strict=True):
-        job_env = delayable.recordset.env
-        delayable._job = job if job_env is env else job.with_env(job_env)
+    cache = env.cr.transaction_cache
+    if not cache.get(_NOTIFIED_KEY):
+        # idle workers wake up when this transaction commits (once: the wake-up is
+        # forgotten with the transaction cache, when a rollback drops it)
+        notify_jobs_enqueued(env.cr)
+        cache[_NOTIFIED_KEY] = True
+    if len(delayables) == 1 and delayables[0].recordset.env is env:
+        delayables[0]._job = jobs
+    else:
+        for delayable, job in zip(delayables, jobs, strict=True):
+            job_env = delayable.recordset.env
+            delayable._job = job if job_env is env else job.with_env(job_env)
     if edges:
         _create_edges(Job, edges, vals_list)
     if synchronous:

@@ -55,8 +55,15 @@ _PLAIN = frozenset({str, int, float, type(None)})
 
 def job_options(options: dict[str, Any]) -> JobOptions:
     """``JobOptions().update(**options)``, remembered for options of plain values."""
-    key = None
-    if (
+    key: tuple[tuple[str, type, Any], ...] | None = None
+    if len(options) == 1:  # one option (a channel, say): no sorting to do
+        ((name, value),) = options.items()
+        if name != "eta" and name != "scheduled_at" and type(value) in _PLAIN:
+            key = ((name, type(value), value),)
+            known = _KNOWN.get(key)
+            if known is not None:
+                return known
+    elif (
         "eta" not in options
         and "scheduled_at" not in options
         and all(type(value) in _PLAIN for value in options.values())
