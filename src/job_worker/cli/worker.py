@@ -38,10 +38,13 @@ from .main import split_modules
 )
 @click.option(
     "--batch",
-    default=8,
+    default=64,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Jobs an executor holds at once under a backlog of short jobs (sharing its transactions).",
+    help=(
+        "Jobs an executor holds at most under a backlog of short jobs (sharing its"
+        " transactions; about 50 ms of work at their average time)."
+    ),
 )
 @moved_option("--default-limit", "default_limit")
 @click.option(
