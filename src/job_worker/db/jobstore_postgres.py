@@ -353,25 +353,16 @@ RETURNING {
 """
 
 
-def _finish_statements(
+def _finish_statement(
     finished: Sequence[tuple[int, str | None, float | None]], worker_id: str | None
-) -> list[tuple[str, Sequence[Any]]]:
-    return [
-        (FINISH, (result, duration, job_id, worker_id, worker_id))
-        for job_id, result, duration in finished
-    ]
+) -> tuple[str, Sequence[Any]]:
+    ids, results, durations = (list(column) for column in zip(*finished, strict=True))
+    return FINISH, (ids, results, durations, worker_id, worker_id)
 
 
-def _marked(
-    finished: Sequence[tuple[int, str | None, float | None]], results: list[list[Any]]
-) -> dict[int, bool]:
-    """The jobs ``finish`` marked done (its statements' rows), each with whether it has
-    dependents."""
-    return {
-        job_id: bool(rows[0][0])
-        for (job_id, _result, _duration), rows in zip(finished, results, strict=True)
-        if rows
-    }
+def _marked(rows: list[Any]) -> dict[int, bool]:
+    """The jobs ``finish`` marked done (its rows), each with whether it has dependents."""
+    return {job_id: bool(has_dependents) for job_id, has_dependents in rows}
 
 
 @lru_cache(maxsize=16)
@@ -567,14 +558,16 @@ UPDATE queue_job SET state = 'started', worker_id = %s,
 """
 
 # -- name: finish
-# started -> done, with the result (JSON text) and the duration; one per job, the jobs
-# of a batch sent together and prepared once.
+# started -> done for the jobs of a batch, in one statement: their ids, results (JSON
+# text) and durations as three arrays of the same length; the rows marked, each with
+# whether the job has dependents.
 FINISH = """
-UPDATE queue_job SET state = 'done', result = %s, duration = %s,
+UPDATE queue_job j SET state = 'done', result = f.result::jsonb, duration = f.duration,
        completed_at = timezone('UTC', statement_timestamp()),
        write_date = timezone('UTC', statement_timestamp())
- WHERE id = %s AND state = 'started' AND (%s::text IS NULL OR worker_id = %s)
-RETURNING has_dependents
+  FROM unnest(%s::integer[], %s::text[], %s::float8[]) AS f(id, result, duration)
+ WHERE j.id = f.id AND j.state = 'started' AND (%s::text IS NULL OR j.worker_id = %s)
+RETURNING j.id, j.has_dependents
 """
 
 # -- name: failing_job
@@ -1207,13 +1200,8 @@ class PostgresJobStore(JobStore):
         finished: Sequence[tuple[int, str | None, float | None]],
         worker_id: str | None,
     ) -> dict[int, bool]:
-        statements = _finish_statements(finished, worker_id)
-        if len(statements) == 1:  # a statement psycopg may keep prepared
-            cr.execute(*statements[0])
-            results = [cr.fetchall()]
-        else:  # one round trip for the batch
-            results = cr.execute_together(statements, prepared=True)
-        return _marked(finished, results)
+        [rows] = cr.execute_together([_finish_statement(finished, worker_id)], prepared=True)
+        return _marked(rows)
 
     def finish_handing_off(
         self,
@@ -1222,7 +1210,7 @@ class PostgresJobStore(JobStore):
         worker_id: str,
         hand_off: HandOff,
     ) -> tuple[dict[int, bool], list[ClaimedJob]]:
-        statements = _finish_statements(finished, worker_id)
+        statements = [_finish_statement(finished, worker_id)]
         values = {
             "channel": hand_off.channel,
             "default_limit": hand_off.default_limit,
@@ -1231,10 +1219,10 @@ class PostgresJobStore(JobStore):
             "take": hand_off.jobs,
         }
         statements.append(_positional(_hand_off_sql(_power_of_two(hand_off.jobs)), values))
-        *results, handed = cr.execute_together(statements, prepared=True)
+        rows, handed = cr.execute_together(statements, prepared=True)
         jobs = [ClaimedJob.from_row(row) for row in handed]
         jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
-        return _marked(finished, results), jobs
+        return _marked(rows), jobs
 
     def failing_job(
         self, cr: Cursor, job_id: int, expected_state: str, worker_id: str | None
