@@ -431,8 +431,12 @@ class Executor:
         """Add to ``jobs`` those of the batches of the same database that came meanwhile
         (the supervisor tops an executor's jobs up while it runs them): they run after
         them, as they would anyway, and may share their transaction."""
-        while self.inbox and isinstance(self.inbox[0], Run) and self.inbox[0].db_index == db_index:
-            jobs.extend(self.inbox.pop(0).jobs)
+        while self.inbox:
+            message = self.inbox[0]
+            if not isinstance(message, Run) or message.db_index != db_index:
+                return
+            jobs.extend(message.jobs)
+            self.inbox.pop(0)
 
     def _drain_requested(self) -> bool:
         """Whether the supervisor asked to give back the jobs not begun (it is stopping:
