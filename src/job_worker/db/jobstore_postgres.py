@@ -1212,7 +1212,11 @@ class PostgresJobStore(JobStore):
         finished: Sequence[tuple[int, str | None, float | None]],
         worker_id: str | None,
     ) -> dict[int, bool]:
-        [rows] = cr.execute_together([_finish_statement(finished, worker_id)], prepared=True)
+        statement = _finish_statement(finished, worker_id)
+        if len(finished) == 1:  # run_now() too: on a connection psycopg may prepare for
+            cr.execute(*statement)
+            return _marked(cr.fetchall())
+        [rows] = cr.execute_together([statement], prepared=True)  # a worker's batch
         return _marked(rows)
 
     def finish_handing_off(
