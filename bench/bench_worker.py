@@ -157,7 +157,12 @@ def set_default_limit(registry: Registry, limit: int) -> None:
         api.Environment(cr, SUPERUSER_ID, {})["queue.config"].set_value("default_limit", limit)
 
 
+#: the worker's ``--batch`` (None: its default), set by ``--batch``
+BATCH: int | None = None
+
+
 def start_worker(url: str, concurrency: int) -> subprocess.Popen:
+    batch = [] if BATCH is None else ["--batch", str(BATCH)]
     return subprocess.Popen(
         [
             sys.executable,
@@ -168,6 +173,7 @@ def start_worker(url: str, concurrency: int) -> subprocess.Popen:
             url,
             "--concurrency",
             str(concurrency),
+            *batch,
             "--log-level",
             "WARNING",
         ],
@@ -206,14 +212,25 @@ def drain(
     concurrency: int,
     limit: int | None = None,
     fair_keys: int = 0,
-) -> tuple[float, dict]:
+) -> tuple[float, dict, dict]:
     """Jobs/s from the first start to the last completion; ``limit``: the channel's;
-    ``fair_keys``: the jobs spread over that many fair keys."""
+    ``fair_keys``: the jobs spread over that many fair keys. Also the memory of the
+    worker's processes, and the CPU (µs a job) of each of them and of their PostgreSQL
+    backends in the steady part of the drain (from a tenth of the jobs done to nine
+    tenths)."""
     reset(registry)
     enqueue_noops(registry, jobs, fair_keys)
     set_default_limit(registry, limit or concurrency)
     process = start_worker(url, concurrency)
     try:
+        first_done = wait(
+            lambda: (n := count_state(registry, "done")) >= jobs // 10 and n, 600, "the drain"
+        )
+        before = cpu_of_tree(process.pid, registry)
+        last_done = wait(
+            lambda: (n := count_state(registry, "done")) >= jobs * 9 // 10 and n, 600, "the drain"
+        )
+        after = cpu_of_tree(process.pid, registry)
         wait(lambda: count_state(registry, "done") == jobs, 600, "the drain")
         memory = rss_of_tree(process.pid)
     finally:
@@ -221,7 +238,11 @@ def drain(
     with registry.cursor(readonly=True) as cr:
         cr.execute("SELECT min(started_at), max(completed_at) FROM queue_job")
         first, last = cr.fetchone()
-    return jobs / (_dt(last) - _dt(first)).total_seconds(), memory
+    cpu = {
+        name: (after[name] - before.get(name, 0.0)) * 1e6 / (last_done - first_done)
+        for name in after
+    }
+    return jobs / (_dt(last) - _dt(first)).total_seconds(), memory, cpu
 
 
 def latency(
@@ -289,6 +310,59 @@ def rss_of_tree(pid: int) -> dict:
     return {"supervisor": sizes[pid], "others": sorted(v for p, v in sizes.items() if p != pid)}
 
 
+def cpu_of_tree(pid: int, registry: Registry) -> dict[str, float]:
+    """CPU seconds (user and system) so far of the worker (``supervisor``), of each of its
+    other processes (``child <pid>``), and of the PostgreSQL backends of their
+    connections (``backends``, found by their client ports; 0 on SQLite)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            todo.extend(
+                int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            )
+        except OSError:
+            pass
+    figures = {"supervisor": cpu(pid)}
+    figures.update({f"child {p}": cpu(p) for p in tree if p != pid})
+    figures["backends"] = sum(cpu(p) for p in _backends_of(tree, registry))
+    return figures
+
+
+def _backends_of(tree: list[int], registry: Registry) -> list[int]:
+    """The pids of the PostgreSQL backends whose clients are processes of ``tree``."""
+    if registry.backend.dialect != "postgresql":
+        return []
+    inodes = set()
+    for p in tree:
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    with registry.cursor(readonly=True) as cr:
+        cr.execute("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")
+        return [backend for backend, port in cr.fetchall() if port in ports]
+
+
 def percentile(values: list[float], q: float) -> float:
     return values[min(round(q / 100 * (len(values) - 1)), len(values) - 1)]
 
@@ -318,6 +392,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs drained")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--batch", type=int, help="the worker's --batch (default: its own)")
     parser.add_argument("--latency-jobs", type=int, default=300)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between enqueues")
     parser.add_argument(
@@ -327,6 +402,8 @@ def main() -> None:
         help="also drain the jobs spread over this many fair keys (0: skip)",
     )
     args = parser.parse_args()
+    global BATCH
+    BATCH = args.batch
     print(machine())
     with tempfile.TemporaryDirectory() as workdir:
         url, dropping = fresh_database(args.database, Path(workdir))
@@ -338,8 +415,8 @@ def main() -> None:
                     print(f"PostgreSQL {cr.fetchone()[0]}")
             bulk = enqueue_noops(registry, args.jobs)
             base = baseline(registry, url, args.jobs, args.concurrency)
-            rate, memory = drain(registry, url, args.jobs, args.concurrency)
-            unbound, _memory = drain(registry, url, args.jobs, args.concurrency, args.jobs)
+            rate, memory, _cpu = drain(registry, url, args.jobs, args.concurrency)
+            unbound, _memory, cpu = drain(registry, url, args.jobs, args.concurrency, args.jobs)
             fair = (
                 drain(registry, url, args.jobs, args.concurrency, args.jobs, args.fair_keys)[0]
                 if args.fair_keys
@@ -369,6 +446,12 @@ def main() -> None:
         f"  enqueue-to-start latency (ms)    p50 {percentile(lat, 50):.1f}  "
         f"p95 {percentile(lat, 95):.1f}  p99 {percentile(lat, 99):.1f}  "
         f"(mean {statistics.mean(lat):.1f}, {len(lat)} jobs {args.interval * 1000:.0f} ms apart)"
+    )
+    children = sorted(name for name in cpu if name.startswith("child "))
+    print(
+        f"  CPU a job, not binding (µs)      {sum(cpu.values()):.0f}: supervisor "
+        f"{cpu['supervisor']:.0f}, others {', '.join(f'{cpu[c]:.0f}' for c in children)}, "
+        f"backends {cpu['backends']:.0f}"
     )
     print(
         f"  memory (RSS, MiB)                supervisor {memory['supervisor']:.0f}, "

@@ -24,7 +24,7 @@ from job_worker.worker.protocol import (
     Wake,
 )
 from job_worker.worker.settings import WorkerSettings
-from job_worker.worker.supervisor import Supervisor, _deal
+from job_worker.worker.supervisor import BATCH_BELOW, BATCH_SPAN, Supervisor, _batch_size, _deal
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -232,3 +232,32 @@ def test_jobs_taken_over_by_an_executor_that_died_go_back_uncounted(supervisor):
     supervisor._on_death(busy)
     owed = supervisor.databases[1].recorder.pending
     assert [(c.kind, c.job.id) for c in owed] == [("stop", 1), ("stop", 7)]
+
+
+def test_a_batch_holds_about_its_span_of_work_up_to_the_batch_setting():
+    assert _batch_size(64, 0.0005) == 64  # no-op jobs: as many as allowed
+    assert _batch_size(64, 0.0) == 64
+    assert _batch_size(64, 0.005) == int(BATCH_SPAN / 0.005)  # fewer of longer jobs
+    assert _batch_size(8, 0.005) == 8
+    assert _batch_size(64, BATCH_BELOW) == 1  # long jobs: one at a time
+    assert _batch_size(1, 0.0005) == 1
+
+
+def test_an_executor_runs_the_batches_that_came_meanwhile_after_its_jobs_left():
+    from job_worker.worker.executor import Executor
+    from job_worker.worker.protocol import Drain
+
+    executor = Executor(WorkerSettings(databases=("sqlite:///x.db", "sqlite:///y.db")), "w", Conn())  # type: ignore[arg-type]
+    executor.inbox = [
+        Run(0, [job(3)]),
+        Run(0, [job(4), job(5)]),
+        Run(1, [job(6)]),
+        Run(0, [job(7)]),
+    ]
+    jobs = [job(1), job(2)]
+    executor._take_next_batches(0, jobs)
+    assert [j.id for j in jobs] == [1, 2, 3, 4, 5]  # in order, up to another database's batch
+    assert executor.inbox == [Run(1, [job(6)]), Run(0, [job(7)])]
+    executor.inbox = [Drain(), Run(0, [job(8)])]
+    executor._take_next_batches(0, jobs)
+    assert len(jobs) == 5 and len(executor.inbox) == 2

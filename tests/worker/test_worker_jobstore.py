@@ -864,6 +864,22 @@ def test_finish_marks_the_worker_s_started_jobs_done(registry, store, claim):
     assert _row(registry, other, "state")[0] == "started"
 
 
+def test_finish_keeps_each_job_s_result_and_duration_as_given(registry, store, claim):
+    set_limit(registry, "root", 3)
+    quoted, empty, null = enqueue(registry, "noop", count=3)
+    claim(3, worker_id="me")
+    text = json.dumps({"quote": 'it\'s \\ "x" {1,2} ünïcode ☃', "list": [1, None]})
+    with registry.cursor() as cr:
+        marked = store.finish(
+            cr, [(quoted, text, 1e-06), (empty, None, 2), (null, "null", None)], "me"
+        )
+        assert marked == {quoted: False, empty: False, null: False}
+    expected = {quoted: (json.loads(text), 1e-06), empty: (None, 2.0), null: (None, None)}
+    for job_id, (result, duration) in expected.items():
+        got, took = _row(registry, job_id, "result, duration")
+        assert (json.loads(got) if isinstance(got, str) else got, took) == (result, duration)
+
+
 def test_a_failed_attempt_is_retried_then_fails_when_its_retries_are_spent(registry, store, claim):
     [job_id] = enqueue(registry, "noop", max_retries=1)
     claim(1, worker_id="me")

@@ -38,10 +38,14 @@ from .main import split_modules
 )
 @click.option(
     "--batch",
-    default=8,
+    default=32,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Jobs an executor holds at once under a backlog of short jobs (sharing its transactions).",
+    help=(
+        "Jobs an executor holds at most under a backlog of short jobs (sharing its"
+        " transactions; about 250 ms of work at their average time). On PostgreSQL each"
+        " holds an advisory lock in its executor's transaction."
+    ),
 )
 @moved_option("--default-limit", "default_limit")
 @click.option(

@@ -630,12 +630,15 @@ class JobStore(ABC):
         """:meth:`begin_jobs`, and the rows of each of ``queries`` (reads the jobs make
         before their methods run), run after the check in the same round trip: the
         jobs then start without one more."""
-        in_sql, params = self.backend.in_ids("id", job_ids)
-        check = (f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params))
-        statements = [*self._run_locks(job_ids), check, *queries]
+        statements = [*self._run_locks(job_ids), self._check_jobs(job_ids, worker_id), *queries]
         results = cr.execute_together(statements, prepared=True)
         read = len(results) - len(queries)
         return {row[0] for row in results[read - 1]}, results[read:]
+
+    def _check_jobs(self, job_ids: Sequence[int], worker_id: str) -> tuple[str, Sequence[Any]]:
+        """The statement that gives those of ``job_ids`` still started by ``worker_id``."""
+        in_sql, params = self.backend.in_ids("id", job_ids)
+        return f"{self.check_jobs_sql} AND {in_sql}", (worker_id, *params)
 
     def _run_locks(self, job_ids: Sequence[int]) -> list[tuple[str, Sequence[Any]]]:
         """Statements that take the proof that the jobs' executor is alive, held until

@@ -421,10 +421,22 @@ class Executor:
                     skipped = [JobOutcome(job.id, Outcome.SKIPPED) for job in jobs]
                     self._send(Finished(message.db_index, skipped))
                     break
+                self._take_next_batches(message.db_index, jobs)
                 ran = self.run(message.db_index, jobs)
                 # the jobs its transaction took over come next (back as LOST or SKIPPED
                 # if it did not commit)
                 jobs, self.handed = [*self.handed, *jobs[ran:]], []
+
+    def _take_next_batches(self, db_index: int, jobs: list[jobstore.ClaimedJob]) -> None:
+        """Add to ``jobs`` those of the batches of the same database that came meanwhile
+        (the supervisor tops an executor's jobs up while it runs them): they run after
+        them, as they would anyway, and may share their transaction."""
+        while self.inbox:
+            message = self.inbox[0]
+            if not isinstance(message, Run) or message.db_index != db_index:
+                return
+            jobs.extend(message.jobs)
+            self.inbox.pop(0)
 
     def _drain_requested(self) -> bool:
         """Whether the supervisor asked to give back the jobs not begun (it is stopping:

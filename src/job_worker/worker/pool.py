@@ -148,16 +148,15 @@ class ExecutorPool:
 
     def wanting(self, per_executor: int) -> list[tuple[Child, int]]:
         """The executors that want jobs and how many: an idle one ``per_executor``; with
-        batches (``per_executor`` > 1), also a busy one whose queue ran below a batch, so
-        that its next batch waits for it rather than it for the next claim. Idle ones
-        come first."""
+        batches (``per_executor`` > 1), also a busy one whose queue ran down to half a
+        batch, so that its next batch waits for it rather than it for the next claim (and
+        a claim takes half a batch at least). Idle ones come first."""
         ready = [c for c in self.children.values() if c.ready and not c.kill_reason]
         idle = [(c, per_executor) for c in ready if not c.queue]
         if per_executor == 1:
             return idle
-        topping = [
-            (c, per_executor - len(c.queue)) for c in ready if 0 < len(c.queue) < per_executor
-        ]
+        half = per_executor // 2
+        topping = [(c, per_executor - len(c.queue)) for c in ready if 0 < len(c.queue) <= half]
         return idle + topping
 
     def busy(self) -> list[Child]:

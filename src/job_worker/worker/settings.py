@@ -16,9 +16,10 @@ class WorkerSettings:
     modules: tuple[str, ...] = ()
     #: executor processes, each running one job at a time
     concurrency: int = 2
-    #: jobs an executor holds at once while short jobs are due in a backlog (they share
-    #: its transactions, a savepoint each; see docs/worker.md)
-    batch: int = 8
+    #: jobs an executor holds at most while short jobs are due in a backlog (they share
+    #: its transactions, a savepoint each; about 250 ms of work at their average time; on
+    #: PostgreSQL an advisory lock each in the transaction; see docs/worker.md)
+    batch: int = 32
     #: only take jobs of these channels (empty: every channel)
     channels: tuple[str, ...] = ()
     #: seconds running jobs get to finish after SIGTERM/SIGINT

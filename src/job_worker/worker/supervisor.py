@@ -51,6 +51,9 @@ _logger = logging.getLogger(__name__)
 
 #: jobs shorter than this on average (seconds) are given to executors in batches
 BATCH_BELOW = 0.01
+#: the work (seconds) a batch holds at most, at the jobs' average time: very short jobs
+#: come in batches as large as ``--batch``, a batch of longer ones holds fewer
+BATCH_SPAN = 0.25
 #: longest sleep of the loop, so that nothing waits on a lost wake-up for long
 MAX_WAIT = 1.0
 #: how long owed state changes are retried at shutdown before the stale-job reclaim is
@@ -73,6 +76,15 @@ def _deal(jobs: list[Any], wanting: list[tuple[Child, int]]) -> list[tuple[Child
         if not dealt:
             break
     return [(child, share) for share, (child, _) in zip(shares, wanting, strict=True) if share]
+
+
+def _batch_size(most: int, job_time: float) -> int:
+    """Jobs an executor holds at once: ``most`` at most, about :data:`BATCH_SPAN` of
+    work at ``job_time`` (the jobs' average time), one for jobs of
+    :data:`BATCH_BELOW` or more."""
+    if job_time >= BATCH_BELOW:
+        return 1
+    return max(1, min(most, int(BATCH_SPAN / job_time) if job_time > 0 else most))
 
 
 def make_worker_id() -> str:
@@ -196,7 +208,7 @@ class Supervisor:
         for step in range(count):
             # batches only for short jobs: a long job would hold the rest of its batch back;
             # with short jobs an executor gets its next batch while it runs one
-            per_executor = self.settings.batch if self.job_time < BATCH_BELOW else 1
+            per_executor = _batch_size(self.settings.batch, self.job_time)
             wanting = self.pool.wanting(per_executor)
             if not wanting:
                 return
