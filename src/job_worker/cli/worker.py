@@ -38,7 +38,7 @@ from .main import split_modules
 )
 @click.option(
     "--batch",
-    default=32,
+    default=64,
     show_default=True,
     type=click.IntRange(min=1),
     help=(

@@ -19,7 +19,7 @@ class WorkerSettings:
     #: jobs an executor holds at most while short jobs are due in a backlog (they share
     #: its transactions, a savepoint each; about 250 ms of work at their average time; on
     #: PostgreSQL an advisory lock each in the transaction; see docs/worker.md)
-    batch: int = 32
+    batch: int = 64
     #: only take jobs of these channels (empty: every channel)
     channels: tuple[str, ...] = ()
     #: seconds running jobs get to finish after SIGTERM/SIGINT
