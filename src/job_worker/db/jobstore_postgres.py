@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .jobstore import (
+    _JSON_COLUMNS,
     CLAIM_COLUMNS,
     Candidate,
     ChannelBackoffState,
@@ -165,6 +166,17 @@ SELECT s.*, c.now FROM (SELECT timezone('UTC', clock_timestamp()) AS now) c
 """
 
 
+def _claim_columns(prefix: str, *, named: bool = False) -> str:
+    """What a claim returns of a job (:data:`CLAIM_COLUMNS`, those of ``prefix``), the
+    JSON columns as their text; ``named``: each under its own name."""
+    return ", ".join(
+        (f"{prefix}{c}::text AS {c}" if named else f"{prefix}{c}::text")
+        if c in _JSON_COLUMNS
+        else f"{prefix}{c}"
+        for c in CLAIM_COLUMNS
+    )
+
+
 def _line(channel: str, now: str, take: str, free: str) -> str:
     """A channel's line in a claim (`take`, `claim_plain`, `hand_off`): its best due jobs
     without a fair key, in order, locked one at a time up to `take` (SKIP LOCKED passes
@@ -218,12 +230,7 @@ UPDATE queue_job j
    SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
   FROM picked
  WHERE j.id = picked.id
-RETURNING {
-    ", ".join(
-        f"j.{c}::text" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
-        for c in CLAIM_COLUMNS
-    )
-}
+RETURNING {_claim_columns("j.")}
 """
 
 
@@ -285,12 +292,7 @@ WITH RECURSIVE channels(name) AS (
            write_date = clock.now
       FROM picked, clock
      WHERE j.id = picked.id
-    RETURNING {
-    ", ".join(
-        f"j.{c}::text AS {c}" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
-        for c in CLAIM_COLUMNS
-    )
-}
+    RETURNING {_claim_columns("j.", named=True)}
 )
 SELECT {", ".join(f"taken.{c}" for c in CLAIM_COLUMNS)},
        summary.now, summary.ruled, summary.backoff_until,
@@ -346,12 +348,7 @@ UPDATE queue_job j
        heartbeat = budget.now, write_date = budget.now
   FROM picked, budget
  WHERE j.id = picked.id
-RETURNING {
-    ", ".join(
-        f"j.{c}::text" if c in ("record_ids", "args", "kwargs", "context") else f"j.{c}"
-        for c in CLAIM_COLUMNS
-    )
-}
+RETURNING {_claim_columns("j.")}
 """
 
 
@@ -496,12 +493,7 @@ MARK_STARTED = f"""
 UPDATE queue_job
    SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
  WHERE id = ANY(%s::integer[]) AND state = 'pending'
-RETURNING {
-    ", ".join(
-        f"{c}::text" if c in ("record_ids", "args", "kwargs", "context") else c
-        for c in CLAIM_COLUMNS
-    )
-}
+RETURNING {_claim_columns("")}
 """
 
 # -- name: set_fair_cursor
