@@ -36,6 +36,9 @@ class Conn:
     def send(self, message: object) -> None:
         self.sent.append(message)
 
+    def poll(self) -> bool:
+        return False  # nothing more from the executor
+
 
 def child(slot: int, queued: int = 0) -> Child:
     made = Child(slot, process=None, conn=Conn(), ready=True)  # type: ignore[arg-type]
@@ -261,3 +264,54 @@ def test_an_executor_runs_the_batches_that_came_meanwhile_after_its_jobs_left():
     executor.inbox = [Drain(), Run(0, [job(8)])]
     executor._take_next_batches(0, jobs)
     assert len(jobs) == 5 and len(executor.inbox) == 2
+
+
+def test_jobs_taken_over_are_left_out_of_the_cancel_check_until_their_transaction_ended(
+    supervisor,
+):
+    """A check that read the jobs before the taking transaction committed would find
+    them not started yet, and kill the executor that began one right after the commit:
+    the job would stay started by a live worker, never to run."""
+    import ctypes
+
+    busy = child(0)
+    busy.current = ctypes.c_longlong(0)
+    supervisor.pool = pool_of(busy)
+    database = supervisor.databases[1]
+    checked: list[list[int]] = []
+
+    def tick(now: float, running) -> set[int]:
+        checked.append([j.id for j in running])
+        return {7} & {j.id for j in running}  # what a check before the commit reads
+
+    database.tick = tick  # type: ignore[method-assign]
+    supervisor.pool.dispatch(busy, 1, [job(1), job(2)], now=0.0)
+    supervisor._on_message(busy, Handing(1, 1, [job(7)]))
+    busy.current.value = 7  # the executor committed and began job 7 meanwhile
+    supervisor._enforce(time.monotonic())
+    assert checked[-1] == [1, 2] and busy.kill_reason is None
+    supervisor._on_message(busy, Finished(1, [JobOutcome(1, Outcome.DONE)]))
+    supervisor._enforce(time.monotonic())
+    assert checked[-1] == [7, 2]  # from its transaction's end, the database is right
+    assert busy.kill_reason == "cancelled"
+
+
+def test_a_job_whose_executor_was_killed_for_a_cancel_is_given_back_if_still_ours(supervisor):
+    """The change names this worker's started job: a no-op for a job really cancelled
+    or reclaimed, and the job back to pending if the check was wrong."""
+    import ctypes
+
+    busy = child(0)
+    busy.current = ctypes.c_longlong(0)
+    supervisor.pool = pool_of(busy)
+    supervisor.pool.dispatch(busy, 1, [job(1)], now=0.0)
+    busy.current.value = 1
+    busy.kill_reason = "cancelled"
+    busy.process = DeadProcess()  # type: ignore[assignment]
+    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
+    busy.conn.close = lambda: None  # type: ignore[attr-defined]
+    supervisor.databases[1].db.available = lambda now: False  # type: ignore[method-assign]
+    supervisor.stopping = True
+    supervisor._on_death(busy)
+    owed = supervisor.databases[1].recorder.pending
+    assert [(c.kind, c.job.id) for c in owed] == [("stop", 1)]

@@ -287,3 +287,29 @@ def test_a_worker_drains_a_limit_bound_channel_by_hand_offs_yet_serves_a_better_
     assert all(b[0] >= a[1] for a, b in itertools.pairwise(starts))  # one at a time
     dispatched = worker.log().count("given to executor")
     assert dispatched < 100  # most jobs came by hand-off, not by a claim of the supervisor
+
+
+@pytest.mark.timeout(120)
+def test_jobs_taken_over_survive_a_cancel_check_around_the_taking_commit(
+    registry, db_url, start_worker
+):
+    """A cancel check every few milliseconds reads jobs taken over by a transaction just
+    before it commits: such a read must not get the executor that runs them killed (the
+    job then stayed started by a live worker, never to run)."""
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    set_limit(registry, "root", 16)
+    enqueue(registry, "noop", count=10_000)
+    worker = start_worker(
+        "--concurrency", "2", "--batch", "8", "--cancel-check-interval", "0.005", *FAST
+    )
+    done = 0
+    while done < 10_000:  # progress, or a stuck job, seen within seconds
+        before = done
+        done = wait_for(
+            lambda before=before: (n := counts(registry).get("done", 0)) > before and n,
+            15,
+            f"progress past {before} done jobs",
+            interval=0.2,
+        )
+    assert "cancel_kill" not in worker.log() and "cancelled while running" not in worker.log()

@@ -68,6 +68,13 @@ from .main import split_modules
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between heartbeats.",
 )
+@click.option(
+    "--cancel-check-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between checks that running jobs were not cancelled meanwhile.",
+)
 @moved_option("--stale-after", "stale_seconds")
 @click.option(
     "--poll-interval",
@@ -107,6 +114,7 @@ def worker(
     channels: tuple[str, ...],
     grace: float,
     heartbeat_interval: float,
+    cancel_check_interval: float,
     poll_interval: float | None,
     maintenance_interval: float,
     max_backoff: float,
@@ -134,6 +142,7 @@ def worker(
             channels=tuple(channels),
             grace=grace,
             heartbeat_interval=heartbeat_interval,
+            cancel_check_interval=cancel_check_interval,
             poll_interval=poll_interval,
             maintenance_interval=maintenance_interval,
             max_backoff=max_backoff,

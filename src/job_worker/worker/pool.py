@@ -44,6 +44,10 @@ class RunningJob:
     job: ClaimedJob
     dispatched_at: float
     deadline: float | None
+    #: whether it is known to be started by this worker in the database: false for a
+    #: job taken over by an executor's transaction that has not said it ended (its
+    #: Finished), which a cancel check would see as not started yet
+    settled: bool = True
 
 
 @dataclass
@@ -178,8 +182,18 @@ class ExecutorPool:
         """``child``'s transaction took ``jobs`` over: it runs them after its first
         ``after`` jobs, before the others it has."""
         now = time.monotonic()
-        child.queue[after:after] = [RunningJob(db_index, job, now, None) for job in jobs]
+        child.queue[after:after] = [
+            RunningJob(db_index, job, now, None, settled=False) for job in jobs
+        ]
         child.handed += len(jobs)
+
+    @staticmethod
+    def transaction_ended(child: Child) -> None:
+        """The transaction of ``child`` that took jobs over (:meth:`take_over`) ended:
+        committed or not, what the database says of those jobs is true from now on
+        (they run next, or come back as not begun)."""
+        for running in child.queue:
+            running.settled = True
 
     def finish(self, child: Child, job_id: int, now: float) -> RunningJob | None:
         """The child is done with ``job_id`` (its first job); returns it."""

@@ -257,7 +257,9 @@ class Supervisor:
                 self.pool.kill(child, "timeout")
         for database in self.databases:
             mine = [c for c in self.pool.busy() if c.job and c.job.db_index == database.index]
-            taken = database.tick(now, [r.job for c in mine for r in c.queue])
+            # not the jobs a transaction took over before it ended: a check could read
+            # them before its commit, and kill the executor that runs them after it
+            taken = database.tick(now, [r.job for c in mine for r in c.queue if r.settled])
             for child in mine:
                 running = child.running
                 if running and running.job.id in taken and not child.kill_reason:
@@ -351,6 +353,7 @@ class Supervisor:
         database = self.databases[message.db_index]
         # the capacity of as many of them went to the jobs their transaction took over
         handed, child.handed = child.handed, 0
+        self.pool.transaction_ended(child)
         for done in message.outcomes:
             running = self.pool.finish(child, done.job_id, finished_at)
             if running is None:
@@ -390,7 +393,7 @@ class Supervisor:
             recorder = self.databases[running.db_index].recorder
             session_id = child.sessions.get(running.db_index)
             if reason == "timeout":
-                change: OwedChange | None = OwedChange(
+                change = OwedChange(
                     "timeout",
                     job,
                     f"job ran past its timeout of {job.timeout:g} s: executor {child.pid} killed",
@@ -399,14 +402,18 @@ class Supervisor:
             elif reason == "stop":
                 change = OwedChange("stop", job, "worker stopping: executor killed", session_id)
             elif reason == "cancelled":
-                change = None  # no longer ours: nothing to record
+                # no longer ours, as the cancel check read it: a no-op then (the change
+                # names this worker's started job); if that read was wrong, the job is
+                # given back rather than left started by a live worker, never to run
+                change = OwedChange(
+                    "stop", job, "executor killed: the job was taken away while it ran", session_id
+                )
             else:
                 change = OwedChange(
                     "died", job, f"executor process {child.pid} died (exit code {code})", session_id
                 )
-            if change is not None:
-                recorder.owe(change)
-                recorder.apply(time.monotonic())
+            recorder.owe(change)
+            recorder.apply(time.monotonic())
         elif reason is None:
             _logger.warning(
                 "executor %s (pid %s) died (exit code %s) while idle",
