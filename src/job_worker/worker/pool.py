@@ -1,10 +1,12 @@
 """The executor pool: child processes started once, replaced when they die.
 
 Executors come from a ``forkserver``: a small process started once, with the
-job modules imported, that forks each executor. Forking the supervisor
-itself would copy its connections and threads into the child; spawning a
-fresh interpreter per executor would cost a second each time one is
-replaced. A forked executor opens its own database connections.
+job modules and the database drivers imported (:func:`preloaded`), that forks
+each executor. Forking the supervisor itself would copy its connections and
+threads into the child; spawning a fresh interpreter per executor would cost a
+second each time one is replaced. A forked executor opens its own database
+connections. The fork server is launched first (:meth:`ExecutorPool.launch`):
+its imports overlap the supervisor's opening of its databases.
 
 A stop signal sent to the worker's whole process group (systemd, supervisord,
 Ctrl-C) reaches the fork server and the executors too; only the supervisor acts on
@@ -18,16 +20,21 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..db import driver_modules
 from ..db.jobstore import ClaimedJob
+from ..registry import Registry
 from . import executor
 from .protocol import HandOffs, Run, Stop
 from .settings import WorkerSettings
@@ -90,6 +97,18 @@ class Child:
         return None
 
 
+def preloaded(settings: WorkerSettings) -> list[str]:
+    """What the fork server imports once, so that no executor imports it after its
+    fork: the executor's code, the drivers of the worker's databases, the modules every
+    registry loads and the worker's own (``--load``)."""
+    drivers = [module for url in settings.databases for module in driver_modules(url)]
+    return list(
+        dict.fromkeys(
+            ["job_worker.worker.executor", *drivers, *Registry.builtin_modules, *settings.modules]
+        )
+    )
+
+
 class ExecutorPool:
     """``settings.concurrency`` executors, each running at most one job."""
 
@@ -97,14 +116,36 @@ class ExecutorPool:
         self.settings = settings
         self.worker_id = worker_id
         self.ctx: Any = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["job_worker.worker.executor", *settings.modules])
+        self.ctx.set_forkserver_preload(preloaded(settings))
         self.children: dict[int, Child] = {}
         #: whether executors may take jobs over themselves (shared with them)
         self.hand_offs = HandOffs.create(self.ctx, len(settings.databases))
 
+    def launch(self) -> None:
+        """Start the fork server without waiting for it: it imports what executors need
+        (:func:`preloaded`) while the supervisor goes on (opens its databases);
+        :meth:`start` waits for it."""
+        with self._stop_signals_blocked():
+            multiprocessing.forkserver.ensure_running()
+
     def start(self) -> None:
         for slot in range(self.settings.concurrency):
             self.spawn(slot)
+
+    @staticmethod
+    @contextmanager
+    def _stop_signals_blocked() -> Iterator[None]:
+        """While the fork server may be launched: the first start of an executor
+        launches it, as does any start after it died, and it inherits this thread's
+        signal mask across its exec (see the module's docstring). CPython's resource
+        tracker, launched first when it does not run, unblocks SIGINT/SIGTERM in this
+        thread once launched: so it is made to run before."""
+        resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, executor.STOP_SIGNALS)
+        try:
+            yield
+        finally:  # a signal that came meanwhile is delivered to the supervisor now
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def spawn(self, slot: int) -> Child:
         parent_end, child_end = self.ctx.Pipe()
@@ -114,16 +155,8 @@ class ExecutorPool:
             args=(child_end, self.settings, self.worker_id, current, self.hand_offs.values),
             name=f"job-worker-executor-{slot}",
         )
-        # The first start launches the fork server, as does any start after it died: it
-        # inherits this thread's signal mask across its exec (see the module's docstring).
-        # CPython's resource tracker, launched first when it does not run, unblocks
-        # SIGINT/SIGTERM in this thread once launched: so it is made to run before.
-        resource_tracker.ensure_running()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, executor.STOP_SIGNALS)
-        try:
+        with self._stop_signals_blocked():
             process.start()
-        finally:  # a signal that came meanwhile is delivered to the supervisor now
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child_end.close()
         child = Child(slot, process, parent_end, current=current, pid=process.pid)
         self.children[slot] = child

@@ -165,15 +165,18 @@ class Supervisor:
             len(self.databases),
             extra={"event": "worker.starting", "worker": self.worker_id, "version": __version__},
         )
+        # the fork server imports what the executors need while the databases open
+        self._install_signals()
+        self.pool.launch()
         for database in self.databases:  # a database that cannot be opened now is an error
             try:
                 database.open()
             except BaseException:
                 for opened in self.databases:
                     opened.stop()
+                signal.set_wakeup_fd(-1)
                 self._close_signal_pipe()
                 raise
-        self._install_signals()
         self.pool.start()
         try:
             while True:
