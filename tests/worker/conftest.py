@@ -22,9 +22,27 @@ def registry(make_registry) -> Registry:
     return registry
 
 
+#: whether the test's own call failed (set by the hook below, read by ``start_worker``)
+_CALL_FAILED = pytest.StashKey[bool]()
+
+#: lines of a worker's log shown when its test failed
+LOG_TAIL = 60
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture
-def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real workers on the test's database; every one is killed at the end."""
+def start_worker(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real workers on the test's database; every one is killed at the end. When
+    the test failed, the end of each worker's log is printed (the report shows it)."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, url: str | None = None, new_session: bool = False) -> WorkerProcess:
@@ -34,8 +52,13 @@ def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
         return worker
 
     yield start
+    failed = request.node.stash.get(_CALL_FAILED, False)
     for worker in started:
         worker.close()
+        if failed:
+            lines = worker.log_path.read_text(errors="replace").splitlines()
+            print(f"--- the last {LOG_TAIL} lines of {worker.log_path.name} (pid {worker.pid}) ---")
+            print("\n".join(lines[-LOG_TAIL:]))
         for pid in worker.executor_pids():
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from worker_helpers import FAST, query, set_limit, states, wait_for, worker_ready
+from worker_helpers import FAST, query, set_limit, states, unfinished, wait_for, worker_ready
 
 from job_worker import SUPERUSER_ID, api
 
@@ -74,12 +74,15 @@ def test_twenty_thousand_noop_jobs_drain_without_a_hang(registry, start_worker):
     deadline = time.monotonic() + 200
     while done < 20_000:
         before = done
-        done = wait_for(
-            lambda before=before: (n := states(registry).get("done", 0)) > before and n,
-            20,
-            f"progress past {before} done jobs",
-            interval=0.5,  # counting 20,000 rows is not free: look twice a second
-        )
+        try:
+            done = wait_for(
+                lambda before=before: (n := states(registry).get("done", 0)) > before and n,
+                20,
+                f"progress past {before} done jobs",
+                interval=0.5,  # counting 20,000 rows is not free: look twice a second
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; jobs not done: {unfinished(registry)}") from None
         assert time.monotonic() < deadline
     assert states(registry) == {"done": 20_000}
 
@@ -124,7 +127,9 @@ def test_chaos_kills_and_a_database_restart_lose_and_double_nothing(registry, st
         counts = _tolerant(lambda: states(registry)) or {}
         if counts.get("done", 0) == CHAOS_JOBS:
             break
-        assert time.monotonic() - began < 240, f"chaos run did not finish: {counts}"
+        assert time.monotonic() - began < 240, (
+            f"chaos run did not finish: {counts}; jobs not done: {_tolerant(lambda: unfinished(registry))}"
+        )
         if not restarted and counts.get("done", 0) > CHAOS_JOBS // 3:
             _restart_postgres()
             restarted = True

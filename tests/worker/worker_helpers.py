@@ -84,6 +84,16 @@ def states(registry: Registry) -> dict[str, int]:
     return dict(query(registry, "SELECT state, count(*) FROM queue_job GROUP BY state"))
 
 
+def unfinished(registry: Registry, limit: int = 10) -> list[tuple]:
+    """The first jobs not done, with who holds them: what a hung drain's failure shows."""
+    return query(
+        registry,
+        "SELECT id, state, worker_id, attempts, started_at, heartbeat FROM queue_job"
+        " WHERE state <> 'done' ORDER BY id LIMIT %s",
+        (limit,),
+    )
+
+
 class WorkerProcess:
     """A ``job-worker worker`` subprocess; with ``new_session``, the leader of a session
     and process group of its own, which receives a signal the way systemd, supervisord
