@@ -187,6 +187,43 @@ def test_a_claim_and_hand_offs_together_never_pass_the_limit(registry, store, cl
     assert started == [(3,)]
 
 
+def test_a_hand_off_reads_a_few_rows_however_many_jobs_of_its_channel_are_done(
+    registry, store, claim
+):
+    """The finished jobs are found by their ids. Found by their state and channel too, the
+    statement's kept plan, made while the channel had few done jobs, read every done job
+    of the channel at each hand-off: 4 ms instead of 0.7 after 8,000 of them."""
+    set_limit(registry, "root", 1)
+    enqueue(registry, "noop", count=2012)
+    query(registry, "ANALYZE queue_job")  # statistics of a channel without done jobs
+    query(
+        registry,
+        "UPDATE queue_job SET state = 'done' WHERE id IN"
+        " (SELECT id FROM queue_job ORDER BY id LIMIT 2000)",
+    )
+    [job] = claim(10)
+    session = store.session(role="executor")  # one connection: its statements prepared once
+    fetched = "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'queue_job'"
+    try:
+        for _ in range(10):  # past the executions a prepared statement plans for its values
+            cr = session.cursor(registry)
+            try:
+                cr.execute(fetched)
+                [(before,)] = cr.fetchall()
+                _marked, handed = store.finish_handing_off(
+                    cr, [(job.id, None, 0.0)], "w1", jobstore.HandOff("root", 1, 1)
+                )
+                cr.execute(fetched)
+                [(after,)] = cr.fetchall()
+                cr.commit()
+            finally:
+                cr.close()
+            assert after - before < 50, f"{after - before} rows read to hand one slot on"
+            [job] = handed
+    finally:
+        session.close()
+
+
 def test_sqlite_hands_nothing_over(registry, db_url):
     if is_postgres(db_url):
         pytest.skip("SQLite's store")
