@@ -224,6 +224,33 @@ def test_a_hand_off_reads_a_few_rows_however_many_jobs_of_its_channel_are_done(
         session.close()
 
 
+def test_jobs_a_claim_picked_are_marked_started_reading_a_few_rows_however_many_wait(
+    registry, store
+):
+    """The claim that serves fair channels marks the jobs it picked by their ids. Found
+    by their state too, its plan, made while few jobs were pending by the statistics,
+    read every pending job at each claim."""
+    query(registry, "ANALYZE queue_job")  # statistics of a queue without pending jobs
+    ids = enqueue(registry, "noop", count=2000, fair_key="tenant")
+    session = store.session(role="supervisor")
+    fetched = "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'queue_job'"
+    cr = session.cursor(registry)
+    try:
+        now = store.now(cr)
+        for picked in (ids[:4], ids[4:8], ids[8:9]):
+            cr.execute(fetched)
+            [(before,)] = cr.fetchall()
+            marked = store._mark_started(cr, picked, "w1", now)
+            cr.execute(fetched)
+            [(after,)] = cr.fetchall()
+            assert [job.id for job in marked] == picked
+            assert after - before < 50, f"{after - before} rows read to mark {len(picked)}"
+        cr.commit()
+    finally:
+        cr.close()
+        session.close()
+
+
 def test_sqlite_hands_nothing_over(registry, db_url):
     if is_postgres(db_url):
         pytest.skip("SQLite's store")

@@ -500,11 +500,15 @@ SELECT priority FROM queue_job
 """
 
 # -- name: mark_started
-# The jobs a claim that serves fair channels picked, marked started.
+# The jobs a claim that serves fair channels picked, marked started. They are found by
+# their ids: the state is written so that no index on pending jobs matches it (state is
+# never NULL). Written `state = 'pending'`, the claim's generic plan, made while few jobs
+# were pending by the statistics, went through such an index and filtered the ids: a
+# read of every pending job at each claim.
 MARK_STARTED = f"""
 UPDATE queue_job
    SET state = 'started', worker_id = %s, started_at = %s, heartbeat = %s, write_date = %s
- WHERE id = ANY(%s::integer[]) AND state = 'pending'
+ WHERE id = ANY(%s::integer[]) AND coalesce(state, '') = 'pending'
 RETURNING {_claim_columns("")}
 """
 
