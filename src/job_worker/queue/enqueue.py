@@ -26,9 +26,6 @@ _NOTIFIED_KEY = "queue.job.notified"
 #: keys of the job values that ``_job_store_values`` may not change
 PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "state", "uuid")
 
-#: the key of a transaction's lookups of its users' companies in ``cr.transaction_cache``
-_COMPANY_LOOKUPS = "enqueue.company_lookups"
-
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
@@ -239,15 +236,9 @@ def _look_up_companies(env: Any, delayables: list[Delayable], companies: dict[in
             and not job_env.context.get("allowed_company_ids")
             and "company" not in vars(job_env)  # env.company worked out already
         ):
-            lookups = cr.transaction_cache.get(_COMPANY_LOOKUPS)
-            if lookups is None:
-                lookups = cr.transaction_cache[_COMPANY_LOOKUPS] = {}
-            lookup = lookups.get(uid)
-            if lookup is None:
-                table = env["res.users"]._table
-                query = f'SELECT company_id FROM "{table}" WHERE id = %s'
-                lookup = lookups[uid] = cr.lookup(query, (uid,))
-            companies[uid] = lookup
+            # (the transaction's lookup of this user's company, if it made one already)
+            table = env["res.users"]._table
+            companies[uid] = cr.lookup(f'SELECT company_id FROM "{table}" WHERE id = %s', (uid,))
 
 
 def _create_edges(
