@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from worker_helpers import (
     FAST,
+    begun,
     enqueue,
     query,
     sample_until,
@@ -214,8 +215,8 @@ def test_jobs_of_a_killed_worker_are_completed_by_another(registry, start_worker
 def test_sigterm_lets_running_jobs_finish_and_exits_zero(registry, start_worker):
     set_limit(registry, "root", 4)
     enqueue(registry, "sleep_then_record", "job-{i}", 1.5, count=4)
-    worker = start_worker("--concurrency", "4", "--grace", "20", *FAST)
-    wait_for(lambda: states(registry).get("started") == 4, 30, "four jobs running")
+    worker = start_worker("--concurrency", "4", "--grace", "20", "--log-level", "debug", *FAST)
+    wait_for(lambda: begun(worker) == 4, 30, "four jobs running")
     worker.signal(signal.SIGTERM)
     assert worker.wait(25) == 0
     assert states(registry) == {"done": 4}

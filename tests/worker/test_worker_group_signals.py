@@ -14,6 +14,7 @@ import pytest
 from worker_helpers import (
     FAST,
     alive,
+    begun,
     enqueue,
     query,
     set_limit,
@@ -63,8 +64,10 @@ def test_group_signal_lets_running_jobs_finish_without_losing_an_attempt(
 ):
     set_limit(registry, "root", 4)
     enqueue(registry, "sleep_then_record", "job-{i}", 2, count=8)
-    worker = start_worker("--concurrency", "4", "--grace", "20", *FAST, new_session=True)
-    wait_for(lambda: states(registry).get("started") == 4, 30, "four jobs running")
+    worker = start_worker(
+        "--concurrency", "4", "--grace", "20", "--log-level", "debug", *FAST, new_session=True
+    )
+    wait_for(lambda: begun(worker) == 4, 30, "four jobs running")
     processes = worker.descendants()
     began = time.monotonic()
     worker.signal_group(signum)

@@ -84,6 +84,13 @@ def states(registry: Registry) -> dict[str, int]:
     return dict(query(registry, "SELECT state, count(*) FROM queue_job GROUP BY state"))
 
 
+def begun(worker: WorkerProcess) -> int:
+    """Jobs whose code the worker's executors began: its ``job.started`` lines (the
+    worker runs with ``--log-level debug``). A job ``started`` in the database may not
+    have begun yet, and a stop gives such a job back to pending."""
+    return worker.log().count("job.started:")
+
+
 def unfinished(registry: Registry, limit: int = 10) -> list[tuple]:
     """The first jobs not done, with who holds them: what a hung drain's failure shows."""
     return query(
