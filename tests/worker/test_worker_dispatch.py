@@ -317,6 +317,35 @@ def test_a_job_whose_executor_was_killed_for_a_cancel_is_given_back_if_still_our
     assert [(c.kind, c.job.id) for c in owed] == [("stop", 1)]
 
 
+def test_a_job_of_a_slot_s_run_whose_executor_died_counts_its_attempt_while_pending(
+    supervisor,
+):
+    """A slot's run took job 7 in the transaction its executor died in: the job is
+    pending again, never committed started. Its attempt counts all the same (a job that
+    kills its executor would otherwise die uncounted forever); the batch's own job is
+    given back."""
+    import ctypes
+
+    busy = child(0)
+    busy.current = ctypes.c_longlong(0)
+    supervisor.pool = pool_of(busy)
+    supervisor.pool.dispatch(busy, 1, [job(1)], now=0.0)
+    supervisor._on_message(busy, Handing(1, 1, [job(7), job(8)]))
+    busy.current.value = 7
+    busy.process = DeadProcess()  # type: ignore[assignment]
+    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
+    busy.conn.close = lambda: None  # type: ignore[attr-defined]
+    supervisor.databases[1].db.available = lambda now: False  # type: ignore[method-assign]
+    supervisor.stopping = True
+    supervisor._on_death(busy)
+    owed = supervisor.databases[1].recorder.pending
+    assert [(c.kind, c.job.id, c.expected_state) for c in owed] == [
+        ("stop", 1, "started"),
+        ("stop", 8, "started"),
+        ("died", 7, "pending"),
+    ]
+
+
 @pytest.mark.parametrize(
     "url", ["sqlite:///x.db", "postgresql://127.0.0.1:1/none?options=-csearch_path%3Dx"]
 )

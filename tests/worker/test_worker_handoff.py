@@ -10,7 +10,9 @@ import pytest
 from worker_helpers import FAST, enqueue, is_postgres, query, set_limit, wait_for
 from worker_helpers import states as counts
 
+from job_worker import SUPERUSER_ID, api
 from job_worker.db import jobstore
+from job_worker.worker import executor as executor_module
 from job_worker.worker.executor import Executor
 from job_worker.worker.protocol import Finished, Handing, HandOffs, Outcome, SessionOpened
 from job_worker.worker.settings import WorkerSettings
@@ -187,6 +189,83 @@ def test_a_claim_and_hand_offs_together_never_pass_the_limit(registry, store, cl
     assert started == [(3,)]
 
 
+def serial(jobs, take, default_limit=1):
+    """The hand-off of a slot's run: ``jobs`` (committed started) free their weight."""
+    return jobstore.HandOff(
+        jobs[0].channel, take, default_limit, tuple(job.id for job in jobs), serial=True
+    )
+
+
+def test_a_slot_s_run_takes_jobs_to_run_one_after_the_other_unseen_by_other_claims(
+    registry, store, claim
+):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=3)
+    [timed] = enqueue(registry, "noop", timeout=60)
+    last = enqueue(registry, "noop", count=2)
+    [first] = claim(10)
+    cr = registry.cursor()
+    try:
+        marked, taken = store.finish_handing_off(
+            cr, [(first.id, None, 0.0)], "w1", serial([first], 10)
+        )
+        # each fits in the slot alone; a job with a timeout ends the run (a batch of its own)
+        assert set(marked) == {first.id} and [job.id for job in taken] == ids[1:]
+        # the others see the slot held by the first job, and the jobs taken as pending
+        assert states(registry) == {
+            **dict.fromkeys([*ids, timed, *last], "pending"),
+            first.id: "started",
+        }
+        assert claim(10, worker_id="w2") == []
+        marked, taken = store.finish_handing_off(
+            cr, [(ids[1], None, 0.0), (ids[2], None, 0.0)], "w1", serial([first], 10)
+        )
+        assert set(marked) == {ids[1], ids[2]} and taken == []  # a timeout ends the run
+        # the end of the run hands the slot on: the job with a timeout, committed started
+        marked, handed = store.finish_handing_off(
+            cr, [], "w1", jobstore.HandOff("root", 1, 1, (first.id,))
+        )
+        assert [job.id for job in handed] == [timed]
+        cr.commit()
+    finally:
+        cr.close()
+    assert states(registry) == {
+        **dict.fromkeys(ids, "done"),
+        timed: "started",
+        **dict.fromkeys(last, "pending"),
+    }
+
+
+def test_a_slot_s_run_takes_no_job_heavier_than_its_slot_nor_past_a_lowered_limit(
+    registry, store, claim
+):
+    set_limit(registry, "root", 2)
+    [light] = enqueue(registry, "noop")
+    [other] = enqueue(registry, "noop")
+    [next_light] = enqueue(registry, "noop")
+    [heavy] = enqueue(registry, "noop", weight=2)
+    first, second = claim(10)
+    assert (first.id, second.id) == (light, other)
+    cr = registry.cursor()
+    try:
+        _marked, taken = store.finish_handing_off(
+            cr, [(first.id, None, 0.0)], "w1", serial([first], 10)
+        )
+        assert [job.id for job in taken] == [next_light]  # the heavy one stops the line
+        assert heavy not in {job.id for job in taken}
+    finally:
+        cr.close()
+    set_limit(registry, "root", 1)  # the other job fills the channel at its new limit
+    cr = registry.cursor()
+    try:
+        _marked, taken = store.finish_handing_off(
+            cr, [(first.id, None, 0.0)], "w1", serial([first], 10)
+        )
+        assert taken == []
+    finally:
+        cr.close()
+
+
 def test_a_hand_off_reads_a_few_rows_however_many_jobs_of_its_channel_are_done(
     registry, store, claim
 ):
@@ -314,8 +393,9 @@ def executor(db_url, store):
 
 
 def test_an_executor_allowed_to_hands_its_slot_on_and_says_so_before_it_commits(
-    registry, store, claim, executor
+    registry, store, claim, executor, monkeypatch
 ):
+    monkeypatch.setattr(executor_module, "COMMIT_EVERY", 0.0)  # no time for a slot's run
     set_limit(registry, "root", 1)
     ids = enqueue(registry, "noop", count=3)
     [first] = claim(10)
@@ -338,8 +418,9 @@ def test_an_executor_allowed_to_hands_its_slot_on_and_says_so_before_it_commits(
 
 
 def test_an_executor_hands_nothing_on_while_not_allowed_or_asked_to_drain(
-    registry, store, claim, executor
+    registry, store, claim, executor, monkeypatch
 ):
+    monkeypatch.setattr(executor_module, "COMMIT_EVERY", 0.0)
     set_limit(registry, "root", 1)
     ids = enqueue(registry, "noop", count=3)
     [first] = claim(10)
@@ -350,6 +431,57 @@ def test_an_executor_hands_nothing_on_while_not_allowed_or_asked_to_drain(
     executor.draining = True  # the worker stops: what it gives back, it does not take
     executor.run(0, [second])
     assert states(registry)[ids[2]] == "pending" and executor.handed == []
+
+
+def test_an_executor_runs_the_channel_s_next_jobs_in_its_transaction_then_hands_the_slot_on(
+    registry, store, claim, executor
+):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "record", "job-{i}", count=4)
+    [first] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    assert executor.run(0, [first]) == 1
+    *handings, finished = executor.conn.sent
+    assert all(isinstance(m, Handing) for m in handings) and isinstance(finished, Finished)
+    taken = [job.id for m in handings for job in m.jobs]
+    assert taken == ids[1:]
+    assert handings[0].after == 1  # each right after the jobs run so far
+    assert [o.job_id for o in finished.outcomes] == ids
+    assert all(o.outcome is Outcome.DONE for o in finished.outcomes)
+    assert set(states(registry).values()) == {"done"} and executor.handed == []
+    rows = query(
+        registry,
+        "SELECT started_at, completed_at FROM queue_job ORDER BY started_at",
+    )
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(rows))  # dated one at a time
+    effects = query(registry, "SELECT name FROM workerapp_effect ORDER BY id")
+    assert [name for (name,) in effects] == [f"job-{i}" for i in range(4)]
+
+
+def test_a_slot_s_run_gives_back_the_jobs_it_took_and_did_not_run_when_asked_to_drain(
+    registry, store, claim, executor
+):
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=4)
+    [first] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    asked = executor._drain_requested
+
+    def drain_after_the_take() -> bool:  # the supervisor stops while the run goes on
+        if any(isinstance(m, Handing) for m in executor.conn.sent):
+            executor.draining = True
+        return asked()
+
+    executor._drain_requested = drain_after_the_take
+    executor.run(0, [first])
+    finished = executor.conn.sent[-1]
+    assert isinstance(executor.conn.sent[0], Handing) and isinstance(finished, Finished)
+    outcomes = {o.job_id: o.outcome for o in finished.outcomes}
+    assert outcomes[first.id] is Outcome.DONE
+    lost = [job_id for job_id, outcome in outcomes.items() if outcome is Outcome.LOST]
+    assert lost and set(lost) <= set(ids[1:])
+    assert {states(registry)[job_id] for job_id in lost} == {"pending"}
+    assert query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'") == [(0,)]
 
 
 @pytest.mark.timeout(120)
@@ -399,3 +531,60 @@ def test_jobs_taken_over_survive_a_cancel_check_around_the_taking_commit(
             interval=0.2,
         )
     assert "cancel_kill" not in worker.log() and "cancelled while running" not in worker.log()
+
+
+@pytest.mark.timeout(120)
+def test_a_job_that_kills_its_executor_in_a_slot_s_run_has_its_attempts_counted(
+    registry, db_url, start_worker
+):
+    """The crash comes after a job of its channel, at a limit of 1: a slot's run takes
+    it, in a transaction that never commits. Each death counts an attempt all the
+    same, and the job fails once its retries are spent; the other jobs run once."""
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    set_limit(registry, "root", 1)
+    with registry.cursor() as cr:  # one commit: the first claim finds them all
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        for i in range(3):
+            task.with_delay().record(f"before-{i}")
+        crash = task.with_delay(max_retries=1).crash().id
+        for i in range(3):
+            task.with_delay().record(f"after-{i}")
+    worker = start_worker("--concurrency", "1", *FAST)
+    wait_for(lambda: counts(registry) == {"done": 6, "failed": 1}, 60, "the jobs, the crash failed")
+    [(attempts, exc_name)] = query(
+        registry, "SELECT attempts, exc_name FROM queue_job WHERE id = %s", (crash,)
+    )
+    assert (attempts, exc_name) == (2, "job_worker.exceptions.WorkerDiedJobError")
+    deaths = [line for line in worker.log().splitlines() if "(died)" in line]
+    assert len(deaths) == 2 and "now pending" in deaths[0] and "now failed" in deaths[1]
+    effects = query(registry, "SELECT name FROM workerapp_effect ORDER BY name")
+    assert [name for (name,) in effects] == sorted(
+        [*(f"before-{i}" for i in range(3)), *(f"after-{i}" for i in range(3))]
+    )
+
+
+@pytest.mark.timeout(120)
+def test_slots_runs_of_several_executors_never_pass_the_channel_s_limit(
+    registry, db_url, start_worker
+):
+    """Four executors drain a channel limited to 2 by slots' runs: the database never
+    shows more than 2 jobs started, and the jobs' own dates never overlap more than 2
+    deep (a run's jobs are dated when their code ran, not when their batch was written)."""
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    set_limit(registry, "root", 2)
+    enqueue(registry, "noop", count=3_000)
+    start_worker("--concurrency", "4", *FAST)
+    most = 0
+    while (done := counts(registry).get("done", 0)) < 3_000:
+        [(started,)] = query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")
+        most = max(most, started)
+        assert started <= 2, f"{started} jobs started with {done} done"
+    rows = query(registry, "SELECT started_at, completed_at FROM queue_job")
+    events = sorted([(start, 1) for start, _ in rows] + [(end, -1) for _, end in rows])
+    depth = deepest = 0
+    for _at, step in events:  # an end at the same instant as a start comes first
+        depth += step
+        deepest = max(deepest, depth)
+    assert most >= 1 and deepest <= 2

@@ -116,8 +116,8 @@ def test_chaos_kills_and_a_database_restart_lose_and_double_nothing(registry, st
     set_limit(registry, "root", 6)
     with registry.cursor() as cr:
         task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
-        for i in range(CHAOS_JOBS):
-            task.with_delay(max_retries=0).record(f"job-{i}")
+        for i in range(CHAOS_JOBS):  # 20 ms each: the run lasts for several kills
+            task.with_delay(max_retries=0).sleep_then_record(f"job-{i}", 0.02)
     steady = [start_worker("--concurrency", "2", *FAST) for _ in range(2)]
     victim = start_worker("--concurrency", "2", *FAST)
     rng = random.Random(4)

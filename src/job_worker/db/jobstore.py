@@ -125,16 +125,33 @@ class ClaimedJob:
         return call
 
 
+#: a job that ran to its end, for :meth:`JobStore.finish`: ``(id, result as JSON text,
+#: duration)``, or with ``(seconds since its code ended, whether a slot's run took it)``
+#: (see :class:`HandOff`): its completion is then dated when its code ended, and the
+#: start of a job a slot's run took when its code began
+FinishedRow = (
+    tuple[int, str | None, float | None] | tuple[int, str | None, float | None, float, bool]
+)
+
+
 @dataclass(frozen=True)
 class HandOff:
     """The capacity that the jobs finishing in a transaction free in their channel,
     handed in that transaction to the channel's next due jobs (:meth:`JobStore.finish`):
     at most ``jobs`` of them, within the channel's limit (``default_limit`` for a channel
-    without a ``queue.limit`` row)."""
+    without a ``queue.limit`` row).
+
+    ``freeing``: the jobs whose weight is freed, those whose start was committed (None:
+    all the finished ones). ``serial``: a slot's run: the jobs taken are to run one
+    after the other in this same transaction, each in the weight freed on its own, and
+    the transaction hands the slot on (a hand-off that is not serial) before it commits;
+    until then no other transaction sees them started."""
 
     channel: str
     jobs: int
     default_limit: int
+    freeing: tuple[int, ...] | None = None
+    serial: bool = False
 
 
 @dataclass
@@ -675,7 +692,7 @@ class JobStore(ABC):
     def finish(
         self,
         cr: Cursor,
-        finished: Sequence[tuple[int, str | None, float | None]],
+        finished: Sequence[FinishedRow],
         worker_id: str | None,
     ) -> dict[int, bool]:
         """started -> done for ``(job_id, result as JSON text, duration)``, in one round
@@ -684,7 +701,7 @@ class JobStore(ABC):
     def finish_handing_off(
         self,
         cr: Cursor,
-        finished: Sequence[tuple[int, str | None, float | None]],
+        finished: Sequence[FinishedRow],
         worker_id: str,
         hand_off: HandOff,
     ) -> tuple[dict[int, bool], list[ClaimedJob]]:

@@ -41,6 +41,7 @@ from .jobstore import (
     ClaimedJob,
     FailingJob,
     FairRow,
+    FinishedRow,
     HandOff,
     JobStore,
     Listener,
@@ -185,26 +186,32 @@ def _claim_columns(prefix: str, *, named: bool = False) -> str:
     )
 
 
-def _line(channel: str, now: str, take: str, free: str) -> str:
+def _line(channel: str, now: str, take: str, free: str, *, serial: bool = False) -> str:
     """A channel's line in a claim (`take`, `claim_plain`, `hand_off`): its best due jobs
     without a fair key, in order, locked one at a time up to `take` (SKIP LOCKED passes
     over jobs another transaction is changing), cut where their weights stop fitting in
     `free` (the longest run whose weights fit: a job that does not fit stops the line).
-    Each argument is SQL (a column of the statement, or a parameter); the statement
-    formats `{rows}` (see `take`)."""
+    ``serial``: the jobs are to run one after the other in `free` (the hand-off of a
+    slot's run, see `hand_off`): each must fit in it alone, and a job with a timeout
+    stops the line (it runs in a transaction of its own). Each argument is SQL (a column
+    of the statement, or a parameter); the statement formats `{rows}` (see `take`)."""
+    fit = "max" if serial else "sum"
+    timeout, timed = (", timeout", " AND NOT fitting.timed") if serial else ("", "")
+    window = "OVER (ORDER BY b.priority, b.scheduled_at, b.id)"
+    flags = f", bool_or(b.timeout > 0) {window} AS timed" if serial else ""
     return f"""
         SELECT * FROM (
-            SELECT b.*, sum(b.weight) OVER (ORDER BY b.priority, b.scheduled_at, b.id) AS used
+            SELECT b.*, {fit}(b.weight) {window} AS used{flags}
               FROM (
                 SELECT * FROM (
-                    SELECT id, priority, scheduled_at, weight FROM queue_job
+                    SELECT id, priority, scheduled_at, weight{timeout} FROM queue_job
                      WHERE state = 'pending' AND channel = {channel} AND fair_key = ''
                        AND scheduled_at <= {now}
                      ORDER BY priority, scheduled_at, id
                      LIMIT {{rows}}
                      FOR UPDATE SKIP LOCKED) best
                  LIMIT {take}) b) fitting
-         WHERE fitting.used <= {free}"""
+         WHERE fitting.used <= {free}{timed}"""
 
 
 # -- name: take
@@ -331,8 +338,13 @@ SELECT {", ".join(f"taken.{c}" for c in CLAIM_COLUMNS)},
 # channel in the WHERE clause, a plan made while the channel had few done jobs (the
 # statement is prepared, its plan kept) read them through the (channel, state) index
 # and filtered the ids, a walk of every done job of the channel at each hand-off.
-# Parameters: channel, default limit, finished ids, worker id, take; {rows} as in `take`.
-HAND_OFF = f"""
+# A slot's run (`serial`): the jobs taken run one after the other in the transaction
+# that took them, each alone in the weight freed (see `_line`); that transaction hands the
+# slot on (this statement, not serial) before it commits, so no other transaction ever
+# sees them started: to the others the slot is still held by the jobs that freed it.
+# Parameters: channel, default limit, finished ids (the jobs whose weight is freed: those
+# whose start was committed), worker id, take; {rows} as in `take`; {line}: the line.
+HAND_OFF = """
 WITH rules AS (
     SELECT coalesce(l."limit", %(default_limit)s::int) AS lim,
            coalesce(l.rates, '') <> '' OR coalesce(l.rate_limit, 0) > 0 AS rated,
@@ -353,19 +365,19 @@ WITH rules AS (
              WHERE k.state = 'pending' AND k.channel = %(channel)s AND k.fair_key <> '') IS NULL
 ), picked AS (
     SELECT j.id
-      FROM budget, LATERAL ({_line("%(channel)s", "budget.now", "%(take)s", "budget.free")}) j
+      FROM budget, LATERAL ({line}) j
 )
 UPDATE queue_job j
    SET state = 'started', worker_id = %(worker_id)s, started_at = budget.now,
        heartbeat = budget.now, write_date = budget.now
   FROM picked, budget
  WHERE j.id = picked.id
-RETURNING {_claim_columns("j.")}
+RETURNING {columns}
 """
 
 
 def _finish_statement(
-    finished: Sequence[tuple[int, str | None, float | None]], worker_id: str | None
+    finished: Sequence[FinishedRow], worker_id: str | None
 ) -> tuple[str, Sequence[Any]]:
     return FINISH, (json.dumps(finished), worker_id, worker_id)
 
@@ -382,8 +394,9 @@ def _marked(rows: list[Any]) -> dict[int, bool]:
 
 
 @lru_cache(maxsize=16)
-def _hand_off_sql(rows: int) -> str:
-    return HAND_OFF.format(rows=rows)
+def _hand_off_sql(rows: int, serial: bool) -> str:
+    line = _line("%(channel)s", "budget.now", "%(take)s", "budget.free", serial=serial)
+    return HAND_OFF.format(line=line.format(rows=rows), columns=_claim_columns("j."))
 
 
 @lru_cache(maxsize=16)
@@ -573,15 +586,23 @@ UPDATE queue_job SET state = 'started', worker_id = %s,
 """
 
 # -- name: finish
-# started -> done for the jobs of a batch, in one statement: `[id, result, duration]`
-# for each job in a JSON array (the result as a JSON string holding the result's JSON
-# text, or null: one parameter, far cheaper to quote than arrays); the rows marked, each
-# with whether the job has dependents.
+# started -> done for the jobs of a batch, in one statement: `[id, result, duration,
+# ago, serial]` for each job in a JSON array (the result as a JSON string holding the
+# result's JSON text, or null: one parameter, far cheaper to quote than arrays); the rows
+# marked, each with whether the job has dependents. `ago` (optional): the seconds since
+# the job's code ended, so that its completion is dated when it was, not when its batch
+# is written; `serial` (optional): the job was taken in this transaction, in a slot's
+# run (see `hand_off`), and began when its code did (its duration before its end).
 FINISH = """
 UPDATE queue_job j SET state = 'done', result = f.result::jsonb, duration = f.duration,
-       completed_at = timezone('UTC', statement_timestamp()),
+       completed_at = f.ended,
+       started_at = CASE WHEN f.serial THEN f.ended - f.duration * interval '1 second'
+                         ELSE j.started_at END,
        write_date = timezone('UTC', statement_timestamp())
-  FROM (SELECT (e->>0)::integer AS id, e->>1 AS result, (e->>2)::float8 AS duration
+  FROM (SELECT (e->>0)::integer AS id, e->>1 AS result, (e->>2)::float8 AS duration,
+               timezone('UTC', statement_timestamp())
+                 - coalesce((e->>3)::float8, 0) * interval '1 second' AS ended,
+               coalesce((e->>4)::boolean, false) AS serial
           FROM json_array_elements(%s::json) AS e) f
  WHERE j.id = f.id AND j.state = 'started' AND (%s::text IS NULL OR j.worker_id = %s)
 RETURNING j.id, j.has_dependents
@@ -1217,7 +1238,7 @@ class PostgresJobStore(JobStore):
     def finish(
         self,
         cr: Cursor,
-        finished: Sequence[tuple[int, str | None, float | None]],
+        finished: Sequence[FinishedRow],
         worker_id: str | None,
     ) -> dict[int, bool]:
         statement = _finish_statement(finished, worker_id)
@@ -1230,19 +1251,21 @@ class PostgresJobStore(JobStore):
     def finish_handing_off(
         self,
         cr: Cursor,
-        finished: Sequence[tuple[int, str | None, float | None]],
+        finished: Sequence[FinishedRow],
         worker_id: str,
         hand_off: HandOff,
     ) -> tuple[dict[int, bool], list[ClaimedJob]]:
         statements = [(GENERIC_PLANS, ()), _finish_statement(finished, worker_id)]
+        freeing = [row[0] for row in finished] if hand_off.freeing is None else hand_off.freeing
         values = {
             "channel": hand_off.channel,
             "default_limit": hand_off.default_limit,
-            "finished": _id_array([job_id for job_id, _result, _duration in finished]),
+            "finished": _id_array(freeing),
             "worker_id": worker_id,
             "take": hand_off.jobs,
         }
-        statements.append(_positional(_hand_off_sql(_power_of_two(hand_off.jobs)), values))
+        sql = _hand_off_sql(_power_of_two(hand_off.jobs), hand_off.serial)
+        statements.append(_positional(sql, values))
         _plans, rows, handed = cr.execute_together(statements, prepared=True)
         jobs = [ClaimedJob.from_row(row) for row in handed]
         jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))

@@ -46,6 +46,7 @@ from .jobstore import (
     ClaimedJob,
     FailingJob,
     FairRow,
+    FinishedRow,
     JobStore,
     Listener,
     Session,
@@ -685,14 +686,15 @@ class SqliteJobStore(JobStore):
     def finish(
         self,
         cr: Cursor,
-        finished: Sequence[tuple[int, str | None, float | None]],
+        finished: Sequence[FinishedRow],
         worker_id: str | None,
     ) -> dict[int, bool]:
         now = clock()
         marked = {}
-        for job_id, result, duration in finished:  # no round trips to save on a file
+        for job_id, result, duration, *timing in finished:  # no round trips to save on a file
+            ended = now - timedelta(seconds=timing[0]) if timing else now
             cr.execute(
-                FINISH, (result, duration, now, now, job_id, worker_id, worker_id), write=True
+                FINISH, (result, duration, ended, now, job_id, worker_id, worker_id), write=True
             )
             row = cr.fetchone()
             if row is not None:

@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import re
 import traceback as tb
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..db.jobstore import ClaimedJob, FailingJob, FailureRecord, HandOff, JobStore, job_store
+from ..db.jobstore import (
+    ClaimedJob,
+    FailingJob,
+    FailureRecord,
+    FinishedRow,
+    HandOff,
+    JobStore,
+    job_store,
+)
 from ..exceptions import ChannelBackoff, DependencyFailedError, FailedJobError, RetryableJobError
 from ..orm.fields import json_text, storable_text
 from . import config
@@ -133,13 +141,16 @@ def mark_done_many(
     finished: Sequence[tuple[int, Any, float | None]],
     *,
     worker_id: str | None = None,
+    timing: Mapping[int, tuple[float, bool]] | None = None,
 ) -> set[int]:
     """started -> done for jobs that ran in one transaction, each ``(job_id, result,
     duration)``, in one round trip, with the cascade to their dependents. Returns the
-    ids marked: a job no longer started (by ``worker_id``) is left alone."""
+    ids marked: a job no longer started (by ``worker_id``) is left alone. ``timing``:
+    per job, the seconds since its code ended, and whether a slot's run took it (see
+    :data:`~job_worker.db.jobstore.FinishedRow`)."""
     if not finished:
         return set()
-    rows = [(job_id, _result_text(result), duration) for job_id, result, duration in finished]
+    rows = _finished_rows(finished, timing)
     return _finished(cr, finished, _store(cr).finish(cr, rows, worker_id))
 
 
@@ -149,14 +160,27 @@ def mark_done_handing_off(
     *,
     worker_id: str,
     hand_off: HandOff,
+    timing: Mapping[int, tuple[float, bool]] | None = None,
 ) -> tuple[set[int], list[ClaimedJob]]:
     """:func:`mark_done_many` for a worker's jobs of one channel, and the capacity they
     free handed to the channel's next due jobs, marked started by ``worker_id`` in this
     transaction (:meth:`~job_worker.db.jobstore.JobStore.finish_handing_off`): the ids
     marked, and the jobs taken, in order."""
-    rows = [(job_id, _result_text(result), duration) for job_id, result, duration in finished]
+    rows = _finished_rows(finished, timing)
     marked, handed = _store(cr).finish_handing_off(cr, rows, worker_id, hand_off)
     return _finished(cr, finished, marked), handed
+
+
+def _finished_rows(
+    finished: Sequence[tuple[int, Any, float | None]],
+    timing: Mapping[int, tuple[float, bool]] | None,
+) -> list[FinishedRow]:
+    if not timing:
+        return [(job_id, _result_text(result), duration) for job_id, result, duration in finished]
+    return [
+        (job_id, _result_text(result), duration, *timing[job_id])
+        for job_id, result, duration in finished
+    ]
 
 
 def _finished(

@@ -142,13 +142,22 @@ class Executor:
         each, and report their outcomes once it ended (one :class:`~.protocol.Finished`).
         A job with a timeout is a batch of one; a batch of short jobs stops before a job
         with a timeout, at a drain request, or once its transaction is
-        :data:`COMMIT_EVERY` old. Returns how many jobs it ran or gave back (at least
-        one).
+        :data:`COMMIT_EVERY` old. Returns how many of ``jobs`` it ran or gave back (at
+        least one).
 
         Three round trips for the whole batch on PostgreSQL: the jobs begin together,
         the done states are written together, then the commit. A job's savepoint opens
         only if the job talks to the database. Jobs the transaction took over
-        (:meth:`_hand_off`) are left in :attr:`handed`, to run next."""
+        (:meth:`_hand_off`) are left in :attr:`handed`, to run next.
+
+        A batch of short jobs that holds its channel's capacity while nothing but
+        limits holds jobs back goes on as a slot's run, in the same transaction: each
+        round trip marks the jobs run so far done and takes the channel's next ones,
+        which run one after the other in the weight the batch holds (marked started in
+        this transaction only: to any other, the batch's own jobs still hold that weight),
+        until the transaction is :data:`COMMIT_EVERY` old; it then hands the capacity on
+        as above, and commits. A channel at its limit drains a commit per transaction,
+        not per job."""
         registry = self.registry(db_index)
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
@@ -156,12 +165,16 @@ class Executor:
         self._report_session(db_index, session)
         timed = jobs[0].timeout > 0
         batch = [jobs[0]] if timed else list(itertools.takewhile(_short, jobs))
+        given = len(batch)  # those of ``jobs``; a slot's run adds the jobs it takes
         outcomes: list[JobOutcome] = []  # in the order of ``batch``
         finished: list[tuple[int, Any, float]] = []  # ran to the end: marked done together
+        ended: dict[int, float] = {}  # when each finished job's code ended
+        marked: set[int] = set()  # finished jobs marked done already (a slot's run)
         committed: list[tuple[int, Any, float]] = []
         running: jobstore.ClaimedJob | None = None
         begun = False
-        commit_at = time.monotonic() + COMMIT_EVERY
+        opened = time.monotonic()
+        commit_at = opened + COMMIT_EVERY
         try:
             # the jobs' records are looked up with the begin, in the same round trip
             lookup = _RecordsLookup(registry, batch)
@@ -172,30 +185,44 @@ class Executor:
             begun = True
             if timed and ours:  # the timeout runs from here, not from the dispatch
                 self._send(Began(db_index, batch[0].id))
-            for job in batch:
-                if outcomes and (time.monotonic() >= commit_at or self._drain_requested()):
+            rolled_back = False
+            while True:
+                for job in batch[len(outcomes) :]:
+                    if outcomes and (time.monotonic() >= commit_at or self._drain_requested()):
+                        break
+                    if job.id not in ours:  # cancelled, set by hand or reclaimed before its turn
+                        outcomes.append(JobOutcome(job.id, Outcome.LOST))
+                        continue
+                    running = job
+                    existing = lookup.existing(job, cr.sql_count)
+                    outcomes.append(self._run_in_savepoint(cr, job, finished, existing))
+                    ended[job.id] = time.monotonic()
+                    running = None
+                slot = self._hand_off(db_index, batch, given, outcomes, finished, commit_at)
+                if slot is None:
                     break
-                if job.id not in ours:  # cancelled, set by hand or reclaimed before its turn
-                    outcomes.append(JobOutcome(job.id, Outcome.LOST))
-                    continue
-                running = job
-                existing = lookup.existing(job, cr.sql_count)
-                outcomes.append(self._run_in_savepoint(cr, job, finished, existing))
-                running = None
-            hand_off = self._hand_off(db_index, batch, outcomes, finished)
-            if hand_off is None:
-                marked = states.mark_done_many(cr, finished, worker_id=self.worker_id)
-            else:
-                marked, self.handed = states.mark_done_handing_off(
-                    cr, finished, worker_id=self.worker_id, hand_off=hand_off
+                unmarked = [row for row in finished if row[0] not in marked]
+                newly, taken = states.mark_done_handing_off(
+                    cr,
+                    unmarked,
+                    worker_id=self.worker_id,
+                    hand_off=slot,
+                    timing=self._timing(unmarked, ended, batch[given:]),
                 )
-                if self.handed:  # told before the commit: a death right then loses nothing
-                    self._send(Handing(db_index, len(outcomes), self.handed))
-            if len(marked) == len(finished):
-                cr.commit()
-                committed = finished
-            else:
-                outcomes = self._give_back(cr, batch, outcomes, finished, marked)
+                if len(newly) < len(unmarked):  # a job of the batch was taken away meanwhile
+                    outcomes = self._give_back(cr, batch, given, outcomes, finished, newly)
+                    rolled_back = True
+                    break
+                marked |= newly
+                if not taken:
+                    break
+                self._send(Handing(db_index, len(outcomes), taken))  # before they run
+                batch.extend(taken)
+                ours.update(job.id for job in taken)
+            if not rolled_back:
+                outcomes, committed = self._end(
+                    db_index, cr, batch, given, outcomes, finished, ended, marked
+                )
         except Exception as exc:
             # the connection broke, or the commit failed: nothing of the batch committed
             cr.close()
@@ -208,7 +235,9 @@ class Executor:
                 outcomes = [JobOutcome(job.id, Outcome.SKIPPED) for job in batch]
             else:
                 ran = batch[: len(outcomes) + (running is not None)] if begun else batch
-                outcomes = self._record_all(db_index, ran, _report(exc, session))
+                outcomes = self._record_all(db_index, ran[:given], _report(exc, session))
+                # a slot's run took them in this transaction: pending again, as they were
+                outcomes += [JobOutcome(job.id, Outcome.LOST) for job in batch[given:]]
         finally:
             cr.close()  # rolls back whatever is left of the transaction
         self._send(Finished(db_index, outcomes))
@@ -216,20 +245,79 @@ class Executor:
             by_id = {job.id: job for job in batch}
             for job_id, _result, duration in committed:
                 _log_done(by_id[job_id], duration)
-        return len(outcomes)
+        return min(len(outcomes), given)
+
+    def _end(
+        self,
+        db_index: int,
+        cr: Any,
+        batch: list[jobstore.ClaimedJob],
+        given: int,
+        outcomes: list[JobOutcome],
+        finished: list[tuple[int, Any, float]],
+        ended: dict[int, float],
+        marked: set[int],
+    ) -> tuple[list[JobOutcome], list[tuple[int, Any, float]]]:
+        """End the batch's transaction: the jobs a slot's run took and did not run go
+        back to pending; the finished jobs not marked yet are marked done, their
+        capacity handed on where it may be; commit. The outcomes, and the jobs
+        committed done."""
+        serial = batch[given:]
+        left = serial[len(outcomes) - given :] if len(outcomes) >= given else []
+        if left:  # its time was up, or the worker stops: never committed started
+            states.return_to_pending(cr, [job.id for job in left], worker_id=self.worker_id)
+            outcomes.extend(JobOutcome(job.id, Outcome.LOST) for job in left)
+        unmarked = [row for row in finished if row[0] not in marked]
+        timing = self._timing(unmarked, ended, serial)
+        hand_off = self._hand_off(db_index, batch, given, outcomes, finished)
+        if hand_off is None:
+            newly = states.mark_done_many(cr, unmarked, worker_id=self.worker_id, timing=timing)
+        else:
+            newly, self.handed = states.mark_done_handing_off(
+                cr, unmarked, worker_id=self.worker_id, hand_off=hand_off, timing=timing
+            )
+            if self.handed:  # told before the commit: a death right then loses nothing
+                self._send(Handing(db_index, len(outcomes), self.handed))
+        if len(newly) < len(unmarked):
+            return self._give_back(cr, batch, given, outcomes, finished, marked | newly), []
+        cr.commit()
+        return outcomes, finished
+
+    @staticmethod
+    def _timing(
+        finished: Sequence[tuple[int, Any, float]],
+        ended: dict[int, float],
+        serial: Sequence[jobstore.ClaimedJob],
+    ) -> dict[int, tuple[float, bool]]:
+        """For each of ``finished``: the seconds since its code ended, and whether a
+        slot's run took it (see :data:`~job_worker.db.jobstore.FinishedRow`)."""
+        now = time.monotonic()
+        taken = {job.id for job in serial}
+        return {row[0]: (max(now - ended[row[0]], 0.0), row[0] in taken) for row in finished}
 
     def _hand_off(
         self,
         db_index: int,
         batch: Sequence[jobstore.ClaimedJob],
+        given: int,
         outcomes: Sequence[JobOutcome],
         finished: Sequence[tuple[int, Any, float]],
+        commit_at: float | None = None,
     ) -> jobstore.HandOff | None:
         """What the batch's finished jobs may hand on to the next jobs of their channel
         (all of one channel, the whole batch run), if the supervisor allows it now: it
         does while nothing but channels' limits holds jobs back (its last claim took
-        every due job it could), and not once it stops."""
-        if not finished or len(outcomes) < len(batch) or self.hand_offs is None:
+        every due job it could), and not once it stops. The weight handed is that of
+        the batch's own jobs (``batch[:given]``, started by a commit) that finished.
+
+        ``commit_at``: a slot's run (:attr:`~job_worker.db.jobstore.HandOff.serial`),
+        asked for jobs that fit in the time left before the transaction commits; none
+        after a job with a timeout (its deadline holds until its transaction ends)."""
+        if len(outcomes) < len(batch) or self.hand_offs is None:
+            return None
+        done = {row[0] for row in finished}
+        freeing = tuple(job.id for job in batch[:given] if job.id in done)
+        if not freeing:
             return None
         default_limit = self.hand_offs.granted(db_index, time.monotonic())
         if default_limit is None or self._drain_requested():
@@ -237,7 +325,14 @@ class Executor:
         channels = {job.channel for job in batch}
         if len(channels) != 1:
             return None
-        return jobstore.HandOff(channels.pop(), len(finished), default_limit)
+        if commit_at is None:
+            return jobstore.HandOff(channels.pop(), len(freeing), default_limit, freeing)
+        now = time.monotonic()
+        if now >= commit_at or any(job.timeout > 0 for job in batch):
+            return None
+        each = (now - (commit_at - COMMIT_EVERY)) / len(outcomes)  # a job, round trips included
+        take = max(1, min(self.settings.batch, int((commit_at - now) / max(each, 1e-4))))
+        return jobstore.HandOff(channels.pop(), take, default_limit, freeing, serial=True)
 
     def _run_in_savepoint(
         self,
@@ -282,14 +377,16 @@ class Executor:
         self,
         cr: Any,
         batch: list[jobstore.ClaimedJob],
+        given: int,
         outcomes: list[JobOutcome],
         finished: list[tuple[int, Any, float]],
         marked: set[int],
     ) -> list[JobOutcome]:
         """A job of the batch ran to its end, but was cancelled or set by hand before its
         done state could be written: its writes are in the batch's transaction, so none
-        of the batch may commit. Roll back: that job is no longer ours; the others go
-        back to pending, uncounted, and run again."""
+        of the batch may commit. Roll back: that job is no longer ours; the batch's other
+        jobs go back to pending, uncounted, and run again; those a slot's run took are
+        pending again by the rollback itself."""
         cr.rollback()
         overtaken = {job_id for job_id, _result, _duration in finished} - marked
         if len(batch) > 1:
@@ -299,9 +396,12 @@ class Executor:
                 len(overtaken),
                 extra={"event": "batch.rolled_back", "job_ids": sorted(overtaken)},
             )
+        taken = {job.id for job in batch[given:]}
         return [
             JobOutcome(outcome.job_id, Outcome.LOST)
-            if outcome.job_id in overtaken or outcome.outcome is Outcome.LOST
+            if outcome.job_id in overtaken
+            or outcome.job_id in taken
+            or outcome.outcome is Outcome.LOST
             else JobOutcome(outcome.job_id, Outcome.SKIPPED)
             for outcome in outcomes
         ]

@@ -41,6 +41,9 @@ class OwedChange:
     session_id: int | None = None
     report: FailureReport | None = None
     attempts: int = 0
+    #: the job's state its change applies to: ``pending`` for a job whose start was never
+    #: committed (a slot's run took it in the transaction its executor died in)
+    expected_state: str = "started"
 
 
 class Recorder:
@@ -95,12 +98,14 @@ class Recorder:
                 else:
                     assert change.report is not None
                     exc, text = change.report.exception(), change.report.traceback
+                started = change.expected_state == "started"
                 new_state = states.record_failure(
                     cr,
                     job.id,
                     exc,
                     traceback=text,
-                    worker_id=worker_id,
+                    worker_id=worker_id if started else None,  # a pending job has none
+                    expected_state=change.expected_state,
                     max_backoff=self.db.settings.max_backoff,
                 )
         level = logging.ERROR if new_state == "failed" else logging.WARNING  # final, or retried

@@ -412,8 +412,15 @@ class Supervisor:
                     "stop", job, "executor killed: the job was taken away while it ran", session_id
                 )
             else:
+                # a job a slot's run took in the transaction that died is pending again:
+                # its attempt is counted all the same, or a job that kills its executor
+                # would be taken that way again and again, never counted
                 change = OwedChange(
-                    "died", job, f"executor process {child.pid} died (exit code {code})", session_id
+                    "died",
+                    job,
+                    f"executor process {child.pid} died (exit code {code})",
+                    session_id,
+                    expected_state="started" if running.settled else "pending",
                 )
             recorder.owe(change)
             recorder.apply(time.monotonic())
