@@ -155,9 +155,9 @@ class Executor:
         round trip marks the jobs run so far done and takes the channel's next ones,
         which run one after the other in the weight the batch holds (marked started in
         this transaction only: to any other, the batch's own jobs still hold that weight),
-        until the transaction is :data:`COMMIT_EVERY` old; it then hands the capacity on
-        as above, and commits. A channel at its limit drains a commit per transaction,
-        not per job."""
+        begun together as a batch's are (a second round trip), until the transaction is
+        :data:`COMMIT_EVERY` old; it then hands the capacity on as above, and commits. A
+        channel at its limit drains a commit per transaction, not per job."""
         registry = self.registry(db_index)
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
@@ -218,7 +218,13 @@ class Executor:
                     break
                 self._send(Handing(db_index, len(outcomes), taken))  # before they run
                 batch.extend(taken)
-                ours.update(job.id for job in taken)
+                # begun like any batch: run locks, and their records looked up together
+                lookup = _RecordsLookup(registry, taken)
+                more, rows = store.begin_jobs_reading(
+                    cr, [job.id for job in taken], self.worker_id, lookup.queries
+                )
+                lookup.found(rows, cr.sql_count)
+                ours.update(more)
             if not rolled_back:
                 outcomes, committed = self._end(
                     db_index, cr, batch, given, outcomes, finished, ended, marked
