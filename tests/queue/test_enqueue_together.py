@@ -536,14 +536,18 @@ class _Clock:
 
 def test_ids_come_in_blocks_that_double_up_to_the_cap_in_order():
     blocks, sequence = db_ids.IdBlocks(clock=_Clock()), _Sequence()
-    ids = [i for _ in range(600) for i in blocks.take("t", 1, sequence, sequence.skip)]
-    assert ids == list(range(1, 601))
-    assert sequence.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128, 128]
-    assert blocks.take("t", 3, sequence, sequence.skip) == [601, 602, 603]
-    assert (
-        blocks.take("t", 500, sequence, sequence.skip)[-1] == 1103
-    )  # more than a block: what it asks
-    assert sequence.blocks[-1] == 500 - (sum(sequence.blocks[:-1]) - 603)
+    assert db_ids.IdBlocks.MAX == 1024
+    ids = [i for _ in range(3000) for i in blocks.take("t", 1, sequence, sequence.skip)]
+    assert ids == list(range(1, 3001))
+    assert sequence.blocks == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024]
+    assert blocks.take("t", 3, sequence, sequence.skip) == [3001, 3002, 3003]
+    # more than the block holds: another block, as big as the cap
+    assert blocks.take("t", 500, sequence, sequence.skip)[-1] == 3503
+    assert sequence.blocks[-1] == 1024 and blocks.lowest_free("t") == 3504
+    free = sum(sequence.blocks) - 3503
+    # more than a block: what it asks
+    assert blocks.take("t", 5000, sequence, sequence.skip)[-1] == 8503
+    assert sequence.blocks[-1] == 5000 - free
     assert blocks.lowest_free("t") is None and blocks.lowest_free("other") is None
 
 

@@ -49,7 +49,7 @@ class IdBlocks:
     starts with none of its parent's)."""
 
     #: the largest block taken at once (a request for more takes what it asks)
-    MAX = 128
+    MAX = 1024
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock

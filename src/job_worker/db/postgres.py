@@ -412,6 +412,9 @@ class PostgresBackend(Backend):
 
     @property
     def pool(self) -> ConnectionPool:
+        pool = self._pool  # every transaction asks: no lock, no import, once it is made
+        if pool is not None and self._pid == os.getpid():
+            return pool
         from psycopg_pool import ConnectionPool
 
         with self._lock:
