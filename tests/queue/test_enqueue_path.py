@@ -56,6 +56,33 @@ def test_new_uuids_are_random_version_4_uuids():
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
 
 
+def test_a_forked_child_and_other_threads_make_uuids_of_their_own():
+    """The random bytes are read ahead: a child forked with some of them left, or
+    another thread, must not give the same UUIDs as this one."""
+    import os
+    import threading
+
+    new_uuid()  # bytes read ahead, most of them left
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next UUIDs, to the parent
+        try:
+            os.write(write, " ".join(new_uuid() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    mine = {new_uuid() for _ in range(50)}
+    others: list[str] = []
+    thread = threading.Thread(target=lambda: others.extend(new_uuid() for _ in range(50)))
+    thread.start()
+    thread.join()
+    assert len(child) == len(others) == 50
+    assert not (child & mine) and not (set(others) & mine) and not (child & set(others))
+
+
 @pytest.fixture
 def job_create_override(make_registry, monkeypatch):
     """A registry whose application overrides queue.job's create(), counting its calls."""

@@ -93,6 +93,19 @@ COPY_MIN_ROWS = 16
 TAKE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 
 
+#: how many forks this process came out of as the child: a pool made before the last one
+#: is the parent's (its sockets are not this process's), told without a system call
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 class PostgresCursor(Cursor):
     """On a connection in autocommit mode (the worker's own sessions) the cursor opens
     its transaction itself, and :meth:`execute_together` sends the ``BEGIN`` with the
@@ -408,12 +421,15 @@ class PostgresBackend(Backend):
         self._pool: ConnectionPool | None = None
         self._idle: list[psycopg.Connection] = []
         self._pid = os.getpid()
+        #: the forks this process came through when its pool was made (see _forks)
+        self._pool_forks = -1
         self._lock = threading.Lock()
 
     @property
     def pool(self) -> ConnectionPool:
-        pool = self._pool  # every transaction asks: no lock, no import, once it is made
-        if pool is not None and self._pid == os.getpid():
+        # every transaction asks: no lock, no import and no system call once it is made
+        pool = self._pool
+        if pool is not None and self._pool_forks == _forks:
             return pool
         from psycopg_pool import ConnectionPool
 
@@ -424,6 +440,7 @@ class PostgresBackend(Backend):
                 self._pid = os.getpid()
                 self._pool = None
                 self.probe()
+                self._pool_forks = _forks
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,

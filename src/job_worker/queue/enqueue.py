@@ -8,6 +8,7 @@ edges and links), never by their class, so it does not import them.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +30,30 @@ PROTECTED_KEYS = ("model_name", "method_name", "record_ids", "args", "kwargs", "
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
+#: random bytes read from the system at once, per thread: 256 UUIDs a system call
+_RANDOM_READ = 4096
+_random = threading.local()
+
+
+def _forget_random() -> None:
+    """A forked child reads its own: the parent's bytes would give both the same UUIDs."""
+    global _random
+    _random = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def new_uuid() -> str:
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it, made in
-    half the time: every job gets one."""
-    h = os.urandom(16).hex()
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it, made in a
+    quarter of the time: every job gets one. The bytes are the system's
+    (``os.urandom``), read 4 KiB at a time by each thread."""
+    local = _random
+    at = getattr(local, "at", 2 * _RANDOM_READ)
+    if at >= 2 * _RANDOM_READ:
+        local.text, at = os.urandom(_RANDOM_READ).hex(), 0
+    local.at = at + 32
+    h = local.text[at : at + 32]
     # the version digit is 4; the variant's two high bits are 10 (RFC 4122)
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
