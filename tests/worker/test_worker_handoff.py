@@ -458,6 +458,42 @@ def test_an_executor_runs_the_channel_s_next_jobs_in_its_transaction_then_hands_
     assert [name for (name,) in effects] == [f"job-{i}" for i in range(4)]
 
 
+def test_a_job_of_a_slot_s_run_that_fails_is_recorded_and_the_run_goes_on(
+    registry, store, claim, executor
+):
+    """A failure rolls back to the job's savepoint and is recorded in the run's
+    transaction, as in any batch; the jobs after it run; a dependent the run's jobs
+    release is pending by the run's end, and the slot is handed to it."""
+    set_limit(registry, "root", 1)
+    with registry.cursor() as cr:  # one commit: the first claim finds them all
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        first = task.with_delay().record("first").id
+        failing = task.with_delay(max_retries=1).fail("boom").id
+        parent, child = task.delayable().record("parent"), task.delayable().record("child")
+        parent.on_done(child)
+        parent.delay()
+        last = task.with_delay().record("last").id
+    [job] = claim(10)
+    assert job.id == first
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    executor.run(0, [job])
+    finished = executor.conn.sent[-1]
+    outcomes = {o.job_id: o.outcome for o in finished.outcomes}
+    assert outcomes[failing] is Outcome.FAILED
+    assert outcomes[first] is outcomes[last] is outcomes[parent._job.id] is Outcome.DONE
+    assert child._job.id not in outcomes  # waiting when the run's last take looked
+    assert [j.id for j in executor.handed] == [child._job.id]  # the slot, at the commit
+    assert states(registry)[child._job.id] == "started"
+    executor.run(0, executor.handed)
+    [(state, attempts, exc_name)] = query(
+        registry, "SELECT state, attempts, exc_name FROM queue_job WHERE id = %s", (failing,)
+    )
+    assert (state, attempts, exc_name) == ("pending", 1, "ValueError")
+    effects = query(registry, "SELECT name FROM workerapp_effect ORDER BY id")
+    assert [name for (name,) in effects] == ["first", "parent", "last", "child"]
+    assert query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'") == [(0,)]
+
+
 def test_a_slot_s_run_gives_back_the_jobs_it_took_and_did_not_run_when_asked_to_drain(
     registry, store, claim, executor
 ):
