@@ -220,6 +220,18 @@ class DeadProcess:
         pass
 
 
+def _owed_at_death(supervisor, busy) -> list:
+    """What the supervisor owes the jobs of ``busy`` once it died, the database away
+    (the changes wait, in order), no executor started in its place."""
+    busy.process = DeadProcess()  # type: ignore[assignment]
+    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
+    busy.conn.close = lambda: None  # type: ignore[attr-defined]
+    supervisor.databases[1].db.available = lambda now: False  # type: ignore[method-assign]
+    supervisor.stopping = True
+    supervisor._on_death(busy)
+    return supervisor.databases[1].recorder.pending
+
+
 def test_jobs_taken_over_by_an_executor_that_died_go_back_uncounted(supervisor):
     """The executor said which jobs its transaction took over before committing, then
     died: committed or not, those jobs are given back to pending with no attempt."""
@@ -307,13 +319,7 @@ def test_a_job_whose_executor_was_killed_for_a_cancel_is_given_back_if_still_our
     supervisor.pool.dispatch(busy, 1, [job(1)], now=0.0)
     busy.current.value = 1
     busy.kill_reason = "cancelled"
-    busy.process = DeadProcess()  # type: ignore[assignment]
-    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
-    busy.conn.close = lambda: None  # type: ignore[attr-defined]
-    supervisor.databases[1].db.available = lambda now: False  # type: ignore[method-assign]
-    supervisor.stopping = True
-    supervisor._on_death(busy)
-    owed = supervisor.databases[1].recorder.pending
+    owed = _owed_at_death(supervisor, busy)
     assert [(c.kind, c.job.id) for c in owed] == [("stop", 1)]
 
 
@@ -332,13 +338,7 @@ def test_a_job_of_a_slot_s_run_whose_executor_died_counts_its_attempt_while_pend
     supervisor.pool.dispatch(busy, 1, [job(1)], now=0.0)
     supervisor._on_message(busy, Handing(1, 1, [job(7), job(8)]))
     busy.current.value = 7
-    busy.process = DeadProcess()  # type: ignore[assignment]
-    busy.conn.poll = lambda: False  # type: ignore[attr-defined]
-    busy.conn.close = lambda: None  # type: ignore[attr-defined]
-    supervisor.databases[1].db.available = lambda now: False  # type: ignore[method-assign]
-    supervisor.stopping = True
-    supervisor._on_death(busy)
-    owed = supervisor.databases[1].recorder.pending
+    owed = _owed_at_death(supervisor, busy)
     assert [(c.kind, c.job.id, c.expected_state) for c in owed] == [
         ("stop", 1, "started"),
         ("stop", 8, "started"),

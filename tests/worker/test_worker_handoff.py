@@ -494,6 +494,33 @@ def test_a_job_of_a_slot_s_run_that_fails_is_recorded_and_the_run_goes_on(
     assert query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'") == [(0,)]
 
 
+def test_a_batch_whose_job_was_cancelled_while_it_ran_rolls_back_what_its_run_took(
+    registry, store, claim, executor
+):
+    """The round trip that marks the batch's job done and takes the next ones finds the
+    job cancelled meanwhile: the transaction rolls back, and the jobs it took are
+    pending again, never announced."""
+    set_limit(registry, "root", 1)
+    ids = enqueue(registry, "noop", count=3)
+    [first] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    run = executor._run_in_savepoint
+
+    def run_then_cancel(cr, job, finished, existing=None):
+        outcome = run(cr, job, finished, existing)
+        query(registry, "UPDATE queue_job SET state = 'cancelled' WHERE id = %s", (job.id,))
+        return outcome
+
+    executor._run_in_savepoint = run_then_cancel
+    executor.run(0, [first])
+    assert [type(m) for m in executor.conn.sent] == [Finished]  # nothing taken was announced
+    assert [(o.job_id, o.outcome) for o in executor.conn.sent[0].outcomes] == [
+        (first.id, Outcome.LOST)
+    ]
+    assert states(registry) == {ids[0]: "cancelled", ids[1]: "pending", ids[2]: "pending"}
+    assert executor.handed == []
+
+
 def test_a_slot_s_run_gives_back_the_jobs_it_took_and_did_not_run_when_asked_to_drain(
     registry, store, claim, executor
 ):

@@ -210,7 +210,7 @@ class Executor:
                     timing=self._timing(unmarked, ended, batch[given:]),
                 )
                 if len(newly) < len(unmarked):  # a job of the batch was taken away meanwhile
-                    outcomes = self._give_back(cr, batch, given, outcomes, finished, newly)
+                    outcomes = self._give_back(cr, batch, given, outcomes, finished, marked | newly)
                     rolled_back = True
                     break
                 marked |= newly
