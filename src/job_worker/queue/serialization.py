@@ -60,7 +60,7 @@ def encode(value: Any, path: str, max_chars: int | None = MAX_ARGUMENT_CHARS) ->
             first = path + "".join(reversed(exc.steps[exc.first_at :]))
             raise TypeError(f"{where}: {exc}; it is {first} again (circular reference)") from None
         raise exc.error(f"{where}: {exc}") from None
-    if max_chars is not None:
+    if max_chars is not None and encoded:  # (an empty list or dict is 2 characters)
         size = len(json_text(encoded))
         if size > max_chars:
             raise ValueError(
