@@ -651,3 +651,43 @@ def test_slots_runs_of_several_executors_never_pass_the_channel_s_limit(
         depth += step
         deepest = max(deepest, depth)
     assert most >= 1 and deepest <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_executors_killed_in_slots_runs_lose_and_double_nothing(registry, db_url, start_worker):
+    """A limit-bound drain by slots' runs while executors are killed one after the other:
+    every job ends done, its effect committed once (a run dies uncommitted: its jobs
+    are pending again, the batch's own given back), and the limit is never passed."""
+    if not is_postgres(db_url):
+        pytest.skip("PostgreSQL hands capacity over; SQLite claims")
+    import os
+    import random
+    import signal
+
+    set_limit(registry, "root", 2)
+    total = 3_000
+    with registry.cursor() as cr:
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        for i in range(total):  # retried however often they are killed
+            task.with_delay(max_retries=0).record(f"job-{i}")
+    worker = start_worker("--concurrency", "2", *FAST)
+    rng = random.Random(7)
+    kills = 0
+    while (done := counts(registry).get("done", 0)) < total:
+        [(started,)] = query(registry, "SELECT count(*) FROM queue_job WHERE state = 'started'")
+        assert started <= 2, f"{started} jobs started with {done} done"
+        if kills < 12 and done > kills * total // 16:
+            pids = worker.executor_pids()
+            if pids:
+                try:
+                    os.kill(rng.choice(pids), signal.SIGKILL)
+                    kills += 1
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.01)  # a look at the database every 10 ms, the kills spread over the drain
+    assert kills == 12
+    assert counts(registry) == {"done": total}
+    names = query(registry, "SELECT name, count(*) FROM workerapp_effect GROUP BY name")
+    assert len(names) == total and {n for _name, n in names} == {1}
+    assert worker.proc.poll() is None
