@@ -201,13 +201,8 @@ class Executor:
                 slot = self._hand_off(db_index, batch, given, outcomes, finished, commit_at)
                 if slot is None:
                     break
-                unmarked = [row for row in finished if row[0] not in marked]
-                newly, taken = states.mark_done_handing_off(
-                    cr,
-                    unmarked,
-                    worker_id=self.worker_id,
-                    hand_off=slot,
-                    timing=self._timing(unmarked, ended, batch[given:]),
+                unmarked, newly, taken = self._mark_done(
+                    cr, finished, ended, marked, batch[given:], slot
                 )
                 if len(newly) < len(unmarked):  # a job of the batch was taken away meanwhile
                     outcomes = self._give_back(cr, batch, given, outcomes, finished, marked | newly)
@@ -273,33 +268,41 @@ class Executor:
         if left:  # its time was up, or the worker stops: never committed started
             states.return_to_pending(cr, [job.id for job in left], worker_id=self.worker_id)
             outcomes.extend(JobOutcome(job.id, Outcome.LOST) for job in left)
-        unmarked = [row for row in finished if row[0] not in marked]
-        timing = self._timing(unmarked, ended, serial)
         hand_off = self._hand_off(db_index, batch, given, outcomes, finished)
-        if hand_off is None:
-            newly = states.mark_done_many(cr, unmarked, worker_id=self.worker_id, timing=timing)
-        else:
-            newly, self.handed = states.mark_done_handing_off(
-                cr, unmarked, worker_id=self.worker_id, hand_off=hand_off, timing=timing
-            )
-            if self.handed:  # told before the commit: a death right then loses nothing
-                self._send(Handing(db_index, len(outcomes), self.handed))
+        unmarked, newly, self.handed = self._mark_done(
+            cr, finished, ended, marked, serial, hand_off
+        )
+        if self.handed:  # told before the commit: a death right then loses nothing
+            self._send(Handing(db_index, len(outcomes), self.handed))
         if len(newly) < len(unmarked):
             return self._give_back(cr, batch, given, outcomes, finished, marked | newly), []
         cr.commit()
         return outcomes, finished
 
-    @staticmethod
-    def _timing(
-        finished: Sequence[tuple[int, Any, float]],
+    def _mark_done(
+        self,
+        cr: Any,
+        finished: list[tuple[int, Any, float]],
         ended: dict[int, float],
+        marked: set[int],
         serial: Sequence[jobstore.ClaimedJob],
-    ) -> dict[int, tuple[float, bool]]:
-        """For each of ``finished``: the seconds since its code ended, and whether a
-        slot's run took it (see :data:`~job_worker.db.jobstore.FinishedRow`)."""
+        hand_off: jobstore.HandOff | None,
+    ) -> tuple[list[tuple[int, Any, float]], set[int], list[jobstore.ClaimedJob]]:
+        """Mark the finished jobs not ``marked`` yet done, each dated when its code ended
+        (and began, for a job a slot's run took: in ``serial``), handing their capacity
+        on as ``hand_off`` says (None: not at all). The jobs it had to mark, those it
+        marked (fewer if one was taken away meanwhile), and the jobs it took."""
+        unmarked = [row for row in finished if row[0] not in marked]
         now = time.monotonic()
         taken = {job.id for job in serial}
-        return {row[0]: (max(now - ended[row[0]], 0.0), row[0] in taken) for row in finished}
+        timing = {row[0]: (max(now - ended[row[0]], 0.0), row[0] in taken) for row in unmarked}
+        if hand_off is None:
+            newly = states.mark_done_many(cr, unmarked, worker_id=self.worker_id, timing=timing)
+            return unmarked, newly, []
+        newly, handed = states.mark_done_handing_off(
+            cr, unmarked, worker_id=self.worker_id, hand_off=hand_off, timing=timing
+        )
+        return unmarked, newly, handed
 
     def _hand_off(
         self,
