@@ -203,17 +203,21 @@ def test_concurrent_enqueuers_and_claimers_keep_the_counts_exact(pg_url):
 
         def enqueue(worker: int) -> None:
             try:
+                mine: list[int] = []  # each enqueuer cancels its own jobs only: two
+                # enqueuers cancelling the same job would be refused (it is cancelled)
                 for round_ in range(20):
                     with registry.cursor() as cr:
                         env = api.Environment(cr, SUPERUSER_ID, {})
                         partner = env["res.partner"].browse(partner_id)
                         for i in range(5):
-                            partner.with_delay(channel=f"root.w{(worker + i) % 2}").record()
+                            job = partner.with_delay(channel=f"root.w{(worker + i) % 2}").record()
+                            mine.append(job.id)
                         if round_ == 0:  # four open transactions that all enqueued
                             inside.wait()
                         if round_ % 3 == 0:
                             env["queue.job"].search(
                                 [
+                                    ("id", "in", mine),
                                     ("state", "=", "pending"),
                                     ("channel", "=", f"root.w{worker % 2}"),
                                 ],
