@@ -378,6 +378,22 @@ def test_prepared_statements_give_the_same_rows_every_time(registry):
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_prepared_statements_outlive_a_rollback_of_the_applications_transaction(registry, db_url):
+    # psycopg would prepare a statement run five times by itself, and answer the next
+    # rollback by deallocating every statement of the connection: the pool's connections
+    # let it prepare none, so the product's own stay
+    count = ("SELECT count(*) FROM note WHERE id > %s", (0,))
+    with registry.cursor() as cr:
+        assert cr.execute_together([count], prepared=True) == [[(0,)]]
+        for number in range(8):
+            cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (number, "x"))
+        cr.rollback()
+        assert cr.execute_together([count], prepared=True) == [[(0,)]]
+        cr.execute("DEALLOCATE ALL")  # run by the application: they are prepared again
+        assert cr.execute_together([count], prepared=True) == [[(0,)]]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_failed_message_commits_nothing_and_its_statements_are_prepared_again(registry, db_url):
     from job_worker.db import jobstore
 

@@ -13,6 +13,7 @@ synchronous mode) are written at once. SQLite writes every job at once.
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import psycopg
@@ -132,6 +133,7 @@ def _partner_id(qregistry) -> int:
 def test_a_single_enqueue_is_one_round_trip(qregistry):
     partner_id = _partner_id(qregistry)
     fetched = 0
+    prepared, name = 0, r"job_worker_\d+"
     for _ in range(6):
         cr = qregistry.cursor()
         try:
@@ -148,9 +150,16 @@ def test_a_single_enqueue_is_one_round_trip(qregistry):
             cr.commit()
             assert len(counting.sent) == sent + 1
             message = counting.sent[-1]
-            assert message.startswith('BEGIN; INSERT INTO "queue_job"')
-            # the user's company, looked up as the row is written
-            assert '(SELECT company_id FROM "res_users" WHERE id = 1)' in message
+            # the INSERT is prepared on the connection the first time, and the user's
+            # company looked up in it as the row is written
+            prepare = re.match(
+                r'BEGIN; PREPARE (job_worker_\d+) AS INSERT INTO "queue_job"', message
+            )
+            if prepare:
+                prepared += 1
+                assert '(SELECT company_id FROM "res_users" WHERE id = $' in message
+                name = prepare.group(1)
+            assert re.search(rf"(BEGIN|\)); EXECUTE {name}\({job.id}, ", message)
             assert message.endswith("; SELECT pg_notify('job_worker', current_schema()); COMMIT")
         finally:
             cr.close()
@@ -159,6 +168,24 @@ def test_a_single_enqueue_is_one_round_trip(qregistry):
             stored = env["queue.job"].browse(job.id)
             assert (stored.user_id.id, stored.company_id) == (SUPERUSER_ID, env.user.company_id)
     assert fetched <= 3  # blocks of 1, 2, 4 ids
+    assert prepared == 1  # planned once: the pool gave the same connection every time
+
+
+def test_an_enqueue_after_the_applications_deallocate_all_commits(qregistry):
+    if qregistry.backend.dialect != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    partner_id = _partner_id(qregistry)
+    ids = []
+    with qregistry.cursor() as cr:  # one connection throughout
+        partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+        ids.append(partner.with_delay().record().id)
+        cr.commit()  # the INSERT is prepared on the connection
+        cr.execute("DEALLOCATE ALL")  # and dropped by the application
+        ids.append(partner.with_delay().record().id)
+        cr.commit()  # prepared again, not executed by a name that is gone
+    with qregistry.cursor() as cr:
+        stored = api.Environment(cr, SUPERUSER_ID, {})["queue.job"].browse(ids).exists()
+        assert sorted(stored.ids) == sorted(ids)
 
 
 def test_the_users_company_is_the_one_it_has_when_the_job_is_written(qregistry):

@@ -24,6 +24,17 @@ def test_done_job_keeps_its_writes_result_and_timings(qenv, partner):
     assert qenv["job.log"].search_count([]) == 1
 
 
+def test_run_now_still_works_after_the_application_rolled_back(qenv, partner):
+    # a driver that prepares a statement run five times answers the next rollback by
+    # deallocating every statement of the connection: run_now's own prepared ones too
+    assert partner.with_delay().record("a").run_now() is True
+    with pytest.raises(ZeroDivisionError), qenv.cr.savepoint():
+        for number in range(8):
+            qenv.cr.execute("SELECT %s", (number,))
+        raise ZeroDivisionError
+    assert partner.with_delay().record("b").run_now() is True
+
+
 def test_failure_rolls_back_the_jobs_writes_and_schedules_a_retry(qenv, partner):
     job = partner.with_delay(max_retries=3).fail_then_write("first")
     before = Datetime.now()

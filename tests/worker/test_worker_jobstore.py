@@ -780,8 +780,10 @@ def test_postgres_claims_prepare_again_after_their_statements_are_gone(registry,
         cr = session.cursor(registry)
         assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
         cr = session.cursor(registry)
-        cr.execute("DEALLOCATE ALL")  # as a pooler or a DISCARD ALL would
+        cr.execute("DEALLOCATE ALL")  # seen by the cursor: prepared again at once
         cr.commit()
+        assert len(store.claim(cr, worker_id="w1", wanted=1, default_limit=4).jobs) == 1
+        cr._cnx.execute("DEALLOCATE ALL")  # unseen, as a pooler or a DISCARD ALL would
         with pytest.raises(psycopg.errors.InvalidSqlStatementName):
             store.claim(cr, worker_id="w1", wanted=1, default_limit=4)
         cr.rollback()

@@ -49,7 +49,7 @@ from .jobstore import (
     exhausted,
     fair_turns,
 )
-from .postgres import PostgresCursor, connection_options
+from .postgres import NO_AUTO_PREPARE, PostgresCursor, connection_options
 
 if TYPE_CHECKING:
     from .cursor import Cursor
@@ -1511,9 +1511,7 @@ class PostgresSession(Session):
                 autocommit=True,  # the cursors send BEGIN themselves, with a statement if they can
                 connect_timeout=5,
                 application_name=f"job_worker {self.role}",
-                # the hot statements are prepared by name (execute_together): psycopg's own
-                # would make it deallocate them all at the next rollback
-                prepare_threshold=None,
+                **NO_AUTO_PREPARE,
             )
             settings = [SESSION_SETTINGS, *ROLE_SETTINGS.get(self.role, ())]
             cnx.execute("; ".join(settings))  # no parameters: one message, one round trip

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -79,8 +79,13 @@ def connection_options(url: str) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key not in given or key == "options"}
 
 
-#: psycopg's default: a statement run this many times on a connection is prepared
-PREPARE_THRESHOLD = 5
+#: the connection options of the product: psycopg prepares no statement on its own.
+#: The hot statements are prepared by name (``PostgresCursor.execute_together``, the
+#: rows an enqueue writes): psycopg answers a rollback on a connection where it prepared
+#: statements by deallocating every one, ours too; and a plan it keeps after five runs
+#: is generic, the wrong one for skewed data (a user with no job in a state, an hour of
+#: 100,000 finished jobs).
+NO_AUTO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
 
 
 #: rows written later (``Cursor.defer_insert``) go with ``COPY`` from this many on (two
@@ -124,7 +129,7 @@ class PostgresCursor(Cursor):
         self._begin_with_first = begin_with_first and self._explicit_begin
         #: during a commit, the statements to send with the ``COMMIT`` (:meth:`commit`),
         #: and the rows written by those statements
-        self._collected: list[tuple[str, Sequence[Any]]] | None = None
+        self._collected: list[_Statement] | None = None
         self._inlined: list[DeferredRows] = []
         #: whether a backslash in a string literal is a plain character (the server's
         #: default): then strings are quoted by doubling their quotes (asked when needed)
@@ -153,15 +158,15 @@ class PostgresCursor(Cursor):
     def _write_deferred(self, batch: DeferredRows) -> None:
         rows = batch.rows
         if len(rows) < COPY_MIN_ROWS:
-            # one INSERT of their values written as literals (their lookups as
-            # subqueries): during a commit (:meth:`commit`) in the COMMIT's message, else
-            # in one message with the BEGIN or a lazy savepoint due
-            statement = self._insert_literal(batch)
+            # one INSERT, prepared on the connection (their lookups as subqueries in it):
+            # during a commit (:meth:`commit`) in the COMMIT's message, else in one message
+            # with the BEGIN or a lazy savepoint due
+            statement = self._insert_rows(batch)
             if self._collected is not None:
-                self._collected.append((statement, ()))
+                self._collected.append(statement)
                 self._inlined.append(batch)
             else:
-                self._send([(statement, (), False)])
+                self._send([statement])
             return
         self.resolve_lookups()  # COPY takes values, not subqueries
         self._before_execute()
@@ -184,13 +189,13 @@ class PostgresCursor(Cursor):
             len(self.precommit) or (self._deferred and self._explicit_begin)
         ):
             return super().commit()
-        collected: list[tuple[str, Sequence[Any]]] = []
+        collected: list[_Statement] = []
         inlined: list[DeferredRows] = []
 
         def send() -> None:
             self._collected = None
             try:
-                self._send([*((q, p, False) for q, p in collected), ("COMMIT", (), False)])
+                self._send([*collected, ("COMMIT", (), None)])
             except Exception as exc:
                 for batch in inlined:
                     exc.add_note(batch.failure_note())
@@ -218,11 +223,12 @@ class PostgresCursor(Cursor):
                 text = query if params is None else query % tuple(map(self._literal, params))
                 self._cur.execute(f"BEGIN; {text}".encode())
                 self._cur.nextset()  # the statement's result, not the BEGIN's
+                self._note_deallocation()
                 return self
             return super().execute(query, params, write=write)
         if self._deferred:
             self.flush()
-        self._collected.append((query, params or ()))
+        self._collected.append((query, params or (), None))
         return self
 
     def _before_execute(self) -> None:
@@ -231,6 +237,14 @@ class PostgresCursor(Cursor):
 
     def _execute(self, query: str, params: Sequence[Any] | None) -> None:
         self._cur.execute(query, params)
+        self._note_deallocation()
+
+    def _note_deallocation(self) -> None:
+        """Forget the statements :meth:`_send` prepared if the statement just run
+        dropped them (``DEALLOCATE``, ``DISCARD ALL``): prepared again when next sent."""
+        result = self._cur.pgresult
+        if result is not None and result.command_status in _DEALLOCATING:
+            _PREPARED.pop(self._cnx, None)
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
         self._cur.executemany(query, seq_of_params)
@@ -251,12 +265,14 @@ class PostgresCursor(Cursor):
         committed. With ``prepared``, each statement is prepared on the connection the
         first time (in the same message) and executed by name from then on: planned
         once, not at every call (its parameters take the types the statement gives
-        them). The connection must not let psycopg prepare statements of its own
-        (``prepare_threshold=None``): psycopg answers a rollback by deallocating every
-        prepared statement of the connection, ours too. Should they be gone anyway,
-        the statement fails once and they are all prepared again the next time.
+        them). psycopg prepares nothing on the product's connections
+        (:data:`NO_AUTO_PREPARE`), so it never deallocates them; a ``DEALLOCATE`` or
+        ``DISCARD ALL`` run on the cursor makes them prepared again the next time.
+        Should they be gone anyway, the statement fails once and they are all prepared
+        again the next time.
         """
-        return self._send([(query, params, prepared) for query, params in statements])
+        render = self._literal if prepared else None
+        return self._send([(query, params, render) for query, params in statements])
 
     def execute_and_commit(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
@@ -264,10 +280,16 @@ class PostgresCursor(Cursor):
         if not self._explicit_begin:  # psycopg keeps the transactions of its own connections
             return super().execute_and_commit(statements, prepared=prepared)
         # after an error the server skips the rest of the message: the COMMIT with it
-        sent = [*((query, params, prepared) for query, params in statements), ("COMMIT", (), False)]
+        render = self._literal if prepared else None
+        sent: list[_Statement] = [(query, params, render) for query, params in statements]
+        sent.append(("COMMIT", (), None))
         return self._commit(lambda: self._send(sent)[:-1])
 
-    def _send(self, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[Any]]:
+    def _send(self, statements: list[_Statement]) -> list[list[Any]]:
+        """Send ``statements`` in one message; the rows of each. A statement with a
+        ``render`` function is prepared on the connection (by name, the first time in
+        the same message) and executed with its parameters rendered as literals by it;
+        the others have their parameters inlined (:meth:`_literal`)."""
         if self._closed:
             raise RuntimeError("cursor is closed")
         if self._deferred and self._savepoint_due is None:
@@ -287,14 +309,14 @@ class PostgresCursor(Cursor):
         names = _PREPARED.setdefault(self._cnx, {})
         added: list[str] = []
         shown: list[int] = []
-        for query, params, prepare in statements:
-            if prepare:
+        for query, params, render in statements:
+            if render is not None:
                 name = names.get(query)
                 if name is None:
                     name = names[query] = f"job_worker_{next(_prepared_ids)}"
                     added.append(query)
                     parts.append(f"PREPARE {name} AS {_numbered(query)}")
-                args = ", ".join(self._literal(param) for param in params)
+                args = ", ".join(map(render, params))
                 parts.append(f"EXECUTE {name}({args})" if params else f"EXECUTE {name}")
             else:
                 parts.append(self._inline(query, params))
@@ -326,12 +348,24 @@ class PostgresCursor(Cursor):
     def _inline(self, query: str, params: Sequence[Any]) -> str:
         return query % tuple(self._literal(param) for param in params) if params else query
 
-    def _insert_literal(self, batch: DeferredRows) -> str:
-        """The INSERT of ``batch``'s rows with their values written in it."""
-        columns = ", ".join(f'"{name}"' for name in batch.columns)
-        literal = self._value_literal
-        values = ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in batch.rows)
-        return f'INSERT INTO "{batch.table}" ({columns}) VALUES {values}'
+    def _insert_rows(self, batch: DeferredRows) -> _Statement:
+        """The INSERT of ``batch``'s rows, to be prepared (:meth:`_send`): planned once
+        per connection and shape (table, columns, rows, lookups), not at every enqueue.
+        A lookup is a subquery of the statement, its parameters the statement's."""
+        shape: list[Any] = [batch.table, batch.columns, len(batch.rows)]
+        params: list[Any] = []
+        for row in batch.rows:
+            for value in row:
+                if type(value) is Lookup:
+                    shape.append((len(params), value.query))
+                    params.extend(value.params)
+                else:
+                    params.append(value)
+        key = tuple(shape)
+        query = _INSERTS.get(key)
+        if query is None:
+            query = _INSERTS[key] = _insert_template(batch, shape[3:])
+        return query, params, self._value_literal
 
     def _value_literal(self, value: Any) -> str:
         """A value of a row as a literal: the common types written directly, untyped
@@ -354,8 +388,6 @@ class PostgresCursor(Cursor):
                 return repr(value)
         elif kind is datetime and value.tzinfo is None:
             return f"'{value.isoformat(' ')}'"
-        elif kind is Lookup:
-            return f"({self._inline(value.query, value.params)})"
         return self._literal(value)
 
     def _literal(self, value: Any) -> str:
@@ -396,6 +428,33 @@ _QUOTED: dict[str, str] = {}
 _PREPARED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 _prepared_ids = itertools.count(1)
 _PLACEHOLDER = re.compile(r"%[s%]")
+#: the statuses of the commands that drop a connection's prepared statements
+_DEALLOCATING = frozenset((b"DEALLOCATE ALL", b"DISCARD ALL", b"DEALLOCATE"))
+#: a statement :meth:`PostgresCursor._send` sends: its text, its parameters, and the
+#: function that renders them if it is to be prepared (else None: inlined)
+_Statement = tuple[str, Sequence[Any], Callable[[Any], str] | None]
+#: the INSERTs of deferred rows, by shape (see ``PostgresCursor._insert_rows``)
+_INSERTS: dict[tuple[Any, ...], str] = {}
+
+
+def _insert_template(batch: DeferredRows, lookups: list[tuple[int, str]]) -> str:
+    """The INSERT of ``batch``'s rows with ``%s`` for their values and a subquery for
+    each lookup (``lookups``: where its parameters start, its query)."""
+    where = dict(lookups)
+    values: list[str] = []
+    position = 0
+    for row in batch.rows:
+        items = []
+        for value in row:
+            if type(value) is Lookup:
+                items.append(f"({where[position]})")
+                position += len(value.params)
+            else:
+                items.append("%s")
+                position += 1
+        values.append("(" + ", ".join(items) + ")")
+    columns = ", ".join(f'"{name}"' for name in batch.columns)
+    return f'INSERT INTO "{batch.table}" ({columns}) VALUES {", ".join(values)}'
 
 
 def _numbered(query: str) -> str:
@@ -446,7 +505,7 @@ class PostgresBackend(Backend):
                     min_size=1,
                     max_size=self.max_size,
                     # the cursor sends the BEGIN, with the transaction's first statement
-                    kwargs={"autocommit": True, **connection_options(self.url)},
+                    kwargs={"autocommit": True, **NO_AUTO_PREPARE, **connection_options(self.url)},
                     open=True,
                     name=f"job_worker-{os.getpid()}",
                 )
@@ -487,16 +546,9 @@ class PostgresBackend(Backend):
     def cursor(self, *, readonly: bool = False) -> Cursor:
         if not self.pooled:
             cnx = self._direct_connection()
-            cnx.prepare_threshold = None if readonly else PREPARE_THRESHOLD
             return PostgresCursor(self, cnx, self._give_back, begin_with_first=True)
         pool = self.pool
         cnx = pool.getconn()
-        # A read-only transaction (the dashboard's pages, /metrics, the CLI's reads) plans
-        # each statement for its parameters: psycopg would prepare a statement run five
-        # times, and PostgreSQL then keep one generic plan for every user and time, the
-        # wrong one for a user with no job in a state or an hour of 100,000 finished jobs.
-        # Writers keep preparing: their statements (enqueue) plan alike whatever the values.
-        cnx.prepare_threshold = None if readonly else PREPARE_THRESHOLD
 
         def release(cnx: Any, healthy: bool) -> None:
             if not healthy:
@@ -516,7 +568,9 @@ class PostgresBackend(Backend):
                 if not cnx.closed:
                     return cnx
         # as the pool's: the cursor sends the BEGIN, with the transaction's first statement
-        return self._connect_checked(autocommit=True, **connection_options(self.url))
+        return self._connect_checked(
+            autocommit=True, **NO_AUTO_PREPARE, **connection_options(self.url)
+        )
 
     def _give_back(self, cnx: Any, healthy: bool) -> None:
         with self._lock:
