@@ -507,3 +507,36 @@ def test_the_orm_writes_datetime_columns_in_the_form_the_database_binds(registry
     assert write(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05.000000"
     assert write(None) is None and write("already text") == "already text"
     assert registry.backend.column_writer("varchar") is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_rows_written_later_keep_their_lookups_in_place(registry, db_url):
+    # rows of one batch, some with a lookup (a subquery of the prepared INSERT, its
+    # parameters among the statement's) and some without, in every order
+    with registry.cursor() as cr:
+        cr.execute("INSERT INTO note (id, body) VALUES (%s, %s)", (1, "one"))
+        cr.commit()
+        first = cr.lookup("SELECT body || %s FROM note WHERE id = %s", ("!", 1))
+        gone = cr.lookup("SELECT body FROM note WHERE id = %s", (99,))
+        rows = [(2, first), (3, "three"), (4, gone), (5, first), (6, "six's")]
+        cr.defer_insert("note", ("id", "body"), rows, lambda row: f"note {row[0]}")
+        cr.commit()
+        cr.defer_insert("note", ("id", "body"), [(7, "seven"), (8, first)], str)
+        cr.commit()
+    assert bodies(registry) == ["one", "one!", "three", None, "one!", "six's", "seven", "one!"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_connection_prepares_a_bounded_number_of_statements(registry, db_url, monkeypatch):
+    from job_worker.db import postgres
+
+    monkeypatch.setattr(postgres, "MAX_PREPARED", 2)
+    with registry.cursor() as cr:
+        postgres._PREPARED.pop(cr._cnx, None)
+        results = [
+            cr.execute_together([(f"SELECT %s + {n}", (n,))], prepared=True) for n in range(4)
+        ]
+        assert results == [[[(0,)]], [[(2,)]], [[(4,)]], [[(6,)]]]  # the last two inlined
+        assert len(postgres._PREPARED[cr._cnx]) == 2
+        cr.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cr.fetchone() == (2,)

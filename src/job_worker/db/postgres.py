@@ -310,16 +310,20 @@ class PostgresCursor(Cursor):
         added: list[str] = []
         shown: list[int] = []
         for query, params, render in statements:
-            if render is not None:
-                name = names.get(query)
-                if name is None:
-                    name = names[query] = f"job_worker_{next(_prepared_ids)}"
-                    added.append(query)
-                    parts.append(f"PREPARE {name} AS {_numbered(query)}")
+            if render is None:
+                parts.append(self._inline(query, params))
+                shown.append(len(parts) - 1)
+                continue
+            name = names.get(query)
+            if name is None and len(names) < MAX_PREPARED:
+                name = names[query] = f"job_worker_{next(_prepared_ids)}"
+                added.append(query)
+                parts.append(f"PREPARE {name} AS {_numbered(query)}")
+            if name is not None:
                 args = ", ".join(map(render, params))
                 parts.append(f"EXECUTE {name}({args})" if params else f"EXECUTE {name}")
-            else:
-                parts.append(self._inline(query, params))
+            else:  # the connection holds as many as it may: inlined
+                parts.append(query % tuple(map(render, params)) if params else query)
             shown.append(len(parts) - 1)
         if not parts:
             return []
@@ -364,6 +368,8 @@ class PostgresCursor(Cursor):
         key = tuple(shape)
         query = _INSERTS.get(key)
         if query is None:
+            if len(_INSERTS) >= 4 * MAX_PREPARED:
+                _INSERTS.clear()
             query = _INSERTS[key] = _insert_template(batch, shape[3:])
         return query, params, self._value_literal
 
@@ -435,6 +441,9 @@ _DEALLOCATING = frozenset((b"DEALLOCATE ALL", b"DISCARD ALL", b"DEALLOCATE"))
 _Statement = tuple[str, Sequence[Any], Callable[[Any], str] | None]
 #: the INSERTs of deferred rows, by shape (see ``PostgresCursor._insert_rows``)
 _INSERTS: dict[tuple[Any, ...], str] = {}
+#: the statements a connection prepares at most: beyond, new ones are sent inlined (the
+#: rows a transaction writes come in few shapes, but nothing bounds them)
+MAX_PREPARED = 256
 
 
 def _insert_template(batch: DeferredRows, lookups: list[tuple[int, str]]) -> str:
