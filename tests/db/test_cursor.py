@@ -540,3 +540,22 @@ def test_a_connection_prepares_a_bounded_number_of_statements(registry, db_url, 
         assert len(postgres._PREPARED[cr._cnx]) == 2
         cr.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cr.fetchone() == (2,)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("prepared", [False, True])
+def test_statements_sent_together_take_lists_of_ids_and_nulls(registry, db_url, prepared):
+    with registry.cursor() as cr:
+        cr.executemany("INSERT INTO note (id, body) VALUES (%s, %s)", [(1, "a"), (2, "b")])
+        count = "SELECT count(*) FROM note WHERE id = ANY(%s)"
+        big = 2**40  # past the 32-bit ids: left to psycopg, as a bigint array
+        rows = cr.execute_together(
+            [
+                (count, ([1, 2, 3],)),
+                (count, ([-(2**31), 2],)),
+                ("SELECT %s::bigint[]", ([big, 1],)),
+                ("SELECT coalesce(%s::text, 'none')", (None,)),
+            ],
+            prepared=prepared,
+        )
+        assert rows == [[(2,)], [(1,)], [([big, 1],)], [("none",)]]

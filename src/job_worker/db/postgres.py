@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 from ..exceptions import DatabaseOpenError
+from ..orm.fields import INT_MAX, INT_MIN
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor, DeferredRows, Lookup
 
@@ -397,9 +398,19 @@ class PostgresCursor(Cursor):
         return self._literal(value)
 
     def _literal(self, value: Any) -> str:
-        if type(value) is int:
+        kind = type(value)
+        if kind is int:
             return str(value)
-        if type(value) is str and len(value) <= 64:  # the same few (a worker's id) come again
+        if value is None:
+            return "NULL"
+        if (
+            kind is list
+            and value
+            and all(type(v) is int and INT_MIN <= v <= INT_MAX for v in value)
+        ):
+            # ids (a batch's, a begin's): psycopg's adaptation of a list costs 10 µs
+            return "'{" + ",".join(map(str, value)) + "}'::int4[]"
+        if kind is str and len(value) <= 64:  # the same few (a worker's id) come again
             quoted = _QUOTED.get(value)
             if quoted is None:
                 if len(_QUOTED) >= 1024:
