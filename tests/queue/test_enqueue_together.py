@@ -303,6 +303,29 @@ def test_many_waiting_jobs_go_with_copy_before_the_commit(qregistry):
         assert cr.fetchall() == [(job_id, company_id) for job_id in ids]
 
 
+def test_jobs_of_two_users_in_one_copy_take_each_its_users_company(qregistry):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        users = []
+        for name in ("Ann", "Bob"):
+            company = env["res.company"].create({"name": name})
+            users.append(
+                env["res.users"].create({"name": name, "login": name, "company_id": company.id})
+            )
+        expected = {user.id: user.company_id.id for user in users}
+    with qregistry.cursor() as cr:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite writes each job at once")
+        envs = [api.Environment(cr, user_id, {}) for user_id in expected]
+        for i in range(40):  # the two users' lookups alternate from row to row
+            envs[i % 2]["res.partner"].browse(partner_id).with_delay().record(str(i))
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT user_id, company_id FROM queue_job ORDER BY id")
+        rows = cr.fetchall()
+    assert len(rows) == 40 and all(company == expected[user] for user, company in rows)
+
+
 def test_rollback_drops_the_waiting_jobs(qregistry):
     with qregistry.cursor() as cr:
         partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id

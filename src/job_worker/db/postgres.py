@@ -424,15 +424,22 @@ class _LookupDumper(psycopg.adapt.Dumper):
     """A lookup in a row written with ``COPY``: its value, read before
     (:meth:`Cursor.resolve_lookups`), dumped as psycopg dumps such a value."""
 
+    #: the lookup dumped last, and its text: the rows of a ``COPY`` hold the same few
+    _last: tuple[Lookup, Any] | None = None
+
     def dump(self, obj: Lookup) -> Any:
+        last = self._last
+        if last is not None and last[0] is obj:
+            return last[1]
         if not obj.resolved:
             raise psycopg.ProgrammingError(f"{obj!r} was not read before the rows went")
-        if obj.value is None:
-            return None
         value = obj.value
-        return (
-            Transformer.from_context(self.connection).get_dumper(value, PyFormat.TEXT).dump(value)
-        )
+        dumped = None
+        if value is not None:
+            dumper = Transformer.from_context(self.connection).get_dumper(value, PyFormat.TEXT)
+            dumped = dumper.dump(value)
+        self._last = (obj, dumped)
+        return dumped
 
 
 psycopg.adapters.register_dumper(Lookup, _LookupDumper)
