@@ -324,7 +324,7 @@ class PostgresCursor(Cursor):
                 args = ", ".join(map(render, params))
                 parts.append(f"EXECUTE {name}({args})" if params else f"EXECUTE {name}")
             else:  # the connection holds as many as it may: inlined
-                parts.append(query % tuple(map(render, params)) if params else query)
+                parts.append(self._inline(query, params, render))
             shown.append(len(parts) - 1)
         if not parts:
             return []
@@ -350,8 +350,10 @@ class PostgresCursor(Cursor):
             if not cur.nextset():
                 return [results[index] for index in shown]
 
-    def _inline(self, query: str, params: Sequence[Any]) -> str:
-        return query % tuple(self._literal(param) for param in params) if params else query
+    def _inline(
+        self, query: str, params: Sequence[Any], render: Callable[[Any], str] | None = None
+    ) -> str:
+        return query % tuple(map(render or self._literal, params)) if params else query
 
     def _insert_rows(self, batch: DeferredRows) -> _Statement:
         """The INSERT of ``batch``'s rows, to be prepared (:meth:`_send`): planned once
@@ -371,7 +373,7 @@ class PostgresCursor(Cursor):
         if query is None:
             if len(_INSERTS) >= 4 * MAX_PREPARED:
                 _INSERTS.clear()
-            query = _INSERTS[key] = _insert_template(batch, shape[3:])
+            query = _INSERTS[key] = _insert_template(batch)
         return query, params, self._value_literal
 
     def _value_literal(self, value: Any) -> str:
@@ -464,22 +466,13 @@ _INSERTS: dict[tuple[Any, ...], str] = {}
 MAX_PREPARED = 256
 
 
-def _insert_template(batch: DeferredRows, lookups: list[tuple[int, str]]) -> str:
-    """The INSERT of ``batch``'s rows with ``%s`` for their values and a subquery for
-    each lookup (``lookups``: where its parameters start, its query)."""
-    where = dict(lookups)
-    values: list[str] = []
-    position = 0
-    for row in batch.rows:
-        items = []
-        for value in row:
-            if type(value) is Lookup:
-                items.append(f"({where[position]})")
-                position += len(value.params)
-            else:
-                items.append("%s")
-                position += 1
-        values.append("(" + ", ".join(items) + ")")
+def _insert_template(batch: DeferredRows) -> str:
+    """The INSERT of ``batch``'s rows with ``%s`` for their values and each lookup's
+    query as a subquery."""
+    values = [
+        "(" + ", ".join(f"({v.query})" if type(v) is Lookup else "%s" for v in row) + ")"
+        for row in batch.rows
+    ]
     columns = ", ".join(f'"{name}"' for name in batch.columns)
     return f'INSERT INTO "{batch.table}" ({columns}) VALUES {", ".join(values)}'
 

@@ -173,8 +173,7 @@ class Executor:
         committed: list[tuple[int, Any, float]] = []
         running: jobstore.ClaimedJob | None = None
         begun = False
-        opened = time.monotonic()
-        commit_at = opened + COMMIT_EVERY
+        commit_at = time.monotonic() + COMMIT_EVERY
         try:
             # the jobs' records are looked up with the begin, in the same round trip
             lookup = _RecordsLookup(registry, batch)
