@@ -327,6 +327,41 @@ def test_jobs_of_two_users_in_one_copy_take_each_its_users_company(qregistry):
     assert len(rows) == 40 and all(company == expected[user] for user, company in rows)
 
 
+def test_many_jobs_go_while_created_each_with_its_users_company_and_counted(qregistry):
+    from job_worker.db.postgres import STREAM_MIN_ROWS
+
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        users = []
+        for name in ("Ann", "Bob", "Cy"):
+            company = env["res.company"].create({"name": name})
+            users.append(
+                env["res.users"].create({"name": name, "login": name, "company_id": company.id})
+            )
+        expected = {user.id: user.company_id.id for user in users}
+    with qregistry.cursor() as cr:
+        envs = [api.Environment(cr, user.id, {}) for user in users]
+
+        def enqueue(env, i):
+            env["res.partner"].browse(partner_id).with_delay(channel="bulk").record(str(i))
+
+        for i in range(STREAM_MIN_ROWS + 10):  # Ann's and Bob's, alternating
+            enqueue(envs[i % 2], i)
+        assert _waiting(cr) == 0  # sent as they come
+        for i in range(5):  # Cy's company, not read yet: the COPY ends, another opens
+            enqueue(envs[2], i)
+        for i in range(STREAM_MIN_ROWS):
+            enqueue(envs[0], i)
+        total = 2 * STREAM_MIN_ROWS + 15
+        assert job_store(cr.backend).queued_counts(cr) == {("bulk", "pending"): total}
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT user_id, company_id FROM queue_job ORDER BY id")
+        rows = cr.fetchall()
+    assert len(rows) == total and all(company == expected[user] for user, company in rows)
+    assert [user for user, _company in rows].count(users[2].id) == 5
+
+
 def test_rollback_drops_the_waiting_jobs(qregistry):
     with qregistry.cursor() as cr:
         partner_id = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "A"}).id

@@ -407,8 +407,7 @@ class Cursor:
         transaction (it stays open after the block, as nobody needs it any more, to
         save a round trip)."""
         name = new_savepoint_name()
-        if self._deferred:  # rows created before the block are not the block's to undo
-            self.flush()
+        self.flush()  # rows created before the block are not the block's to undo
         self._savepoint_due = name
         try:
             yield name

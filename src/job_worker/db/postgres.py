@@ -7,6 +7,7 @@ coordination (row locks, ``SKIP LOCKED``, ``LISTEN/NOTIFY``, advisory locks).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import re
@@ -15,7 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -29,6 +30,9 @@ from ..exceptions import DatabaseOpenError
 from ..orm.fields import INT_MAX, INT_MIN
 from .backend import Backend, Column, TableSchema
 from .cursor import Cursor, DeferredRows, Lookup
+
+_logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _TYPES = {
     "id": "SERIAL PRIMARY KEY",
@@ -94,6 +98,19 @@ NO_AUTO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
 #: server parses no statement of 39,000 parameters), with one ``INSERT`` below it
 COPY_MIN_ROWS = 16
 
+#: rows of one table written later, created in a row, from which they go to the server
+#: as they come: the cursor opens their ``COPY`` and leaves it open while the transaction
+#: creates more (:meth:`PostgresCursor.defer_insert`), so the server writes them while
+#: the client builds the next ones, not all at the end
+STREAM_MIN_ROWS = 128
+
+#: whether the session has neither timeout that a ``COPY`` left open would meet
+# -- name: timeouts
+TIMEOUTS = (
+    "SELECT current_setting('statement_timeout')::interval = '0'"
+    " AND current_setting('idle_in_transaction_session_timeout')::interval = '0'"
+)
+
 #: the ids of a table's rows: its ``id`` column's sequence, asked for at once
 # -- name: take_ids
 TAKE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
@@ -135,6 +152,8 @@ class PostgresCursor(Cursor):
         #: whether a backslash in a string literal is a plain character (the server's
         #: default): then strings are quoted by doubling their quotes (asked when needed)
         self._plain_strings: bool | None = None
+        #: the ``COPY`` left open for rows created in a row (:meth:`defer_insert`)
+        self._stream: _Stream | None = None
 
     # -- rows written later -------------------------------------------------------
 
@@ -142,6 +161,8 @@ class PostgresCursor(Cursor):
         # a sequence is outside transactions: the rows waiting to be written stay waiting
         # (and a lazy savepoint closed, and the transaction unopened), the ids come in
         # one statement
+        if self._stream is not None:
+            self._end_stream()
         self.sql_count += 1
         # (the sequence SERIAL made: found in the search path, as the table is)
         self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
@@ -149,6 +170,8 @@ class PostgresCursor(Cursor):
 
     def _skip_ids(self, table: str, past: int) -> None:
         # (never back: another process may have moved it further meanwhile)
+        if self._stream is not None:
+            self._end_stream()
         self.sql_count += 1
         self._cur.execute(
             f'SELECT setval(%s::regclass, GREATEST(%s, max(id))) FROM "{table}"'
@@ -176,6 +199,132 @@ class PostgresCursor(Cursor):
         with self._cur.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row(row)
+
+    # -- rows written as they come ----------------------------------------------
+
+    def defer_insert(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[Sequence[Any]],
+        describe: Callable[[Sequence[Any]], str],
+    ) -> None:
+        """As :meth:`Cursor.defer_insert`; but once :data:`STREAM_MIN_ROWS` rows of one
+        table wait, created in a row, they go to the server by a ``COPY`` left open, and
+        the next rows of that table as they are created: the server writes them while
+        the client builds the next ones. The ``COPY`` ends (its rows written, the
+        triggers and foreign keys checked) before anything else the cursor does, as
+        waiting rows are written: the next statement, a row of another table or with a
+        value not read yet (:meth:`lookup`), the commit; a rollback, or the rollback of a
+        savepoint opened before it, drops its rows. So an error of such a row is raised
+        there, as for any row written later; one in the values themselves (a value
+        psycopg cannot send) is raised at once, the transaction aborted.
+
+        The ``COPY`` stays open while the application works between two rows: the
+        cursor opens none when the session has a ``statement_timeout`` or an
+        ``idle_in_transaction_session_timeout`` (:meth:`_without_timeouts`; read once
+        per connection, and again after a ``SET`` or ``RESET`` the cursor runs)."""
+        stream = self._stream
+        if stream is not None:
+            if self._savepoint_due is None and stream.takes(table, columns, len(self._lookups)):
+                try:
+                    stream.write(rows)
+                except Exception as exc:
+                    self._drop_stream()
+                    exc.add_note(stream.batch.failure_note())
+                    raise
+                return
+            self._end_stream()
+        super().defer_insert(table, columns, rows, describe)
+        if (
+            len(self._deferred[-1].rows) >= STREAM_MIN_ROWS
+            and self._savepoint_due is None
+            and self._collected is None
+            and self._without_timeouts()
+        ):
+            self._start_stream()
+
+    def _start_stream(self) -> None:
+        """Send the last batch of waiting rows by a ``COPY`` left open (the batches
+        before it first, as they are written)."""
+        batch = self._deferred.pop()
+        try:
+            self.flush()
+            self.resolve_lookups()  # COPY takes values, not subqueries
+            self._before_execute()
+            self.sql_count += 1
+            columns = ", ".join(f'"{name}"' for name in batch.columns)
+            # (a psycopg cursor of its own: the results of the last statement stay readable)
+            manager = self._cnx.cursor().copy(f'COPY "{batch.table}" ({columns}) FROM STDIN')
+            stream = _Stream(batch, manager, manager.__enter__(), len(self._lookups))
+            self._stream = stream
+            stream.write(batch.rows)
+        except Exception as exc:
+            if self._stream is not None:
+                self._drop_stream()
+            exc.add_note(batch.failure_note())
+            raise
+
+    def _end_stream(self) -> None:
+        """End the open ``COPY``: its rows are written (or its error raised, naming them)."""
+        stream, self._stream = self._stream, None
+        assert stream is not None
+        try:
+            stream.manager.__exit__(None, None, None)
+        except Exception as exc:
+            exc.add_note(stream.batch.failure_note())
+            raise
+
+    def _drop_stream(self) -> None:
+        """End the open ``COPY`` without its rows (a rollback): the server refuses the
+        ``COPY``; the transaction, or the savepoint, is rolled back next."""
+        stream, self._stream = self._stream, None
+        assert stream is not None
+        dropped = _StreamDropped("the transaction rolled back")
+        try:
+            stream.manager.__exit__(_StreamDropped, dropped, None)
+        except Exception:  # a connection lost: the rollback that follows tells
+            _logger.debug("dropping the rows of an open COPY failed", exc_info=True)
+
+    def _without_timeouts(self) -> bool:
+        """Whether the session has neither a ``statement_timeout`` nor an
+        ``idle_in_transaction_session_timeout``: a ``COPY`` left open may last as long
+        as the application takes between two rows; the first would cancel it, and the
+        second would no longer end a transaction left idle after it (the session is
+        busy with the ``COPY``)."""
+        off = _TIMEOUTS_OFF.get(self._cnx)
+        if off is None:
+            row = self._cnx.execute(TIMEOUTS).fetchone()
+            off = _TIMEOUTS_OFF[self._cnx] = row is not None and row[0] is True
+        return off
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._end_stream()
+        super().flush()
+
+    def _commit(self, send: Callable[[], _T]) -> _T:
+        if self._stream is not None:
+            self._check_not_owned("commit")
+            self._end_stream()
+        return super()._commit(send)
+
+    def rollback(self) -> None:
+        if self._stream is not None:
+            self._check_not_owned("roll back")
+            self._drop_stream()
+        super().rollback()
+
+    def rollback_to_savepoint(self, name: str, marks: tuple[int, int, int]) -> None:
+        # the open COPY's rows were all created after the savepoint: opening one ends it
+        if self._stream is not None:
+            self._drop_stream()
+        super().rollback_to_savepoint(name, marks)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._drop_stream()
+        super().close()
 
     def commit(self) -> None:
         """The statements that come before a commit (the ``NOTIFY`` that wakes the
@@ -211,6 +360,8 @@ class PostgresCursor(Cursor):
     def execute(
         self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
     ) -> Cursor:
+        if self._stream is not None:
+            self._end_stream()
         if self._collected is None:
             if (
                 self._begin_with_first
@@ -224,7 +375,7 @@ class PostgresCursor(Cursor):
                 text = query if params is None else query % tuple(map(self._literal, params))
                 self._cur.execute(f"BEGIN; {text}".encode())
                 self._cur.nextset()  # the statement's result, not the BEGIN's
-                self._note_deallocation()
+                self._note_status()
                 return self
             return super().execute(query, params, write=write)
         if self._deferred:
@@ -233,19 +384,26 @@ class PostgresCursor(Cursor):
         return self
 
     def _before_execute(self) -> None:
+        if self._stream is not None:  # (executemany)
+            self._end_stream()
         if self._explicit_begin and not self.in_transaction:
             self._cur.execute(b"BEGIN")
 
     def _execute(self, query: str, params: Sequence[Any] | None) -> None:
         self._cur.execute(query, params)
-        self._note_deallocation()
+        self._note_status()
 
-    def _note_deallocation(self) -> None:
-        """Forget the statements :meth:`_send` prepared if the statement just run
-        dropped them (``DEALLOCATE``, ``DISCARD ALL``): prepared again when next sent."""
+    def _note_status(self) -> None:
+        """Forget what the statement just run changed: the statements :meth:`_send`
+        prepared if it dropped them (``DEALLOCATE``, ``DISCARD ALL``: prepared again when
+        next sent); the timeouts read if it set a setting (read again)."""
         result = self._cur.pgresult
-        if result is not None and result.command_status in _DEALLOCATING:
-            _PREPARED.pop(self._cnx, None)
+        if result is not None:
+            status = result.command_status
+            if status in _DEALLOCATING:
+                _PREPARED.pop(self._cnx, None)
+            if status in _SETTING:
+                _TIMEOUTS_OFF.pop(self._cnx, None)
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
         self._cur.executemany(query, seq_of_params)
@@ -293,6 +451,8 @@ class PostgresCursor(Cursor):
         the others have their parameters inlined (:meth:`_literal`)."""
         if self._closed:
             raise RuntimeError("cursor is closed")
+        if self._stream is not None:
+            self._end_stream()
         if self._deferred and self._savepoint_due is None:
             self.flush()  # the rows created in the transaction first (with its BEGIN)
         # what the results do not show: a BEGIN, a lazy savepoint opened in the same message,
@@ -422,6 +582,36 @@ class PostgresCursor(Cursor):
         return sql.Literal(value).as_string(self._cnx)
 
 
+class _StreamDropped(Exception):
+    """What ends a ``COPY`` whose rows a rollback drops (the server's error names it)."""
+
+
+class _Stream:
+    """A ``COPY`` left open for rows created in a row (``PostgresCursor.defer_insert``):
+    ``batch`` holds the rows sent so far (an error's note names them)."""
+
+    __slots__ = ("batch", "copy", "lookups", "manager")
+
+    def __init__(self, batch: DeferredRows, manager: Any, copy: Any, lookups: int):
+        self.batch = batch
+        self.manager = manager
+        self.copy = copy
+        #: the transaction's lookups when it opened, all read: a row with a new one
+        #: (not read yet) ends it
+        self.lookups = lookups
+
+    def takes(self, table: str, columns: tuple[str, ...], lookups: int) -> bool:
+        batch = self.batch
+        return batch.table == table and batch.columns == columns and lookups == self.lookups
+
+    def write(self, rows: list[Sequence[Any]]) -> None:
+        write_row = self.copy.write_row
+        for row in rows:
+            write_row(row)
+        if rows is not self.batch.rows:
+            self.batch.rows.extend(rows)
+
+
 class _LookupDumper(psycopg.adapt.Dumper):
     """A lookup in a row written with ``COPY``: its value, read before
     (:meth:`Cursor.resolve_lookups`), dumped as psycopg dumps such a value."""
@@ -456,6 +646,11 @@ _prepared_ids = itertools.count(1)
 _PLACEHOLDER = re.compile(r"%[s%]")
 #: the statuses of the commands that drop a connection's prepared statements
 _DEALLOCATING = frozenset((b"DEALLOCATE ALL", b"DISCARD ALL", b"DEALLOCATE"))
+#: the statuses of the commands that may change a session's settings
+_SETTING = frozenset((b"SET", b"RESET", b"DISCARD ALL"))
+#: per connection: whether its session has no timeout that a ``COPY`` left open would
+#: meet (see ``PostgresCursor._without_timeouts``)
+_TIMEOUTS_OFF: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 #: a statement :meth:`PostgresCursor._send` sends: its text, its parameters, and the
 #: function that renders them if it is to be prepared (else None: inlined)
 _Statement = tuple[str, Sequence[Any], Callable[[Any], str] | None]
