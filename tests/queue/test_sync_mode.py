@@ -94,3 +94,25 @@ def test_a_job_retried_forever_without_counting_stops_with_a_clear_error(qenv, p
         eager.with_delay().retry_later(ignore_retry=True)
     job = qenv["queue.job"].search([])
     assert (job.state, job.attempts) == ("pending", 0)  # left for a worker, nothing lost
+
+
+def test_environment_variable_is_read_at_every_enqueue(qenv, partner, monkeypatch):
+    # set and unset within one transaction: each enqueue sees the variable as it is
+    assert partner.with_delay().record("queued").state == "pending"
+    monkeypatch.setenv("QUEUE_JOB__NO_DELAY", "1")
+    assert partner.with_delay().record("run").state == "done"
+    monkeypatch.setenv("QUEUE_JOB__NO_DELAY", "0")
+    assert partner.with_delay().record("queued too").state == "pending"
+    monkeypatch.delenv("QUEUE_JOB__NO_DELAY")
+    assert partner.with_delay().record("queued again").state == "pending"
+    assert qenv["job.log"].search([]).mapped("name") == ["run"]
+
+
+def test_environment_variable_without_the_dict_behind_os_environ(qenv, partner, monkeypatch):
+    # a Python whose os.environ keeps no such dict reads the variable the public way
+    from job_worker.queue import enqueue
+
+    monkeypatch.setattr(enqueue, "_ENVIRON_DATA", None)
+    assert partner.with_delay().record("queued").state == "pending"
+    monkeypatch.setenv("QUEUE_JOB__NO_DELAY", "1")
+    assert partner.with_delay().record("run").state == "done"

@@ -58,10 +58,23 @@ def new_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+_NO_DELAY = "QUEUE_JOB__NO_DELAY"
+#: the dict behind ``os.environ`` (encoded names and values), which it keeps up to date
+_ENVIRON_DATA = getattr(os.environ, "_data", None)
+_NO_DELAY_KEY = os.environ.encodekey(_NO_DELAY)
+
+
 def sync_mode(env: Any) -> bool:
-    """Whether jobs run at once: QUEUE_JOB__NO_DELAY set (not '0') or the context key."""
-    flag = os.environ.get("QUEUE_JOB__NO_DELAY", "")
-    return (flag not in ("", "0")) or bool(env.context.get("queue_job__no_delay"))
+    """Whether jobs run at once: QUEUE_JOB__NO_DELAY set (not '0') or the context key.
+
+    The variable is read at every enqueue: it may be set or unset at any time, within
+    a transaction too. ``os.environ.get`` raises and catches a ``KeyError`` for a
+    missing variable (the usual case), which costs more than the rest of this check:
+    its absence is seen in the dict behind ``os.environ`` instead."""
+    maybe_set = _ENVIRON_DATA is None or _NO_DELAY_KEY in _ENVIRON_DATA
+    if maybe_set and os.environ.get(_NO_DELAY, "") not in ("", "0"):
+        return True
+    return bool(env.context.get("queue_job__no_delay"))
 
 
 def _collect(root: Node) -> tuple[list[Delayable], list[tuple[Delayable, Delayable, str]]]:
