@@ -90,6 +90,9 @@ class BaseModel(Recordset, metaclass=MetaModel):
     _column_converters: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]] = ()
     #: the names of the columns that hold relations (Many2one)
     _relational_columns: ClassVar[tuple[str, ...]] = ()
+    #: the (model, field) pairs whose cached values a new row of this model makes stale
+    #: (:func:`~job_worker.orm.relations.inverse_map` of ``_relational_columns``)
+    _relational_inverses: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: what ``_select_columns`` gives, once it has worked it out
     _select_columns_cache: ClassVar[Any] = None
 
@@ -561,7 +564,9 @@ class BaseModel(Recordset, metaclass=MetaModel):
                     if values is None:
                         values = cache[name] = {}
                     values[id_] = value
-        relations.invalidate_inverses(self, self._relational_columns)
+        # (relations.invalidate_inverses of the relational columns, worked out per registry)
+        for other_model, other_field in self._relational_inverses:
+            self.env.cache.get(other_model, {}).pop(other_field, None)
         records = type(self)(self.env, tuple(ids))
         if any(x2many_list):
             for record, x2many in zip(records, x2many_list, strict=True):

@@ -248,6 +248,12 @@ class Registry:
             )
             cls._relational_columns = tuple(f.name for f in cls._column_fields if f.relational)
         self.inverses = relations.inverse_map(self.models.values())
+        for cls in self.models.values():
+            cls._relational_inverses = tuple(
+                pair
+                for name in cls._relational_columns
+                for pair in self.inverses.get((cls._name, name), ())
+            )
 
     def _column_converter(self, field: _fields.Field) -> Callable[[Any], Any] | None:
         """What turns a value of ``field`` in cache form into what the database binds
