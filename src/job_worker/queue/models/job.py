@@ -204,29 +204,29 @@ class QueueJob(models.Model):
         if not self._plain_create():
             return self.create(vals_list)
         constant, computed = self._enqueue_defaults()
-        constant = {**constant, "create_date": now, "write_date": now}
         rows = []
+        hooked = special = lookups = False  # what the loop finds in the rows
         for vals, own in zip(vals_list, built, strict=True):
-            row = {**constant, **own}
+            # the defaults, the enqueue's times, then the job's own values: one copy
+            row = {**constant, "create_date": now, "write_date": now, **own}
             for field in computed:
                 if field.name not in own:
                     row[field.name] = field.to_cache(field.default_value(self), self)
             if vals is not own:
+                hooked = True
                 changed = {k: v for k, v in vals.items() if k not in own or v is not own[k]}
                 columns, x2many = self._split_values(changed)
                 if x2many:
                     return self.create(vals_list)
                 row.update(columns)
+            if row["identity_key"] or row.get("cron_occurrence"):
+                special = True
+            if type(row.get("company_id")) is Lookup:
+                lookups = True
             rows.append(row)
-        cr = self.env.cr
-        defer = (
-            defer
-            and cr.defers_inserts
-            and all(vals is own for vals, own in zip(vals_list, built, strict=True))
-            and not any(row["identity_key"] or row.get("cron_occurrence") for row in rows)
-        )
+        defer = defer and self.env.cr.defers_inserts and not hooked and not special
         jobs = self._create(rows, [{}] * len(rows), defer=defer)
-        if any(type(row.get("company_id")) is Lookup for row in rows):
+        if lookups:
             # the user's company, looked up as the row is written (only rows written later
             # hold a lookup: enqueue_graph): read back from the row when asked for
             companies = self._cache().get("company_id", {})
