@@ -112,6 +112,19 @@ def test_unknown_dunder_or_field_method_is_refused_by_with_delay(qenv, partner, 
     assert _nothing_left(qenv)
 
 
+def test_methods_found_good_are_kept_and_the_others_still_refused(qenv, partner):
+    # the methods a model's class has shown to be delayable are kept on it, only them
+    from job_worker.queue.delayable import check_method
+
+    partner.with_delay().record("once")
+    assert "record" in type(partner).__dict__["_delayable_methods"]
+    for method in ("no_such_method", "__secret__", "name", "", None):
+        with pytest.raises(ValueError, match=r"method|field|'__'"):
+            check_method(partner, method)
+    assert partner.with_delay().record("twice").state == "pending"
+    assert type(partner).__dict__["_delayable_methods"] == {"record"}
+
+
 def test_private_single_underscore_methods_can_be_delayed(qenv, partner):
     job = partner.with_delay()._private_helper()
     job.run_now()

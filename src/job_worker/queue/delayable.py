@@ -28,6 +28,13 @@ _DEFAULT_OPTIONS = JobOptions()
 
 
 def check_method(model: BaseModel, name: Any) -> None:
+    """Refuse ``name`` unless it is a method of ``model`` that may be delayed. The
+    methods found good are kept on the model's class (one per registry, whose methods
+    and fields do not change): a loop of enqueues checks its method once."""
+    cls = type(model)
+    good = cls.__dict__.get("_delayable_methods")
+    if good is not None and isinstance(name, str) and name in good:
+        return
     if not isinstance(name, str) or not name:
         raise UnknownMethodError(f"a method name is a non-empty string, got {name!r}")
     if name.startswith("__"):
@@ -36,9 +43,12 @@ def check_method(model: BaseModel, name: Any) -> None:
         )
     if name in model._fields:
         raise UnknownMethodError(f"{model._name}.{name} is a field, not a method")
-    attr = getattr(type(model), name, None)
+    attr = getattr(cls, name, None)
     if attr is None or not callable(attr) or isinstance(attr, type):
         raise UnknownMethodError(f"{model._name} has no method {name!r}")
+    if good is None:
+        good = cls._delayable_methods = set()  # type: ignore[attr-defined]
+    good.add(name)
 
 
 class Node:
