@@ -182,8 +182,12 @@ class Delayable(Node):
         return capture
 
     def _capture(self, name: str, args: tuple, kwargs: dict) -> Delayable:
-        # refuse what cannot be stored now, not when the worker runs the job
-        self._stored = (encode(list(args), "args"), encode(dict(kwargs), "kwargs"))
+        # refuse what cannot be stored now, not when the worker runs the job (no
+        # arguments, the usual kwargs: nothing to refuse, and the encoding is empty)
+        self._stored = (
+            encode(list(args), "args") if args else [],
+            encode(dict(kwargs), "kwargs") if kwargs else {},
+        )
         self.method_name, self.args, self.kwargs = name, args, kwargs
         return self
 
