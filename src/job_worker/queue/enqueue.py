@@ -270,8 +270,9 @@ def _look_up_companies(env: Any, delayables: list[Delayable], companies: dict[in
             and not job_env.context.get("allowed_company_ids")
             and "company" not in vars(job_env)  # env.company worked out already
         ):
-            # (the transaction's lookup of this user's company, if it made one already)
-            table = env["res.users"]._table
+            # (the transaction's lookup of this user's company, if it made one already;
+            # the table is the model class's: no recordset needed)
+            table = env.registry["res.users"]._table
             companies[uid] = cr.lookup(f'SELECT company_id FROM "{table}" WHERE id = %s', (uid,))
 
 
