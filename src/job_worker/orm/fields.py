@@ -331,8 +331,9 @@ class Datetime(Field):
 
     @staticmethod
     def now() -> datetime:
-        """The current time, naive UTC (half the cost of ``datetime.now(UTC)`` made naive)."""
-        return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
+        """The current time, naive UTC (half the cost of ``datetime.now(UTC)`` made naive;
+        a timedelta's microseconds given by position cost less than by keyword)."""
+        return _EPOCH + timedelta(0, 0, time.time_ns() // 1000)
 
     def to_cache(self, value: Any, model: BaseModel) -> Any:
         if value is None or value is False:
