@@ -60,8 +60,9 @@ def new_uuid() -> str:
 
 _NO_DELAY = "QUEUE_JOB__NO_DELAY"
 #: the dict behind ``os.environ`` (encoded names and values), which it keeps up to date
+#: (CPython's; None on a Python without it), and the variable's name as a key of it
 _ENVIRON_DATA = getattr(os.environ, "_data", None)
-_NO_DELAY_KEY = os.environ.encodekey(_NO_DELAY)
+_NO_DELAY_KEY = getattr(os.environ, "encodekey", str)(_NO_DELAY)
 
 
 def sync_mode(env: Any) -> bool:
