@@ -328,7 +328,7 @@ def test_jobs_of_two_users_in_one_copy_take_each_its_users_company(qregistry):
 
 
 def test_many_jobs_go_while_created_each_with_its_users_company_and_counted(qregistry):
-    from job_worker.db.postgres import STREAM_MIN_ROWS
+    from job_worker.db.postgres import SEND_AHEAD_ROWS
 
     partner_id = _partner_id(qregistry)
     with qregistry.cursor() as cr:
@@ -346,14 +346,14 @@ def test_many_jobs_go_while_created_each_with_its_users_company_and_counted(qreg
         def enqueue(env, i):
             env["res.partner"].browse(partner_id).with_delay(channel="bulk").record(str(i))
 
-        for i in range(STREAM_MIN_ROWS + 10):  # Ann's and Bob's, alternating
+        for i in range(SEND_AHEAD_ROWS + 10):  # Ann's and Bob's, alternating
             enqueue(envs[i % 2], i)
-        assert _waiting(cr) == 0  # sent as they come
-        for i in range(5):  # Cy's company, not read yet: the COPY ends, another opens
+        assert _waiting(cr) < SEND_AHEAD_ROWS  # sent ahead, by batches
+        for i in range(5):  # Cy's company, not read yet: read before the next batch goes
             enqueue(envs[2], i)
-        for i in range(STREAM_MIN_ROWS):
+        for i in range(SEND_AHEAD_ROWS):
             enqueue(envs[0], i)
-        total = 2 * STREAM_MIN_ROWS + 15
+        total = 2 * SEND_AHEAD_ROWS + 15
         assert job_store(cr.backend).queued_counts(cr) == {("bulk", "pending"): total}
     with qregistry.cursor() as cr:
         cr.execute("SELECT user_id, company_id FROM queue_job ORDER BY id")

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import select
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.copy import LibpqWriter
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -98,18 +100,11 @@ NO_AUTO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
 #: server parses no statement of 39,000 parameters), with one ``INSERT`` below it
 COPY_MIN_ROWS = 16
 
-#: rows of one table written later, created in a row, from which they go to the server
-#: as they come: the cursor opens their ``COPY`` and leaves it open while the transaction
-#: creates more (:meth:`PostgresCursor.defer_insert`), so the server writes them while
-#: the client builds the next ones, not all at the end
-STREAM_MIN_ROWS = 128
-
-#: whether the session has neither timeout that a ``COPY`` left open would meet
-# -- name: timeouts
-TIMEOUTS = (
-    "SELECT current_setting('statement_timeout')::interval = '0'"
-    " AND current_setting('idle_in_transaction_session_timeout')::interval = '0'"
-)
+#: rows of one table written later from which the cursor sends them ahead, in a ``COPY``
+#: whose answer it reads later: the server writes them, runs their triggers and checks
+#: their foreign keys while the application creates the next ones
+#: (``PostgresCursor.defer_insert``)
+SEND_AHEAD_ROWS = 128
 
 #: the ids of a table's rows: its ``id`` column's sequence, asked for at once
 # -- name: take_ids
@@ -152,8 +147,8 @@ class PostgresCursor(Cursor):
         #: whether a backslash in a string literal is a plain character (the server's
         #: default): then strings are quoted by doubling their quotes (asked when needed)
         self._plain_strings: bool | None = None
-        #: the ``COPY`` left open for rows created in a row (:meth:`defer_insert`)
-        self._stream: _Stream | None = None
+        #: the rows sent ahead whose answer is not read yet (:meth:`defer_insert`)
+        self._ahead: _Ahead | None = None
 
     # -- rows written later -------------------------------------------------------
 
@@ -161,8 +156,8 @@ class PostgresCursor(Cursor):
         # a sequence is outside transactions: the rows waiting to be written stay waiting
         # (and a lazy savepoint closed, and the transaction unopened), the ids come in
         # one statement
-        if self._stream is not None:
-            self._end_stream()
+        if self._ahead is not None:
+            self._read_ahead()
         self.sql_count += 1
         # (the sequence SERIAL made: found in the search path, as the table is)
         self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
@@ -170,8 +165,8 @@ class PostgresCursor(Cursor):
 
     def _skip_ids(self, table: str, past: int) -> None:
         # (never back: another process may have moved it further meanwhile)
-        if self._stream is not None:
-            self._end_stream()
+        if self._ahead is not None:
+            self._read_ahead()
         self.sql_count += 1
         self._cur.execute(
             f'SELECT setval(%s::regclass, GREATEST(%s, max(id))) FROM "{table}"'
@@ -200,7 +195,7 @@ class PostgresCursor(Cursor):
             for row in rows:
                 copy.write_row(row)
 
-    # -- rows written as they come ----------------------------------------------
+    # -- rows sent ahead ----------------------------------------------------------
 
     def defer_insert(
         self,
@@ -209,44 +204,33 @@ class PostgresCursor(Cursor):
         rows: list[Sequence[Any]],
         describe: Callable[[Sequence[Any]], str],
     ) -> None:
-        """As :meth:`Cursor.defer_insert`; but once :data:`STREAM_MIN_ROWS` rows of one
-        table wait, created in a row, they go to the server by a ``COPY`` left open, and
-        the next rows of that table as they are created: the server writes them while
-        the client builds the next ones. The ``COPY`` ends (its rows written, the
-        triggers and foreign keys checked) before anything else the cursor does, as
-        waiting rows are written: the next statement, a row of another table or with a
-        value not read yet (:meth:`lookup`), the commit; a rollback, or the rollback of a
-        savepoint opened before it, drops its rows. So an error of such a row is raised
-        there, as for any row written later; one in the values themselves (a value
-        psycopg cannot send) is raised at once, the transaction aborted.
-
-        The ``COPY`` stays open while the application works between two rows: the
-        cursor opens none when the session has a ``statement_timeout`` or an
-        ``idle_in_transaction_session_timeout`` (:meth:`_without_timeouts`; read once
-        per connection, and again after a ``SET`` or ``RESET`` the cursor runs)."""
-        stream = self._stream
-        if stream is not None:
-            if self._savepoint_due is None and stream.takes(table, columns, len(self._lookups)):
-                try:
-                    stream.write(rows)
-                except Exception as exc:
-                    self._drop_stream()
-                    exc.add_note(stream.batch.failure_note())
-                    raise
-                return
-            self._end_stream()
+        """As :meth:`Cursor.defer_insert`; but once :data:`SEND_AHEAD_ROWS` rows of one
+        table wait, they go to the server at once, by a ``COPY`` whose end is sent
+        without waiting for the answer: the server writes them, runs their triggers and
+        checks their foreign keys while the application creates the next ones. The
+        answer is read before anything else the cursor does (the next statement, the
+        commit), or when the next rows are ready to go, if it has come by then (a read
+        of the socket that does not wait). So an error of such a row is raised by the
+        next statement, the commit, or a create a little later, with the note that
+        names the rows; a rollback, or the rollback of a savepoint opened before them,
+        drops them. Between the two, the session is idle in its transaction, as after
+        any statement; only the cursor may use the connection then (psycopg would find
+        the answer unread)."""
         super().defer_insert(table, columns, rows, describe)
-        if (
-            len(self._deferred[-1].rows) >= STREAM_MIN_ROWS
-            and self._savepoint_due is None
-            and self._collected is None
-            and self._without_timeouts()
-        ):
-            self._start_stream()
+        batch = self._deferred[-1]
+        if len(batch.rows) < SEND_AHEAD_ROWS or self._savepoint_due is not None:
+            return
+        ahead = self._ahead
+        if ahead is not None:
+            if not ahead.writer.answered():
+                return  # the rows wait a little longer
+            self._read_ahead()
+        if self._collected is None:  # (not during a commit: its rows go with it)
+            self._send_ahead()
 
-    def _start_stream(self) -> None:
-        """Send the last batch of waiting rows by a ``COPY`` left open (the batches
-        before it first, as they are written)."""
+    def _send_ahead(self) -> None:
+        """Send the last batch of waiting rows by a ``COPY`` whose answer is read later
+        (the batches before it first, as they are written)."""
         batch = self._deferred.pop()
         try:
             self.flush()
@@ -255,75 +239,61 @@ class PostgresCursor(Cursor):
             self.sql_count += 1
             columns = ", ".join(f'"{name}"' for name in batch.columns)
             # (a psycopg cursor of its own: the results of the last statement stay readable)
-            manager = self._cnx.cursor().copy(f'COPY "{batch.table}" ({columns}) FROM STDIN')
-            stream = _Stream(batch, manager, manager.__enter__(), len(self._lookups))
-            self._stream = stream
-            stream.write(batch.rows)
+            cursor = self._cnx.cursor()
+            writer = _Writer(cursor)
+            copy = f'COPY "{batch.table}" ({columns}) FROM STDIN'
+            with cursor.copy(copy, writer=writer) as sending:
+                for row in batch.rows:
+                    sending.write_row(row)
         except Exception as exc:
-            if self._stream is not None:
-                self._drop_stream()
             exc.add_note(batch.failure_note())
             raise
+        self._ahead = _Ahead(batch, writer)
 
-    def _end_stream(self) -> None:
-        """End the open ``COPY``: its rows are written (or its error raised, naming them)."""
-        stream, self._stream = self._stream, None
-        assert stream is not None
+    def _read_ahead(self) -> None:
+        """Read the answer to the rows sent ahead: raise the server's error, naming them."""
+        ahead, self._ahead = self._ahead, None
+        assert ahead is not None
         try:
-            stream.manager.__exit__(None, None, None)
+            ahead.writer.read_answer()
         except Exception as exc:
-            exc.add_note(stream.batch.failure_note())
+            exc.add_note(ahead.batch.failure_note())
             raise
 
-    def _drop_stream(self) -> None:
-        """End the open ``COPY`` without its rows (a rollback): the server refuses the
-        ``COPY``; the transaction, or the savepoint, is rolled back next."""
-        stream, self._stream = self._stream, None
-        assert stream is not None
-        dropped = _StreamDropped("the transaction rolled back")
+    def _drop_ahead(self) -> None:
+        """Read the answer to the rows sent ahead, whatever it is: a rollback undoes them."""
         try:
-            stream.manager.__exit__(_StreamDropped, dropped, None)
-        except Exception:  # a connection lost: the rollback that follows tells
-            _logger.debug("dropping the rows of an open COPY failed", exc_info=True)
-
-    def _without_timeouts(self) -> bool:
-        """Whether the session has neither a ``statement_timeout`` nor an
-        ``idle_in_transaction_session_timeout``: a ``COPY`` left open may last as long
-        as the application takes between two rows; the first would cancel it, and the
-        second would no longer end a transaction left idle after it (the session is
-        busy with the ``COPY``)."""
-        off = _TIMEOUTS_OFF.get(self._cnx)
-        if off is None:
-            row = self._cnx.execute(TIMEOUTS).fetchone()
-            off = _TIMEOUTS_OFF[self._cnx] = row is not None and row[0] is True
-        return off
+            self._read_ahead()
+        except Exception:  # the error of a row, or a connection lost: the rollback tells
+            _logger.debug("rows sent ahead dropped", exc_info=True)
 
     def flush(self) -> None:
-        if self._stream is not None:
-            self._end_stream()
+        if self._ahead is not None:
+            self._read_ahead()
         super().flush()
 
     def _commit(self, send: Callable[[], _T]) -> _T:
-        if self._stream is not None:
+        if self._ahead is not None:
             self._check_not_owned("commit")
-            self._end_stream()
+            self._read_ahead()
         return super()._commit(send)
 
     def rollback(self) -> None:
-        if self._stream is not None:
+        if self._ahead is not None:
             self._check_not_owned("roll back")
-            self._drop_stream()
+            self._drop_ahead()
         super().rollback()
 
     def rollback_to_savepoint(self, name: str, marks: tuple[int, int, int]) -> None:
-        # the open COPY's rows were all created after the savepoint: opening one ends it
-        if self._stream is not None:
-            self._drop_stream()
+        # rows sent ahead since the savepoint opened (opening one reads the answer to
+        # those before): undone with it (a savepoint still due undoes nothing sent)
+        if self._ahead is not None and name != self._savepoint_due:
+            self._drop_ahead()
         super().rollback_to_savepoint(name, marks)
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._drop_stream()
+        if self._ahead is not None:
+            self._drop_ahead()
         super().close()
 
     def commit(self) -> None:
@@ -360,8 +330,8 @@ class PostgresCursor(Cursor):
     def execute(
         self, query: str, params: Sequence[Any] | None = None, *, write: bool | None = None
     ) -> Cursor:
-        if self._stream is not None:
-            self._end_stream()
+        if self._ahead is not None:
+            self._read_ahead()
         if self._collected is None:
             if (
                 self._begin_with_first
@@ -375,7 +345,7 @@ class PostgresCursor(Cursor):
                 text = query if params is None else query % tuple(map(self._literal, params))
                 self._cur.execute(f"BEGIN; {text}".encode())
                 self._cur.nextset()  # the statement's result, not the BEGIN's
-                self._note_status()
+                self._note_deallocation()
                 return self
             return super().execute(query, params, write=write)
         if self._deferred:
@@ -384,26 +354,21 @@ class PostgresCursor(Cursor):
         return self
 
     def _before_execute(self) -> None:
-        if self._stream is not None:  # (executemany)
-            self._end_stream()
+        if self._ahead is not None:  # (executemany)
+            self._read_ahead()
         if self._explicit_begin and not self.in_transaction:
             self._cur.execute(b"BEGIN")
 
     def _execute(self, query: str, params: Sequence[Any] | None) -> None:
         self._cur.execute(query, params)
-        self._note_status()
+        self._note_deallocation()
 
-    def _note_status(self) -> None:
-        """Forget what the statement just run changed: the statements :meth:`_send`
-        prepared if it dropped them (``DEALLOCATE``, ``DISCARD ALL``: prepared again when
-        next sent); the timeouts read if it set a setting (read again)."""
+    def _note_deallocation(self) -> None:
+        """Forget the statements :meth:`_send` prepared if the statement just run
+        dropped them (``DEALLOCATE``, ``DISCARD ALL``): prepared again when next sent."""
         result = self._cur.pgresult
-        if result is not None:
-            status = result.command_status
-            if status in _DEALLOCATING:
-                _PREPARED.pop(self._cnx, None)
-            if status in _SETTING:
-                _TIMEOUTS_OFF.pop(self._cnx, None)
+        if result is not None and result.command_status in _DEALLOCATING:
+            _PREPARED.pop(self._cnx, None)
 
     def _executemany(self, query: str, seq_of_params: Sequence[Sequence[Any]]) -> None:
         self._cur.executemany(query, seq_of_params)
@@ -451,8 +416,8 @@ class PostgresCursor(Cursor):
         the others have their parameters inlined (:meth:`_literal`)."""
         if self._closed:
             raise RuntimeError("cursor is closed")
-        if self._stream is not None:
-            self._end_stream()
+        if self._ahead is not None:
+            self._read_ahead()
         if self._deferred and self._savepoint_due is None:
             self.flush()  # the rows created in the transaction first (with its BEGIN)
         # what the results do not show: a BEGIN, a lazy savepoint opened in the same message,
@@ -582,34 +547,60 @@ class PostgresCursor(Cursor):
         return sql.Literal(value).as_string(self._cnx)
 
 
-class _StreamDropped(Exception):
-    """What ends a ``COPY`` whose rows a rollback drops (the server's error names it)."""
+class _Writer(LibpqWriter):
+    """psycopg's writer of a ``COPY``, but for its end: sent without waiting for the
+    server's answer, which :meth:`read_answer` reads later (the cursor, before anything
+    else goes on the connection). A ``COPY`` that fails on the client ends as psycopg
+    ends it."""
+
+    pending = False
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is not None:
+            super().finish(exc)
+            return
+        pgconn = self._pgconn
+        while pgconn.put_copy_end(None) == 0:  # (the output buffer full)
+            select.select([], [pgconn.socket], [])
+        while pgconn.flush():
+            select.select([], [pgconn.socket], [])
+        self.pending = True
+
+    def answered(self) -> bool:
+        """Whether the server's answer to the end sent has come (read, not waited for)."""
+        pgconn = self._pgconn
+        pgconn.consume_input()
+        return not pgconn.is_busy()
+
+    def read_answer(self) -> None:
+        """Wait for the answer to the end sent, if any; raise the server's error."""
+        if not self.pending:
+            return
+        self.pending = False
+        pgconn = self._pgconn
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        error = None
+        while (result := pgconn.get_result()) is not None:
+            if result.status != _COMMAND_OK and error is None:
+                error = psycopg.errors.error_from_result(
+                    result, encoding=self.connection.info.encoding
+                )
+        if error is not None:
+            raise error
 
 
-class _Stream:
-    """A ``COPY`` left open for rows created in a row (``PostgresCursor.defer_insert``):
-    ``batch`` holds the rows sent so far (an error's note names them)."""
+class _Ahead:
+    """Rows sent ahead (``PostgresCursor.defer_insert``), the answer to their ``COPY``
+    not read yet: the rows for an error's note, and the writer that reads the answer."""
 
-    __slots__ = ("batch", "copy", "lookups", "manager")
+    __slots__ = ("batch", "writer")
 
-    def __init__(self, batch: DeferredRows, manager: Any, copy: Any, lookups: int):
+    def __init__(self, batch: DeferredRows, writer: _Writer):
         self.batch = batch
-        self.manager = manager
-        self.copy = copy
-        #: the transaction's lookups when it opened, all read: a row with a new one
-        #: (not read yet) ends it
-        self.lookups = lookups
-
-    def takes(self, table: str, columns: tuple[str, ...], lookups: int) -> bool:
-        batch = self.batch
-        return batch.table == table and batch.columns == columns and lookups == self.lookups
-
-    def write(self, rows: list[Sequence[Any]]) -> None:
-        write_row = self.copy.write_row
-        for row in rows:
-            write_row(row)
-        if rows is not self.batch.rows:
-            self.batch.rows.extend(rows)
+        self.writer = writer
 
 
 class _LookupDumper(psycopg.adapt.Dumper):
@@ -637,6 +628,7 @@ class _LookupDumper(psycopg.adapt.Dumper):
 psycopg.adapters.register_dumper(Lookup, _LookupDumper)
 
 _TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+_COMMAND_OK = psycopg.pq.ExecStatus.COMMAND_OK
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
 _QUOTED: dict[str, str] = {}
@@ -646,11 +638,6 @@ _prepared_ids = itertools.count(1)
 _PLACEHOLDER = re.compile(r"%[s%]")
 #: the statuses of the commands that drop a connection's prepared statements
 _DEALLOCATING = frozenset((b"DEALLOCATE ALL", b"DISCARD ALL", b"DEALLOCATE"))
-#: the statuses of the commands that may change a session's settings
-_SETTING = frozenset((b"SET", b"RESET", b"DISCARD ALL"))
-#: per connection: whether its session has no timeout that a ``COPY`` left open would
-#: meet (see ``PostgresCursor._without_timeouts``)
-_TIMEOUTS_OFF: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 #: a statement :meth:`PostgresCursor._send` sends: its text, its parameters, and the
 #: function that renders them if it is to be prepared (else None: inlined)
 _Statement = tuple[str, Sequence[Any], Callable[[Any], str] | None]
