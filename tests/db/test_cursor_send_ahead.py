@@ -71,6 +71,26 @@ def test_rows_go_ahead_by_batches_while_the_transaction_creates_more(registry):
     assert committed(registry) == list(range(1, 2 * AHEAD + 4))
 
 
+def test_the_next_rows_ids_are_taken_before_rows_go_ahead(registry, monkeypatch):
+    # taking ids needs the connection: taken while it is free, not after the answer
+    from job_worker.db import ids as db_ids
+
+    monkeypatch.setattr(registry.backend, "id_blocks", db_ids.IdBlocks())
+    with registry.cursor() as cr:
+        cr.execute("CREATE TABLE counted (id SERIAL PRIMARY KEY)")
+        cr.commit()
+        fetched = []
+        fetch = type(cr)._fetch_ids
+        monkeypatch.setattr(
+            type(cr), "_fetch_ids", lambda cr, t, n: fetched.append(cr._ahead) or fetch(cr, t, n)
+        )
+        for _ in range(3 * AHEAD):
+            cr.defer_insert("counted", ("id",), [cr.take_ids("counted", 1)], str)
+        assert fetched and not any(fetched)  # never with an answer to wait for
+        cr.execute("SELECT count(*) FROM counted")
+        assert cr.fetchone() == (3 * AHEAD,)
+
+
 def test_rows_wait_while_the_server_has_not_answered(registry, monkeypatch):
     with registry.cursor() as cr:
         defer(cr, notes(1, AHEAD))

@@ -637,6 +637,19 @@ def test_ids_come_in_blocks_that_double_up_to_the_cap_in_order():
     assert blocks.lowest_free("t") is None and blocks.lowest_free("other") is None
 
 
+def test_ids_held_ahead_come_as_a_block_and_are_handed_out_in_order():
+    blocks, sequence = db_ids.IdBlocks(clock=_Clock()), _Sequence()
+    blocks.hold("t", 2, sequence, sequence.skip)  # no ids of the table taken: none held
+    assert sequence.blocks == []
+    assert blocks.take("t", 3, sequence, sequence.skip) == [1, 2, 3]  # a block of 3
+    blocks.hold("t", 2, sequence, sequence.skip)  # none left: the next block, not used
+    assert sequence.blocks == [3, 6] and blocks.lowest_free("t") == 4
+    blocks.hold("t", 6, sequence, sequence.skip)  # enough already: nothing taken
+    assert sequence.blocks == [3, 6]
+    assert blocks.take("t", 7, sequence, sequence.skip) == list(range(4, 11))
+    assert sequence.blocks == [3, 6, 12]
+
+
 def test_ids_held_too_long_are_dropped_and_the_next_block_fits_the_pace():
     clock, sequence = _Clock(), _Sequence()
     blocks = db_ids.IdBlocks(clock=clock)

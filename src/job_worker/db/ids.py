@@ -72,37 +72,64 @@ class IdBlocks:
         the ids this process used after that, so ``skip(table, highest)`` moves it past
         them and past the table's rows, and the block is taken again."""
         with self._lock:
-            block = self._blocks.get(table)
-            if block is None:
-                block = self._blocks[table] = _Block()
-            now = self._clock()
-            if block.free and now - block.taken_at > KEEP_SECONDS:
-                # too old: dropped, and the next block is as big as what this one gave
-                # in its time (half of it is doubled below)
-                block.size = (block.size - len(block.free)) // 2
-                block.free = []
-            free = block.free
-            if len(free) < count:
-                size = max(count - len(free), min(2 * block.size, self.MAX) or 1)
-                ids = fetch(table, size)
-                if ids[0] <= block.highest:
-                    _logger.warning(
-                        "the id sequence of %s was set back (to %d; this process took ids up"
-                        " to %d): it is moved past them and the table's rows",
-                        table,
-                        ids[0],
-                        block.highest,
-                        extra={"event": "db.id_sequence_set_back"},
-                    )
-                    skip(table, block.highest)
-                    ids = fetch(table, size)
-                free[:0] = ids[::-1]
-                block.size, block.taken_at, block.highest = size, now, ids[-1]
+            free = self._filled(table, count, fetch, skip)
             if count == 1:
                 return [free.pop()]
             taken = free[: -count - 1 : -1]
             del free[-count:]
             return taken
+
+    def hold(
+        self,
+        table: str,
+        count: int,
+        fetch: Callable[[str, int], list[int]],
+        skip: Callable[[str, int], None],
+    ) -> None:
+        """Make sure the block of ``table`` holds ``count`` ids, taking new ones as
+        :meth:`take` would, without handing any out: the next rows have their ids
+        without asking the database (a cursor asks while it can: see
+        ``PostgresCursor._send_ahead``). Nothing for a table whose ids this process
+        never took."""
+        with self._lock:
+            if table in self._blocks:
+                self._filled(table, count, fetch, skip)
+
+    def _filled(
+        self,
+        table: str,
+        count: int,
+        fetch: Callable[[str, int], list[int]],
+        skip: Callable[[str, int], None],
+    ) -> list[int]:
+        """The free ids of ``table``'s block (the lock held), ``count`` of them at least."""
+        block = self._blocks.get(table)
+        if block is None:
+            block = self._blocks[table] = _Block()
+        now = self._clock()
+        if block.free and now - block.taken_at > KEEP_SECONDS:
+            # too old: dropped, and the next block is as big as what this one gave
+            # in its time (half of it is doubled below)
+            block.size = (block.size - len(block.free)) // 2
+            block.free = []
+        free = block.free
+        if len(free) < count:
+            size = max(count - len(free), min(2 * block.size, self.MAX) or 1)
+            ids = fetch(table, size)
+            if ids[0] <= block.highest:
+                _logger.warning(
+                    "the id sequence of %s was set back (to %d; this process took ids up"
+                    " to %d): it is moved past them and the table's rows",
+                    table,
+                    ids[0],
+                    block.highest,
+                    extra={"event": "db.id_sequence_set_back"},
+                )
+                skip(table, block.highest)
+                ids = fetch(table, size)
+            free[:0] = ids[::-1]
+            block.size, block.taken_at, block.highest = size, now, ids[-1]
+        return free
 
     def lowest_free(self, table: str) -> int | None:
         """The lowest id of ``table`` this process holds and has not handed out."""

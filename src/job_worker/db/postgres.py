@@ -159,9 +159,10 @@ class PostgresCursor(Cursor):
         if self._ahead is not None:
             self._read_ahead()
         self.sql_count += 1
-        # (the sequence SERIAL made: found in the search path, as the table is)
-        self._cur.execute(TAKE_IDS, (f'"{table}_id_seq"', count))
-        return [row[0] for row in self._cur.fetchall()]
+        # (the sequence SERIAL made: found in the search path, as the table is; a
+        # psycopg cursor of its own: the results of the last statement stay readable)
+        rows = self._cnx.execute(TAKE_IDS, (f'"{table}_id_seq"', count)).fetchall()
+        return [row[0] for row in rows]
 
     def _skip_ids(self, table: str, past: int) -> None:
         # (never back: another process may have moved it further meanwhile)
@@ -235,6 +236,11 @@ class PostgresCursor(Cursor):
         try:
             self.flush()
             self.resolve_lookups()  # COPY takes values, not subqueries
+            # the ids of the next rows taken now, while the connection is free: not
+            # later, waiting for the answer first
+            self.backend.id_blocks.hold(
+                batch.table, SEND_AHEAD_ROWS, self._fetch_ids, self._skip_ids
+            )
             self._before_execute()
             self.sql_count += 1
             columns = ", ".join(f'"{name}"' for name in batch.columns)
