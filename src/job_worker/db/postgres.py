@@ -381,7 +381,9 @@ class PostgresCursor(Cursor):
 
     @property
     def in_transaction(self) -> bool:
-        return self._cnx.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        # libpq's status as it is (``cnx.info`` makes an object and an enum of it: asked
+        # several times a transaction)
+        return self._cnx.pgconn.transaction_status != _IDLE
 
     def execute_together(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, prepared: bool = False
@@ -515,8 +517,9 @@ class PostgresCursor(Cursor):
             return "NULL"
         if kind is str:
             if self._plain_strings is None:
-                setting = self._cnx.info.parameter_status("standard_conforming_strings")
-                self._plain_strings = setting in ("on", b"on")
+                # (libpq's bytes: ``cnx.info`` would decode the name and the value)
+                setting = self._cnx.pgconn.parameter_status(b"standard_conforming_strings")
+                self._plain_strings = setting == b"on"
             if self._plain_strings and "\x00" not in value:
                 return "'" + value.replace("'", "''") + "'"
         elif kind is int:
@@ -634,6 +637,7 @@ class _LookupDumper(psycopg.adapt.Dumper):
 psycopg.adapters.register_dumper(Lookup, _LookupDumper)
 
 _TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 _COMMAND_OK = psycopg.pq.ExecStatus.COMMAND_OK
 
 #: string literals quoted for :meth:`PostgresCursor.execute_together`
