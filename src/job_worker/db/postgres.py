@@ -321,7 +321,7 @@ class PostgresCursor(Cursor):
         def send() -> None:
             self._collected = None
             try:
-                self._send([*collected, ("COMMIT", (), None)])
+                self._send([*collected, ("COMMIT", (), None)], rows=False)
             except Exception as exc:
                 for batch in inlined:
                     exc.add_note(batch.failure_note())
@@ -417,11 +417,13 @@ class PostgresCursor(Cursor):
         sent.append(("COMMIT", (), None))
         return self._commit(lambda: self._send(sent)[:-1])
 
-    def _send(self, statements: list[_Statement]) -> list[list[Any]]:
+    def _send(self, statements: list[_Statement], *, rows: bool = True) -> list[list[Any]]:
         """Send ``statements`` in one message; the rows of each. A statement with a
         ``render`` function is prepared on the connection (by name, the first time in
         the same message) and executed with its parameters rendered as literals by it;
-        the others have their parameters inlined (:meth:`_literal`)."""
+        the others have their parameters inlined (:meth:`_literal`). Without ``rows``
+        (a commit's message, whose statements may not read what they return) no result
+        is read and nothing is returned: psycopg raised the error of any already."""
         if self._closed:
             raise RuntimeError("cursor is closed")
         if self._ahead is not None:
@@ -474,6 +476,8 @@ class PostgresCursor(Cursor):
             for query in added:  # prepared or not: prepared again, under a new name
                 del names[query]
             raise
+        if not rows:
+            return []
         results: list[list[Any]] = []
         cur = self._cur
         while True:
