@@ -69,3 +69,19 @@ def test_create_of_many_records_uses_few_statements(env):
 def test_writing_many_records_is_one_update(env, partner_ids):
     records = env["res.partner"].browse(partner_ids)
     assert statements(env, lambda: records.write({"email": "x@y.z"}))[0] == 1
+
+
+def test_records_created_in_a_fresh_transaction_are_read_from_the_cache(env):
+    # the first records of a model in a transaction make its columns' cached values
+    # (from the first row), the next rows add theirs: all read without a query
+    env.invalidate_all()
+    partners = env["res.partner"].create(
+        [{"name": "First", "email": "f@example.com"}, {"name": "Second"}, {"name": "Third"}]
+    )
+    count, values = statements(env, lambda: [(p.name, p.email, p.id) for p in partners])
+    assert count == 0
+    assert values == [
+        ("First", "f@example.com", partners.ids[0]),
+        ("Second", False, partners.ids[1]),
+        ("Third", False, partners.ids[2]),
+    ]

@@ -552,7 +552,13 @@ class BaseModel(Recordset, metaclass=MetaModel):
         written with the cursor's next statement (:meth:`Cursor.defer_insert`)."""
         ids = self._defer_rows(rows) if defer else self._insert_rows(rows)
         cache = self._cache()
-        for id_, row in zip(ids, rows, strict=True):
+        pairs = zip(ids, rows, strict=True)
+        if not cache and ids:
+            # the transaction's first records of this model (a single enqueue's job): the
+            # columns' dicts made at once, with the first row's values
+            id_, row = next(pairs)
+            cache.update({name: {id_: value} for name, value in row.items()})
+        for id_, row in pairs:
             # a row holds a value for each column, unless _insert_rows emptied it
             # (it resolved to an existing record): that one is not cached
             try:  # the columns' dicts are there but for the first rows of a transaction
