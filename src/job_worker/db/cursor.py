@@ -37,8 +37,10 @@ class Callbacks:
     def add(self, func: Callable[[], Any], key: Hashable = None) -> None:
         """Add ``func``; with a ``key``, only if none added with that key is pending
         (what many writes of a transaction ask for, once: a wake-up, say)."""
-        if key is not None and any(known == key for known, _func in self._funcs):
-            return
+        if key is not None:
+            for known, _func in self._funcs:  # (a loop: no generator made for the usual few)
+                if known == key:
+                    return
         self._funcs.append((key, func))
 
     def clear(self) -> None:
