@@ -229,7 +229,20 @@ def test_json_tuples_come_back_as_lists(env):
 
 @pytest.mark.parametrize(
     "value",
-    [{}, [], 'a"b', 3, 1.5, True, None, [{"email": "é@x.org", "n": [1, None, False]}]],
+    [
+        {},
+        [],
+        'a"b',
+        "",
+        3,
+        0,
+        1.5,
+        0.0,
+        True,
+        False,
+        None,
+        [{"email": "é@x.org", "n": [1, None, False]}],
+    ],
 )
 def test_json_is_stored_as_compact_text(value):
     assert fields.Json().to_column(value) == (

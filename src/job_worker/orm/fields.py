@@ -60,6 +60,8 @@ def _json_text() -> Callable[[Any], str]:
 
 
 _to_json_text = _json_text()
+#: the text of an empty list or dict, as the encoder writes it
+_EMPTY_JSON_TEXT: dict[type, str] = {list: "[]", dict: "{}"}
 #: the text a Json column stores for a value in cache form (compact, ASCII)
 json_text = _to_json_text
 
@@ -411,7 +413,13 @@ class Json(Field):
         return value
 
     def to_column(self, value: Any) -> Any:
-        return None if value is None else _to_json_text(value)
+        if value is None:
+            return None
+        if not value:  # an empty list or dict (a job's kwargs, usually): its text is known
+            text = _EMPTY_JSON_TEXT.get(type(value))
+            if text is not None:
+                return text
+        return _to_json_text(value)
 
     def from_column(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
