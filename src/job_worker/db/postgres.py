@@ -188,12 +188,19 @@ class PostgresCursor(Cursor):
             else:
                 self._send([statement])
             return
+        self._copy_rows(batch, self._cur)
+
+    def _copy_rows(
+        self, batch: DeferredRows, cursor: psycopg.Cursor[Any], writer: LibpqWriter | None = None
+    ) -> None:
+        """Write ``batch``'s rows with ``COPY`` on ``cursor`` (by ``writer``: psycopg's
+        own if None)."""
         self.resolve_lookups()  # COPY takes values, not subqueries
         self._before_execute()
         self.sql_count += 1
         columns = ", ".join(f'"{name}"' for name in batch.columns)
-        with self._cur.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN') as copy:
-            for row in rows:
+        with cursor.copy(f'COPY "{batch.table}" ({columns}) FROM STDIN', writer=writer) as copy:
+            for row in batch.rows:
                 copy.write_row(row)
 
     # -- rows sent ahead ----------------------------------------------------------
@@ -235,22 +242,15 @@ class PostgresCursor(Cursor):
         batch = self._deferred.pop()
         try:
             self.flush()
-            self.resolve_lookups()  # COPY takes values, not subqueries
             # the ids of the next rows taken now, while the connection is free: not
             # later, waiting for the answer first
             self.backend.id_blocks.hold(
                 batch.table, SEND_AHEAD_ROWS, self._fetch_ids, self._skip_ids
             )
-            self._before_execute()
-            self.sql_count += 1
-            columns = ", ".join(f'"{name}"' for name in batch.columns)
             # (a psycopg cursor of its own: the results of the last statement stay readable)
             cursor = self._cnx.cursor()
             writer = _Writer(cursor)
-            copy = f'COPY "{batch.table}" ({columns}) FROM STDIN'
-            with cursor.copy(copy, writer=writer) as sending:
-                for row in batch.rows:
-                    sending.write_row(row)
+            self._copy_rows(batch, cursor, writer)
         except Exception as exc:
             exc.add_note(batch.failure_note())
             raise
@@ -566,8 +566,6 @@ class _Writer(LibpqWriter):
     else goes on the connection). A ``COPY`` that fails on the client ends as psycopg
     ends it."""
 
-    pending = False
-
     def finish(self, exc: BaseException | None = None) -> None:
         if exc is not None:
             super().finish(exc)
@@ -577,7 +575,6 @@ class _Writer(LibpqWriter):
             select.select([], [pgconn.socket], [])
         while pgconn.flush():
             select.select([], [pgconn.socket], [])
-        self.pending = True
 
     def answered(self) -> bool:
         """Whether the server's answer to the end sent has come (read, not waited for)."""
@@ -586,10 +583,7 @@ class _Writer(LibpqWriter):
         return not pgconn.is_busy()
 
     def read_answer(self) -> None:
-        """Wait for the answer to the end sent, if any; raise the server's error."""
-        if not self.pending:
-            return
-        self.pending = False
+        """Wait for the answer to the end sent; raise the server's error."""
         pgconn = self._pgconn
         pgconn.consume_input()
         while pgconn.is_busy():

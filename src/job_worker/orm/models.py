@@ -571,8 +571,7 @@ class BaseModel(Recordset, metaclass=MetaModel):
                         values = cache[name] = {}
                     values[id_] = value
         # (relations.invalidate_inverses of the relational columns, worked out per registry)
-        for other_model, other_field in self._relational_inverses:
-            self.env.cache.get(other_model, {}).pop(other_field, None)
+        relations.forget_cached(self.env.cache, self._relational_inverses)
         records = type(self)(self.env, tuple(ids))
         if any(x2many_list):
             for record, x2many in zip(records, x2many_list, strict=True):

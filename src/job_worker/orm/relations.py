@@ -10,7 +10,7 @@ other side (:func:`inverse_map` lists them once per registry).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import domains
 from . import fields as ofields
@@ -44,10 +44,14 @@ def inverse_map(models: Iterable[type[BaseModel]]) -> InverseMap:
 def invalidate_inverses(model: BaseModel, fnames: Iterable[str]) -> None:
     """Forget the cached values that a write of ``fnames`` on ``model`` made stale."""
     inverses = model.pool.inverses
-    cache = model.env.cache
     for fname in fnames:
-        for other_model, other_field in inverses.get((model._name, fname), ()):
-            cache.get(other_model, {}).pop(other_field, None)
+        forget_cached(model.env.cache, inverses.get((model._name, fname), ()))
+
+
+def forget_cached(cache: dict[str, dict[str, Any]], fields: Iterable[tuple[str, str]]) -> None:
+    """Forget the cached values of ``fields`` (``(model, field)`` pairs) in ``cache``."""
+    for other_model, other_field in fields:
+        cache.get(other_model, {}).pop(other_field, None)
 
 
 def write_x2many(record: BaseModel, field: ofields._X2many, commands: list[tuple]) -> None:
