@@ -132,7 +132,7 @@ def _partner_id(qregistry) -> int:
 
 def test_a_single_enqueue_is_one_round_trip(qregistry):
     partner_id = _partner_id(qregistry)
-    fetched = 0
+    fetched = refilled = 0
     names: dict[int, str] = {}  # a connection (its server process) -> its INSERT's name
     for _ in range(6):
         cr = qregistry.cursor()
@@ -162,14 +162,22 @@ def test_a_single_enqueue_is_one_round_trip(qregistry):
                 names[connection] = prepare.group(1)
             name = names.get(connection, r"job_worker_\d+")  # (or by an earlier test)
             assert re.search(rf"(BEGIN|\)); EXECUTE {name}\({job.id}, ", message)
-            assert message.endswith("; SELECT pg_notify('job_worker', current_schema()); COMMIT")
+            # with the COMMIT, the next block of ids once this one is used up
+            refill = re.search(
+                r"; SELECT pg_notify\('job_worker', current_schema\(\)\)"
+                r"(; SELECT nextval\('\"queue_job_id_seq\"'::regclass\)"
+                r" FROM generate_series\(1, \d+\))?; COMMIT$",
+                message,
+            )
+            assert refill
+            refilled += bool(refill.group(1))
         finally:
             cr.close()
         with qregistry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             stored = env["queue.job"].browse(job.id)
             assert (stored.user_id.id, stored.company_id) == (SUPERUSER_ID, env.user.company_id)
-    assert fetched <= 3  # blocks of 1, 2, 4 ids
+    assert fetched <= 2 and refilled  # blocks of 1, 2, then 4 ids with a commit
 
 
 def test_an_enqueue_after_the_applications_deallocate_all_commits(qregistry):
@@ -662,6 +670,86 @@ def test_ids_held_too_long_are_dropped_and_the_next_block_fits_the_pace():
     clock.now += db_ids.KEEP_SECONDS + 0.1
     assert blocks.take("t", 1, sequence, sequence.skip) == [16]  # 10 to 15 are lost
     assert sequence.blocks == [1, 2, 4, 8, 2]  # as many as the dropped block gave
+
+
+def test_a_block_used_up_at_a_steady_pace_is_refilled_to_last_half_the_keep_time():
+    clock, sequence = _Clock(), _Sequence()
+    blocks = db_ids.IdBlocks(clock=clock)
+    assert blocks.refill_size("t") == 0  # no ids of the table taken
+    blocks.take("t", 1, sequence, sequence.skip)
+    assert blocks.refill_size("t") == 0  # a block of one: no pace to go by
+    clock.now += 0.02
+    blocks.take("t", 1, sequence, sequence.skip)  # a block of 2, one id held
+    assert blocks.refill_size("t") == 0  # ids left
+    clock.now += 0.02
+    blocks.take("t", 1, sequence, sequence.skip)
+    # used up in 20 ms: doubled (2 ids in 20 ms would allow 50 in half a second)
+    assert blocks.refill_size("t") == 4
+    blocks.refill("t", sequence("t", 4))
+    assert blocks.lowest_free("t") == 4 and sequence.blocks == [1, 2, 4]
+    for _ in range(4):  # 4 ids in 800 ms
+        clock.now += 0.2
+        blocks.take("t", 1, sequence, sequence.skip)
+    assert sequence.blocks == [1, 2, 4]  # none asked by a take
+    assert blocks.refill_size("t") == 2  # what half a second holds at that pace
+    blocks.refill("t", sequence("t", 2))
+    blocks.take("t", 1, sequence, sequence.skip)
+    blocks.take("t", 1, sequence, sequence.skip)
+    clock.now += db_ids.KEEP_SECONDS  # a long transaction used the last id, then commits
+    assert blocks.refill_size("t") == 0  # the next take sizes the next block itself
+
+
+def test_ids_refilled_come_after_those_held_and_a_set_back_sequence_is_left_to_take():
+    clock, sequence = _Clock(), _Sequence()
+    blocks = db_ids.IdBlocks(clock=clock)
+    blocks.refill("t", [5, 6])  # a table whose ids were never taken: nothing
+    assert blocks.lowest_free("t") is None
+    for _ in range(2):  # blocks of 1, then 2: id 3 held
+        blocks.take("t", 1, sequence, sequence.skip)
+    blocks.refill("t", sequence("t", 2))  # after the one held
+    assert [blocks.take("t", 1, sequence, sequence.skip)[0] for _ in range(3)] == [3, 4, 5]
+    sequence.last = 0  # set back: ids the process used already come again
+    blocks.refill("t", sequence("t", 6))  # 1 to 6: the next ids would pass the check
+    assert blocks.lowest_free("t") is None  # left unused
+    # the sequence gives ids past those taken (the refill's): the take moves it on anyway,
+    # past the table's rows (another process's, made before it was set back)
+    sequence.skipped = []
+    skip = sequence.skip
+    assert (
+        blocks.take(
+            "t", 1, sequence, lambda t, past: sequence.skipped.append(past) or skip(t, past)
+        )[0]
+        > 5
+    )
+    assert sequence.skipped == [5]
+
+
+def test_single_enqueues_at_a_steady_pace_never_wait_for_a_block_of_ids(qregistry, monkeypatch):
+    partner_id = _partner_id(qregistry)
+    with qregistry.cursor() as cr:
+        if not cr.defers_inserts:
+            pytest.skip("SQLite takes no ids ahead")
+        cursor_class = type(cr)
+    clock = _Clock()
+    monkeypatch.setattr(qregistry.backend, "id_blocks", db_ids.IdBlocks(clock=clock))
+    waited = []
+    fetch = cursor_class._fetch_ids
+    monkeypatch.setattr(
+        cursor_class, "_fetch_ids", lambda cr, t, n: waited.append(n) or fetch(cr, t, n)
+    )
+    ids = []
+    for _ in range(120):  # 50 a second
+        clock.now += 0.02
+        with qregistry.cursor() as cr:
+            partner = api.Environment(cr, SUPERUSER_ID, {})["res.partner"].browse(partner_id)
+            ids.append(partner.with_delay().record().id)
+    # the first two blocks (1, then 2) are taken as the rows ask; every later one came
+    # with the commit that used the one before, and ran out before it was too old
+    assert waited == [1, 2]
+    assert ids == list(range(ids[0], ids[0] + 120))  # none lost, in order
+    with qregistry.cursor() as cr:
+        cr.execute("SELECT count(*) FROM queue_job WHERE id >= %s", [ids[0]])
+        assert cr.fetchone()[0] == 120
 
 
 def test_a_sequence_set_back_is_moved_past_the_ids_taken():

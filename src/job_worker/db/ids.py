@@ -14,6 +14,10 @@ newest first by id), a process that creates a row now and then takes blocks of o
 and the ids lost (sequences never give an id back; a rolled-back insert loses its id
 too) are the rest of one block at a time per table and process: at worst twice as
 many as the block's time used.
+
+A process that uses up its block at a steady pace takes the next one in the message
+of the commit that used the last id (:meth:`IdBlocks.refill_size`), sized to run out
+before it is too old: its rows never wait for a block of their own.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ KEEP_SECONDS = 1.0
 
 
 class _Block:
-    __slots__ = ("free", "highest", "size", "taken_at")
+    __slots__ = ("free", "highest", "set_back", "size", "taken_at")
 
     def __init__(self) -> None:
         #: the ids not handed out yet, last first (the next one is popped from the end)
@@ -42,6 +46,9 @@ class _Block:
         self.taken_at = 0.0
         #: the highest id taken from the sequence so far
         self.highest = 0
+        #: the first id of a refill that found the sequence set back (0: none): the next
+        #: take moves the sequence past the ids taken before it asks for more
+        self.set_back = 0
 
 
 class IdBlocks:
@@ -95,6 +102,43 @@ class IdBlocks:
             if table in self._blocks:
                 self._filled(table, count, fetch, skip)
 
+    def refill_size(self, table: str) -> int:
+        """How many ids of ``table`` to take with the commit of a transaction that used
+        the last of its block (see ``PostgresCursor.commit``), so that the next row has
+        its id without a round trip of its own: 0 when the block has ids left, or when
+        the process creates rows of ``table`` too seldom for a block to live until the
+        next one (its last block held one id: blocks grow only while they run out within
+        :data:`KEEP_SECONDS`). The size keeps the block's doubling, and holds at most
+        about half of :data:`KEEP_SECONDS` of rows at the pace the last block was used
+        up: taken ahead, it must run out before it is too old, or the next row would
+        drop it and ask the database anyway."""
+        with self._lock:
+            block = self._blocks.get(table)
+            if block is None or block.free or block.size < 2:
+                return 0
+            spent = self._clock() - block.taken_at
+            if spent >= KEEP_SECONDS:
+                return 0  # (the next take drops it, and sizes the next block itself)
+            paced = int(block.size * KEEP_SECONDS / 2 / spent) if spent > 0 else self.MAX
+            return max(1, min(2 * block.size, self.MAX, paced))
+
+    def refill(self, table: str, ids: list[int]) -> None:
+        """Hand ``ids`` (in increasing order, as :meth:`refill_size` asked them) out
+        after those the block of ``table`` holds. Ids of a sequence that was set back
+        are left unused, and the next :meth:`take` that asks for ids moves the sequence
+        past the ids taken and the table's rows first."""
+        if not ids:
+            return
+        with self._lock:
+            block = self._blocks.get(table)
+            if block is None:
+                return
+            if ids[0] <= block.highest:
+                block.set_back = ids[0]
+                return
+            block.free[:0] = ids[::-1]
+            block.size, block.taken_at, block.highest = len(ids), self._clock(), ids[-1]
+
     def _filled(
         self,
         table: str,
@@ -115,13 +159,16 @@ class IdBlocks:
         free = block.free
         if len(free) < count:
             size = max(count - len(free), min(2 * block.size, self.MAX) or 1)
-            ids = fetch(table, size)
-            if ids[0] <= block.highest:
+            # (a refill may have seen the sequence set back already: it moved it on by
+            # its block, so a take must not trust its next ids to tell)
+            set_back, block.set_back = block.set_back, 0
+            ids = fetch(table, size) if not set_back else []
+            if set_back or ids[0] <= block.highest:
                 _logger.warning(
                     "the id sequence of %s was set back (to %d; this process took ids up"
                     " to %d): it is moved past them and the table's rows",
                     table,
-                    ids[0],
+                    set_back or ids[0],
                     block.highest,
                     extra={"event": "db.id_sequence_set_back"},
                 )

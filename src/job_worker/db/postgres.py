@@ -310,7 +310,9 @@ class PostgresCursor(Cursor):
         are fewer than :data:`COPY_MIN_ROWS`, else with ``COPY`` just before. An error
         of that message (a row the database refuses) is raised with a note naming the
         rows it carried, and nothing commits: the server skips the rest of a message
-        after an error, the ``COMMIT`` with it."""
+        after an error, the ``COMMIT`` with it. A table whose block of ids the rows used
+        up gets its next block in the same message (:meth:`IdBlocks.refill_size
+        <job_worker.db.ids.IdBlocks.refill_size>`)."""
         if self._collected is not None or not (
             len(self.precommit) or (self._deferred and self._explicit_begin)
         ):
@@ -320,12 +322,25 @@ class PostgresCursor(Cursor):
 
         def send() -> None:
             self._collected = None
+            # the next block of ids of a table whose block this transaction used up, in
+            # the same message: the next rows have their ids without a round trip
+            blocks = self.backend.id_blocks
+            refills = [
+                (table, size)
+                for table in dict.fromkeys(batch.table for batch in inlined)
+                if (size := blocks.refill_size(table))
+            ]
+            taking = [(TAKE_IDS, (f'"{table}_id_seq"', size), None) for table, size in refills]
             try:
-                self._send([*collected, ("COMMIT", (), None)], rows=False)
+                results = self._send(
+                    [*collected, *taking, ("COMMIT", (), None)], rows=bool(refills)
+                )
             except Exception as exc:
                 for batch in inlined:
                     exc.add_note(batch.failure_note())
                 raise
+            for (table, _size), rows in zip(refills, results[len(collected) :], strict=False):
+                blocks.refill(table, [row[0] for row in rows])
 
         self._collected, self._inlined = collected, inlined
         try:
