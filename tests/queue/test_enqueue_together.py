@@ -675,53 +675,64 @@ def test_ids_held_too_long_are_dropped_and_the_next_block_fits_the_pace():
 def test_a_block_used_up_at_a_steady_pace_is_refilled_to_last_half_the_keep_time():
     clock, sequence = _Clock(), _Sequence()
     blocks = db_ids.IdBlocks(clock=clock)
-    assert blocks.refill_size("t") == 0  # no ids of the table taken
+    assert blocks.refill_size("t").size == 0  # no ids of the table taken
     blocks.take("t", 1, sequence, sequence.skip)
-    assert blocks.refill_size("t") == 0  # a block of one: no pace to go by
+    assert blocks.refill_size("t").size == 0  # a block of one: no pace to go by
     clock.now += 0.02
     blocks.take("t", 1, sequence, sequence.skip)  # a block of 2, one id held
-    assert blocks.refill_size("t") == 0  # ids left
+    assert blocks.refill_size("t").size == 0  # ids left
     clock.now += 0.02
     blocks.take("t", 1, sequence, sequence.skip)
     # used up in 20 ms: doubled (2 ids in 20 ms would allow 50 in half a second)
-    assert blocks.refill_size("t") == 4
-    blocks.refill("t", sequence("t", 4))
+    assert blocks.refill_size("t") == (4, 3)
+    blocks.refill("t", sequence("t", 4), 3)
     assert blocks.lowest_free("t") == 4 and sequence.blocks == [1, 2, 4]
     for _ in range(4):  # 4 ids in 800 ms
         clock.now += 0.2
         blocks.take("t", 1, sequence, sequence.skip)
     assert sequence.blocks == [1, 2, 4]  # none asked by a take
-    assert blocks.refill_size("t") == 2  # what half a second holds at that pace
-    blocks.refill("t", sequence("t", 2))
+    assert blocks.refill_size("t") == (2, 7)  # what half a second holds at that pace
+    blocks.refill("t", sequence("t", 2), 7)
     blocks.take("t", 1, sequence, sequence.skip)
     blocks.take("t", 1, sequence, sequence.skip)
     clock.now += db_ids.KEEP_SECONDS  # a long transaction used the last id, then commits
-    assert blocks.refill_size("t") == 0  # the next take sizes the next block itself
+    assert blocks.refill_size("t").size == 0  # the next take sizes the next block itself
 
 
-def test_ids_refilled_come_after_those_held_and_a_set_back_sequence_is_left_to_take():
+def test_ids_refilled_come_in_order_with_those_held_and_a_set_back_sequence_is_left_to_take():
     clock, sequence = _Clock(), _Sequence()
     blocks = db_ids.IdBlocks(clock=clock)
-    blocks.refill("t", [5, 6])  # a table whose ids were never taken: nothing
+    blocks.refill("t", [5, 6], 0)  # a table whose ids were never taken: nothing
     assert blocks.lowest_free("t") is None
     for _ in range(2):  # blocks of 1, then 2: id 3 held
         blocks.take("t", 1, sequence, sequence.skip)
-    blocks.refill("t", sequence("t", 2))  # after the one held
+    blocks.refill("t", sequence("t", 2), 3)  # after the one held
     assert [blocks.take("t", 1, sequence, sequence.skip)[0] for _ in range(3)] == [3, 4, 5]
     sequence.last = 0  # set back: ids the process used already come again
-    blocks.refill("t", sequence("t", 6))  # 1 to 6: the next ids would pass the check
+    blocks.refill("t", sequence("t", 6), 5)  # 1 to 6: the next ids would pass the check
     assert blocks.lowest_free("t") is None  # left unused
     # the sequence gives ids past those taken (the refill's): the take moves it on anyway,
     # past the table's rows (another process's, made before it was set back)
-    sequence.skipped = []
-    skip = sequence.skip
-    assert (
-        blocks.take(
-            "t", 1, sequence, lambda t, past: sequence.skipped.append(past) or skip(t, past)
-        )[0]
-        > 5
+    skipped = []
+    take = blocks.take(
+        "t", 1, sequence, lambda t, past: skipped.append(past) or sequence.skip(t, past)
     )
-    assert sequence.skipped == [5]
+    assert take[0] > 6 and skipped == [5]
+
+
+def test_ids_refilled_while_another_thread_took_a_block_are_handed_out_in_order():
+    clock, sequence = _Clock(), _Sequence()
+    blocks = db_ids.IdBlocks(clock=clock)
+    for _ in range(3):  # blocks of 1 and 2, used up
+        blocks.take("t", 1, sequence, sequence.skip)
+    refill = blocks.refill_size("t")
+    assert refill == (4, 3)
+    mine = sequence("t", 4)  # this commit's block: 4 to 7
+    # meanwhile another thread used up the block and took the next one (8 to 11)
+    assert blocks.take("t", 1, sequence, sequence.skip) == [8]
+    blocks.refill("t", mine, refill.after)  # not a set-back: above what was taken then
+    taken = [blocks.take("t", 1, sequence, sequence.skip)[0] for _ in range(7)]
+    assert taken == [4, 5, 6, 7, 9, 10, 11]
 
 
 def test_single_enqueues_at_a_steady_pace_never_wait_for_a_block_of_ids(qregistry, monkeypatch):

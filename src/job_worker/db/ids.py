@@ -28,11 +28,21 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import NamedTuple
 
 _logger = logging.getLogger(__name__)
 
 #: how long a process keeps ids it took and did not use, in seconds
 KEEP_SECONDS = 1.0
+
+
+class Refill(NamedTuple):
+    """A block of ids to take with a commit (:meth:`IdBlocks.refill_size`)."""
+
+    #: how many (0: none)
+    size: int
+    #: the highest id taken so far
+    after: int
 
 
 class _Block:
@@ -102,7 +112,7 @@ class IdBlocks:
             if table in self._blocks:
                 self._filled(table, count, fetch, skip)
 
-    def refill_size(self, table: str) -> int:
+    def refill_size(self, table: str) -> Refill:
         """How many ids of ``table`` to take with the commit of a transaction that used
         the last of its block (see ``PostgresCursor.commit``), so that the next row has
         its id without a round trip of its own: 0 when the block has ids left, or when
@@ -111,33 +121,40 @@ class IdBlocks:
         :data:`KEEP_SECONDS`). The size keeps the block's doubling, and holds at most
         about half of :data:`KEEP_SECONDS` of rows at the pace the last block was used
         up: taken ahead, it must run out before it is too old, or the next row would
-        drop it and ask the database anyway."""
+        drop it and ask the database anyway. With it, the highest id taken so far, for
+        :meth:`refill`."""
         with self._lock:
             block = self._blocks.get(table)
             if block is None or block.free or block.size < 2:
-                return 0
+                return Refill(0, 0)
             spent = self._clock() - block.taken_at
             if spent >= KEEP_SECONDS:
-                return 0  # (the next take drops it, and sizes the next block itself)
+                return Refill(0, 0)  # (the next take drops it, and sizes the next one)
             paced = int(block.size * KEEP_SECONDS / 2 / spent) if spent > 0 else self.MAX
-            return max(1, min(2 * block.size, self.MAX, paced))
+            return Refill(max(1, min(2 * block.size, self.MAX, paced)), block.highest)
 
-    def refill(self, table: str, ids: list[int]) -> None:
-        """Hand ``ids`` (in increasing order, as :meth:`refill_size` asked them) out
-        after those the block of ``table`` holds. Ids of a sequence that was set back
-        are left unused, and the next :meth:`take` that asks for ids moves the sequence
-        past the ids taken and the table's rows first."""
+    def refill(self, table: str, ids: list[int], after: int) -> None:
+        """Hand ``ids`` out (in increasing order, as :meth:`refill_size` asked them,
+        ``after`` the highest id taken then) in order with those the block of ``table``
+        holds: another thread may have taken a block meanwhile. Ids not above ``after``
+        come from a sequence that was set back: they are left unused, and the next
+        :meth:`take` that asks for ids moves the sequence past the ids taken and the
+        table's rows first."""
         if not ids:
             return
         with self._lock:
             block = self._blocks.get(table)
             if block is None:
                 return
-            if ids[0] <= block.highest:
+            if ids[0] <= after:
                 block.set_back = ids[0]
                 return
-            block.free[:0] = ids[::-1]
-            block.size, block.taken_at, block.highest = len(ids), self._clock(), ids[-1]
+            if block.free and block.free[0] > ids[0]:  # (a block taken meanwhile)
+                block.free[:] = sorted([*block.free, *ids], reverse=True)
+            else:
+                block.free[:0] = ids[::-1]
+            block.size, block.taken_at = len(ids), self._clock()
+            block.highest = max(block.highest, ids[-1])
 
     def _filled(
         self,

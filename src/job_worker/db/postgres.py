@@ -326,11 +326,13 @@ class PostgresCursor(Cursor):
             # the same message: the next rows have their ids without a round trip
             blocks = self.backend.id_blocks
             refills = [
-                (table, size)
+                (table, refill)
                 for table in dict.fromkeys(batch.table for batch in inlined)
-                if (size := blocks.refill_size(table))
+                if (refill := blocks.refill_size(table)).size
             ]
-            taking = [(TAKE_IDS, (f'"{table}_id_seq"', size), None) for table, size in refills]
+            taking = [
+                (TAKE_IDS, (f'"{table}_id_seq"', refill.size), None) for table, refill in refills
+            ]
             try:
                 results = self._send(
                     [*collected, *taking, ("COMMIT", (), None)], rows=bool(refills)
@@ -339,8 +341,8 @@ class PostgresCursor(Cursor):
                 for batch in inlined:
                     exc.add_note(batch.failure_note())
                 raise
-            for (table, _size), rows in zip(refills, results[len(collected) :], strict=False):
-                blocks.refill(table, [row[0] for row in rows])
+            for (table, refill), rows in zip(refills, results[len(collected) :], strict=False):
+                blocks.refill(table, [row[0] for row in rows], refill.after)
 
         self._collected, self._inlined = collected, inlined
         try:
