@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 import uuid
@@ -66,7 +65,7 @@ RETURNING id, ts
 """
 
 
-def consumer(url: str, path: str, ready: Any, out: Connection, relay: Connection | None) -> None:
+def consumer(url: str, ready: Any, out: Connection, relay: Connection | None) -> None:
     """Claim on every NOTIFY; hold the job (``claim``) or pipe it on."""
     cnx = psycopg.connect(url, autocommit=True)
     cnx.execute("SET synchronous_commit = off")
@@ -130,7 +129,7 @@ def run(url: str, path: str, jobs: int, interval: float) -> tuple[list[float], l
         processes.append(
             ctx.Process(target=runner, args=(url, path.endswith("begin"), relay_r, second_w))
         )
-    processes.append(ctx.Process(target=consumer, args=(url, path, ready, results_w, relay_w)))
+    processes.append(ctx.Process(target=consumer, args=(url, ready, results_w, relay_w)))
     for process in processes:
         process.start()
     calls: list[float] = []
@@ -216,5 +215,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()
