@@ -36,6 +36,12 @@ _logger = logging.getLogger(__name__)
 KEEP_SECONDS = 1.0
 
 
+#: ``fetch(table, n)``: ``n`` new ids of ``table`` from its sequence, in increasing order
+Fetch = Callable[[str, int], list[int]]
+#: ``skip(table, past)``: move the sequence of ``table`` past ``past`` and the table's rows
+Skip = Callable[[str, int], None]
+
+
 class Refill(NamedTuple):
     """A block of ids to take with a commit (:meth:`IdBlocks.refill_size`)."""
 
@@ -78,8 +84,8 @@ class IdBlocks:
         self,
         table: str,
         count: int,
-        fetch: Callable[[str, int], list[int]],
-        skip: Callable[[str, int], None],
+        fetch: Fetch,
+        skip: Skip,
     ) -> list[int]:
         """``count`` ids of ``table`` in increasing order; ``fetch(table, n)`` takes
         ``n`` new ones from the sequence when the block has too few.
@@ -100,8 +106,8 @@ class IdBlocks:
         self,
         table: str,
         count: int,
-        fetch: Callable[[str, int], list[int]],
-        skip: Callable[[str, int], None],
+        fetch: Fetch,
+        skip: Skip,
     ) -> None:
         """Make sure the block of ``table`` holds ``count`` ids, taking new ones as
         :meth:`take` would, without handing any out: the next rows have their ids
@@ -160,8 +166,8 @@ class IdBlocks:
         self,
         table: str,
         count: int,
-        fetch: Callable[[str, int], list[int]],
-        skip: Callable[[str, int], None],
+        fetch: Fetch,
+        skip: Skip,
     ) -> list[int]:
         """The free ids of ``table``'s block (the lock held), ``count`` of them at least."""
         block = self._blocks.get(table)

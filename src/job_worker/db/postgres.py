@@ -111,6 +111,12 @@ SEND_AHEAD_ROWS = 128
 TAKE_IDS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 
 
+def _take_ids_params(table: str, count: int) -> tuple[str, int]:
+    """The parameters of :data:`TAKE_IDS`: the sequence SERIAL made for ``table``'s
+    ``id`` (found in the search path, as the table is), and how many ids."""
+    return f'"{table}_id_seq"', count
+
+
 #: how many forks this process came out of as the child: a pool made before the last one
 #: is the parent's (its sockets are not this process's), told without a system call
 _forks = 0
@@ -159,9 +165,8 @@ class PostgresCursor(Cursor):
         if self._ahead is not None:
             self._read_ahead()
         self.sql_count += 1
-        # (the sequence SERIAL made: found in the search path, as the table is; a
-        # psycopg cursor of its own: the results of the last statement stay readable)
-        rows = self._cnx.execute(TAKE_IDS, (f'"{table}_id_seq"', count)).fetchall()
+        # (a psycopg cursor of its own: the results of the last statement stay readable)
+        rows = self._cnx.execute(TAKE_IDS, _take_ids_params(table, count)).fetchall()
         return [row[0] for row in rows]
 
     def _skip_ids(self, table: str, past: int) -> None:
@@ -331,7 +336,7 @@ class PostgresCursor(Cursor):
                 if (refill := blocks.refill_size(table)).size
             ]
             taking = [
-                (TAKE_IDS, (f'"{table}_id_seq"', refill.size), None) for table, refill in refills
+                (TAKE_IDS, _take_ids_params(table, refill.size), None) for table, refill in refills
             ]
             try:
                 results = self._send(
