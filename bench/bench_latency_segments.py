@@ -20,7 +20,9 @@ right before the enqueue call. The worker runs with ``bench/latency_probe`` on i
 - ``first line``: from the begin to the job's first line;
 - ``total``: from before the enqueue call to the first line (the harness's figure).
 
-The slowest jobs are listed with their segments: which step holds the tail. The
+The slowest jobs are listed with their segments: which step holds the tail. Then the
+CPU a job of the worker's processes and of their PostgreSQL backends over the measured
+jobs: the work each job costs when jobs come one at a time. The
 probe's own cost is a few microseconds a step; compare totals with the harness run in
 the same hour, not with other days.
 
@@ -42,6 +44,7 @@ from bench_worker import (
     ROOT,
     _worker_up,
     count_state,
+    cpu_of_tree,
     drop_database,
     fresh_database,
     percentile,
@@ -159,6 +162,7 @@ def main() -> None:
                 time.sleep(args.interval)
             wait(lambda: count_state(registry, "done") == WARM_UP, 60, "the warm-up jobs")
             time.sleep(0.5)  # idle again, as in the peers' scenario
+            before = cpu_of_tree(process.pid, registry)
             start = time.perf_counter() + 0.05
             for i in range(args.jobs):
                 delay = start + i * args.interval - time.perf_counter()
@@ -169,6 +173,7 @@ def main() -> None:
                 called[ts] = time.time()
             total = WARM_UP + args.jobs
             wait(lambda: count_state(registry, "done") == total, 60, "the measured jobs")
+            after = cpu_of_tree(process.pid, registry)
         finally:
             stop_worker(process)
         steps = read_probe(probe_dir)
@@ -176,6 +181,12 @@ def main() -> None:
         if len(rows) < args.jobs // 2:
             raise SystemExit(f"only {len(rows)} of {args.jobs} jobs went the whole way measured")
         report(rows, args)
+        cpu = {name: (after[name] - before.get(name, 0.0)) * 1e6 / args.jobs for name in after}
+        others = sum(v for name, v in cpu.items() if name.startswith("child "))
+        print(
+            f"\nCPU a job (µs): supervisor {cpu['supervisor']:.0f}, its other processes "
+            f"{others:.0f}, their backends {cpu['backends']:.0f}; {sum(cpu.values()):.0f} in all"
+        )
     finally:
         drop_database(dropping)
 

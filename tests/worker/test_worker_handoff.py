@@ -12,6 +12,7 @@ from worker_helpers import states as counts
 
 from job_worker import SUPERUSER_ID, api
 from job_worker.db import jobstore
+from job_worker.queue import states as states_module
 from job_worker.worker import executor as executor_module
 from job_worker.worker.executor import Executor
 from job_worker.worker.protocol import Finished, Handing, HandOffs, Outcome, SessionOpened
@@ -456,6 +457,31 @@ def test_an_executor_runs_the_channel_s_next_jobs_in_its_transaction_then_hands_
     assert all(b[0] >= a[1] for a, b in itertools.pairwise(rows))  # dated one at a time
     effects = query(registry, "SELECT name FROM workerapp_effect ORDER BY id")
     assert [name for (name,) in effects] == [f"job-{i}" for i in range(4)]
+
+
+def test_a_slot_s_run_that_finds_no_job_commits_without_looking_again(
+    registry, store, claim, executor, monkeypatch
+):
+    """Jobs that come one at a time: the round trip that marks the job done finds no
+    job for its slot, and the commit follows without a hand-off of its own (the
+    supervisor claims when the outcome comes, as after any job)."""
+    set_limit(registry, "root", 1)
+    [job_id] = enqueue(registry, "noop")
+    [job] = claim(10)
+    executor.hand_offs.grant(0, time.monotonic() + 60, 1)
+    looked: list[list[int]] = []
+    mark_done_handing_off = states_module.mark_done_handing_off
+
+    def counted(cr, finished, **kwargs):
+        looked.append([row[0] for row in finished])
+        return mark_done_handing_off(cr, finished, **kwargs)
+
+    monkeypatch.setattr(states_module, "mark_done_handing_off", counted)
+    assert executor.run(0, [job]) == 1
+    assert looked == [[job_id]]  # the slot's run's one step, nothing at the commit
+    [finished] = executor.conn.sent
+    assert isinstance(finished, Finished) and finished.outcomes[0].outcome is Outcome.DONE
+    assert executor.handed == [] and states(registry) == {job_id: "done"}
 
 
 def test_a_job_of_a_slot_s_run_that_fails_is_recorded_and_the_run_goes_on(

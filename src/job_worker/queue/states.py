@@ -161,14 +161,15 @@ def mark_done_handing_off(
     worker_id: str,
     hand_off: HandOff,
     timing: Mapping[int, tuple[float, bool]] | None = None,
-) -> tuple[set[int], list[ClaimedJob]]:
+) -> tuple[set[int], list[ClaimedJob], bool]:
     """:func:`mark_done_many` for a worker's jobs of one channel, and the capacity they
     free handed to the channel's next due jobs, marked started by ``worker_id`` in this
     transaction (:meth:`~job_worker.db.jobstore.JobStore.finish_handing_off`): the ids
-    marked, and the jobs taken, in order."""
+    marked, the jobs taken, in order, and whether a job marked has dependents (their
+    cascade, after the hand-off looked, may have made some of them pending)."""
     rows = _finished_rows(finished, timing)
     marked, handed = _store(cr).finish_handing_off(cr, rows, worker_id, hand_off)
-    return _finished(cr, finished, marked), handed
+    return _finished(cr, finished, marked), handed, any(marked.values())
 
 
 def _finished_rows(

@@ -157,7 +157,10 @@ class Executor:
         this transaction only: to any other, the batch's own jobs still hold that weight),
         begun together as a batch's are (a second round trip), until the transaction is
         :data:`COMMIT_EVERY` old; it then hands the capacity on as above, and commits. A
-        channel at its limit drains a commit per transaction, not per job."""
+        run whose last round trip found no job for the slot commits without looking
+        again (a round trip less a job where jobs come one at a time), unless the jobs
+        that round trip marked released dependents. A channel at its limit drains a
+        commit per transaction, not per job."""
         registry = self.registry(db_index)
         store = jobstore.for_backend(registry.backend)
         session = self.sessions[db_index]
@@ -173,6 +176,7 @@ class Executor:
         committed: list[tuple[int, Any, float]] = []
         running: jobstore.ClaimedJob | None = None
         begun = False
+        hand_on = True  # whether the commit may hand the capacity on (see _end)
         commit_at = time.monotonic() + COMMIT_EVERY
         try:
             # the jobs' records are looked up with the begin, in the same round trip
@@ -200,7 +204,7 @@ class Executor:
                 slot = self._hand_off(db_index, batch, given, outcomes, finished, commit_at)
                 if slot is None:
                     break
-                unmarked, newly, taken = self._mark_done(
+                unmarked, newly, taken, cascaded = self._mark_done(
                     cr, finished, ended, marked, batch[given:], slot
                 )
                 if len(newly) < len(unmarked):  # a job of the batch was taken away meanwhile
@@ -209,6 +213,9 @@ class Executor:
                     break
                 marked |= newly
                 if not taken:
+                    # no due job fitted the slot just now: a hand-off at the commit would
+                    # find none either, but for the dependents this step released
+                    hand_on = cascaded
                     break
                 self._send(Handing(db_index, len(outcomes), taken))  # before they run
                 batch.extend(taken)
@@ -221,7 +228,7 @@ class Executor:
                 ours.update(more)
             if not rolled_back:
                 outcomes, committed = self._end(
-                    db_index, cr, batch, given, outcomes, finished, ended, marked
+                    db_index, cr, batch, given, outcomes, finished, ended, marked, hand_on
                 )
         except Exception as exc:
             # the connection broke, or the commit failed: nothing of the batch committed
@@ -257,18 +264,20 @@ class Executor:
         finished: list[tuple[int, Any, float]],
         ended: dict[int, float],
         marked: set[int],
+        hand_on: bool = True,
     ) -> tuple[list[JobOutcome], list[tuple[int, Any, float]]]:
         """End the batch's transaction: the jobs a slot's run took and did not run go
         back to pending; the finished jobs not marked yet are marked done, their
-        capacity handed on where it may be; commit. The outcomes, and the jobs
-        committed done."""
+        capacity handed on where it may be (not with ``hand_on`` false: the run's last
+        step found no job for the slot, and released none); commit. The outcomes, and
+        the jobs committed done."""
         serial = batch[given:]
         left = serial[len(outcomes) - given :] if len(outcomes) >= given else []
         if left:  # its time was up, or the worker stops: never committed started
             states.return_to_pending(cr, [job.id for job in left], worker_id=self.worker_id)
             outcomes.extend(JobOutcome(job.id, Outcome.LOST) for job in left)
-        hand_off = self._hand_off(db_index, batch, given, outcomes, finished)
-        unmarked, newly, self.handed = self._mark_done(
+        hand_off = self._hand_off(db_index, batch, given, outcomes, finished) if hand_on else None
+        unmarked, newly, self.handed, _cascaded = self._mark_done(
             cr, finished, ended, marked, serial, hand_off
         )
         if self.handed:  # told before the commit: a death right then loses nothing
@@ -286,22 +295,22 @@ class Executor:
         marked: set[int],
         serial: Sequence[jobstore.ClaimedJob],
         hand_off: jobstore.HandOff | None,
-    ) -> tuple[list[tuple[int, Any, float]], set[int], list[jobstore.ClaimedJob]]:
+    ) -> tuple[list[tuple[int, Any, float]], set[int], list[jobstore.ClaimedJob], bool]:
         """Mark the finished jobs not ``marked`` yet done, each dated when its code ended
         (and began, for a job a slot's run took: in ``serial``), handing their capacity
         on as ``hand_off`` says (None: not at all). The jobs it had to mark, those it
-        marked (fewer if one was taken away meanwhile), and the jobs it took."""
+        marked (fewer if one was taken away meanwhile), the jobs it took, and whether a
+        job it marked has dependents (their cascade came after the hand-off)."""
         unmarked = [row for row in finished if row[0] not in marked]
         now = time.monotonic()
         taken = {job.id for job in serial}
         timing = {row[0]: (max(now - ended[row[0]], 0.0), row[0] in taken) for row in unmarked}
         if hand_off is None:
             newly = states.mark_done_many(cr, unmarked, worker_id=self.worker_id, timing=timing)
-            return unmarked, newly, []
-        newly, handed = states.mark_done_handing_off(
+            return unmarked, newly, [], False
+        return unmarked, *states.mark_done_handing_off(
             cr, unmarked, worker_id=self.worker_id, hand_off=hand_off, timing=timing
         )
-        return unmarked, newly, handed
 
     def _hand_off(
         self,
