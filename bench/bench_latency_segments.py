@@ -33,15 +33,12 @@ the same hour, not with other days.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_worker import (
-    ROOT,
     _worker_up,
     count_state,
     cpu_of_tree,
@@ -50,6 +47,7 @@ from bench_worker import (
     percentile,
     reset,
     set_default_limit,
+    start_worker,
     stop_worker,
     wait,
 )
@@ -69,31 +67,6 @@ SEGMENTS = (
     "begin",
     "first line",
 )
-
-
-def start_worker(url: str, concurrency: int, probe_dir: str) -> subprocess.Popen:
-    """``job-worker worker`` with the probe in each of its processes."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "job_worker",
-            "worker",
-            "--database",
-            url,
-            "--load",
-            "latency_probe_app",
-            "--concurrency",
-            str(concurrency),
-            "--log-level",
-            "WARNING",
-        ],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(PROBE), str(ROOT / "src")]),
-            "LATENCY_PROBE_DIR": probe_dir,
-        },
-    )
 
 
 def read_probe(probe_dir: str) -> dict[float, dict[str, list[float]]]:
@@ -147,7 +120,13 @@ def main() -> None:
             partner_id = (
                 api.Environment(cr, SUPERUSER_ID, {})["res.partner"].create({"name": "latency"}).id
             )
-        process = start_worker(url, args.concurrency, probe_dir)
+        process = start_worker(
+            url,
+            args.concurrency,
+            modules=("latency_probe_app",),
+            paths=(str(PROBE),),
+            env={"LATENCY_PROBE_DIR": probe_dir},
+        )
         called: dict[float, float] = {}
         try:
             wait(lambda: _worker_up(registry), 60, "the worker")

@@ -161,8 +161,18 @@ def set_default_limit(registry: Registry, limit: int) -> None:
 BATCH: int | None = None
 
 
-def start_worker(url: str, concurrency: int) -> subprocess.Popen:
+def start_worker(
+    url: str,
+    concurrency: int,
+    *,
+    modules: tuple[str, ...] = (),
+    paths: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """``job-worker worker`` on this checkout's code, loading ``modules`` found on
+    ``paths``, with ``env`` added to its environment."""
     batch = [] if BATCH is None else ["--batch", str(BATCH)]
+    load = [arg for module in modules for arg in ("--load", module)]
     return subprocess.Popen(
         [
             sys.executable,
@@ -174,10 +184,15 @@ def start_worker(url: str, concurrency: int) -> subprocess.Popen:
             "--concurrency",
             str(concurrency),
             *batch,
+            *load,
             "--log-level",
             "WARNING",
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join([*paths, str(ROOT / "src")]),
+        },
     )
 
 
