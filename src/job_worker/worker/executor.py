@@ -214,7 +214,8 @@ class Executor:
                 marked |= newly
                 if not taken:
                     # no due job fitted the slot just now: a hand-off at the commit would
-                    # find none either, but for the dependents this step released
+                    # find none either, but for the dependents this step released (and a
+                    # job with a timeout, which the claim after the outcome takes)
                     hand_on = cascaded
                     break
                 self._send(Handing(db_index, len(outcomes), taken))  # before they run
