@@ -10,11 +10,11 @@ right before the enqueue call. The worker runs with ``bench/latency_probe`` on i
 
 - ``enqueue call``: the call, its commit included (beside the chain, for comparison);
 - ``woken``: from before the call to the supervisor's wake-up by the ``NOTIFY``
-  (the enqueue's commit flushed, the listener's message read);
+  (the enqueue's commit flushed, the listener's socket ready);
 - ``claim sent``: the supervisor's Python from its wake-up to the claim's message;
 - ``claim``: the claim's round trip;
-- ``to the pipe``: the claim's rows read, the job dealt out, its message written;
-- ``pipe``: until the executor has it;
+- ``to the pipe``: the claim's rows read, the job dealt out;
+- ``pipe``: its message made and written, until the executor's run of it begins;
 - ``begin sent``, ``begin``: the executor's Python to its begin, and the begin's
   round trip (run lock, check, records);
 - ``first line``: from the begin to the job's first line;
@@ -22,9 +22,10 @@ right before the enqueue call. The worker runs with ``bench/latency_probe`` on i
 
 The slowest jobs are listed with their segments: which step holds the tail. Then the
 CPU a job of the worker's processes and of their PostgreSQL backends over the measured
-jobs: the work each job costs when jobs come one at a time. The
-probe's own cost is a few microseconds a step; compare totals with the harness run in
-the same hour, not with other days.
+jobs: the work each job costs when jobs come one at a time. The probe's own cost is
+tens of microseconds a step on a CPU woken from sleep (a clock read, the job's key
+read from its arguments); compare totals with the harness run in the same hour, not
+with other days.
 
     python bench/bench_latency_segments.py [--database postgresql://127.0.0.1:5432/postgres]
         [--jobs 300] [--interval 0.02] [--concurrency 2] [--slowest 8]
