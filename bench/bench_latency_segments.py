@@ -34,6 +34,7 @@ with other days.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -169,6 +170,7 @@ def main() -> None:
         )
     finally:
         drop_database(dropping)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def report(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
