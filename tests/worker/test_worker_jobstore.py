@@ -421,6 +421,43 @@ def test_enqueue_notifies_listeners_at_commit_only(registry, store, db_url):
         listener.close()
 
 
+def test_a_commit_that_releases_dependents_wakes_idle_workers(registry, store, claim, db_url):
+    """A parent done makes its dependent pending: the commit wakes every idle worker as
+    an enqueue does (PostgreSQL: the NOTIFY; SQLite: this process's wake-up hooks), not
+    only the worker whose job it was, which may have no slot free."""
+    import time
+
+    with registry.cursor() as cr:
+        task = api.Environment(cr, SUPERUSER_ID, {})["workerapp.task"]
+        parent, child = task.delayable().record("parent"), task.delayable().record("child")
+        parent.on_done(child)
+        parent.delay()
+    [job] = claim(10).jobs
+    assert job.id == parent._job.id
+    hooked: list[bool] = []
+    unhook = jobstore.on_local_enqueue(registry.backend.url, lambda: hooked.append(True))
+    listener = store.listener()
+    listener.open()
+    try:
+        listener.woken()  # the enqueue's
+        with registry.cursor() as cr:
+            assert states.mark_done(cr, job.id, None, worker_id="w1")
+            assert not hooked
+        assert query(registry, "SELECT state FROM queue_job WHERE id = %s", (child._job.id,)) == [
+            ("pending",)
+        ]
+        if db_url.startswith("postgresql"):
+            deadline = time.monotonic() + 5
+            while not listener.woken():
+                assert time.monotonic() < deadline, "no wake-up after the dependent's release"
+                time.sleep(0.01)
+        else:  # SQLite's poll sees any commit: its in-process wake-up is the hook
+            assert hooked == [True]
+    finally:
+        listener.close()
+        unhook()
+
+
 def test_listener_tells_a_change_of_the_periodic_jobs_from_an_enqueue(registry, store, db_url):
     """PostgreSQL: an enqueue wakes claims and says nothing of the crons; a change of a
     cron says that and wakes no claim. SQLite's poll cannot tell: any change says both."""

@@ -473,6 +473,9 @@ def _apply(
 ) -> None:
     if ready:
         store.release(cr, ready)
+        # pending from the commit on: every idle worker is woken, as by an enqueue (not
+        # only the one whose job released them, which may have no slot free)
+        store.notify_at_commit(cr)
     if back:  # pending jobs re-evaluated after a requeue of their parent
         store.wait_back(cr, back)
     now = store.now(cr) if any(state == "failed" for state, _parent in decided) else None
