@@ -346,7 +346,8 @@ class PostgresCursor(Cursor):
                 for batch in inlined:
                     exc.add_note(batch.failure_note())
                 raise
-            for (table, refill), rows in zip(refills, results[len(collected) :], strict=False):
+            taken = results[len(collected) : len(collected) + len(refills)]
+            for (table, refill), rows in zip(refills, taken, strict=True):
                 blocks.refill(table, [row[0] for row in rows], refill.after)
 
         self._collected, self._inlined = collected, inlined
